@@ -412,7 +412,7 @@ def _load_clip(
     tokenizer = open_clip.get_tokenizer(arch)
     names = list(class_names) if class_names else _imagenet_names()
     head = build_text_head(clip_model.eval(), tokenizer, names, templates)
-    scale = float(clip_model.logit_scale.exp()) if hasattr(clip_model, "logit_scale") else 100.0
+    scale = float(clip_model.logit_scale.detach().exp()) if hasattr(clip_model, "logit_scale") else 100.0
     model = ZeroShotClassifier(clip_model.visual, head, scale)
     size = clip_model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
