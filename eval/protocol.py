@@ -1,0 +1,111 @@
+"""The paper's evaluation protocol (thesis 6.3.1-6.3.2, appendix E.1.4) as testable pieces.
+
+* :func:`select_pairs` picks concept-style pairs from a sensitivity table: the concept affects at least
+  ``min_classes`` classes, each with the concept in at least ``min_presence`` of its test images and an
+  accuracy drop of at least ``min_drop``, leaving out excluded concept-class pairs.
+* :func:`split_pair` draws N exemplars from one target class and splits every other image with the
+  concept 30/70 into validation and test, per class.
+* :func:`choose_setting` picks a method's hyperparameters on validation among settings whose clean
+  accuracy drop stays within the budget; when none qualifies the method makes no change.
+
+Example:
+    >>> cfg = ProtocolConfig(min_classes=3, min_presence=0.2, min_drop=0.15)
+    >>> pairs = select_pairs(sensitivity_table, cfg)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class ProtocolConfig:
+    min_classes: int = 3
+    min_presence: float = 0.20
+    min_drop: float = 0.15
+    exclude: list[tuple[str, str]] = field(default_factory=list)  # (concept, class) pairs to leave out
+    val_fraction: float = 0.30
+    max_clean_drop: float = 0.0025
+    seed: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ProtocolConfig":
+        d = json.loads(text)
+        d["exclude"] = [tuple(x) for x in d.get("exclude", [])]
+        return cls(**d)
+
+
+def select_pairs(table: pd.DataFrame, cfg: ProtocolConfig) -> pd.DataFrame:
+    """Concept-style pairs that qualify, one row per (concept, style) with its affected classes.
+
+    ``table`` has one row per concept x style x class with columns ``concept, style, class_name,
+    presence`` (fraction of the class's images containing the concept) and ``drop`` (accuracy drop).
+    """
+    need = {"concept", "style", "class_name", "presence", "drop"}
+    missing = need - set(table.columns)
+    if missing:
+        raise ValueError(f"sensitivity table lacks columns {sorted(missing)}")
+    excluded = {(c, k) for c, k in cfg.exclude}
+    keep = table[(table["presence"] >= cfg.min_presence) & (table["drop"] >= cfg.min_drop)]
+    keep = keep[[(c, k) not in excluded for c, k in zip(keep["concept"], keep["class_name"])]]
+    rows = []
+    for (concept, style), g in keep.groupby(["concept", "style"], sort=True):
+        if g["class_name"].nunique() >= cfg.min_classes:
+            rows.append({"concept": concept, "style": style, "classes": sorted(g["class_name"].unique()),
+                         "n_classes": int(g["class_name"].nunique()), "mean_drop": float(g["drop"].mean())})
+    return pd.DataFrame(rows, columns=["concept", "style", "classes", "n_classes", "mean_drop"])
+
+
+@dataclass(frozen=True)
+class PairSplit:
+    target_class: Any
+    exemplars: list[int]
+    val: list[int]
+    test: list[int]
+
+
+def split_pair(indices: Sequence[int], labels: Sequence[Any], candidates: Sequence[Any], n_exemplars: int,
+               val_fraction: float = 0.30, seed: int = 0) -> PairSplit:
+    """Exemplars from one target class drawn at random among ``candidates``; the rest split per class.
+
+    ``indices``/``labels``: the images that contain the concept and their classes.
+    """
+    if len(indices) != len(labels):
+        raise ValueError("indices and labels must have the same length")
+    rng = np.random.default_rng(seed)
+    idx = np.asarray(indices)
+    lab = np.asarray(labels, dtype=object)
+    eligible = [c for c in candidates if (lab == c).sum() > n_exemplars]
+    if not eligible:
+        raise ValueError(f"no candidate class has more than {n_exemplars} images with the concept")
+    target = eligible[int(rng.integers(len(eligible)))]
+    pool = idx[lab == target]
+    ex = sorted(rng.choice(pool, size=n_exemplars, replace=False).tolist())
+    rest_mask = ~np.isin(idx, ex)
+    val, test = [], []
+    for c in sorted(set(lab[rest_mask].tolist()), key=str):
+        members = idx[rest_mask & (lab == c)].copy()
+        rng.shuffle(members)
+        k = int(round(val_fraction * len(members)))
+        val += members[:k].tolist()
+        test += members[k:].tolist()
+    return PairSplit(target, ex, sorted(val), sorted(test))
+
+
+def choose_setting(results: Sequence[Mapping[str, Any]], max_clean_drop: float = 0.0025,
+                   score: str = "val_corrected", clean_drop: str = "clean_drop") -> Mapping[str, Any] | None:
+    """The setting with the best validation score among those within the clean-accuracy budget.
+
+    Returns ``None`` when none qualifies: the method then makes no change. Ties keep the first setting.
+    """
+    ok = [r for r in results if r[clean_drop] <= max_clean_drop + 1e-12 and not np.isnan(r[score])]
+    if not ok:
+        return None
+    return max(ok, key=lambda r: r[score])

@@ -1,0 +1,97 @@
+"""A results folder that survives crashes: one JSON file per finished cell, written atomically.
+
+A harness (or a sweep) is a set of independent *cells*. Each cell has parameters; its id is a stable
+hash of them. ``ResultStore.run(cells, fn)`` skips cells already written, writes each new result once
+(temp file + rename, so a killed run never leaves a half-written file) and ``table()`` reads every cell
+back as one tidy pandas DataFrame. The folder's ``manifest.json`` records the configuration, seeds and
+package versions.
+
+Example:
+    >>> store = ResultStore("results/run1", config={"seed": 0})
+    >>> store.run([{"lr": 1e-3}, {"lr": 1e-4}], lambda p: [{"lr": p["lr"], "acc": 0.9}])
+    >>> store.table()
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from modeledit.provenance import package_versions
+
+log = logging.getLogger(__name__)
+
+
+def cell_id(params: Mapping[str, Any]) -> str:
+    """A stable id for a cell's parameters (order-independent)."""
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, p)
+
+
+class ResultStore:
+    """One folder of cell results; see the module docstring."""
+
+    def __init__(self, root: str | os.PathLike, config: Mapping[str, Any] | None = None) -> None:
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+        manifest = self.root / "manifest.json"
+        if config is not None:
+            old = json.loads(manifest.read_text()) if manifest.is_file() else None
+            if old is not None and old.get("config") != json.loads(json.dumps(dict(config), default=str)):
+                raise ValueError(
+                    f"{self.root} holds results of another configuration; use a new --out folder or delete it"
+                )
+            if old is None:
+                write_json_atomic(manifest, {"config": dict(config), "versions": package_versions()})
+
+    def path(self, params: Mapping[str, Any]) -> Path:
+        return self.cells_dir / f"{cell_id(params)}.json"
+
+    def done(self, params: Mapping[str, Any]) -> bool:
+        return self.path(params).is_file()
+
+    def write(self, params: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], **extra: Any) -> None:
+        write_json_atomic(self.path(params), {"params": dict(params), "rows": [dict(r) for r in rows], **extra})
+
+    def read(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return json.loads(self.path(params).read_text())
+
+    def pending(self, cells: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        return [c for c in cells if not self.done(c)]
+
+    def run(self, cells: Sequence[Mapping[str, Any]], fn: Callable[[Mapping[str, Any]], Sequence[Mapping[str, Any]]],
+            progress: bool = True) -> pd.DataFrame:
+        """Compute the cells not yet written (in order), writing each as soon as it is done."""
+        from tqdm.auto import tqdm
+
+        todo = self.pending(cells)
+        if len(todo) < len(cells):
+            log.info("resuming: %d of %d cells already done", len(cells) - len(todo), len(cells))
+        for params in tqdm(todo, desc=self.root.name, disable=not progress, unit="cell"):
+            self.write(params, fn(params))
+        return self.table()
+
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for f in sorted(self.cells_dir.glob("*.json")):
+            cell = json.loads(f.read_text())
+            rows.extend(cell["rows"])
+        return pd.DataFrame(rows)
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.root / "manifest.json"
+        return json.loads(path.read_text()) if path.is_file() else {}

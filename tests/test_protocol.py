@@ -1,0 +1,100 @@
+"""The protocol's rules checked against hand-computed cases."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from modeledit.eval.metrics import accuracy_drop_ci, error_counts, errors_corrected
+from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair
+from modeledit.eval.results import ResultStore
+
+
+def test_errors_corrected_by_hand():
+    # originals right for 0..3; transformed wrong before for 0,1,2; after, only 2 stays wrong; 4 is ignored
+    orig = [1, 1, 1, 1, 0]
+    pre = [0, 0, 0, 1, 0]
+    post = [1, 1, 0, 1, 1]
+    assert error_counts(orig, pre, post) == (3, 1)
+    assert errors_corrected(orig, pre, post) == pytest.approx(2 / 3)
+    # a method that adds errors scores below zero
+    assert errors_corrected([1, 1], [0, 1], [0, 0]) == pytest.approx(-1.0)
+    assert math.isnan(errors_corrected([1], [1], [1]))
+
+
+def test_accuracy_drop_ci_contains_value_and_is_paired():
+    ci = accuracy_drop_ci([1] * 80 + [0] * 20, [1] * 50 + [0] * 50, n_boot=500)
+    assert ci.value == pytest.approx(0.30)
+    assert ci.low < 0.30 < ci.high
+    same = accuracy_drop_ci([1, 0, 1, 1], [1, 0, 1, 1])
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same non-zero number"):
+        accuracy_drop_ci([1, 0], [1])
+
+
+def _table():
+    rows = []
+    # road/snow: cars, trucks, buses qualify; boats drop but the concept is rare there
+    for cls, presence, drop in [("car", 0.9, 0.4), ("truck", 0.8, 0.3), ("bus", 0.5, 0.16), ("boat", 0.1, 0.5), ("cat", 0.3, 0.02)]:
+        rows.append(dict(concept="road", style="snow", class_name=cls, presence=presence, drop=drop))
+    # grass/snow: only two classes qualify
+    for cls, presence, drop in [("cow", 0.9, 0.3), ("sheep", 0.9, 0.2), ("car", 0.3, 0.1)]:
+        rows.append(dict(concept="grass", style="snow", class_name=cls, presence=presence, drop=drop))
+    return pd.DataFrame(rows)
+
+
+def test_select_pairs_rule():
+    out = select_pairs(_table(), ProtocolConfig())
+    assert list(out["concept"]) == ["road"]
+    assert out.iloc[0]["classes"] == ["bus", "car", "truck"]
+    # excluding one concept-class pair drops road below three classes
+    assert select_pairs(_table(), ProtocolConfig(exclude=[("road", "bus")])).empty
+    assert list(select_pairs(_table(), ProtocolConfig(min_classes=2))["concept"]) == ["grass", "road"]
+
+
+def test_split_pair_30_70_per_class():
+    idx = list(range(40))
+    labels = ["car"] * 13 + ["truck"] * 10 + ["cat"] * 17
+    s = split_pair(idx, labels, candidates=["car"], n_exemplars=3, seed=1)
+    assert s.target_class == "car" and len(s.exemplars) == 3
+    assert all(labels[i] == "car" for i in s.exemplars)
+    assert sorted(s.exemplars + s.val + s.test) == idx
+    assert not set(s.val) & set(s.test)
+    # per class: car 10 left -> 3 val, truck 10 -> 3, cat 17 -> 5
+    by = lambda part, c: sum(labels[i] == c for i in part)
+    assert (by(s.val, "car"), by(s.val, "truck"), by(s.val, "cat")) == (3, 3, 5)
+    assert split_pair(idx, labels, ["car"], 3, seed=1) == s
+    with pytest.raises(ValueError, match="more than 20"):
+        split_pair(idx, labels, ["car"], 20)
+
+
+def test_choose_setting_budget():
+    res = [
+        {"lr": 1, "val_corrected": 0.9, "clean_drop": 0.01},
+        {"lr": 2, "val_corrected": 0.5, "clean_drop": 0.002},
+        {"lr": 3, "val_corrected": 0.6, "clean_drop": 0.0025},
+        {"lr": 4, "val_corrected": float("nan"), "clean_drop": 0.0},
+    ]
+    assert choose_setting(res)["lr"] == 3
+    assert choose_setting(res, max_clean_drop=0.05)["lr"] == 1
+    assert choose_setting(res[:1]) is None
+
+
+def test_result_store_resumes_and_refuses_other_config(tmp_path):
+    calls = []
+
+    def fn(p):
+        calls.append(p["x"])
+        return [{"x": p["x"], "y": p["x"] ** 2}]
+
+    store = ResultStore(tmp_path / "r", config={"seed": 0})
+    cells = [{"x": i} for i in range(4)]
+    store.run(cells[:2], fn, progress=False)
+    table = ResultStore(tmp_path / "r", config={"seed": 0}).run(cells, fn, progress=False)
+    assert calls == [0, 1, 2, 3]
+    assert sorted(table["y"]) == [0, 1, 4, 9]
+    assert not list((tmp_path / "r" / "cells").glob(".*tmp"))
+    assert "torch" in store.manifest()["versions"]
+    with pytest.raises(ValueError, match="another configuration"):
+        ResultStore(tmp_path / "r", config={"seed": 1})
