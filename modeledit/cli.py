@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "layers": ("modeledit.commands.layers", "list a model's edit sites"),
     "predict": ("modeledit.commands.predict", "top-5 predictions for image files"),
     "models": ("modeledit.commands.models", "list the model names load_model knows"),
+    "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
 }
 
 
