@@ -1,0 +1,145 @@
+"""Run a grid of independent cells in-process or as Ray tasks, writing each result once.
+
+A sweep is ``cells`` (parameter dicts) and a *runner factory*: a picklable callable that builds, once
+per worker, the function that computes one cell (so models and statistics load once per worker, not per
+cell). The driver writes every result through :class:`ResultStore` atomically; a rerun skips finished
+cells; a cell whose worker fails or dies is retried on a fresh worker, and reported if it still fails.
+
+Example:
+    >>> ex = get_executor("ray", address=None, workers=2)
+    >>> ex.run(cells, RunnerFactory(...), store)
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from tqdm.auto import tqdm
+
+from modeledit.eval.results import ResultStore
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[Mapping[str, Any]], Sequence[Mapping[str, Any]]]
+
+
+@dataclass
+class SweepReport:
+    done: int = 0
+    skipped: int = 0
+    retried: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class LocalExecutor:
+    """Cells one after another in this process."""
+
+    name = "local"
+
+    def __init__(self, max_retries: int = 1) -> None:
+        self.max_retries = max_retries
+
+    def run(self, cells: Sequence[Mapping[str, Any]], factory: Callable[[], Runner], store: ResultStore) -> SweepReport:
+        report = SweepReport(skipped=len(cells) - len(store.pending(cells)))
+        todo = store.pending(cells)
+        if not todo:
+            return report
+        runner = factory()
+        for params in tqdm(todo, desc="cells", unit="cell"):
+            for attempt in range(self.max_retries + 1):
+                try:
+                    store.write(params, runner(params))
+                    report.done += 1
+                    break
+                except Exception as exc:  # noqa: BLE001 - a cell's failure is recorded, the sweep goes on
+                    if attempt < self.max_retries:
+                        report.retried.append(str(params))
+                        runner = factory()
+                        continue
+                    report.failed[str(params)] = f"{type(exc).__name__}: {exc}"
+                    log.error("cell %s failed: %s", params, exc)
+        return report
+
+
+class RayExecutor:
+    """Cells as tasks on Ray actors (one runner per actor); a local Ray instance unless ``address`` is given."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int = 2, max_retries: int = 2, cpus_per_worker: float = 1.0) -> None:
+        self.address, self.workers, self.max_retries, self.cpus = address, workers, max_retries, cpus_per_worker
+
+    def run(self, cells: Sequence[Mapping[str, Any]], factory: Callable[[], Runner], store: ResultStore) -> SweepReport:
+        from modeledit.models import optional_import
+
+        ray = optional_import("ray", "ray")
+        report = SweepReport(skipped=len(cells) - len(store.pending(cells)))
+        todo = list(store.pending(cells))
+        if not todo:
+            return report
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=self.address, num_cpus=None if self.address else max(self.workers, 1),
+                     include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        try:
+            self._drive(ray, todo, factory, store, report)
+        finally:
+            if started:
+                ray.shutdown()
+        return report
+
+    def _drive(self, ray: Any, todo: list, factory: Callable[[], Runner], store: ResultStore, report: SweepReport) -> None:
+        @ray.remote(num_cpus=self.cpus)
+        class Worker:
+            def __init__(self, factory: Callable[[], Runner]) -> None:
+                self.runner = factory()
+
+            def run(self, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+                return self.runner(params)
+
+        n = min(self.workers, len(todo))
+        actors = [Worker.remote(factory) for _ in range(n)]
+        attempts: dict[int, int] = {}
+        queue = list(range(len(todo)))
+        running: dict[Any, tuple[int, int]] = {}  # object ref -> (cell position, actor slot)
+        free = list(range(n))
+        bar = tqdm(total=len(todo), desc="cells (ray)", unit="cell")
+        while queue or running:
+            while queue and free:
+                pos, slot = queue.pop(0), free.pop(0)
+                running[actors[slot].run.remote(todo[pos])] = (pos, slot)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            ref = ready[0]
+            pos, slot = running.pop(ref)
+            params = todo[pos]
+            try:
+                store.write(params, ray.get(ref))
+                report.done += 1
+                bar.update(1)
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as exc:
+                attempts[pos] = attempts.get(pos, 0) + 1
+                if isinstance(exc, ray.exceptions.RayActorError):
+                    actors[slot] = Worker.remote(factory)  # the worker died: replace it
+                if attempts[pos] <= self.max_retries:
+                    report.retried.append(str(params))
+                    log.warning("cell %s failed (%s); retrying", params, type(exc).__name__)
+                    queue.append(pos)
+                else:
+                    report.failed[str(params)] = f"{type(exc).__name__}: {exc}"
+                    log.error("cell %s failed after %d attempts", params, attempts[pos])
+                    bar.update(1)
+            free.append(slot)
+        bar.close()
+
+
+EXECUTORS: dict[str, Callable[..., Any]] = {"local": LocalExecutor, "ray": RayExecutor}
+
+
+def get_executor(name: str, **kwargs: Any) -> LocalExecutor | RayExecutor:
+    """``local`` or ``ray`` (kwargs: address, workers, max_retries)."""
+    if name not in EXECUTORS:
+        raise KeyError(f"unknown executor {name!r}; valid: {sorted(EXECUTORS)}")
+    if name == "local":
+        kwargs = {k: v for k, v in kwargs.items() if k == "max_retries"}
+    return EXECUTORS[name](**kwargs)
