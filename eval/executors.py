@@ -12,6 +12,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -80,7 +82,9 @@ class RayExecutor:
             return report
         started = not ray.is_initialized()
         if started:
-            ray.init(address=self.address, num_cpus=None if self.address else max(self.workers, 1),
+            # a local instance's workers see the driver's import path, so runners defined anywhere load there
+            env = None if self.address else {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+            ray.init(address=self.address, num_cpus=None if self.address else max(self.workers, 1), runtime_env=env,
                      include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
         try:
             self._drive(ray, todo, factory, store, report)
