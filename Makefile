@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.modeledit-installed
 
-.PHONY: demo test venv bench clean-venv
+.PHONY: demo test venv bench clean-venv browser
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/modeledit demo --out report/
 
-test: $(STAMP)
+# the report test opens pages in Debian's headless chromium
+browser:
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; else echo "install Debian's chromium (sudo apt-get install chromium) for the browser test"; fi; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q -ra tests
 
 bench: $(STAMP)

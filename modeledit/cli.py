@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "layers": ("modeledit.commands.layers", "list a model's edit sites"),
     "predict": ("modeledit.commands.predict", "top-5 predictions for image files"),
     "models": ("modeledit.commands.models", "list the model names load_model knows"),
+    "world": ("modeledit.commands.world", "the benchmark world: info, render samples, train classifiers, measure context reliance"),
+    "report": ("modeledit.commands.report", "build the HTML report from harness outputs"),
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
 }
 

@@ -1,0 +1,49 @@
+"""The report page opens in a real headless browser with every picture loaded and its numbers shown."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modeledit.eval.report import build_report, write_summary
+
+from browser import chromium, dump_dom
+
+
+def _fake_harness(folder, kind, value):
+    folder.mkdir(parents=True)
+    Image.fromarray((np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)).save(folder / "fig.png")
+    write_summary(folder, kind, f"{kind} results", {"errors corrected (target)": value},
+                  tables=[{"title": "t", "columns": ["a", "b"], "rows": [{"a": 1, "b": value}]}],
+                  figures=[("fig.png", "a figure")])
+
+
+def test_build_report_collects_summaries(tmp_path):
+    _fake_harness(tmp_path / "sens", "sensitivity", 0.25)
+    _fake_harness(tmp_path / "bench", "bench", 0.731)
+    page = build_report(tmp_path)
+    text = page.read_text()
+    assert text.index("sensitivity results") < text.index("bench results")
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [s["numbers"]["errors corrected (target)"] for s in data["sections"]] == [0.25, 0.731]
+
+
+def test_report_missing_folder_and_empty(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        build_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no harness results"):
+        build_report(tmp_path / "empty")
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian chromium not installed (make test installs it)")
+def test_report_loads_in_headless_chromium(tmp_path):
+    _fake_harness(tmp_path / "sens", "sensitivity", 0.25)
+    _fake_harness(tmp_path / "bench", "bench", 0.731)
+    dom = dump_dom(build_report(tmp_path))
+    m = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
+    assert m and m.group(1) == m.group(2) == "2", m
+    assert "0.731" in dom
