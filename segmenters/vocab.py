@@ -98,8 +98,11 @@ def _norm(name: str) -> str:
     return " ".join(str(name).strip().lower().replace("_", " ").split())
 
 
-def canonical_concept(name: str) -> str:
+def canonical_concept(name: str, strict: bool = True) -> str:
     """Map a concept name or synonym to its canonical vocabulary name; KeyError with close matches if unknown.
+
+    ``strict=False`` (for names read from a model's or a file's own category list) registers an unknown
+    name instead of raising.
 
     Example:
         >>> canonical_concept("tvmonitor")
@@ -110,6 +113,9 @@ def canonical_concept(name: str) -> str:
     n = _norm(name)
     n = SYNONYMS.get(n, n)
     if n in _BASE or n in _EXTRA:
+        return n
+    if not strict:
+        register_concepts([n], source="data")
         return n
     from modeledit.models import close_matches
 
