@@ -83,3 +83,53 @@ def plot_class_rules(table: pd.DataFrame, class_name: str, path: str | os.PathLi
     ax.set_title(f"prediction rules of '{class_name}'")
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def _bars(ax, frame: pd.DataFrame, groups: list[str], series: list[tuple[str, str]]) -> None:
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(groups))
+    for k, (col, label) in enumerate(series):
+        vals = [100 * frame.loc[g, col] if g in frame.index else np.nan for g in groups]
+        ax.bar(x + k * width, vals, width, label=label)
+    ax.set_xticks(x + 0.4 - width / 2, groups, rotation=20, ha="right")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.legend(fontsize=7)
+
+
+def plot_methods(summary: pd.DataFrame, path: str | os.PathLike, title: str = "errors corrected (test)") -> Path:
+    """Figure 6-3: errors corrected per method, target vs other classes, same style vs held-out style images."""
+    plt = _plt()
+    cols = ["test_target_corrected", "test_other_corrected", "heldout_target_corrected", "heldout_other_corrected"]
+    m = summary.groupby("method")[cols].mean()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    _bars(ax, m, list(m.index), [(cols[0], "target, same style image"), (cols[1], "other classes, same style image"),
+                                 (cols[2], "target, held-out style images"), (cols[3], "other classes, held-out")])
+    ax.set_ylabel("% of errors corrected")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_budget(curve: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Figure 6-4: errors corrected on other classes vs the clean-accuracy drop allowed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for method, g in curve.groupby("method"):
+        ax.plot(100 * g["budget"], 100 * g["test_other_corrected"], marker="o", label=method)
+    ax.set_xlabel("allowed clean accuracy drop (pp)")
+    ax.set_ylabel("% errors corrected (other classes)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_vs(summary: pd.DataFrame, by: str, path: str | os.PathLike, xlabel: str) -> Path:
+    """Figures 6-7 / 6-8 / 6-9: errors corrected (other classes) against ``by`` (site, exemplars, ...), per method."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for method, g in summary.groupby("method"):
+        s = g.groupby(by)["test_other_corrected"].mean()
+        ax.plot([str(v) for v in s.index], 100 * s.values, marker="o", label=method)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("% errors corrected (other classes)")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,379 @@
+"""Editing vs fine-tuning with the paper's protocol (thesis 6.3.1-6.3.2, appendix E.1.3-E.1.4).
+
+For each concept-style pair (chosen from a sensitivity table by :func:`~modeledit.eval.protocol.select_pairs`
+or given), each exemplar count and seed: N exemplars from one random target class are restyled with the
+style's first image; every other image with the concept is split 30/70 into validation and test; test
+sets exist in the exemplars' style image and in held-out images of the same style. Every method (the
+rewrite with either solver and its ablations, local and global fine-tuning) is run over edit sites x its
+own hyperparameter grid; each run is one crash-safe *cell*. :func:`summarize` then picks, per pair and
+method, the setting with the most validation errors corrected among those whose clean accuracy drops by
+at most the budget (none qualifying: the method makes no change) and reports its test numbers.
+
+Example:
+    >>> cfg = BenchConfig(model="world_vgg", pairs=[["road", "snow"]], n_exemplars=[3])
+    >>> table = run_bench(cfg, out_dir="results/bench")
+    >>> summarize(table, cfg)
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from modeledit.eval.metrics import error_counts, errors_corrected
+from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair
+from modeledit.eval.results import ResultStore
+
+log = logging.getLogger(__name__)
+
+PAPER_FINETUNE_GRID = ((1e-2, 500), (1e-3, 500), (1e-4, 500), (1e-5, 800), (1e-6, 800))
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method of the comparison: how to build its Edit and which hyperparameter settings to try."""
+
+    name: str
+    kind: str                                   # "rewrite" or "finetune"
+    base: Mapping[str, Any]                     # EditConfig / FinetuneConfig fields fixed for the method
+    grid_field: str | None = None               # BenchConfig field holding the (lr, steps) grid, if any
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("edit", "rewrite", {"solver": "closed_form", "rank": 1, "mode": "whole"}),
+    Method("edit_adam", "rewrite", {"solver": "adam", "rank": 1, "mode": "whole"}, "adam_grid"),
+    Method("edit_full", "rewrite", {"solver": "closed_form", "rank": "full", "mode": "whole"}),
+    Method("edit_masked", "rewrite", {"solver": "closed_form", "rank": 1, "mode": "masked"}),
+    Method("finetune_local", "finetune", {"scope": "local"}, "finetune_grid"),
+    Method("finetune_global", "finetune", {"scope": "global"}, "finetune_grid"),
+)}
+
+
+@dataclass
+class BenchConfig:
+    model: str = "world_vgg"
+    weights: str | None = None
+    dataset: str = "world:test"
+    clean: str = "world:val:600"
+    stats_dataset: str = "world:train:1500"
+    pairs: list[list[str]] = field(default_factory=list)       # [[concept, style], ...]; empty: select
+    sensitivity: str | None = None                             # a sensitivity table.csv to select pairs from
+    max_pairs: int = 3
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    n_exemplars: list[int] = field(default_factory=lambda: [3])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global"])
+    sites: list[str] = field(default_factory=lambda: ["-1"])
+    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [list(g) for g in PAPER_FINETUNE_GRID])
+    adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000], [1e-4, 20000]])
+    exemplar_style_image: int = 0
+    heldout_style_images: list[int] = field(default_factory=lambda: [1, 2])
+    segmenter: str = "oracle"
+    stylizer: str = "magenta"
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if isinstance(self.protocol, Mapping):
+            self.protocol = ProtocolConfig(**self.protocol)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise KeyError(f"unknown methods {unknown}; valid: {sorted(METHODS)}")
+        if any(n < 1 for n in self.n_exemplars):
+            raise ValueError(f"exemplar counts must be positive, got {self.n_exemplars}")
+        if self.exemplar_style_image in self.heldout_style_images:
+            raise ValueError("the exemplars' style image cannot also be a held-out style image")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "BenchConfig":
+        return cls(**json.loads(text))
+
+    def settings(self, method: str) -> list[dict[str, Any]]:
+        """The hyperparameter settings tried for ``method`` (besides the site)."""
+        m = METHODS[method]
+        if m.grid_field is None:
+            return [{}]
+        return [{"lr": float(lr), "steps": int(steps)} for lr, steps in getattr(self, m.grid_field)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# one worker's state: the model, the images, the pairs' counterfactuals, cached across cells
+
+
+@dataclass
+class PairData:
+    concept: str
+    style: str
+    target_class: int
+    exemplars: list[int]
+    val: list[int]
+    test: list[int]
+    originals: dict[int, torch.Tensor]
+    masks: dict[int, np.ndarray]
+    transformed: dict[int, dict[int, torch.Tensor]]   # style image -> index -> image
+    labels: dict[int, int]
+
+
+class BenchRunner:
+    """Computes cells; built once per worker (model, datasets, statistics and counterfactuals cached)."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        from modeledit.eval.datasets import load_dataset
+        from modeledit.models import load_model
+
+        self.cfg = config
+        self.lm = load_model(config.model, weights=config.weights)
+        self.data = load_dataset(config.dataset, class_names=self.lm.class_names, size=self.lm.input_size)
+        self.clean = load_dataset(config.clean, class_names=self.lm.class_names, size=self.lm.input_size)
+        self._clean_x: torch.Tensor | None = None
+        self._clean_y: torch.Tensor | None = None
+        self._clean_pre: np.ndarray | None = None
+        self._masks: dict[str, dict[int, np.ndarray]] = {}
+        self._pairs: dict[tuple, PairData] = {}
+        self._stats: dict[str, Any] = {}
+        self._segmenter = None
+        self._stylizer = None
+
+    # -- cached pieces
+
+    def clean_set(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        if self._clean_x is None:
+            items = [self.clean[i] for i in range(len(self.clean))]
+            self._clean_x = torch.stack([it[0] for it in items])
+            self._clean_y = torch.tensor([int(it[1]) for it in items])
+            self._clean_pre = self.predict(self._clean_x)
+        return self._clean_x, self._clean_y, self._clean_pre
+
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        out = [self.lm.predict(x[i:i + self.cfg.batch_size]).argmax(-1).cpu() for i in range(0, len(x), self.cfg.batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=int)
+
+    def concept_masks(self, concept: str) -> dict[int, np.ndarray]:
+        if concept not in self._masks:
+            from modeledit.eval.sensitivity import concept_masks
+            from modeledit.segmenters import get_segmenter
+
+            self._segmenter = self._segmenter or get_segmenter(self.cfg.segmenter)
+            self._masks[concept] = concept_masks(self.data, self._segmenter, [concept], progress=False)[concept]
+        return self._masks[concept]
+
+    def stylizer(self) -> Any:
+        if self._stylizer is None:
+            from modeledit.styles import get_stylizer
+
+            self._stylizer = get_stylizer(self.cfg.stylizer)
+        return self._stylizer
+
+    def pair(self, concept: str, style: str, candidates: Sequence[str], n_ex: int, seed: int) -> PairData:
+        key = (concept, style, tuple(candidates), n_ex, seed)
+        if key in self._pairs:
+            return self._pairs[key]
+        from modeledit.eval.sensitivity import restyle
+
+        masks = self.concept_masks(concept)
+        idx = sorted(masks)
+        labels = {i: int(self.data[i][1]) for i in idx}
+        names = self.lm.class_names
+        cand_idx = [names.index(c) for c in candidates]
+        split = split_pair(idx, [labels[i] for i in idx], cand_idx, n_ex, self.cfg.protocol.val_fraction, seed)
+        used = sorted(split.exemplars + split.val + split.test)
+        originals = {i: self.data[i][0] for i in used}
+        transformed: dict[int, dict[int, torch.Tensor]] = {}
+        for s_img in [self.cfg.exemplar_style_image, *self.cfg.heldout_style_images]:
+            transformed[s_img] = {}
+            for start in range(0, len(used), self.cfg.batch_size):
+                chunk = used[start:start + self.cfg.batch_size]
+                x = torch.stack([originals[i] for i in chunk])
+                m = np.stack([masks[i] for i in chunk])
+                xt = restyle(x, m, style, s_img, self.stylizer())
+                transformed[s_img].update({i: xt[k] for k, i in enumerate(chunk)})
+        pd_ = PairData(concept, style, int(split.target_class), split.exemplars, split.val, split.test,
+                       originals, {i: masks[i] for i in used}, transformed, labels)
+        self._pairs[key] = pd_
+        return pd_
+
+    def statistics(self, site: Any) -> Any:
+        if site.name not in self._stats:
+            from modeledit.eval.datasets import load_dataset
+            from modeledit.stats import second_moment
+
+            ds = load_dataset(self.cfg.stats_dataset, class_names=self.lm.class_names, size=self.lm.input_size)
+            bs = self.cfg.batch_size
+            batches = [torch.stack([ds[i][0] for i in range(s, min(s + bs, len(ds)))]) for s in range(0, len(ds), bs)]
+            ident = f"{self.cfg.stats_dataset}:{getattr(ds, 'config', None) and ds.config.to_json()}"
+            self._stats[site.name] = second_moment(self.lm.model, site, batches, dataset_id=ident,
+                                                   transform=self.lm.normalize, progress=False)
+        return self._stats[site.name]
+
+    # -- one cell
+
+    def make_edit(self, method: str, setting: Mapping[str, Any], site: Any, p: PairData) -> Any:
+        from modeledit.exemplars import Exemplars
+
+        m = METHODS[method]
+        ex_x = torch.stack([p.originals[i] for i in p.exemplars])
+        ex_xp = torch.stack([p.transformed[self.cfg.exemplar_style_image][i] for i in p.exemplars])
+        mask = torch.stack([torch.as_tensor(p.masks[i]).float()[None] for i in p.exemplars])
+        dev = self.lm.device
+        ex = Exemplars(self.lm.normalize(ex_x).to(dev), self.lm.normalize(ex_xp).to(dev), mask.to(dev))
+        if m.kind == "rewrite":
+            from modeledit.rewrite import EditConfig, rewrite
+
+            cfg = EditConfig(**{**m.base, **setting})
+            return rewrite(self.lm.model, site, ex, cfg, stats=self.statistics(site))
+        from modeledit.finetune import FinetuneConfig, finetune
+
+        cfg = FinetuneConfig(**{**m.base, **setting})
+        return finetune(self.lm.model, site, ex, target=[p.target_class] * len(p.exemplars), config=cfg)
+
+    def __call__(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        import time
+
+        from modeledit.layers import get_site
+
+        t0 = time.perf_counter()
+        p = self.pair(params["concept"], params["style"], params["candidates"], params["n_exemplars"], params["seed"])
+        site = get_site(self.lm.model, params["site"])
+        cx, cy, cpre = self.clean_set()
+        groups = self._groups(p)
+        pre = {g: self.predict(x) for g, (x, _) in groups.items()}
+        orig_pre = {g: self.predict(torch.stack([p.originals[i] for i in idx])) for g, (_, idx) in groups.items()}
+        edit = self.make_edit(params["method"], params["setting"], site, p)
+        with edit.applied(self.lm.model):
+            post = {g: self.predict(x) for g, (x, _) in groups.items()}
+            cpost = self.predict(cx)
+        row = dict(params, candidates=",".join(params["candidates"]), setting=json.dumps(params["setting"]),
+                   site_name=site.name, site_index=site.index, target_class=self.lm.class_names[p.target_class],
+                   clean_acc_pre=float((cpre == cy.numpy()).mean()), clean_acc_post=float((cpost == cy.numpy()).mean()))
+        row["clean_drop"] = row["clean_acc_pre"] - row["clean_acc_post"]
+        for g, (_, idx) in groups.items():
+            y = np.array([p.labels[i] for i in idx])
+            for who, sel in (("target", y == p.target_class), ("other", y != p.target_class), ("all", np.ones_like(y, bool))):
+                a, b, c = orig_pre[g][sel] == y[sel], pre[g][sel] == y[sel], post[g][sel] == y[sel]
+                n_pre, n_post = error_counts(a, b, c)
+                row[f"{g}_{who}_n_pre"], row[f"{g}_{who}_n_post"] = n_pre, n_post
+                row[f"{g}_{who}_corrected"] = errors_corrected(a, b, c)
+        row["val_corrected"] = row["val_all_corrected"]
+        row.update({f"edit_{k}": v for k, v in edit.metrics.items() if isinstance(v, (int, float, str))})
+        row["cell_seconds"] = time.perf_counter() - t0
+        return [row]
+
+    def _groups(self, p: PairData) -> dict[str, tuple[torch.Tensor, list[int]]]:
+        """val / test in the exemplars' style image, test in the held-out style images (pooled)."""
+        same = self.cfg.exemplar_style_image
+        out = {"val": (torch.stack([p.transformed[same][i] for i in p.val]), p.val),
+               "test": (torch.stack([p.transformed[same][i] for i in p.test]), p.test)}
+        held = [(p.transformed[s][i], i) for s in self.cfg.heldout_style_images for i in p.test]
+        if held:
+            out["heldout"] = (torch.stack([h[0] for h in held]), [h[1] for h in held])
+        return out
+
+
+@dataclass
+class RunnerFactory:
+    """Picklable: builds a :class:`BenchRunner` once per worker."""
+
+    config: BenchConfig
+
+    def __call__(self) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
+        return BenchRunner(self.config)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the grid, the run, the summary
+
+
+def choose_pairs(cfg: BenchConfig) -> list[dict[str, Any]]:
+    """The pairs to study: from ``cfg.pairs`` (candidates from the sensitivity table when given) or selected."""
+    table = pd.read_csv(cfg.sensitivity) if cfg.sensitivity else None
+    if cfg.pairs:
+        out = []
+        for concept, style in cfg.pairs:
+            cands: list[str] = []
+            if table is not None:
+                t = table[(table["concept"] == concept) & (table["style"] == style)]
+                t = t[(t["presence"] >= cfg.protocol.min_presence) & (t["drop"] >= cfg.protocol.min_drop)]
+                cands = sorted(t["class_name"].unique())
+            out.append({"concept": concept, "style": style, "candidates": cands})
+        return out
+    if table is None:
+        raise ValueError("give concept-style pairs (--pairs road:snow) or a sensitivity table to select them from (--sensitivity)")
+    sel = select_pairs(table, cfg.protocol).sort_values("mean_drop", ascending=False).head(cfg.max_pairs)
+    if sel.empty:
+        raise ValueError("no concept-style pair passes the selection rule in that sensitivity table; relax the protocol thresholds")
+    return [{"concept": r.concept, "style": r.style, "candidates": list(r.classes)} for r in sel.itertuples()]
+
+
+def bench_cells(cfg: BenchConfig, pairs: Sequence[Mapping[str, Any]], model_sites: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
+    cells = []
+    for pair in pairs:
+        for n_ex in cfg.n_exemplars:
+            for seed in cfg.seeds:
+                for method in cfg.methods:
+                    for site in cfg.sites:
+                        for setting in cfg.settings(method):
+                            cells.append({"concept": pair["concept"], "style": pair["style"], "candidates": list(pair["candidates"]),
+                                          "n_exemplars": int(n_ex), "seed": int(seed), "method": method,
+                                          "site": str(site), "setting": setting})
+    return cells
+
+
+def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executor_kwargs: Any) -> pd.DataFrame:
+    """Run every cell not yet in ``out_dir`` and return the raw table (one row per cell)."""
+    from modeledit.eval.executors import get_executor
+
+    pairs = choose_pairs(cfg)
+    for p in pairs:
+        if not p["candidates"]:
+            raise ValueError(f"pair {p['concept']}/{p['style']} has no affected class to draw the target from; give --sensitivity")
+    store = ResultStore(out_dir, config=asdict(cfg))
+    cells = bench_cells(cfg, pairs)
+    report = get_executor(executor, **executor_kwargs).run(cells, RunnerFactory(cfg), store)
+    if report.failed:
+        log.error("%d cells failed: %s", len(report.failed), report.failed)
+    table = store.table()
+    table.attrs["report"] = report
+    return table
+
+
+SELECT_KEYS = ["concept", "style", "n_exemplars", "seed", "method"]
+REPORTED = ["test_target_corrected", "test_other_corrected", "heldout_target_corrected", "heldout_other_corrected",
+            "test_target_n_pre", "test_other_n_pre", "clean_drop"]
+
+
+def summarize(table: pd.DataFrame, max_clean_drop: float = 0.0025, by: Sequence[str] = SELECT_KEYS) -> pd.DataFrame:
+    """Per group (default: pair x exemplars x seed x method) the setting chosen on validation within the
+    clean-accuracy budget, with its test numbers; when none qualifies, the method makes no change (0)."""
+    rows = []
+    for key, g in table.groupby(list(by), sort=True):
+        records = g.to_dict("records")
+        for r in records:
+            r["val_corrected"] = 0.0 if pd.isna(r["val_corrected"]) else r["val_corrected"]
+        best = choose_setting(records, max_clean_drop)
+        out = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        if best is None:
+            out.update({k: 0.0 for k in REPORTED if k.endswith(("corrected", "drop"))}, changed=False, site_name="", setting="")
+            out.update({k: g[k].iloc[0] for k in REPORTED if k.endswith("n_pre")})
+        else:
+            out.update({k: best[k] for k in REPORTED}, changed=True, site_name=best["site_name"], setting=best["setting"])
+        out["target_class"] = g["target_class"].iloc[0]
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def budget_curve(table: pd.DataFrame, budgets: Sequence[float] = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.05)) -> pd.DataFrame:
+    """Figure 6-4: mean errors corrected (other classes) vs the clean-accuracy drop allowed."""
+    parts = []
+    for b in budgets:
+        s = summarize(table, b)
+        g = s.groupby("method")[["test_target_corrected", "test_other_corrected"]].mean().reset_index()
+        g["budget"] = b
+        parts.append(g)
+    return pd.concat(parts, ignore_index=True)
