@@ -119,7 +119,7 @@ def canonical_concept(name: str, strict: bool = True) -> str:
         return n
     from modeledit.models import close_matches
 
-    close = close_matches(n, all_concepts() + list(SYNONYMS))
+    close = close_matches(n, list(dict.fromkeys(all_concepts() + list(SYNONYMS))))
     raise KeyError(f"unknown concept {name!r}; closest: {close or '-'}; see modeledit.segmenters.vocab.all_concepts()")
 
 
