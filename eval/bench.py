@@ -103,6 +103,28 @@ class BenchConfig:
         return [{"lr": float(lr), "steps": int(steps)} for lr, steps in getattr(self, m.grid_field)]
 
 
+def method_edit(lm: Any, method: str, setting: Mapping[str, Any], site: Any, x01: torch.Tensor, xp01: torch.Tensor,
+                masks: torch.Tensor | None, targets: Sequence[int], stats: Callable[[Any], Any] | None = None) -> Any:
+    """The Edit a method of the comparison makes from exemplars (x, x') in [0, 1] with (N, H, W) masks.
+
+    Rewrites map keys at x' to values at x (``stats(site)`` gives C); fine-tuning trains on x' towards
+    ``targets``. Every method returns the same :class:`~modeledit.edit.Edit` value.
+    """
+    from modeledit.exemplars import Exemplars
+
+    m = METHODS[method]
+    dev = lm.device
+    mask = None if masks is None else masks.float()[:, None].to(dev)
+    ex = Exemplars(lm.normalize(x01).to(dev), lm.normalize(xp01).to(dev), mask)
+    if m.kind == "rewrite":
+        from modeledit.rewrite import EditConfig, rewrite
+
+        return rewrite(lm.model, site, ex, EditConfig(**{**m.base, **setting}), stats=stats(site) if stats else None)
+    from modeledit.finetune import FinetuneConfig, finetune
+
+    return finetune(lm.model, site, ex, target=list(targets), config=FinetuneConfig(**{**m.base, **setting}))
+
+
 # ---------------------------------------------------------------------------------------------------
 # one worker's state: the model, the images, the pairs' counterfactuals, cached across cells
 
@@ -215,23 +237,13 @@ class BenchRunner:
     # -- one cell
 
     def make_edit(self, method: str, setting: Mapping[str, Any], site: Any, p: PairData) -> Any:
-        from modeledit.exemplars import Exemplars
-
-        m = METHODS[method]
-        ex_x = torch.stack([p.originals[i] for i in p.exemplars])
-        ex_xp = torch.stack([p.transformed[self.cfg.exemplar_style_image][i] for i in p.exemplars])
-        mask = torch.stack([torch.as_tensor(p.masks[i]).float()[None] for i in p.exemplars])
-        dev = self.lm.device
-        ex = Exemplars(self.lm.normalize(ex_x).to(dev), self.lm.normalize(ex_xp).to(dev), mask.to(dev))
-        if m.kind == "rewrite":
-            from modeledit.rewrite import EditConfig, rewrite
-
-            cfg = EditConfig(**{**m.base, **setting})
-            return rewrite(self.lm.model, site, ex, cfg, stats=self.statistics(site))
-        from modeledit.finetune import FinetuneConfig, finetune
-
-        cfg = FinetuneConfig(**{**m.base, **setting})
-        return finetune(self.lm.model, site, ex, target=[p.target_class] * len(p.exemplars), config=cfg)
+        same = self.cfg.exemplar_style_image
+        return method_edit(
+            self.lm, method, setting, site,
+            torch.stack([p.originals[i] for i in p.exemplars]), torch.stack([p.transformed[same][i] for i in p.exemplars]),
+            torch.stack([torch.as_tensor(p.masks[i]) for i in p.exemplars]), [p.target_class] * len(p.exemplars),
+            stats=self.statistics,
+        )
 
     def __call__(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         import time

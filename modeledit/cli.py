@@ -15,9 +15,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "layers": ("modeledit.commands.layers", "list a model's edit sites"),
     "predict": ("modeledit.commands.predict", "top-5 predictions for image files"),
     "models": ("modeledit.commands.models", "list the model names load_model knows"),
+    "stats": ("modeledit.commands.stats", "precompute a site's key second moment C over an image folder"),
+    "edit": ("modeledit.commands.edit", "rewrite a site from exemplars; save the edit, print objectives"),
+    "apply": ("modeledit.commands.apply", "predict with a saved edit applied"),
     "counterfactuals": ("modeledit.commands.counterfactuals", "segment a concept and restyle it: write a counterfactual dataset"),
     "world": ("modeledit.commands.world", "the benchmark world: info, render samples, train classifiers, measure context reliance"),
     "bench": ("modeledit.commands.bench", "editing vs local/global fine-tuning with the paper's protocol"),
+    "typographic": ("modeledit.commands.typographic", "typographic attack and its one-exemplar fix vs fine-tuning"),
     "report": ("modeledit.commands.report", "build the HTML report from harness outputs"),
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
 }

@@ -1,0 +1,40 @@
+"""``modeledit typographic``: paste a class name on images, measure the attack, fix it from one exemplar."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default="world_vgg_text", help="e.g. world_vgg_text, or clip:RN50 with --weights and --classes")
+    p.add_argument("--weights", default=None, help="e.g. a local open_clip RN50 checkpoint")
+    p.add_argument("--classes", default=None, help="comma-separated class names (CLIP zero-shot head)")
+    p.add_argument("--dataset", default="world:test:900", help="labelled images (world:SPLIT[:N] or an ImageFolder tree)")
+    p.add_argument("--clean", default="world:val:600")
+    p.add_argument("--attack-class", default="car", help="the class whose name is pasted")
+    p.add_argument("--word", default=None, help="the pasted word (default: the attack class's name)")
+    p.add_argument("--fonts", default="sans,serif,hand")
+    p.add_argument("--size", type=float, default=0.2, help="letter height as a fraction of the image")
+    p.add_argument("--methods", default="edit,finetune_local,finetune_global")
+    p.add_argument("--sites", default="-1")
+    p.add_argument("--max-clean-drop", type=float, default=0.0025)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modeledit.eval.typographic import TypographicConfig, run_typographic
+
+    cfg = TypographicConfig(
+        model=args.model, weights=args.weights, class_names=[c for c in args.classes.split(",") if c] if args.classes else None,
+        dataset=args.dataset, clean=args.clean, attack_class=args.attack_class, word=args.word,
+        fonts=args.fonts.split(","), size=args.size, methods=args.methods.split(","), sites=args.sites.split(","),
+        max_clean_drop=args.max_clean_drop, seed=args.seed,
+    )
+    table, summary = run_typographic(cfg, args.out)
+    out = Path(args.out)
+    table.to_csv(out / "cells.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    cols = ["method", "pre_attack_acc", "post_attack_acc", "pre_clean_acc", "post_clean_acc", "post_own_class_acc", "spurious_rule", "site_name", "setting"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
