@@ -1,0 +1,632 @@
+"""The benchmark world: procedural scenes with exact concept masks, deterministic by seed and version.
+
+Each scene is one object of one of 18 classes, drawn from polygons in a random colour, size,
+position and pose, in front of one *context* (road, grass, water, sky, sand, floor) whose region is
+textured (real scikit-image textures for road, grass and floor; procedural ones for water, sky and
+sand). Every class has a home context it appears in with probability ``WorldConfig.cooccurrence``
+(default 0.85); otherwise one of the other contexts is drawn, so classifiers learn "road suggests a
+vehicle" the way ImageNet models do. Two *part* concepts (``wheel``, ``window``) are shared by
+several classes. A *text tag* (a word printed on a paper patch) is correlated with some classes when
+``WorldConfig.text_tag_rate`` > 0, for the typographic experiment.
+
+The image is composited layer by layer (context, object body, parts, text tag) and each pixel
+remembers the concept that painted it last, so the masks are exactly the visible pixels of each
+concept. ``render_with`` re-renders the same scene (same random draws) with another texture for one
+or more concepts: the honest texture-swap counterfactual.
+
+Example:
+    >>> from modeledit.eval.world import World, WorldConfig
+    >>> w = World(WorldConfig(seed=0))
+    >>> s = w.render(3)
+    >>> s.image.shape, s.class_name, sorted(s.masks)[:2]
+    ((64, 64, 3), 'bus', ['bus', 'road'])
+    >>> snowy = w.render_with(3, {"road": "snow"})
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+WORLD_VERSION = 1
+
+#: context concept -> the classes that live there (their "home")
+HOMES: dict[str, tuple[str, ...]] = {
+    "road": ("car", "bus", "truck"),
+    "grass": ("cow", "tree", "tractor"),
+    "water": ("sailboat", "ship", "duck"),
+    "sky": ("airplane", "bird", "balloon"),
+    "sand": ("crab", "umbrella", "sandcastle"),
+    "floor": ("chair", "table", "lamp"),
+}
+CONTEXTS: tuple[str, ...] = tuple(HOMES)
+CLASSES: tuple[str, ...] = tuple(c for cs in HOMES.values() for c in cs)
+HOME: dict[str, str] = {c: ctx for ctx, cs in HOMES.items() for c in cs}
+PARTS: tuple[str, ...] = ("wheel", "window")
+TEXT_TAG = "text"
+#: every concept a mask can be asked for: contexts, object classes, parts, the text tag
+CONCEPTS: tuple[str, ...] = CONTEXTS + CLASSES + PARTS + (TEXT_TAG,)
+#: textures available besides the contexts' own (for counterfactual swaps)
+EXTRA_TEXTURES: tuple[str, ...] = ("snow",)
+#: words printed on tags of classes that are not tag-correlated (so a tag alone is no cue)
+NEUTRAL_WORDS: tuple[str, ...] = ("note", "sale", "open", "exit", "info", "memo", "hello", "zone")
+
+
+@dataclass
+class WorldConfig:
+    """Everything that determines the world's images: same config + same index = same scene.
+
+    ``cooccurrence``: probability that a class appears in front of its home context.
+    ``text_tag_rate``: probability that an image of a tag class (``text_tag_classes``) carries a tag
+    with its class name; images of other classes carry a neutral word with ``neutral_tag_rate``.
+    """
+
+    version: int = WORLD_VERSION
+    seed: int = 0
+    image_size: int = 64
+    cooccurrence: float = 0.85
+    text_tag_rate: float = 0.0
+    neutral_tag_rate: float = 0.0
+    text_tag_classes: tuple[str, ...] = ("car", "cow", "duck", "bird", "crab", "lamp")
+    noise: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.version != WORLD_VERSION:
+            raise ValueError(f"this code renders world version {WORLD_VERSION}, not {self.version}; install the matching modeledit release")
+        if not 32 <= int(self.image_size) <= 256:
+            raise ValueError(f"image_size must be between 32 and 256 pixels, got {self.image_size}")
+        for name in ("cooccurrence", "text_tag_rate", "neutral_tag_rate"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        self.text_tag_classes = tuple(self.text_tag_classes)
+        unknown = [c for c in self.text_tag_classes if c not in CLASSES]
+        if unknown:
+            raise KeyError(f"text_tag_classes {unknown} are not world classes; valid: {list(CLASSES)}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | Mapping[str, Any]) -> "WorldConfig":
+        data = json.loads(text) if isinstance(text, str) else dict(text)
+        return cls(**data)
+
+
+@dataclass
+class Scene:
+    """One rendered scene: ``image`` HxWx3 uint8, ``label``, ``class_name``, ``masks`` and ``record``.
+
+    ``masks`` holds the visible pixels of every concept present (HxW bool); :meth:`mask` also
+    answers for absent concepts (all False). ``record`` is JSON-able (no arrays).
+    """
+
+    image: np.ndarray
+    label: int
+    class_name: str
+    masks: dict[str, np.ndarray]
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def mask(self, concept: str) -> np.ndarray:
+        if concept not in CONCEPTS:
+            raise KeyError(f"unknown world concept {concept!r}; valid: {list(CONCEPTS)}")
+        m = self.masks.get(concept)
+        return m if m is not None else np.zeros(self.image.shape[:2], bool)
+
+
+# ------------------------------------------------------------------------------------------------
+# object drawings: polygons in a local box [-1, 1]^2 (y down), tagged with a part name and a colour role
+
+Shape = tuple[str | None, str, list[tuple[float, float]]]  # (part or None, colour role, polygon)
+
+
+def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 18) -> list[tuple[float, float]]:
+    return [(cx + rx * math.cos(2 * math.pi * k / n), cy + ry * math.sin(2 * math.pi * k / n)) for k in range(n)]
+
+
+def _rect(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def _wheel(cx: float, cy: float, r: float) -> Shape:
+    return ("wheel", "wheel", _ellipse(cx, cy, r, r, 14))
+
+
+def _car(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "body", [(-1, 0.05), (1, 0.05), (1, 0.5), (-1, 0.5)]),
+        (None, "body", [(-0.6, 0.08), (-0.35, -0.35), (0.35, -0.35), (0.62, 0.08)]),
+        ("window", "window", [(-0.48, 0.02), (-0.3, -0.26), (-0.04, -0.26), (-0.04, 0.02)]),
+        ("window", "window", [(0.04, 0.02), (0.04, -0.26), (0.3, -0.26), (0.5, 0.02)]),
+        _wheel(-0.55, 0.5, 0.25), _wheel(0.55, 0.5, 0.25),
+    ]
+
+
+def _bus(rng: np.random.Generator) -> list[Shape]:
+    shapes: list[Shape] = [(None, "body", _rect(-1, -0.5, 1, 0.45)), (None, "accent", _rect(-1, 0.12, 1, 0.2))]
+    shapes += [("window", "window", _rect(-0.9 + 0.38 * k, -0.38, -0.62 + 0.38 * k, -0.02)) for k in range(5)]
+    return shapes + [_wheel(-0.6, 0.45, 0.2), _wheel(0.6, 0.45, 0.2)]
+
+
+def _truck(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "accent", _rect(-1, -0.55, 0.3, 0.35)),
+        (None, "body", _rect(0.34, -0.2, 1, 0.4)),
+        ("window", "window", _rect(0.5, -0.1, 0.9, 0.1)),
+        _wheel(-0.65, 0.42, 0.2), _wheel(-0.1, 0.42, 0.2), _wheel(0.68, 0.42, 0.2),
+    ]
+
+
+def _tractor(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "body", _rect(-0.2, -0.05, 0.95, 0.35)),
+        (None, "body", _rect(-0.65, -0.75, -0.05, 0.05)),
+        ("window", "window", _rect(-0.55, -0.65, -0.15, -0.25)),
+        (None, "dark", _rect(0.6, -0.45, 0.7, -0.05)),
+        _wheel(-0.45, 0.35, 0.48), _wheel(0.62, 0.5, 0.28),
+    ]
+
+
+def _sailboat(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "body", [(-1, 0.3), (1, 0.3), (0.7, 0.65), (-0.7, 0.65)]),
+        (None, "dark", _rect(-0.04, -0.95, 0.04, 0.3)),
+        (None, "light", [(0.08, -0.9), (0.08, 0.24), (0.8, 0.24)]),
+        (None, "accent", [(-0.08, -0.7), (-0.08, 0.24), (-0.6, 0.24)]),
+    ]
+
+
+def _ship(rng: np.random.Generator) -> list[Shape]:
+    shapes: list[Shape] = [
+        (None, "body", [(-1, 0.1), (1, 0.1), (0.8, 0.55), (-0.85, 0.55)]),
+        (None, "light", _rect(-0.55, -0.35, 0.5, 0.1)),
+        (None, "accent", _rect(0.05, -0.75, 0.28, -0.35)),
+    ]
+    return shapes + [("window", "window", _rect(-0.45 + 0.33 * k, -0.24, -0.25 + 0.33 * k, -0.04)) for k in range(3)]
+
+
+def _duck(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "body", _ellipse(-0.05, 0.3, 0.75, 0.38)),
+        (None, "body", _ellipse(0.55, -0.3, 0.27, 0.25)),
+        (None, "beak", [(0.75, -0.38), (1.0, -0.28), (0.75, -0.2)]),
+        (None, "dark", _ellipse(0.6, -0.36, 0.05, 0.05, 8)),
+    ]
+
+
+def _airplane(rng: np.random.Generator) -> list[Shape]:
+    shapes: list[Shape] = [
+        (None, "accent", [(-0.25, 0), (0.25, 0), (-0.1, 0.85), (-0.4, 0.85)]),
+        (None, "accent", [(-0.25, 0), (0.25, 0), (-0.1, -0.85), (-0.4, -0.85)]),
+        (None, "body", _ellipse(0, 0, 1.0, 0.2)),
+        (None, "body", [(-1.0, 0.05), (-0.7, 0.05), (-0.95, -0.55)]),
+    ]
+    return shapes + [("window", "window", _ellipse(-0.45 + 0.25 * k, -0.04, 0.07, 0.07, 8)) for k in range(5)]
+
+
+def _bird(rng: np.random.Generator) -> list[Shape]:
+    up = float(rng.uniform(-0.9, 0.9))
+    return [
+        (None, "body", _ellipse(0, 0, 0.55, 0.25)),
+        (None, "body", _ellipse(0.55, -0.15, 0.2, 0.18)),
+        (None, "beak", [(0.72, -0.2), (0.95, -0.12), (0.72, -0.06)]),
+        (None, "accent", [(-0.25, -0.05), (0.2, -0.05), (-0.35, up)]),
+        (None, "body", [(-0.5, 0), (-0.95, -0.2), (-0.95, 0.2)]),
+    ]
+
+
+def _balloon(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "body", _ellipse(0, -0.35, 0.62, 0.6)),
+        (None, "accent", _ellipse(0, -0.35, 0.22, 0.6)),
+        (None, "dark", [(-0.45, 0.05), (0.45, 0.05), (0.12, 0.55), (-0.12, 0.55)]),
+        (None, "wood", _rect(-0.18, 0.55, 0.18, 0.85)),
+    ]
+
+
+def _cow(rng: np.random.Generator) -> list[Shape]:
+    shapes: list[Shape] = [(None, "body", _rect(x, 0.15, x + 0.14, 0.8)) for x in (-0.6, -0.35, 0.3, 0.5)]
+    shapes += [(None, "body", _ellipse(0, 0.0, 0.75, 0.38)), (None, "body", _ellipse(0.85, -0.25, 0.2, 0.22))]
+    shapes += [(None, "dark", _ellipse(float(rng.uniform(-0.5, 0.5)), float(rng.uniform(-0.15, 0.15)), 0.18, 0.13, 10)) for _ in range(3)]
+    return shapes + [(None, "dark", [(0.75, -0.45), (0.8, -0.65), (0.88, -0.45)])]
+
+
+def _tree(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "wood", _rect(-0.13, 0.05, 0.13, 1.0)),
+        (None, "body", _ellipse(0, -0.35, 0.6, 0.55)),
+        (None, "body", _ellipse(-0.4, -0.05, 0.35, 0.3)),
+        (None, "body", _ellipse(0.4, -0.05, 0.35, 0.3)),
+    ]
+
+
+def _crab(rng: np.random.Generator) -> list[Shape]:
+    shapes: list[Shape] = [(None, "body", _rect(-0.85 + 0.25 * k + (0.6 if k > 2 else 0), 0.3, -0.78 + 0.25 * k + (0.6 if k > 2 else 0), 0.7)) for k in range(6)]
+    return shapes + [
+        (None, "body", _ellipse(0, 0.2, 0.55, 0.35)),
+        (None, "body", _ellipse(-0.75, -0.3, 0.22, 0.18)), (None, "body", _ellipse(0.75, -0.3, 0.22, 0.18)),
+        (None, "dark", _ellipse(-0.15, -0.1, 0.07, 0.07, 8)), (None, "dark", _ellipse(0.15, -0.1, 0.07, 0.07, 8)),
+    ]
+
+
+def _umbrella(rng: np.random.Generator) -> list[Shape]:
+    half = [(0.9 * math.cos(math.pi * (1 + k / 12)), -0.1 + 0.7 * math.sin(math.pi * (1 + k / 12))) for k in range(13)]
+    stripe = [(0.0, -0.1), (0.9 * math.cos(math.pi * 1.4), -0.1 + 0.7 * math.sin(math.pi * 1.4)), (0.9 * math.cos(math.pi * 1.6), -0.1 + 0.7 * math.sin(math.pi * 1.6))]
+    return [(None, "dark", _rect(-0.04, -0.1, 0.04, 0.95)), (None, "body", half), (None, "light", stripe)]
+
+
+def _sandcastle(rng: np.random.Generator) -> list[Shape]:
+    shapes: list[Shape] = [
+        (None, "body", _rect(-0.8, 0.05, 0.8, 0.85)),
+        (None, "body", _rect(-0.85, -0.5, -0.4, 0.05)), (None, "body", _rect(0.4, -0.5, 0.85, 0.05)),
+        (None, "dark", _ellipse(0, 0.85, 0.2, 0.35)),
+    ]
+    shapes += [(None, "body", _rect(x, -0.65, x + 0.12, -0.5)) for x in (-0.85, -0.68, -0.52, 0.4, 0.57, 0.73)]
+    return shapes + [(None, "accent", [(-0.05, -0.7), (-0.05, 0.05), (0.05, 0.05), (0.05, -0.45), (0.35, -0.57)])]
+
+
+def _chair(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "body", _rect(-0.5, -0.05, 0.5, 0.12)), (None, "body", _rect(0.36, -0.95, 0.5, -0.05)),
+        (None, "body", _rect(-0.5, 0.12, -0.38, 0.95)), (None, "body", _rect(0.38, 0.12, 0.5, 0.95)),
+        (None, "accent", _rect(0.38, -0.8, 0.48, -0.2)),
+    ]
+
+
+def _table(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "body", _rect(-1, -0.25, 1, -0.05)), (None, "body", _rect(-0.9, -0.05, -0.75, 0.75)),
+        (None, "body", _rect(0.75, -0.05, 0.9, 0.75)), (None, "accent", _rect(-0.2, -0.55, 0.2, -0.25)),
+    ]
+
+
+def _lamp(rng: np.random.Generator) -> list[Shape]:
+    return [
+        (None, "dark", _rect(-0.05, -0.35, 0.05, 0.75)), (None, "dark", _ellipse(0, 0.8, 0.42, 0.12)),
+        (None, "body", [(-0.38, -0.95), (0.38, -0.95), (0.6, -0.3), (-0.6, -0.3)]),
+        (None, "light", _rect(-0.6, -0.36, 0.6, -0.3)),
+    ]
+
+
+DRAWINGS: dict[str, Callable[[np.random.Generator], list[Shape]]] = {
+    "car": _car, "bus": _bus, "truck": _truck, "cow": _cow, "tree": _tree, "tractor": _tractor,
+    "sailboat": _sailboat, "ship": _ship, "duck": _duck, "airplane": _airplane, "bird": _bird, "balloon": _balloon,
+    "crab": _crab, "umbrella": _umbrella, "sandcastle": _sandcastle, "chair": _chair, "table": _table, "lamp": _lamp,
+}
+
+#: class -> (hue range of the body colour in [0, 1], saturation range, value range)
+BODY_COLOURS: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
+    "cow": ((0.05, 0.1), (0.0, 0.6), (0.45, 0.95)), "tree": ((0.22, 0.4), (0.5, 0.9), (0.25, 0.6)),
+    "duck": ((0.08, 0.17), (0.1, 0.8), (0.5, 1.0)), "crab": ((0.95, 1.05), (0.6, 0.95), (0.6, 0.95)),
+    "sandcastle": ((0.1, 0.14), (0.35, 0.6), (0.6, 0.85)), "bird": ((0.0, 1.0), (0.3, 0.9), (0.3, 0.9)),
+    "table": ((0.05, 0.1), (0.4, 0.8), (0.3, 0.7)), "chair": ((0.0, 1.0), (0.3, 0.8), (0.3, 0.8)),
+}
+DEFAULT_COLOURS = ((0.0, 1.0), (0.45, 0.95), (0.45, 0.95))
+FIXED_COLOURS = {"window": (150, 200, 235), "wheel": (30, 30, 32), "dark": (40, 35, 30), "beak": (240, 160, 30), "wood": (110, 75, 40), "light": (240, 240, 235)}
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    import colorsys
+
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v)) * 255.0
+
+
+# ------------------------------------------------------------------------------------------------
+# textures
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
+    """Gaussian-filtered white noise, normalised to [0, 1]."""
+    from scipy.ndimage import gaussian_filter
+
+    n = gaussian_filter(rng.standard_normal((size, size)), scale, mode="wrap")
+    return (n - n.min()) / max(n.max() - n.min(), 1e-6)
+
+
+def _real_texture(name: str) -> np.ndarray:
+    import skimage.data
+
+    return getattr(skimage.data, name)().astype(np.float32) / 255.0
+
+
+def _crop(tex: np.ndarray, rng: np.random.Generator, size: int, zoom: float) -> np.ndarray:
+    from PIL import Image
+
+    c = int(min(tex.shape[0], size * zoom))
+    y, x = rng.integers(0, tex.shape[0] - c + 1), rng.integers(0, tex.shape[1] - c + 1)
+    patch = tex[y:y + c, x:x + c]
+    return np.asarray(Image.fromarray((patch * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR), np.float32) / 255.0
+
+
+def _tint(gray: np.ndarray, colour: Sequence[float], contrast: float) -> np.ndarray:
+    g = (gray - gray.mean()) * contrast
+    return np.clip(np.asarray(colour, np.float32)[None, None, :] + 255.0 * g[..., None], 0, 255)
+
+
+class TextureBank:
+    """Draws a texture for a concept: ``bank.draw("road", rng, size) -> HxWx3 float in [0, 255]``.
+
+    The scikit-image source textures are read once per bank (``World`` owns one bank).
+    """
+
+    def __init__(self) -> None:
+        self._real: dict[str, np.ndarray] = {}
+        self._makers: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
+            "road": self._road, "grass": self._grass, "water": self._water, "sky": self._sky,
+            "sand": self._sand, "floor": self._floor, "snow": self._snow,
+        }
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._makers)
+
+    def real(self, name: str) -> np.ndarray:
+        if name not in self._real:
+            self._real[name] = _real_texture(name)
+        return self._real[name]
+
+    def draw(self, name: str, rng: np.random.Generator, size: int) -> np.ndarray:
+        if name not in self._makers:
+            raise KeyError(f"unknown texture {name!r}; valid: {self.names} (or pass an HxWx3 array)")
+        return self._makers[name](rng, size).astype(np.float32)
+
+    def _road(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        v = rng.uniform(70, 120)
+        return _tint(_crop(self.real("gravel"), rng, size, rng.uniform(1.5, 3.0)), (v, v, v * 1.03), 0.9)
+
+    def _grass(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        col = _hsv(rng.uniform(0.22, 0.33), rng.uniform(0.55, 0.85), rng.uniform(0.45, 0.7))
+        return _tint(_crop(self.real("grass"), rng, size, rng.uniform(1.5, 3.0)), col, 1.3)
+
+    def _floor(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        col = _hsv(rng.uniform(0.03, 0.09), rng.uniform(0.4, 0.7), rng.uniform(0.45, 0.75))
+        return _tint(_crop(self.real("brick"), rng, size, rng.uniform(2.0, 4.0)), col, 1.2)
+
+    def _water(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        f, phase = rng.uniform(0.5, 0.9), rng.uniform(0, 2 * np.pi)
+        waves = np.sin(yy * f + 0.6 * np.sin(xx * 0.15 + phase) * 3.0)
+        g = 0.5 + 0.25 * waves + 0.25 * (_smooth_noise(rng, size, 1.5) - 0.5)
+        col = _hsv(rng.uniform(0.53, 0.6), rng.uniform(0.6, 0.9), rng.uniform(0.45, 0.7))
+        return _tint(g, col, 0.5)
+
+    def _sky(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        yy = np.linspace(0, 1, size, dtype=np.float32)[:, None] * np.ones((1, size), np.float32)
+        base = _hsv(rng.uniform(0.55, 0.6), rng.uniform(0.35, 0.6), rng.uniform(0.8, 0.95))
+        img = base[None, None, :] * (1.0 - 0.25 * yy[..., None]) + 255 * 0.2 * yy[..., None]
+        clouds = np.clip((_smooth_noise(rng, size, size / 12) - rng.uniform(0.5, 0.7)) * 3.0, 0, 1)
+        return np.clip(img * (1 - clouds[..., None]) + 245.0 * clouds[..., None], 0, 255)
+
+    def _sand(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        ripples = 0.5 + 0.5 * np.sin((yy + 0.3 * xx) * rng.uniform(0.3, 0.5) + 2.0 * _smooth_noise(rng, size, 4))
+        g = 0.6 * rng.random((size, size)) + 0.4 * ripples
+        col = _hsv(rng.uniform(0.1, 0.14), rng.uniform(0.3, 0.5), rng.uniform(0.78, 0.92))
+        return _tint(g, col, 0.35)
+
+    def _snow(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        g = 0.7 * _smooth_noise(rng, size, 3) + 0.3 * rng.random((size, size))
+        v = rng.uniform(225, 245)
+        return _tint(g, (v - 6, v - 2, v + 6), 0.25)
+
+
+# ------------------------------------------------------------------------------------------------
+# the world
+
+
+def _polygon_mask(points: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    im = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(im).polygon([(float(x), float(y)) for x, y in points], fill=1)
+    return np.asarray(im, bool)
+
+
+def _text_mask(word: str, box: tuple[int, int, int, int], size: int, font_px: int) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    im = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default(size=font_px)
+    x0, y0, x1, y1 = box
+    l, t, r, b = draw.textbbox((0, 0), word, font=font)
+    draw.text((x0 + (x1 - x0 - (r - l)) / 2 - l, y0 + (y1 - y0 - (b - t)) / 2 - t), word, font=font, fill=255)
+    return np.asarray(im) > 127
+
+
+@dataclass
+class _Layer:
+    concept: str  # the concept that owns these pixels when visible
+    mask: np.ndarray
+    fill: np.ndarray  # HxWx3 float, or RGB (3,)
+    owners: tuple[str, ...]  # every concept these pixels belong to (e.g. ("wheel", "car"))
+
+
+class World:
+    """Renders scenes of the benchmark world.
+
+    Example:
+        >>> w = World()
+        >>> scene = w.render(0)                      # Scene(image, label, class_name, masks, record)
+        >>> w.cooccurrence()["car"]["road"]
+        0.85
+    """
+
+    def __init__(self, config: WorldConfig | None = None) -> None:
+        self.config = config or WorldConfig()
+        self.textures = TextureBank()
+
+    classes = CLASSES
+    contexts = CONTEXTS
+    parts = PARTS
+    text_tag = TEXT_TAG
+
+    def cooccurrence(self) -> dict[str, dict[str, float]]:
+        """class -> context -> probability that the class is drawn in front of that context."""
+        rate = self.config.cooccurrence
+        other = (1.0 - rate) / (len(CONTEXTS) - 1)
+        return {c: {ctx: round(rate if HOME[c] == ctx else other, 6) for ctx in CONTEXTS} for c in CLASSES}
+
+    def label_of(self, index: int) -> int:
+        """Classes are balanced: item ``index`` shows class ``index % len(CLASSES)``."""
+        return int(index) % len(CLASSES)
+
+    def render(self, index: int, *, label: int | str | None = None, context: str | None = None,
+               text_tag: str | None | bool = None,
+               texture_overrides: Mapping[str, str | np.ndarray] | None = None) -> Scene:
+        """Render scene ``index``. Keyword overrides force the class, the context or the tag word
+        (``text_tag=False`` removes the tag) while every other random draw stays the same.
+        """
+        cfg, size = self.config, int(self.config.image_size)
+        if index < 0:
+            raise ValueError(f"scene index must be >= 0, got {index}")
+        rng = np.random.default_rng([cfg.seed, cfg.version, int(index)])
+        # every random draw happens here, in a fixed order, whatever the overrides
+        lab = self.label_of(index)
+        u_ctx, other_ctx = rng.random(), int(rng.integers(0, len(CONTEXTS) - 1))
+        tex_seed = int(rng.integers(0, 2**31))
+        scale = rng.uniform(0.22, 0.36) * size
+        angle = rng.uniform(-0.25, 0.25)
+        flip = rng.random() < 0.5
+        cx = rng.uniform(0.3, 0.7) * size
+        cy = rng.uniform(0.35, 0.65) * size
+        hsv_draws = rng.random((3, 3))
+        shape_seed = int(rng.integers(0, 2**31))
+        u_tag, tag_word_draw = rng.random(), int(rng.integers(0, len(NEUTRAL_WORDS)))
+        tag_w, tag_h = int(rng.integers(int(size * 0.45), int(size * 0.55))), int(size * 0.22)
+        tag_x = int(rng.integers(0, size - tag_w + 1))
+        tag_y = int(rng.choice([rng.integers(0, int(size * 0.15) + 1), rng.integers(int(size * 0.75) - tag_h, size - tag_h + 1)]))
+        paper = rng.uniform(220, 250)
+        brightness = rng.uniform(0.85, 1.15)
+        noise_seed = int(rng.integers(0, 2**31))
+
+        if label is not None:
+            lab = CLASSES.index(label) if isinstance(label, str) else int(label)
+            if not 0 <= lab < len(CLASSES):
+                raise ValueError(f"label must be in 0..{len(CLASSES) - 1}, got {label}")
+        cname = CLASSES[lab]
+        if context is None:
+            home = HOME[cname]
+            others = [c for c in CONTEXTS if c != home]
+            context = home if u_ctx < cfg.cooccurrence else others[other_ctx]
+        elif context not in CONTEXTS:
+            raise KeyError(f"unknown context {context!r}; valid: {list(CONTEXTS)}")
+        if text_tag is None:
+            if cname in cfg.text_tag_classes:
+                word = cname if u_tag < cfg.text_tag_rate else None
+            else:
+                word = NEUTRAL_WORDS[tag_word_draw] if u_tag < cfg.neutral_tag_rate else None
+        else:
+            word = str(text_tag) if text_tag else None
+
+        overrides = dict(texture_overrides or {})
+        unknown = [c for c in overrides if c not in CONCEPTS]
+        if unknown:
+            raise KeyError(f"texture overrides for unknown concepts {unknown}; valid: {list(CONCEPTS)}")
+
+        layers = [_Layer(context, np.ones((size, size), bool), self.textures.draw(context, np.random.default_rng(tex_seed), size), (context,))]
+        layers += self._object_layers(cname, np.random.default_rng(shape_seed), scale, angle, flip, cx, cy, hsv_draws)
+        if word:
+            box = (tag_x, tag_y, tag_x + tag_w, tag_y + tag_h)
+            patch = np.zeros((size, size), bool)
+            patch[tag_y:tag_y + tag_h, tag_x:tag_x + tag_w] = True
+            layers.append(_Layer(TEXT_TAG, patch, np.array([paper, paper, paper * 0.93]), (TEXT_TAG,)))
+            font_px = max(8, int(tag_h * 0.8))
+            layers.append(_Layer(TEXT_TAG, _text_mask(word, box, size, font_px) & patch, np.array([15.0, 15.0, 20.0]), (TEXT_TAG,)))
+
+        image = np.zeros((size, size, 3), np.float32)
+        owner = np.full((size, size), -1, np.int16)
+        for i, layer in enumerate(layers):
+            fill = layer.fill
+            for concept in layer.owners:
+                if concept in overrides:
+                    fill = self._texture(overrides[concept], tex_seed, size)
+            fill = np.broadcast_to(np.asarray(fill, np.float32), (size, size, 3)) if np.ndim(fill) == 1 else fill
+            image[layer.mask] = fill[layer.mask]
+            owner[layer.mask] = i
+        image = image * brightness + np.random.default_rng(noise_seed).normal(0, cfg.noise, image.shape)
+        image = np.clip(image, 0, 255).round().astype(np.uint8)
+
+        masks: dict[str, np.ndarray] = {}
+        for i, layer in enumerate(layers):
+            visible = owner == i
+            for concept in layer.owners:
+                masks[concept] = masks[concept] | visible if concept in masks else visible
+        masks = {c: m for c, m in masks.items() if m.any()}
+        record = {
+            "index": int(index), "label": lab, "class_name": cname, "context": context, "text_tag": word,
+            "concepts": [c for c in CONCEPTS if c in masks], "seed": cfg.seed, "world_version": cfg.version,
+            "image_size": size, "texture_overrides": sorted(overrides),
+        }
+        return Scene(image, lab, cname, masks, record)
+
+    def render_with(self, index: int, texture_overrides: Mapping[str, str | np.ndarray], **kwargs: Any) -> Scene:
+        """Re-render scene ``index`` with other textures for some concepts (names or HxWx3 arrays).
+
+        Example:
+            >>> World().render_with(0, {"road": "snow", "wheel": np.zeros((64, 64, 3), np.uint8)})
+        """
+        return self.render(index, texture_overrides=texture_overrides, **kwargs)
+
+    def _texture(self, tex: str | np.ndarray, seed: int, size: int) -> np.ndarray:
+        if isinstance(tex, str):
+            return self.textures.draw(tex, np.random.default_rng(seed + 1), size)
+        arr = np.asarray(tex)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise ValueError(f"a texture override must be a texture name or an HxWx3 array, got shape {arr.shape}")
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr.astype(np.float64), 0, 1) * 255.0
+        if arr.shape[:2] != (size, size):
+            from PIL import Image
+
+            arr = np.asarray(Image.fromarray(np.asarray(arr, np.uint8)).resize((size, size), Image.BILINEAR))
+        return arr.astype(np.float32)
+
+    def _object_layers(self, cname: str, rng: np.random.Generator, scale: float, angle: float, flip: bool,
+                       cx: float, cy: float, hsv_draws: np.ndarray) -> list[_Layer]:
+        size = int(self.config.image_size)
+        (h0, h1), (s0, s1), (v0, v1) = BODY_COLOURS.get(cname, DEFAULT_COLOURS)
+        body = _hsv(h0 + (h1 - h0) * hsv_draws[0, 0], s0 + (s1 - s0) * hsv_draws[0, 1], v0 + (v1 - v0) * hsv_draws[0, 2])
+        accent = _hsv(hsv_draws[1, 0], 0.4 + 0.5 * hsv_draws[1, 1], 0.4 + 0.5 * hsv_draws[1, 2])
+        colours = {"body": body, "accent": accent, **{k: np.array(v, np.float32) for k, v in FIXED_COLOURS.items()}}
+        c, s = math.cos(angle), math.sin(angle)
+        rot = np.array([[c, -s], [s, c]]) * scale
+        layers = []
+        for part, role, poly in DRAWINGS[cname](rng):
+            pts = np.asarray(poly, np.float64)
+            if flip:
+                pts[:, 0] = -pts[:, 0]
+            pts = pts @ rot.T + np.array([cx, cy])
+            shade = 1.0 + 0.12 * (hsv_draws[2, 0] - 0.5)
+            owners = (part, cname) if part else (cname,)
+            layers.append(_Layer(part or cname, _polygon_mask(pts, size), colours[role] * shade, owners))
+        return layers
+
+
+def add_text_tag(image: np.ndarray, word: str, *, box: tuple[int, int, int, int] | None = None,
+                 paper: tuple[int, int, int] = (240, 240, 224), ink: tuple[int, int, int] = (15, 15, 20)) -> tuple[np.ndarray, np.ndarray]:
+    """Print ``word`` on a paper patch onto a copy of ``image`` (HxWx3 uint8); returns (image, patch mask).
+
+    ``box`` is (x0, y0, x1, y1) in pixels; the default is a patch at the top left, as in the world's tags.
+
+    Example:
+        >>> tagged, mask = add_text_tag(World().render(5).image, "car")
+    """
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"add_text_tag takes an HxWx3 uint8 image, got shape {img.shape} and dtype {img.dtype}")
+    h, w = img.shape[:2]
+    if box is None:
+        box = (int(w * 0.04), int(h * 0.04), int(w * 0.04) + int(w * 0.5), int(h * 0.04) + int(h * 0.22))
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise ValueError(f"tag box {box} does not fit inside the {w}x{h} image")
+    out = img.copy()
+    patch = np.zeros((h, w), bool)
+    patch[y0:y1, x0:x1] = True
+    out[patch] = paper
+    letters = _text_mask(word, box, max(h, w), max(8, int((y1 - y0) * 0.8)))[:h, :w] & patch
+    out[letters] = ink
+    return out, patch
