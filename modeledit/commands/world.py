@@ -1,0 +1,123 @@
+"""``modeledit world``: the benchmark world (info, render, train, context).
+
+    modeledit world info [--json]                 version, classes, concepts, co-occurrence, shipped accuracies
+    modeledit world render --n 24 --out DIR       sample images with their masks (PNG) and records (JSON)
+    modeledit world train vgg|resnet|vgg_text     reproduce a shipped classifier into modeledit/zoo/
+    modeledit world context --out results/world_context.json   texture-swap and text-tag measurements
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="world_command", metavar="ACTION", required=True)
+    info = sub.add_parser("info", help="world version, classes, concepts, co-occurrence table, shipped accuracies")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    render = sub.add_parser("render", help="write sample images with their masks")
+    render.add_argument("--n", type=int, default=18, help="number of scenes (default 18: one per class)")
+    render.add_argument("--out", required=True, help="output folder")
+    render.add_argument("--split", default="test", choices=["train", "val", "test"])
+    render.add_argument("--text-tags", action="store_true", help="render with the text-tag world (as world_vgg_text saw it)")
+    render.add_argument("--grid", default=None, help="also write a picture grid of images and masks to this PNG path")
+    train = sub.add_parser("train", help="reproduce a shipped classifier")
+    train.add_argument("arch", help="preset: vgg, resnet or vgg_text")
+    train.add_argument("--out", default=None, help="checkpoint path (default: the package's modeledit/zoo/world_ARCH.pt)")
+    train.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    train.add_argument("--n-train", type=int, default=None, help="override the preset's number of training scenes")
+    ctx = sub.add_parser("context", help="measure context reliance (texture swaps) and the text-tag flip rate")
+    ctx.add_argument("--out", default="results/world_context.json", help="JSON result path")
+    ctx.add_argument("--models", default="world_vgg,world_resnet", help="comma-separated models for the texture swaps")
+    ctx.add_argument("--text-model", default="world_vgg_text", help="model for the text-tag flip rate ('' to skip)")
+    ctx.add_argument("--n", type=int, default=60, help="scenes per class and context")
+    ctx.add_argument("--texture", default="snow", help="texture swapped into the context region (a world texture name)")
+    ctx.add_argument("--style", default=None, help="also restyle the context with this style-bank style through Magenta (e.g. snow)")
+    ctx.add_argument("--n-style", type=int, default=20, help="scenes per class and context for --style")
+
+
+def _info(args: argparse.Namespace) -> int:
+    from modeledit.eval.world import CLASSES, CONTEXTS, HOME, PARTS, TEXT_TAG, World
+    from modeledit.eval.world_report import shipped_index
+
+    w = World()
+    info = {
+        "world_version": w.config.version, "config": json.loads(w.config.to_json()), "classes": list(CLASSES),
+        "contexts": list(CONTEXTS), "parts": list(PARTS), "text_tag": TEXT_TAG, "home_context": dict(HOME),
+        "cooccurrence": w.cooccurrence(), "shipped": shipped_index(),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"benchmark world version {info['world_version']} ({w.config.image_size}x{w.config.image_size} px, seed {w.config.seed})")
+    print(f"parts: {', '.join(PARTS)}; text tag concept: {TEXT_TAG!r}")
+    print(f"co-occurrence: each class appears in front of its home context with p={w.config.cooccurrence}, "
+          f"otherwise uniformly in front of one of the other {len(CONTEXTS) - 1}")
+    print(f"{'class':<12}" + "".join(f"{c:>8}" for c in CONTEXTS))
+    for cname in CLASSES:
+        print(f"{cname:<12}" + "".join(f"{info['cooccurrence'][cname][c]:>8.3f}" for c in CONTEXTS))
+    print("shipped classifiers:")
+    for name, rec in info["shipped"].items():
+        acc = rec.get("clean_test_accuracy")
+        print(f"  {name:<16} clean test accuracy {acc if acc is None else f'{acc:.3f}'}  world v{rec.get('world_version')}  ({rec.get('command')})")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from modeledit.eval.world import WorldConfig
+    from modeledit.eval.world_data import WorldDataset
+    from modeledit.eval.world_report import picture_grid, write_samples
+
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    cfg = WorldConfig(text_tag_rate=1.0, neutral_tag_rate=0.5) if args.text_tags else WorldConfig()
+    ds = WorldDataset(args.split, n=args.n, config=cfg)
+    files = write_samples(ds, args.out)
+    print(f"wrote {len(files)} scenes (image, masks, record) under {args.out}")
+    if args.grid:
+        picture_grid(ds, args.grid)
+        print(f"wrote picture grid {args.grid}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from modeledit.eval.world_train import PRESETS, train, update_zoo_index
+    from modeledit.models import shipped_checkpoint_dir
+
+    if args.arch not in PRESETS:
+        raise KeyError(f"unknown world classifier preset {args.arch!r}; valid: {sorted(PRESETS)}")
+    cfg = PRESETS[args.arch]
+    changes = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train)) if v is not None}
+    cfg = dataclasses.replace(cfg, **changes)
+    out = Path(args.out) if args.out else shipped_checkpoint_dir() / f"{cfg.name}.pt"
+    command = f"modeledit world train {args.arch}" + "".join(f" --{k.replace('_', '-')} {v}" for k, v in changes.items())
+    result = train(cfg, out=out, command=command)
+    if out.parent.resolve() == shipped_checkpoint_dir().resolve():
+        update_zoo_index(result, shipped_checkpoint_dir() / "world_models.json")
+    print(f"{cfg.name}: clean test accuracy {result['clean_test_accuracy']:.4f} on {result['n_test']} scenes "
+          f"({result['train_seconds']:.0f} s); saved {out}")
+    return 0
+
+
+def _context(args: argparse.Namespace) -> int:
+    from modeledit.eval.world_report import measure_context
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    result = measure_context(models, text_model=args.text_model or None, n_per_cell=args.n, texture=args.texture, out=args.out,
+                              style=args.style, n_style=args.n_style)
+    for row in result["summary"]:
+        print(row)
+    print(f"wrote {args.out}")
+    return 0
+
+
+ACTIONS = {"info": _info, "render": _render, "train": _train, "context": _context}
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.getLogger("modeledit").setLevel(logging.INFO)
+    return ACTIONS[args.world_command](args)
