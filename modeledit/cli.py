@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "world": ("modeledit.commands.world", "the benchmark world: info, render samples, train classifiers, measure context reliance"),
     "bench": ("modeledit.commands.bench", "editing vs local/global fine-tuning with the paper's protocol"),
     "typographic": ("modeledit.commands.typographic", "typographic attack and its one-exemplar fix vs fine-tuning"),
+    "snow": ("modeledit.commands.snow", "adapt to snowy roads from one synthetic exemplar, vs fine-tuning"),
     "report": ("modeledit.commands.report", "build the HTML report from harness outputs"),
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
 }

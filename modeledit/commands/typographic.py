@@ -35,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     table.to_csv(out / "cells.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
-    cols = ["method", "pre_attack_acc", "post_attack_acc", "pre_clean_acc", "post_clean_acc", "post_own_class_acc", "spurious_rule", "site_name", "setting"]
+    cols = ["method", "pre_attack_acc", "post_attack_acc", "pre_clean", "post_clean", "post_own_class_acc", "spurious_rule", "site_name", "setting"]
     print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0

@@ -1,0 +1,106 @@
+"""Studies built on one exemplar pair (typographic fix, snow adaptation): every method x site x setting
+edits the model from the same exemplar, and is measured on named *groups* of images.
+
+A group is images with the labels that count as right for it, so every measurement is an accuracy:
+"accuracy under attack" (attacked images, true labels), "attack success" (attacked images, the attack
+class as label), "clean accuracy of the attack class", and so on. Settings are chosen on the validation
+group within the clean accuracy budget, as in the main protocol.
+
+Example:
+    >>> study = OneShotStudy(lm, exemplar, groups={"val": (xv, yv), "test": (xt, yt)}, clean=(xc, yc))
+    >>> row = study({"method": "edit", "site": "-1", "setting": {}})
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from modeledit.eval.bench import method_edit
+from modeledit.eval.protocol import choose_setting
+
+
+@dataclass
+class Exemplar:
+    """x (original), x' (transformed), mask (H, W) bool, in [0, 1], and the image's true class."""
+
+    x: torch.Tensor
+    x_prime: torch.Tensor
+    mask: torch.Tensor
+    label: int
+
+
+class OneShotStudy:
+    """Measures the groups before any edit, then computes one (method, site, setting) cell per call."""
+
+    def __init__(self, lm: Any, exemplar: Exemplar, groups: Mapping[str, tuple[torch.Tensor, np.ndarray]],
+                 clean: tuple[torch.Tensor, np.ndarray], val_group: str = "val", batch_size: int = 128,
+                 stats_images: torch.Tensor | None = None) -> None:
+        if val_group not in groups:
+            raise KeyError(f"the validation group {val_group!r} is not among the groups {sorted(groups)}")
+        self.lm, self.ex, self.groups, self.clean = lm, exemplar, dict(groups), clean
+        self.val_group, self.batch_size = val_group, batch_size
+        self.stats_images = clean[0] if stats_images is None else stats_images
+        self._stats: dict[str, Any] = {}
+        self.pre = self.measure()
+
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        bs = self.batch_size
+        return torch.cat([self.lm.predict(x[i:i + bs]).argmax(-1).cpu() for i in range(0, len(x), bs)]).numpy()
+
+    def measure(self) -> dict[str, float]:
+        out = {}
+        for name, (x, y) in {**self.groups, "clean": self.clean}.items():
+            out[name] = float((self.predict(x) == np.asarray(y)).mean()) if len(x) else float("nan")
+        return out
+
+    def statistics(self, site: Any) -> Any:
+        from modeledit.stats import second_moment
+
+        if site.name not in self._stats:
+            bs = self.batch_size
+            batches = [self.lm.normalize(self.stats_images[i:i + bs]) for i in range(0, len(self.stats_images), bs)]
+            self._stats[site.name] = second_moment(self.lm.model, site, batches, dataset_id=None, progress=False)
+        return self._stats[site.name]
+
+    def __call__(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        from modeledit.layers import get_site
+
+        site = get_site(self.lm.model, params["site"])
+        edit = method_edit(self.lm, params["method"], params["setting"], site, self.ex.x[None], self.ex.x_prime[None],
+                           self.ex.mask[None], [self.ex.label], stats=self.statistics)
+        with edit.applied(self.lm.model):
+            post = self.measure()
+        row: dict[str, Any] = dict(method=params["method"], site=str(params["site"]), site_name=site.name,
+                                   setting=json.dumps(params["setting"]), exemplar_class=self.lm.class_names[self.ex.label])
+        row.update({f"pre_{k}": v for k, v in self.pre.items()})
+        row.update({f"post_{k}": v for k, v in post.items()})
+        row["clean_drop"] = self.pre["clean"] - post["clean"]
+        row["val_gain"] = post[self.val_group] - self.pre[self.val_group]
+        return [row]
+
+
+def summarize_oneshot(table: pd.DataFrame, max_clean_drop: float) -> pd.DataFrame:
+    """Per method, the setting with the best validation gain within the clean budget (else: no change)."""
+    groups = sorted(c[4:] for c in table.columns if c.startswith("pre_"))
+    rows = []
+    for method, g in table.groupby("method", sort=True):
+        base = g.iloc[0]
+        best = choose_setting(g.to_dict("records"), max_clean_drop, score="val_gain")
+        if best is None:  # no setting within the budget: the method makes no change
+            best = {**{f"post_{k}": base[f"pre_{k}"] for k in groups}, "site_name": "", "setting": "", "clean_drop": 0.0}
+        r: dict[str, Any] = {"method": method, "changed": bool(best["site_name"])}
+        for k in groups:
+            r[f"pre_{k}"], r[f"post_{k}"] = base[f"pre_{k}"], best[f"post_{k}"]
+        r.update(site_name=best["site_name"], setting=best["setting"], clean_drop=best["clean_drop"])
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def method_cells(methods: Sequence[str], sites: Sequence[str], settings: Any) -> list[dict[str, Any]]:
+    """(method, site, setting) cells; ``settings(method)`` lists a method's hyperparameter settings."""
+    return [{"method": m, "site": str(s), "setting": st} for m in methods for s in sites for st in settings(m)]
