@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("modeledit.commands.bench", "editing vs local/global fine-tuning with the paper's protocol"),
     "typographic": ("modeledit.commands.typographic", "typographic attack and its one-exemplar fix vs fine-tuning"),
     "snow": ("modeledit.commands.snow", "adapt to snowy roads from one synthetic exemplar, vs fine-tuning"),
+    "demo": ("modeledit.commands.demo", "the main job on the embedded default: a browsable report"),
     "report": ("modeledit.commands.report", "build the HTML report from harness outputs"),
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
 }
