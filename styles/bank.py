@@ -145,15 +145,15 @@ def register_style_folder(name: str, path: str | os.PathLike) -> Style:
     Example:
         >>> register_style_folder("stained glass", "my_styles/stained_glass/")
     """
+    key = _norm(name)
+    if key in TRANSFORMS or key in BUILTIN:
+        raise ValueError(f"style name {name!r} is built in; choose another name")
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"style folder {str(folder)!r} does not exist; pass a folder of style images")
     paths = _folder_images(folder)
     if not paths:
         raise ValueError(f"style folder {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); add at least one")
-    key = _norm(name)
-    if key in TRANSFORMS or key in BUILTIN:
-        raise ValueError(f"style name {name!r} is built in; choose another name")
     images = [_read_style_image(p) for p in paths]
     _USER_FOLDERS[key] = folder
     return Style(key, images, "images", [str(p) for p in paths])
