@@ -1,0 +1,158 @@
+"""Exemplars of an edit and the keys/values they give at a site (the ``compute_k`` / ``compute_v`` step).
+
+An exemplar is a pair (x original, x' transformed) and an optional binary mask m of the concept,
+image-sized. The rewrite maps the keys the site sees at x' to the values it produced at x:
+
+* keys k* = the rewritten layer's input at x' (for residual sites the skip branch also sees x');
+* values v* = the site's output at x.
+
+Two objective modes: ``"whole"`` (every output position, the paper's better-performing default) and
+``"masked"`` (only positions covered by the mask, downsampled to each feature map by area averaging).
+The update direction is always computed from the keys the objective uses.
+
+Images are tensors in the model's input space (already normalised) when a plain ``nn.Module`` is
+given; :meth:`Exemplars.from_images` builds them from [0, 1] images or arrays through a
+:class:`~modeledit.models.LoadedModel`.
+
+Example:
+    >>> ex = Exemplars.from_images(lm, [original], [transformed], masks=[mask], size=128)
+    >>> tens = collect(lm.model, site, ex, mode="whole")
+    >>> tens.key.shape, tens.value.shape, tens.weight.shape     # (N,Cin,H,W) (N,Cout,H',W') (N,1,H',W')
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modeledit.layers import EditSite, capture_sites
+
+MODES = ("whole", "masked")
+
+
+@dataclass
+class Exemplars:
+    """Pairs (x, x') of shape (N, 3, H, W) in the model's input space and an optional mask (N, 1, H, W)."""
+
+    x: torch.Tensor
+    x_prime: torch.Tensor
+    mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.dim() == 3:
+            self.x = self.x.unsqueeze(0)
+        if self.x_prime.dim() == 3:
+            self.x_prime = self.x_prime.unsqueeze(0)
+        if self.x.dim() != 4 or self.x.shape != self.x_prime.shape:
+            raise ValueError(
+                f"original and transformed exemplars must have the same (N, C, H, W) shape, got "
+                f"{tuple(self.x.shape)} and {tuple(self.x_prime.shape)}; resize them to one size"
+            )
+        if self.mask is not None:
+            m = self.mask.float()
+            while m.dim() < 4:
+                m = m.unsqueeze(0)
+            if m.shape[0] == 1 and self.x.shape[0] > 1:
+                m = m.expand(self.x.shape[0], -1, -1, -1)
+            n, _, h, w = self.x.shape
+            if m.shape[1] != 1 or m.shape[0] != n or m.shape[-2:] != (h, w):
+                raise ValueError(
+                    f"mask of shape {tuple(self.mask.shape)} does not fit exemplars of size {h}x{w} "
+                    f"(N={n}); give one image-sized mask (H, W) per pair"
+                )
+            if float(m.sum()) <= 0:
+                raise ValueError("the mask is empty (no pixel is set); mark the concept's pixels or use the whole-image mode")
+            self.mask = m.clamp(0, 1).contiguous()
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @classmethod
+    def from_images(
+        cls, lm: Any, originals: Sequence[Any], transformed: Sequence[Any], masks: Sequence[Any] | None = None, size: int | None = None
+    ) -> "Exemplars":
+        """Resize (no crop, so masks stay aligned) to ``size`` (default the model's input size) and normalise.
+
+        Images: PIL images, HxWx3 arrays, [0, 1] tensors (3, H, W) or file paths; masks: HxW arrays,
+        tensors or files (non-zero = concept).
+        """
+        import numpy as np
+
+        from modeledit.images import read_image, to_tensor01
+
+        size = size or lm.input_size
+
+        def img(a: Any) -> torch.Tensor:
+            t = a if isinstance(a, torch.Tensor) else to_tensor01(read_image(a) if isinstance(a, str) else a)
+            return F.interpolate(t[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+
+        def msk(a: Any) -> torch.Tensor:
+            if isinstance(a, str):
+                a = np.asarray(read_image(a).convert("L"))
+            t = torch.as_tensor(np.array(a, dtype=np.float32))
+            t = t.mean(-1) if t.dim() == 3 and t.shape[-1] in (3, 4) else t
+            t = (t > 0).float()[None, None]
+            return (F.interpolate(t, size=(size, size), mode="area")[0] > 0.5).float()
+
+        if len(originals) != len(transformed):
+            raise ValueError(f"{len(originals)} originals but {len(transformed)} transformed images; give one transformed image per original")
+        x = lm.normalize(torch.stack([img(a) for a in originals]))
+        xp = lm.normalize(torch.stack([img(a) for a in transformed]))
+        mask = torch.stack([msk(m) for m in masks]) if masks is not None else None
+        return cls(x.to(lm.device), xp.to(lm.device), None if mask is None else mask.to(lm.device))
+
+
+@dataclass
+class ExemplarTensors:
+    """Canonical-layout tensors for the rewrite: keys and skip at x', values at x, per-position weights.
+
+    ``weight`` (N, 1, H', W') weights value positions in the objective; ``key_weight`` (N, 1, H, W) selects
+    the key positions that define the update direction.
+    """
+
+    key: torch.Tensor
+    skip: torch.Tensor | None
+    value: torch.Tensor
+    weight: torch.Tensor
+    key_weight: torch.Tensor
+
+
+def downsample_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area-average an image-sized mask (N, 1, H, W) to a feature map's (h, w); token maps (T, 1) with
+    T = g*g + 1 (a class token first) take the g x g grid and give the class token weight 0."""
+    h, w = size
+    if w == 1 and h > 1:
+        g = int(round((h - 1) ** 0.5))
+        grid = g * g
+        if grid == h - 1 or grid == h:
+            m = F.adaptive_avg_pool2d(mask, (g, g)).flatten(2).transpose(1, 2).unsqueeze(1)  # (N,1,g*g,1)
+            if grid == h - 1:
+                m = torch.cat([torch.zeros_like(m[:, :, :1]), m], dim=2)
+            return m
+        raise ValueError(f"cannot map an image mask onto {h} tokens; use the whole-image mode for this site")
+    return F.adaptive_avg_pool2d(mask, (h, w))
+
+
+def collect(model: nn.Module, site: EditSite, exemplars: Exemplars, mode: str = "whole") -> ExemplarTensors:
+    """Keys k* and skip at x', values v* at x, and the objective's position weights for ``mode``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown objective mode {mode!r}; choose from {MODES}")
+    if mode == "masked" and exemplars.mask is None:
+        raise ValueError("the masked mode needs a mask of the concept; pass one or use the whole-image mode")
+    dev = next(model.parameters()).device
+    at_x = capture_sites(model, exemplars.x.to(dev), [site], stop_after=True)[site.name]
+    at_xp = capture_sites(model, exemplars.x_prime.to(dev), [site], stop_after=True)[site.name]
+    value, key = at_x.value, at_xp.key
+    if mode == "whole":
+        weight = torch.ones_like(value[:, :1])
+        key_weight = torch.ones_like(key[:, :1])
+    else:
+        mask = exemplars.mask.to(dev)
+        weight = downsample_mask(mask, tuple(value.shape[-2:]))
+        key_weight = downsample_mask(mask, tuple(key.shape[-2:]))
+        if float(weight.sum()) <= 0 or float(key_weight.sum()) <= 0:
+            raise ValueError(f"the mask covers no position of site {site.name}'s feature map; enlarge it or use the whole-image mode")
+    return ExemplarTensors(key=key, skip=at_xp.skip, value=value, weight=weight, key_weight=key_weight)

@@ -1,0 +1,211 @@
+"""Second-moment statistics of a site's keys (the ``layer_stats`` step): C = sum over keys of k kᵀ.
+
+For conv sites every spatial position gives one key in input-channel space (tokens for ViT sites).
+The sum streams over a DataLoader, per batch in float32 and accumulated in float64, in O(d²) memory
+whatever the dataset size, with a progress bar. Results are cached as safetensors under a key that
+hashes the model's weights (every parameter and buffer), the site and the dataset's identity, so a
+changed model or dataset never reuses a stale file.
+
+For real use C comes from a large dataset (the paper uses ImageNet validation images); tests use a
+few scikit-image photos with crops and flips.
+
+Example:
+    >>> data = ImageFiles("val_images/", size=224, normalize=lm.normalize)
+    >>> st = second_moment(lm.model, site, DataLoader(data, batch_size=32), dataset_id=data.identity)
+    >>> c = st.regularized()            # (d, d) float64, ridge added when ill-conditioned
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from modeledit.layers import EditSite, _StopForward, capture
+from modeledit.provenance import model_hash
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+CACHE_FORMAT = 1
+
+
+def cache_root() -> Path:
+    """``$MODELEDIT_CACHE`` or ``~/.cache/modeledit``."""
+    return Path(os.environ.get("MODELEDIT_CACHE") or Path.home() / ".cache" / "modeledit")
+
+
+@dataclass
+class SecondMoment:
+    """C = ``total`` (sum of k kᵀ, float64, (d, d)) over ``count`` keys at ``site``."""
+
+    site: str
+    total: torch.Tensor
+    count: int
+    model_hash: str = ""
+    dataset_id: str = ""
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """E[k kᵀ] = C / count."""
+        return self.total / max(self.count, 1)
+
+    def regularized(self, ridge: float = 1e-4, max_condition: float = 1e6) -> torch.Tensor:
+        """E[k kᵀ] + λI (float64). λ = ``ridge`` x mean eigenvalue, raised (with a warning) until the
+        condition number is at most ``max_condition`` when C is singular or ill-conditioned."""
+        c = self.mean
+        d = c.shape[0]
+        c = 0.5 * (c + c.T)
+        eig = torch.linalg.eigvalsh(c)
+        top = float(eig[-1].clamp_min(0))
+        if top <= 0 or not torch.isfinite(eig).all():
+            warnings.warn(f"statistics at {self.site} are zero or not finite; using the identity instead", RuntimeWarning, stacklevel=2)
+            return torch.eye(d, dtype=torch.float64, device=c.device)
+        lam = ridge * float(eig.clamp_min(0).mean())
+        low = float(eig[0])
+        if low + lam <= 0 or (top + lam) / (low + lam) > max_condition:
+            lam = max(lam, top / max_condition - low, 0.0)
+            warnings.warn(
+                f"second moment at {self.site} is ill-conditioned (eigenvalues {low:.3g}..{top:.3g}, {self.count} keys for "
+                f"d={d}); regularising with ridge {lam:.3g}. Use more images for better statistics.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return c + lam * torch.eye(d, dtype=c.dtype, device=c.device)
+
+    def save(self, path: str | os.PathLike) -> None:
+        from safetensors.torch import save_file
+
+        meta = {"site": self.site, "count": str(self.count), "model_hash": self.model_hash, "dataset_id": self.dataset_id,
+                "format": str(CACHE_FORMAT)}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+        save_file({"total": self.total.detach().cpu().contiguous()}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SecondMoment":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            total = f.get_tensor("total")
+        return cls(site=meta.get("site", ""), total=total, count=int(meta.get("count", 0)),
+                   model_hash=meta.get("model_hash", ""), dataset_id=meta.get("dataset_id", ""))
+
+
+def cache_path(model_digest: str, site: EditSite, dataset_id: str, root: str | os.PathLike | None = None) -> Path:
+    """Where the statistics of (weights, site, dataset) live; any change of the three changes the file."""
+    h = hashlib.sha256(json.dumps([CACHE_FORMAT, model_digest, site.name, site.layer, dataset_id]).encode()).hexdigest()
+    return Path(root or cache_root()) / "stats" / f"{site.name.replace('/', '_')}-{h[:24]}.safetensors"
+
+
+def _batches(data: Iterable[Any]) -> Iterable[torch.Tensor]:
+    for b in data:
+        if isinstance(b, (tuple, list)):
+            b = b[0]
+        if isinstance(b, dict):
+            b = b.get("image", b.get("x"))
+        if not isinstance(b, torch.Tensor):
+            raise TypeError(f"statistics batches must be image tensors (or (image, label) pairs), got {type(b).__name__}")
+        yield b
+
+
+def second_moment(
+    model: nn.Module,
+    site: EditSite,
+    data: Iterable[Any],
+    dataset_id: str | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> SecondMoment:
+    """Stream C = Σ k kᵀ over the keys ``data`` produces at ``site``.
+
+    ``data`` yields image batches (or (image, label) pairs) in the model's input space, or in [0, 1]
+    with ``transform`` (e.g. ``lm.normalize``). With a ``dataset_id`` (a string that changes whenever the
+    data does, e.g. :attr:`ImageFiles.identity`) the result is cached on disk; without one it is not.
+
+    Example:
+        >>> st = second_moment(lm.model, site, loader, dataset_id="imagenet-val", transform=lm.normalize)
+    """
+    from tqdm.auto import tqdm
+
+    digest = model_hash(model)
+    path = cache_path(digest, site, dataset_id, cache_dir) if (cache and dataset_id) else None
+    if path is not None and path.is_file():
+        st = SecondMoment.load(path)
+        if st.model_hash == digest and st.dataset_id == dataset_id and st.site == site.name:
+            log.info("statistics for %s from cache %s", site.name, path)
+            return st
+    dev = next(model.parameters()).device
+    d = site.key_channels
+    total = torch.zeros(d, d, dtype=torch.float64, device=dev)
+    count = 0
+    total_len = len(data) if hasattr(data, "__len__") else None
+    with capture(model, [site], stop_after=True) as rec:
+        for batch in tqdm(_batches(data), total=total_len, desc=f"stats {site.name}", disable=not progress, leave=False):
+            batch = batch.to(dev)
+            if transform is not None:
+                batch = transform(batch)
+            try:
+                model(batch)
+            except _StopForward:  # the forward pass stops once the site is reached
+                pass
+            k = rec.keys[site.name]
+            k = k.permute(0, 2, 3, 1).reshape(-1, d)
+            total += (k.T @ k).double()
+            count += k.shape[0]
+    if count == 0:
+        raise ValueError("the statistics dataset produced no images; check the folder or loader")
+    st = SecondMoment(site=site.name, total=total.cpu(), count=count, model_hash=digest, dataset_id=dataset_id or "")
+    if path is not None:
+        st.save(path)
+        log.info("statistics for %s cached at %s", site.name, path)
+    return st
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Every image file under ``root`` (recursively), resized and centre-cropped to ``size`` in [0, 1].
+
+    :attr:`identity` hashes the relative paths, sizes and modification times of the files and the
+    preprocessing, so a changed folder never reuses cached statistics.
+    """
+
+    def __init__(self, root: str | os.PathLike, size: int = 224) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image folder {str(self.root)!r} does not exist; pass a directory of images")
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not self.files:
+            raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {str(self.root)!r}")
+        self.size = size
+
+    @property
+    def identity(self) -> str:
+        h = hashlib.sha256(f"ImageFiles:{self.size}".encode())
+        for p in self.files:
+            s = p.stat()
+            h.update(f"{p.relative_to(self.root)}:{s.st_size}:{s.st_mtime_ns}".encode())
+        return h.hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import torchvision.transforms.functional as TF
+
+        from modeledit.images import read_image
+
+        im = read_image(self.files[i])
+        im = TF.resize(im, self.size, antialias=True)
+        return TF.to_tensor(TF.center_crop(im, [self.size, self.size]))
