@@ -24,7 +24,7 @@ def tensor_hash(t: torch.Tensor) -> str:
     """sha256 of a tensor's bytes, dtype and shape (device-independent)."""
     t = t.detach().to("cpu").contiguous()
     h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
