@@ -237,7 +237,10 @@ def photo_section(cfg: DemoConfig, out: Path) -> dict[str, Any]:
     mask = torch.as_tensor(inst[0].mask)
     n_images = len(get_style(cfg.photo_style).images)
     styled = [restyle_region(astro[None], mask[None], cfg.photo_style, k)[0] for k in range(n_images)]
-    others = {n: lm.preprocess(getattr(data, n)()) for n in ("chelsea", "coffee", "rocket", "motorcycle_left")}
+    others = {n: lm.preprocess(getattr(data, n)()) for n in ("chelsea", "coffee", "rocket")}
+    from sklearn.datasets import load_sample_image
+
+    others.update({n: lm.preprocess(load_sample_image(f"{n}.jpg")) for n in ("china", "flower")})
 
     def top1(x: torch.Tensor) -> list[str]:
         return [t[0]["label"] for t in lm.topk(x, 1)]
