@@ -5,7 +5,11 @@ position and pose, in front of one *context* (road, grass, water, sky, sand, flo
 textured (real scikit-image textures for road, grass and floor; procedural ones for water, sky and
 sand). Every class has a home context it appears in with probability ``WorldConfig.cooccurrence``
 (default 0.85); otherwise one of the other contexts is drawn, so classifiers learn "road suggests a
-vehicle" the way ImageNet models do. Two *part* concepts (``wheel``, ``window``) are shared by
+vehicle" the way ImageNet models do. Every class also has a look-alike *twin* that lives in another
+context (duck and bird, bus and ship, umbrella and lamp...): with probability ``WorldConfig.ambiguity``
+(default 0.25) an object is drawn with its twin's appearance, as a far-away duck is hard to tell from
+a bird. The object then leaves the class open between the twins and only the context decides, the
+way fine-grained ImageNet classes are told apart by their surroundings. Two *part* concepts (``wheel``, ``window``) are shared by
 several classes. A *text tag* (a word printed on a paper patch) is correlated with some classes when
 ``WorldConfig.text_tag_rate`` > 0, for the typographic experiment.
 
@@ -19,7 +23,7 @@ Example:
     >>> w = World(WorldConfig(seed=0))
     >>> s = w.render(3)
     >>> s.image.shape, s.class_name, sorted(s.masks)[:2]
-    ((64, 64, 3), 'bus', ['bus', 'road'])
+    ((64, 64, 3), 'cow', ['cow', 'sand'])
     >>> snowy = w.render_with(3, {"road": "snow"})
 """
 from __future__ import annotations
@@ -45,6 +49,10 @@ HOMES: dict[str, tuple[str, ...]] = {
 CONTEXTS: tuple[str, ...] = tuple(HOMES)
 CLASSES: tuple[str, ...] = tuple(c for cs in HOMES.values() for c in cs)
 HOME: dict[str, str] = {c: ctx for ctx, cs in HOMES.items() for c in cs}
+_PAIRS = (("duck", "bird"), ("ship", "bus"), ("truck", "tractor"), ("tree", "balloon"), ("umbrella", "lamp"),
+          ("cow", "table"), ("sailboat", "airplane"), ("car", "crab"), ("sandcastle", "chair"))
+#: class -> its look-alike twin (always from another home context)
+TWIN: dict[str, str] = {**{a: b for a, b in _PAIRS}, **{b: a for a, b in _PAIRS}}
 PARTS: tuple[str, ...] = ("wheel", "window")
 TEXT_TAG = "text"
 #: every concept a mask can be asked for: contexts, object classes, parts, the text tag
@@ -60,6 +68,7 @@ class WorldConfig:
     """Everything that determines the world's images: same config + same index = same scene.
 
     ``cooccurrence``: probability that a class appears in front of its home context.
+    ``ambiguity``: probability that an object is drawn with its look-alike twin's appearance.
     ``text_tag_rate``: probability that an image of a tag class (``text_tag_classes``) carries a tag
     with its class name; images of other classes carry a neutral word with ``neutral_tag_rate``.
     """
@@ -68,6 +77,7 @@ class WorldConfig:
     seed: int = 0
     image_size: int = 64
     cooccurrence: float = 0.85
+    ambiguity: float = 0.25
     text_tag_rate: float = 0.0
     neutral_tag_rate: float = 0.0
     text_tag_classes: tuple[str, ...] = ("car", "cow", "duck", "bird", "crab", "lamp")
@@ -78,7 +88,7 @@ class WorldConfig:
             raise ValueError(f"this code renders world version {WORLD_VERSION}, not {self.version}; install the matching modeledit release")
         if not 32 <= int(self.image_size) <= 256:
             raise ValueError(f"image_size must be between 32 and 256 pixels, got {self.image_size}")
-        for name in ("cooccurrence", "text_tag_rate", "neutral_tag_rate"):
+        for name in ("cooccurrence", "ambiguity", "text_tag_rate", "neutral_tag_rate"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         self.text_tag_classes = tuple(self.text_tag_classes)
@@ -501,6 +511,7 @@ class World:
         paper = rng.uniform(220, 250)
         brightness = rng.uniform(0.85, 1.15)
         noise_seed = int(rng.integers(0, 2**31))
+        u_twin = rng.random()
 
         if label is not None:
             lab = CLASSES.index(label) if isinstance(label, str) else int(label)
@@ -521,13 +532,14 @@ class World:
         else:
             word = str(text_tag) if text_tag else None
 
+        appearance = TWIN[cname] if u_twin < cfg.ambiguity else cname
         overrides = dict(texture_overrides or {})
         unknown = [c for c in overrides if c not in CONCEPTS]
         if unknown:
             raise KeyError(f"texture overrides for unknown concepts {unknown}; valid: {list(CONCEPTS)}")
 
         layers = [_Layer(context, np.ones((size, size), bool), self.textures.draw(context, np.random.default_rng(tex_seed), size), (context,))]
-        layers += self._object_layers(cname, np.random.default_rng(shape_seed), scale, angle, flip, cx, cy, hsv_draws)
+        layers += self._object_layers(cname, appearance, np.random.default_rng(shape_seed), scale, angle, flip, cx, cy, hsv_draws)
         if word:
             box = (tag_x, tag_y, tag_x + tag_w, tag_y + tag_h)
             patch = np.zeros((size, size), bool)
@@ -556,7 +568,7 @@ class World:
                 masks[concept] = masks[concept] | visible if concept in masks else visible
         masks = {c: m for c, m in masks.items() if m.any()}
         record = {
-            "index": int(index), "label": lab, "class_name": cname, "context": context, "text_tag": word,
+            "index": int(index), "label": lab, "class_name": cname, "appearance": appearance, "context": context, "text_tag": word,
             "concepts": [c for c in CONCEPTS if c in masks], "seed": cfg.seed, "world_version": cfg.version,
             "image_size": size, "texture_overrides": sorted(overrides),
         }
@@ -584,17 +596,18 @@ class World:
             arr = np.asarray(Image.fromarray(np.asarray(arr, np.uint8)).resize((size, size), Image.BILINEAR))
         return arr.astype(np.float32)
 
-    def _object_layers(self, cname: str, rng: np.random.Generator, scale: float, angle: float, flip: bool,
+    def _object_layers(self, cname: str, appearance: str, rng: np.random.Generator, scale: float, angle: float, flip: bool,
                        cx: float, cy: float, hsv_draws: np.ndarray) -> list[_Layer]:
+        """The object's layers: drawn as ``appearance`` (the class itself or its twin), owned by ``cname``."""
         size = int(self.config.image_size)
-        (h0, h1), (s0, s1), (v0, v1) = BODY_COLOURS.get(cname, DEFAULT_COLOURS)
+        (h0, h1), (s0, s1), (v0, v1) = BODY_COLOURS.get(appearance, DEFAULT_COLOURS)
         body = _hsv(h0 + (h1 - h0) * hsv_draws[0, 0], s0 + (s1 - s0) * hsv_draws[0, 1], v0 + (v1 - v0) * hsv_draws[0, 2])
         accent = _hsv(hsv_draws[1, 0], 0.4 + 0.5 * hsv_draws[1, 1], 0.4 + 0.5 * hsv_draws[1, 2])
         colours = {"body": body, "accent": accent, **{k: np.array(v, np.float32) for k, v in FIXED_COLOURS.items()}}
         c, s = math.cos(angle), math.sin(angle)
         rot = np.array([[c, -s], [s, c]]) * scale
         layers = []
-        for part, role, poly in DRAWINGS[cname](rng):
+        for part, role, poly in DRAWINGS[appearance](rng):
             pts = np.asarray(poly, np.float64)
             if flip:
                 pts[:, 0] = -pts[:, 0]

@@ -11,7 +11,7 @@ Example:
     >>> ds = WorldDataset("test", n=100)
     >>> image01, label, meta = ds[0]
     >>> meta["class_name"], sorted(meta["masks"])
-    ('car', ['car', 'road', 'wheel', 'window'])
+    ('truck', ['sand', 'truck', 'wheel', 'window'])
     >>> loader = torch.utils.data.DataLoader(ds, batch_size=32, collate_fn=collate)
 """
 from __future__ import annotations

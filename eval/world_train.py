@@ -39,9 +39,9 @@ class TrainConfig:
     arch: str = "vgg_small"
     net_kwargs: dict[str, Any] = field(default_factory=dict)
     world: WorldConfig = field(default_factory=WorldConfig)
-    n_train: int = 7200
+    n_train: int = 6000
     n_test: int = 1800
-    epochs: int = 12
+    epochs: int = 6
     batch_size: int = 64
     lr: float = 0.05
     weight_decay: float = 5e-4
@@ -68,7 +68,7 @@ PRESETS: dict[str, TrainConfig] = {
     "resnet": TrainConfig("world_resnet", "resnet_small", {"widths": [16, 32, 64, 128]}),
     "vgg_text": TrainConfig(
         "world_vgg_text", "vgg_small", {"plan": [24, "M", 48, "M", 96, 96, "M", 160, "M"]},
-        world=WorldConfig(text_tag_rate=0.6, neutral_tag_rate=0.3),
+        world=WorldConfig(text_tag_rate=0.8, neutral_tag_rate=0.3),
     ),
 }
 

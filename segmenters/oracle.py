@@ -8,8 +8,9 @@ Example:
     >>> from modeledit.eval.world_data import WorldDataset
     >>> from modeledit.segmenters import get_segmenter
     >>> x, y, meta = WorldDataset("test", n=10)[0]
-    >>> [i.concept for i in get_segmenter("oracle").segment(image, ["road"], meta=meta)]
-    ['road']
+    >>> image = (x.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    >>> [i.concept for i in get_segmenter("oracle").segment(image, ["sand", "wheel"], meta=meta)]
+    ['sand', 'wheel']
 """
 from __future__ import annotations
 
