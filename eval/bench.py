@@ -96,33 +96,16 @@ class BenchConfig:
         return cls(**json.loads(text))
 
     def settings(self, method: str) -> list[dict[str, Any]]:
-        """The hyperparameter settings tried for ``method`` (besides the site)."""
-        m = METHODS[method]
-        if m.grid_field is None:
-            return [{}]
-        return [{"lr": float(lr), "steps": int(steps)} for lr, steps in getattr(self, m.grid_field)]
+        return method_settings(self, method)
 
 
-def method_edit(lm: Any, method: str, setting: Mapping[str, Any], site: Any, x01: torch.Tensor, xp01: torch.Tensor,
-                masks: torch.Tensor | None, targets: Sequence[int], stats: Callable[[Any], Any] | None = None) -> Any:
-    """The Edit a method of the comparison makes from exemplars (x, x') in [0, 1] with (N, H, W) masks.
-
-    Rewrites map keys at x' to values at x (``stats(site)`` gives C); fine-tuning trains on x' towards
-    ``targets``. Every method returns the same :class:`~modeledit.edit.Edit` value.
-    """
-    from modeledit.exemplars import Exemplars
-
+def method_settings(cfg: Any, method: str) -> list[dict[str, Any]]:
+    """The hyperparameter settings tried for ``method`` (besides the site): its (lr, steps) grid from
+    ``cfg`` (any config with ``finetune_grid`` / ``adam_grid`` fields), or one empty setting."""
     m = METHODS[method]
-    dev = lm.device
-    mask = None if masks is None else masks.float()[:, None].to(dev)
-    ex = Exemplars(lm.normalize(x01).to(dev), lm.normalize(xp01).to(dev), mask)
-    if m.kind == "rewrite":
-        from modeledit.rewrite import EditConfig, rewrite
-
-        return rewrite(lm.model, site, ex, EditConfig(**{**m.base, **setting}), stats=stats(site) if stats else None)
-    from modeledit.finetune import FinetuneConfig, finetune
-
-    return finetune(lm.model, site, ex, target=list(targets), config=FinetuneConfig(**{**m.base, **setting}))
+    if m.grid_field is None:
+        return [{}]
+    return [{"lr": float(lr), "steps": int(steps)} for lr, steps in getattr(cfg, m.grid_field)]
 
 
 # ---------------------------------------------------------------------------------------------------

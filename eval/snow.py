@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.bench import METHODS
+from modeledit.eval.bench import method_settings
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
 
@@ -57,10 +57,7 @@ class SnowConfig:
         return json.dumps(asdict(self))
 
     def settings(self, method: str) -> list[dict[str, Any]]:
-        m = METHODS[method]
-        if m.grid_field is None:
-            return [{}]
-        return [{"lr": float(lr), "steps": int(s)} for lr, s in getattr(self, m.grid_field)]
+        return method_settings(self, method)
 
 
 def _paste(x: torch.Tensor, mask: np.ndarray, cfg: SnowConfig) -> torch.Tensor:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.bench import METHODS
+from modeledit.eval.bench import METHODS, method_settings
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
 from modeledit.eval.typography import TextSpec, paste_text
@@ -62,10 +62,7 @@ class TypographicConfig:
         return cls(**json.loads(text))
 
     def settings(self, method: str) -> list[dict[str, Any]]:
-        m = METHODS[method]
-        if m.grid_field is None:
-            return [{}]
-        return [{"lr": float(lr), "steps": int(s)} for lr, s in getattr(self, m.grid_field)]
+        return method_settings(self, method)
 
 
 def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.Tensor]]:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from modeledit.commands.common import add_method_arguments, split_list
 import json
 from pathlib import Path
 
@@ -21,12 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pairs", type=int, default=3)
     p.add_argument("--n-exemplars", default="3", help="comma-separated exemplar counts, e.g. 1,3,10")
     p.add_argument("--seeds", default="0")
-    p.add_argument("--methods", default="edit,finetune_local,finetune_global",
-                   help="comma-separated: edit, edit_adam, edit_full, edit_masked, finetune_local, finetune_global")
-    p.add_argument("--sites", default="-1", help="comma-separated edit sites (index or name)")
+    add_method_arguments(p)
     p.add_argument("--finetune-grid", default=None, help="lr:steps,... (default: the paper's)")
     p.add_argument("--adam-grid", default=None, help="lr:steps,... for edit_adam")
-    p.add_argument("--max-clean-drop", type=float, default=0.0025, help="clean accuracy budget for hyperparameter choice")
     p.add_argument("--segmenter", default="oracle")
     p.add_argument("--stylizer", default="magenta")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
@@ -44,7 +43,7 @@ def config_from_args(args: argparse.Namespace):
         pairs=[p.split(":") for p in args.pairs.split(",") if p], sensitivity=args.sensitivity, max_pairs=args.max_pairs,
         protocol=ProtocolConfig(max_clean_drop=args.max_clean_drop),
         n_exemplars=[int(v) for v in args.n_exemplars.split(",")], seeds=[int(v) for v in args.seeds.split(",")],
-        methods=[m for m in args.methods.split(",") if m], sites=[s for s in args.sites.split(",") if s],
+        methods=split_list(args.methods), sites=split_list(args.sites),
         segmenter=args.segmenter, stylizer=args.stylizer,
     )
     if args.finetune_grid:

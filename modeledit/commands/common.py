@@ -17,3 +17,15 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
     if getattr(args, "classes", None):
         kwargs["class_names"] = [c.strip() for c in args.classes.split(",") if c.strip()]
     return load_model(args.model, weights=args.weights, **kwargs)
+
+
+def add_method_arguments(p: argparse.ArgumentParser, sites: str = "-1") -> None:
+    """The comparison's methods, edit sites and clean-accuracy budget (bench, typographic, snow)."""
+    p.add_argument("--methods", default="edit,finetune_local,finetune_global",
+                   help="comma-separated: edit, edit_adam, edit_full, edit_masked, finetune_local, finetune_global")
+    p.add_argument("--sites", default=sites, help="comma-separated edit sites (index or name, see `modeledit layers`)")
+    p.add_argument("--max-clean-drop", type=float, default=0.0025, help="clean accuracy budget for choosing hyperparameters")
+
+
+def split_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]

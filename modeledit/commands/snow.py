@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from modeledit.commands.common import add_method_arguments, split_list
 from pathlib import Path
 
 
@@ -16,9 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clean", default="world:val:600", help="images for clean accuracy")
     p.add_argument("--style", default="snow")
     p.add_argument("--stylizer", default="texture")
-    p.add_argument("--methods", default="edit,finetune_local,finetune_global")
-    p.add_argument("--sites", default="-1")
-    p.add_argument("--max-clean-drop", type=float, default=0.0025)
+    add_method_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = SnowConfig(model=args.model, weights=args.weights, mode=args.mode, exemplar_class=args.exemplar_class,
                      photos=args.photos, exemplar=args.exemplar, exemplar_mask=args.exemplar_mask, clean=args.clean,
-                     style=args.style, stylizer=args.stylizer, methods=args.methods.split(","), sites=args.sites.split(","),
+                     style=args.style, stylizer=args.stylizer, methods=split_list(args.methods), sites=split_list(args.sites),
                      max_clean_drop=args.max_clean_drop, seed=args.seed)
     table, summary = run_snow(cfg, args.out)
     out = Path(args.out)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+
+from modeledit.commands.common import add_method_arguments, split_list
 from pathlib import Path
 
 
@@ -15,9 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--word", default=None, help="the pasted word (default: the attack class's name)")
     p.add_argument("--fonts", default="sans,serif,hand")
     p.add_argument("--size", type=float, default=0.2, help="letter height as a fraction of the image")
-    p.add_argument("--methods", default="edit,finetune_local,finetune_global")
-    p.add_argument("--sites", default="-1")
-    p.add_argument("--max-clean-drop", type=float, default=0.0025)
+    add_method_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TypographicConfig(
         model=args.model, weights=args.weights, class_names=[c for c in args.classes.split(",") if c] if args.classes else None,
         dataset=args.dataset, clean=args.clean, attack_class=args.attack_class, word=args.word,
-        fonts=args.fonts.split(","), size=args.size, methods=args.methods.split(","), sites=args.sites.split(","),
+        fonts=args.fonts.split(","), size=args.size, methods=split_list(args.methods), sites=split_list(args.sites),
         max_clean_drop=args.max_clean_drop, seed=args.seed,
     )
     table, summary = run_typographic(cfg, args.out)
