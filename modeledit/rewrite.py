@@ -58,7 +58,7 @@ from torch import nn
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import MODES, Exemplars, ExemplarTensors, collect
 from modeledit.layers import EditSite, conv_geometry, get_site, layer_weight_as_conv, resolve_module, site_affine, site_forward
-from modeledit.stats import SecondMoment
+from modeledit.stats import SecondMoment, single_threaded
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,12 @@ def update_direction(keys: torch.Tensor, weights: torch.Tensor, c: torch.Tensor 
     if c is None:
         c = torch.eye(dim, dtype=torch.float64, device=keys.device)
     c = c.to(keys.device, torch.float64)
-    s, u = torch.linalg.eigh(0.5 * (c + c.T))
-    inv_sqrt = (u * s.clamp_min(torch.finfo(torch.float64).tiny).rsqrt()) @ u.T
-    kw = keys @ inv_sqrt
-    m = (kw * weights[:, None]).T @ kw
-    _, e = torch.linalg.eigh(0.5 * (m + m.T))
+    with single_threaded():
+        s, u = torch.linalg.eigh(0.5 * (c + c.T))
+        inv_sqrt = (u * s.clamp_min(torch.finfo(torch.float64).tiny).rsqrt()) @ u.T
+        kw = keys @ inv_sqrt
+        m = (kw * weights[:, None]).T @ kw
+        _, e = torch.linalg.eigh(0.5 * (m + m.T))
     e = e.flip(-1)[:, :rank]                     # top-r, descending
     return inv_sqrt @ e
 
@@ -242,11 +243,18 @@ def solve_closed_form(model: nn.Module, site: EditSite, t: ExemplarTensors, dirs
         z = z0 + (x @ lam.T) * s
         return z.clamp_min(0) if relu else z
 
-    def channel_objective(lam: torch.Tensor) -> torch.Tensor:
-        return ((predict(lam) - v).abs() * pos_w[:, None]).sum(0)             # (out,): channels are independent
+    def channel_objectives(lams: torch.Tensor) -> torch.Tensor:
+        """(K, out, m) candidates -> (K, out) objectives (channels are independent)."""
+        per = max(1, int(2e7 // max(1, p * out_c)))
+        outs = []
+        for i in range(0, lams.shape[0], per):
+            z = z0 + torch.einsum("pm,kom->kpo", x, lams[i:i + per]) * s
+            z = z.clamp_min(0) if relu else z
+            outs.append(((z - v).abs() * pos_w[:, None]).sum(1))
+        return torch.cat(outs)
 
     lam = torch.zeros(out_c, m, dtype=torch.float64, device=x.device)
-    cur = channel_objective(lam)
+    cur = channel_objectives(lam[None])[0]
     passes = max(1, cfg.passes) if (relu or cfg.l1) else 1
     alphas = (1.0, 0.5, 0.25, 0.125, 0.0625)
     for it in range(passes):
@@ -264,10 +272,11 @@ def solve_closed_form(model: nn.Module, site: EditSite, t: ExemplarTensors, dirs
             omega = omega * irls if irls is not None else omega
             step = _weighted_ridge(x, omega, v - z0, s, cfg.ridge) - lam
             cands += [lam + a * step for a in alphas]
-        objs = torch.stack([channel_objective(c) for c in cands]).nan_to_num(float("inf"))   # (K, out)
+        stacked = torch.stack(cands)
+        objs = channel_objectives(stacked).nan_to_num(float("inf"))                 # (K, out)
         best_obj, k = objs.min(0)
         better = best_obj < cur
-        chosen = torch.stack(cands)[k, torch.arange(out_c, device=x.device)]
+        chosen = stacked[k, torch.arange(out_c, device=x.device)]
         lam = torch.where(better[:, None], chosen, lam)
         before, cur = float(cur.sum()), torch.minimum(best_obj, cur)
         if float(cur.sum()) >= before * (1 - cfg.tol):

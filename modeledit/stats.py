@@ -16,6 +16,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,7 +24,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -35,6 +36,18 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 CACHE_FORMAT = 1
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run dense eigendecompositions on one thread (restored after): on a busy 2-core machine LAPACK's
+    threaded ``eigh`` of a 960 x 960 matrix measured 15 s against 0.18 s single-threaded."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def cache_root() -> Path:
@@ -63,7 +76,8 @@ class SecondMoment:
         c = self.mean
         d = c.shape[0]
         c = 0.5 * (c + c.T)
-        eig = torch.linalg.eigvalsh(c)
+        with single_threaded():
+            eig = torch.linalg.eigvalsh(c)
         top = float(eig[-1].clamp_min(0))
         if top <= 0 or not torch.isfinite(eig).all():
             warnings.warn(f"statistics at {self.site} are zero or not finite; using the identity instead", RuntimeWarning, stacklevel=2)
