@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -266,6 +267,65 @@ def _prepare_out_dir(out: Path, header: dict[str, Any]) -> None:
     _write_json(cfg_path, header)
 
 
+def _load_and_segment(batch: list[SourceImage], seg: Any, concepts: list[str], cfg: CounterfactualConfig,
+                      skipped: list[str]) -> list[tuple[SourceImage, np.ndarray, dict[str, np.ndarray]]]:
+    """Read and segment a batch: (source, image, {concept: mask}) for the concepts present."""
+    from modeledit.segmenters.base import concept_present, merge_instances
+
+    loaded = []
+    for src in batch:
+        try:
+            img = _fit(src.load(), cfg.max_size)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            if cfg.on_error == "raise":
+                raise ValueError(f"image {src.meta.get('name', src.image_id)!r}: {exc}") from None
+            log.warning("skipping %s: %s", src.image_id, exc)
+            skipped.append(src.image_id)
+            continue
+        try:
+            insts = seg.segment(img, concepts, src.meta)
+            masks = {c: merge_instances(insts, c, img.shape[:2]) for c in concepts}
+        except ValueError as exc:
+            raise ValueError(f"image {src.meta.get('name', src.image_id)!r}: {exc}") from None
+        loaded.append((src, img, {c: m for c, m in masks.items() if concept_present(m, cfg.min_pixels_at_224)}))
+    return loaded
+
+
+def _restyle_batch(loaded: list[tuple[SourceImage, np.ndarray, dict[str, np.ndarray]]], styles: list[Any],
+                   style_sel: dict[str, list[int]], stylizer: Any, blend: float) -> list[tuple[SourceImage, list[tuple[str, np.ndarray]], list[dict[str, Any]]]]:
+    """Per image: the PNGs to write (relative path, uint8 array) and its records. Each image is
+    stylized once per style image, batched by size; the stylized picture does not depend on the concept."""
+    from modeledit.styles.base import apply_in_mask
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    for j, (_, img, present) in enumerate(loaded):
+        if present:
+            groups.setdefault(img.shape[:2], []).append(j)
+    result = []
+    for src, img, present in loaded:
+        writes = [(f"originals/{src.image_id}.png", img)] if present else []
+        writes += [(f"masks/{src.image_id}__{_style_slug(c)}.png", np.where(m, 255, 0).astype(np.uint8)) for c, m in present.items()]
+        result.append((src, writes, []))
+    for st in styles:
+        for k in style_sel[st.name]:
+            for shape, idx in groups.items():
+                x = torch.stack([to_tensor01(loaded[j][1]) for j in idx])
+                y = st.apply_transform(x) if st.kind == "transform" else stylizer.stylize(x, st.images[k])
+                for row, j in enumerate(idx):
+                    src, _, present = loaded[j]
+                    for c, m in present.items():
+                        xm = apply_in_mask(x[row:row + 1], y[row:row + 1], torch.from_numpy(m)[None], blend=blend)
+                        name = f"transformed/{src.image_id}__{_style_slug(c)}__{_style_slug(st.name)}__{k}.png"
+                        result[j][1].append((name, to_uint8(xm[0])))
+                        result[j][2].append({
+                            "image_id": src.image_id, "concept": c, "style": st.name, "style_image_id": k,
+                            "style_source": st.sources[k] if k < len(st.sources) else "", "label": src.label,
+                            "original": f"originals/{src.image_id}.png", "mask": f"masks/{src.image_id}__{_style_slug(c)}.png",
+                            "transformed": name, "height": int(shape[0]), "width": int(shape[1]), "mask_fraction": float(m.mean()),
+                        })
+    return result
+
+
 def generate_counterfactuals(
     images: Any,
     segmenter: Any,
@@ -289,10 +349,8 @@ def generate_counterfactuals(
     from tqdm.auto import tqdm
 
     from modeledit.segmenters import get_segmenter
-    from modeledit.segmenters.base import concept_present, merge_instances
     from modeledit.segmenters.vocab import canonical_concept
     from modeledit.styles.bank import get_style
-    from modeledit.styles.base import apply_in_mask
 
     cfg = config or CounterfactualConfig()
     if cfg.on_error not in ("raise", "skip"):
@@ -331,60 +389,29 @@ def generate_counterfactuals(
     log.info("%d of %d images already done in %s", len(sources) - len(todo), len(sources), out)
     skipped: list[str] = []
     bar = tqdm(total=len(todo), desc="counterfactuals", unit="img", disable=not cfg.progress)
-    for start in range(0, len(todo), cfg.batch_size):
-        batch = todo[start:start + cfg.batch_size]
-        loaded: list[tuple[SourceImage, np.ndarray, dict[str, np.ndarray]]] = []
-        for src in batch:
-            try:
-                img = _fit(src.load(), cfg.max_size)
-            except (ValueError, TypeError, FileNotFoundError) as exc:
-                if cfg.on_error == "raise":
-                    raise ValueError(f"image {src.meta.get('name', src.image_id)!r}: {exc}") from None
-                log.warning("skipping %s: %s", src.image_id, exc)
-                skipped.append(src.image_id)
-                continue
-            try:
-                insts = seg.segment(img, concept_names, src.meta)
-                present = {}
-                for c in concept_names:
-                    m = merge_instances(insts, c, img.shape[:2])
-                    if concept_present(m, cfg.min_pixels_at_224):
-                        present[c] = m
-            except ValueError as exc:
-                raise ValueError(f"image {src.meta.get('name', src.image_id)!r}: {exc}") from None
-            loaded.append((src, img, present))
-        # stylize each image once per style image (the stylized picture does not depend on the concept)
-        groups: dict[tuple[int, int], list[int]] = {}
-        for j, (_, img, present) in enumerate(loaded):
-            if present:
-                groups.setdefault(img.shape[:2], []).append(j)
-        records: dict[int, list[dict[str, Any]]] = {j: [] for j in range(len(loaded))}
-        for j, (src, img, present) in enumerate(loaded):
-            if present:
-                save_image(img, out / "originals" / f"{src.image_id}.png")
-                for c, m in present.items():
-                    save_image(np.where(m, 255, 0).astype(np.uint8), out / "masks" / f"{src.image_id}__{_style_slug(c)}.png")
-        for st in style_objs:
-            for k in style_sel[st.name]:
-                for shape, idx in groups.items():
-                    x = torch.stack([to_tensor01(loaded[j][1]) for j in idx])
-                    y = st.apply_transform(x) if st.kind == "transform" else sty.stylize(x, st.images[k])
-                    for row, j in enumerate(idx):
-                        src, img, present = loaded[j]
-                        for c, m in present.items():
-                            xm = apply_in_mask(x[row:row + 1], y[row:row + 1], torch.from_numpy(m)[None], blend=cfg.blend)
-                            name = f"{src.image_id}__{_style_slug(c)}__{_style_slug(st.name)}__{k}.png"
-                            save_image(xm[0], out / "transformed" / name)
-                            records[j].append({
-                                "image_id": src.image_id, "concept": c, "style": st.name, "style_image_id": k,
-                                "style_source": st.sources[k] if k < len(st.sources) else "",
-                                "label": src.label, "original": f"originals/{src.image_id}.png",
-                                "mask": f"masks/{src.image_id}__{_style_slug(c)}.png", "transformed": f"transformed/{name}",
-                                "height": int(shape[0]), "width": int(shape[1]), "mask_fraction": float(m.mean()),
-                            })
-        for j, (src, _, _) in enumerate(loaded):
-            _write_json(out / "records" / f"{src.image_id}.json", {"image_id": src.image_id, "label": src.label, "records": records[j]})
-        bar.update(len(batch))
+    # PNGs are encoded by writer threads while the next batch is stylized; an image's record file is
+    # written only once all its PNGs are on disk (also when a later batch fails)
+    pending: list[tuple[list[Future], Path, dict[str, Any]]] = []
+
+    def finalize(entries: list[tuple[list[Future], Path, dict[str, Any]]]) -> None:
+        for futures, path, payload in entries:
+            for f in futures:
+                f.result()
+            _write_json(path, payload)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cf-writer") as pool:
+        try:
+            for start in range(0, len(todo), cfg.batch_size):
+                batch = todo[start:start + cfg.batch_size]
+                loaded = _load_and_segment(batch, seg, concept_names, cfg, skipped)
+                done_before, pending = pending, []
+                for j, (src, writes, recs) in enumerate(_restyle_batch(loaded, style_objs, style_sel, sty, cfg.blend)):
+                    futures = [pool.submit(save_image, arr, out / rel) for rel, arr in writes]
+                    pending.append((futures, out / "records" / f"{src.image_id}.json", {"image_id": src.image_id, "label": src.label, "records": recs}))
+                finalize(done_before)
+                bar.update(len(batch))
+        finally:
+            finalize(pending)
     bar.close()
     if skipped:
         header["skipped"] = sorted(set(header["skipped"]) | set(skipped))
