@@ -1,0 +1,94 @@
+"""Second-moment statistics: exact sums, float64, the cache and its invalidation, regularisation."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from _editor_data import one_thread, photos, stats_batches  # noqa: F401 (fixture)
+from modeledit import capture_sites, get_site
+from modeledit.stats import ImageFiles, SecondMoment, cache_path, second_moment
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_second_moment_is_the_sum_over_every_key(mobilenet):
+    site = get_site(mobilenet.model, 5)
+    batches = stats_batches(96)
+    st = second_moment(mobilenet.model, site, batches, transform=mobilenet.normalize, cache=False, progress=False)
+    keys = torch.cat([capture_sites(mobilenet.model, mobilenet.normalize(b), [site])[site.name].key for b in batches])
+    flat = keys.permute(0, 2, 3, 1).reshape(-1, site.key_channels).double()
+    assert st.total.dtype == torch.float64 and st.total.shape == (site.key_channels, site.key_channels)
+    assert st.count == flat.shape[0] == sum(len(b) for b in batches) * keys.shape[-1] * keys.shape[-2]
+    torch.testing.assert_close(st.total, flat.T @ flat, rtol=1e-5, atol=1e-6 * float(st.total.abs().max()))
+    torch.testing.assert_close(st.total, st.total.T)
+
+
+def test_cache_reused_and_invalidated_by_model_and_dataset(mobilenet, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, x in enumerate(photos(64)[:3]):
+        Image.fromarray((x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    data = ImageFiles(folder, size=64)
+    site = get_site(mobilenet.model, 3)
+    cache = tmp_path / "cache"
+    kw = dict(transform=mobilenet.normalize, cache_dir=cache, progress=False)
+    loader = torch.utils.data.DataLoader(data, batch_size=2)
+    st = second_moment(mobilenet.model, site, loader, dataset_id=data.identity, **kw)
+    files = list((cache / "stats").glob("*.safetensors"))
+    assert len(files) == 1
+    # a second call reads the file (proved by planting a marker in it)
+    planted = SecondMoment.load(files[0])
+    planted.total = planted.total * 0 + 7.0
+    planted.save(files[0])
+    assert float(second_moment(mobilenet.model, site, loader, dataset_id=data.identity, **kw).total[0, 0]) == 7.0
+    # a changed model (one weight before the site) never reuses it
+    changed = copy.deepcopy(mobilenet.model)
+    with torch.no_grad():
+        changed.features[1].conv[0][0].weight[0, 0, 0, 0] += 1e-3
+    fresh = second_moment(changed, site, loader, dataset_id=data.identity, **kw)
+    assert float(fresh.total[0, 0]) != 7.0 and fresh.model_hash != st.model_hash
+    # nor does a changed dataset (one more image)
+    Image.fromarray((photos(64)[3].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / "3.png")
+    data2 = ImageFiles(folder, size=64)
+    assert data2.identity != data.identity
+    st2 = second_moment(mobilenet.model, site, torch.utils.data.DataLoader(data2, batch_size=2), dataset_id=data2.identity, **kw)
+    assert st2.count == st.count * 4 // 3
+    assert len(list((cache / "stats").glob("*.safetensors"))) == 3
+    assert cache_path(st.model_hash, site, data.identity, cache) != cache_path(st.model_hash, get_site(mobilenet.model, 4), data.identity, cache)
+
+
+def test_singular_statistics_are_regularised_with_a_warning(mobilenet):
+    site = get_site(mobilenet.model, 16)  # d = 960 from 25 keys: singular
+    st = second_moment(mobilenet.model, site, [photos(96)[:1]], transform=mobilenet.normalize, progress=False)
+    with pytest.warns(RuntimeWarning, match="ill-conditioned"):
+        c = st.regularized()
+    ev = torch.linalg.eigvalsh(c)
+    assert torch.isfinite(c).all() and float(ev.min()) > 0 and float(ev.max() / ev.min()) <= 1.01e6
+    zero = SecondMoment("s", torch.zeros(4, 4, dtype=torch.float64), 10)
+    with pytest.warns(RuntimeWarning, match="zero or not finite"):
+        assert torch.equal(zero.regularized(), torch.eye(4, dtype=torch.float64))
+    # a rewrite with these statistics gives a finite edit, never NaN
+    from modeledit.exemplars import Exemplars
+    from modeledit.rewrite import rewrite
+
+    x = mobilenet.normalize(photos(96)[1:2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        edit = rewrite(mobilenet.model, site, Exemplars(x, x.flip(-1)), stats=st)
+    assert all(torch.isfinite(t).all() for t in edit.changes[f"{site.layer}.weight"].tensors.values())
+    assert np.isfinite(edit.metrics["objective_after"])
+
+
+def test_image_folder_and_batch_errors(mobilenet, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ImageFiles(tmp_path / "nope")
+    with pytest.raises(ValueError, match="no image files"):
+        ImageFiles(tmp_path)
+    with pytest.raises(TypeError, match="image tensors"):
+        second_moment(mobilenet.model, get_site(mobilenet.model, 0), [["a"]], progress=False)
