@@ -8,7 +8,6 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from modeledit.segmenters.base import (
@@ -44,12 +43,9 @@ def get_segmenter(name: str, **kwargs: Any) -> Segmenter:
     Example:
         >>> seg = get_segmenter("files", root="masks/")
     """
-    if name not in SEGMENTERS:
-        from modeledit.models import close_matches
+    from modeledit.registry import build_lazy
 
-        raise KeyError(f"unknown segmenter {name!r}; closest: {close_matches(name, list(SEGMENTERS)) or '-'}; valid: {available_segmenters()}")
-    module, cls = SEGMENTERS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+    return build_lazy(SEGMENTERS, name, "segmenter", **kwargs)
 
 
 __all__ = [

@@ -7,7 +7,6 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from modeledit.styles.base import DEFAULT_BLEND, Stylizer, apply_in_mask
@@ -33,12 +32,9 @@ def get_stylizer(name: str, **kwargs: Any) -> Stylizer:
         >>> st = get_stylizer("magenta")                      # offline Magenta networks, torch port
         >>> st = get_stylizer("tfhub", handle="/models/arbitrary-image-stylization")
     """
-    if name not in STYLIZERS:
-        from modeledit.models import close_matches
+    from modeledit.registry import build_lazy
 
-        raise KeyError(f"unknown stylizer {name!r}; closest: {close_matches(name, list(STYLIZERS)) or '-'}; valid: {available_stylizers()}")
-    module, cls = STYLIZERS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+    return build_lazy(STYLIZERS, name, "stylizer", **kwargs)
 
 
 def get_style(name: str):  # noqa: ANN201 - re-exported from the bank, imported lazily

@@ -27,26 +27,24 @@ class Stylizer(Protocol):
     def stylize(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor: ...
 
 
+def _check_rgb(t: torch.Tensor, dims: int, what: str, shape: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor {shape} in [0, 1], got {type(t).__name__}")
+    if t.dim() != dims or t.shape[dims - 3] != 3:
+        raise ValueError(f"{what} must be {shape} RGB in [0, 1], got shape {tuple(t.shape)}")
+    if not t.dtype.is_floating_point:
+        raise TypeError(f"{what} must be a float tensor in [0, 1], got {t.dtype}; divide uint8 by 255")
+    return t
+
+
 def check_content(content: torch.Tensor) -> torch.Tensor:
     """Validate a content batch: float (N, 3, H, W) in [0, 1]."""
-    if not isinstance(content, torch.Tensor):
-        raise TypeError(f"content must be a torch.Tensor (N, 3, H, W) in [0, 1], got {type(content).__name__}")
-    if content.dim() != 4 or content.shape[1] != 3:
-        raise ValueError(f"content must be (N, 3, H, W) RGB in [0, 1], got shape {tuple(content.shape)}")
-    if not content.dtype.is_floating_point:
-        raise TypeError(f"content must be a float tensor in [0, 1], got {content.dtype}; divide uint8 by 255")
-    return content
+    return _check_rgb(content, 4, "content", "(N, 3, H, W)")
 
 
 def check_style(style: torch.Tensor) -> torch.Tensor:
     """Validate a style image: float (3, h, w) in [0, 1]."""
-    if not isinstance(style, torch.Tensor):
-        raise TypeError(f"a style image must be a torch.Tensor (3, h, w) in [0, 1], got {type(style).__name__}")
-    if style.dim() != 3 or style.shape[0] != 3:
-        raise ValueError(f"a style image must be (3, h, w) RGB in [0, 1], got shape {tuple(style.shape)}")
-    if not style.dtype.is_floating_point:
-        raise TypeError(f"a style image must be a float tensor in [0, 1], got {style.dtype}")
-    return style
+    return _check_rgb(style, 3, "a style image", "(3, h, w)")
 
 
 def check_masks(masks: torch.Tensor, n: int, height: int, width: int) -> torch.Tensor:
