@@ -59,11 +59,14 @@ def vgg_small(num_classes: int, plan: Sequence[int | str] = (32, 32, "M", 64, 64
 
 
 class SmallResNet(nn.Module):
-    """A 3x3 stem and four stages of torchvision ``BasicBlock`` (attribute names as torchvision's ResNet)."""
+    """A 3x3 stem and four stages of torchvision ``BasicBlock`` (attribute names as torchvision's ResNet).
 
-    def __init__(self, widths: Sequence[int], blocks: Sequence[int], num_classes: int) -> None:
+    ``stem_stride=2`` halves the resolution in the stem (4x cheaper on the CPU for 64 px inputs).
+    """
+
+    def __init__(self, widths: Sequence[int], blocks: Sequence[int], num_classes: int, stem_stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, widths[0], 3, stride=stem_stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         inplanes = widths[0]
@@ -89,5 +92,6 @@ class SmallResNet(nn.Module):
 
 
 @register_net("resnet_small")
-def resnet_small(num_classes: int, widths: Sequence[int] = (32, 64, 128, 256), blocks: Sequence[int] = (1, 1, 1, 1)) -> nn.Module:
-    return SmallResNet(widths, blocks, num_classes)
+def resnet_small(num_classes: int, widths: Sequence[int] = (32, 64, 128, 256), blocks: Sequence[int] = (1, 1, 1, 1),
+                 stem_stride: int = 1) -> nn.Module:
+    return SmallResNet(widths, blocks, num_classes, stem_stride)
