@@ -17,7 +17,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modeledit.config import JsonConfig
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import Exemplars
 from modeledit.layers import EditSite, get_site, resolve_module
@@ -39,7 +39,7 @@ SCOPES = ("local", "global")
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(JsonConfig):
     """``scope`` ``"local"`` or ``"global"``; plain SGD (``momentum`` 0 by default) for ``steps`` full-batch steps."""
 
     scope: str = "local"
@@ -47,17 +47,6 @@ class FinetuneConfig:
     steps: int = 500
     momentum: float = 0.0
     weight_decay: float = 0.0
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | dict[str, Any]) -> "FinetuneConfig":
-        data = json.loads(text) if isinstance(text, str) else dict(text)
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown FinetuneConfig fields {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
 
 
 def downstream_parameters(model: nn.Module, site: EditSite, x: torch.Tensor) -> list[str]:

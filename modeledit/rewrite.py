@@ -45,16 +45,16 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modeledit.config import JsonConfig
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import MODES, Exemplars, ExemplarTensors, collect
 from modeledit.layers import EditSite, conv_geometry, get_site, layer_weight_as_conv, resolve_module, site_affine, site_forward
@@ -67,7 +67,7 @@ ADAM_GRID: tuple[tuple[float, int], ...] = ((1e-3, 10000), (1e-4, 20000), (1e-5,
 
 
 @dataclass
-class EditConfig:
+class EditConfig(JsonConfig):
     """Hyperparameters of a rewrite. ``rank`` is an int or ``"full"``; ``mode`` ``"whole"`` or ``"masked"``."""
 
     solver: str = "closed_form"
@@ -83,17 +83,6 @@ class EditConfig:
     tol: float = 1e-4                # stop when a pass improves the objective by less (relative)
     ridge: float = 1e-6              # relative ridge on each channel's normal equations
     l1: bool = True                  # reweight towards the L1 objective (IRLS)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | dict[str, Any]) -> "EditConfig":
-        data = json.loads(text) if isinstance(text, str) else dict(text)
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown EditConfig fields {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
 
     def validate(self, key_dim: int) -> int:
         """The numeric rank, after checking the config against a site with ``key_dim`` key channels."""
