@@ -21,6 +21,7 @@ Example:
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -86,11 +87,11 @@ class Exemplars:
         size = size or lm.input_size
 
         def img(a: Any) -> torch.Tensor:
-            t = a if isinstance(a, torch.Tensor) else to_tensor01(read_image(a) if isinstance(a, str) else a)
+            t = a if isinstance(a, torch.Tensor) else to_tensor01(read_image(a) if isinstance(a, (str, os.PathLike)) else a)
             return F.interpolate(t[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
         def msk(a: Any) -> torch.Tensor:
-            if isinstance(a, str):
+            if isinstance(a, (str, os.PathLike)):
                 a = np.asarray(read_image(a).convert("L"))
             t = torch.as_tensor(np.array(a, dtype=np.float32))
             t = t.mean(-1) if t.dim() == 3 and t.shape[-1] in (3, 4) else t

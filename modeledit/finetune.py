@@ -121,13 +121,17 @@ def finetune(
     dev = next(model.parameters()).device
     ex = exemplars if isinstance(exemplars, Exemplars) else Exemplars(exemplars, exemplars)
     xp = ex.x_prime.to(dev)
-    y = _targets(model, ex, target).to(dev)
+    was_training = model.training
+    model.eval()
+    try:
+        y = _targets(model, ex, target).to(dev)
+    finally:
+        model.train(was_training)
     names = [f"{site.layer}.weight"] if cfg.scope == "local" else downstream_parameters(model, site, xp)
     params = dict(model.named_parameters())
     chosen = [params[n] for n in names]
     backup = {n: params[n].detach().clone() for n in names}
     flags = {n: p.requires_grad for n, p in params.items()}
-    was_training = model.training
     t0 = time.perf_counter()
     try:
         for n, p in params.items():

@@ -204,6 +204,7 @@ def _weighted_ridge(x: torch.Tensor, omega: torch.Tensor, rhs: torch.Tensor, s: 
     return lam
 
 
+@torch.no_grad()
 def solve_closed_form(model: nn.Module, site: EditSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig) -> torch.Tensor:
     w0 = layer_weight_as_conv(model, site).detach()
     out_c, _, kh, kw = w0.shape
@@ -352,11 +353,7 @@ def rewrite(
         with torch.no_grad():
             before = float(site_objective(model, site, tens))
         t_solve = time.perf_counter()
-        if cfg.solver == "adam":
-            lam = SOLVERS[cfg.solver](model, site, tens, dirs, cfg)
-        else:
-            with torch.no_grad():
-                lam = SOLVERS[cfg.solver](model, site, tens, dirs, cfg)
+        lam = SOLVERS[cfg.solver](model, site, tens, dirs, cfg)
         solve_seconds = time.perf_counter() - t_solve
         param = f"{site.layer}.weight"
         change = ParamChange("lowrank", {"lam": lam.detach().contiguous(), "dir": dirs.detach().contiguous()})

@@ -10,8 +10,8 @@ For real use C comes from a large dataset (the paper uses ImageNet validation im
 few scikit-image photos with crops and flips.
 
 Example:
-    >>> data = ImageFiles("val_images/", size=224, normalize=lm.normalize)
-    >>> st = second_moment(lm.model, site, DataLoader(data, batch_size=32), dataset_id=data.identity)
+    >>> data = ImageFiles("val_images/", size=224)
+    >>> st = second_moment(lm.model, site, DataLoader(data, batch_size=32), dataset_id=data.identity, transform=lm.normalize)
     >>> c = st.regularized()            # (d, d) float64, ridge added when ill-conditioned
 """
 from __future__ import annotations
