@@ -165,3 +165,18 @@ def test_config_json_round_trip_and_paper_grid():
     with pytest.raises(ValueError, match="unknown EditConfig fields"):
         EditConfig.from_json('{"lr": 1, "momentum": 0.9}')
     assert ADAM_GRID[1] == (1e-4, 20000) and len(ADAM_GRID) == 5
+
+
+@pytest.mark.parametrize("name,kwargs,size", [("resnet18", {}, 64), ("timm:vit_tiny_patch16_224", {"num_classes": 4}, 224)])
+def test_other_families_residual_and_token_sites(name, kwargs, size):
+    """Random init (no offline weights): a residual 3x3 site with ReLU after the skip, and a ViT MLP
+    projection whose tokens play the role of pixels (the mask maps onto the patch grid)."""
+    if name.startswith("timm:"):
+        pytest.importorskip("timm")
+    torch.manual_seed(0)
+    lm = load_model(name, weights=None, **kwargs)
+    x, xp, m = restyled_pairs(1, size=size)
+    ex = Exemplars(lm.normalize(x), lm.normalize(xp), m)
+    for mode in ("whole", "masked"):
+        edit = rewrite(lm.model, 5, ex, EditConfig(mode=mode))
+        assert edit.metrics["objective_after"] < edit.metrics["objective_before"], (name, mode, edit.metrics)
