@@ -108,6 +108,28 @@ def method_settings(cfg: Any, method: str) -> list[dict[str, Any]]:
     return [{"lr": float(lr), "steps": int(steps)} for lr, steps in getattr(cfg, m.grid_field)]
 
 
+def method_edit(lm: Any, method: str, setting: Mapping[str, Any], site: Any, x01: torch.Tensor, xp01: torch.Tensor,
+                masks: torch.Tensor | None, targets: Sequence[int], stats: Callable[[Any], Any] | None = None) -> Any:
+    """The Edit a method of the comparison makes from exemplars (x, x') in [0, 1] with (N, H, W) masks.
+
+    Rewrites map keys at x' to values at x (``stats(site)`` gives C); fine-tuning trains on x' towards
+    ``targets``. Every method returns the same :class:`~modeledit.edit.Edit` value.
+    """
+    from modeledit.exemplars import Exemplars
+
+    m = METHODS[method]
+    dev = lm.device
+    mask = None if masks is None else masks.float()[:, None].to(dev)
+    ex = Exemplars(lm.normalize(x01).to(dev), lm.normalize(xp01).to(dev), mask)
+    if m.kind == "rewrite":
+        from modeledit.rewrite import EditConfig, rewrite
+
+        return rewrite(lm.model, site, ex, EditConfig(**{**m.base, **setting}), stats=stats(site) if stats else None)
+    from modeledit.finetune import FinetuneConfig, finetune
+
+    return finetune(lm.model, site, ex, target=list(targets), config=FinetuneConfig(**{**m.base, **setting}))
+
+
 # ---------------------------------------------------------------------------------------------------
 # one worker's state: the model, the images, the pairs' counterfactuals, cached across cells
 
@@ -334,6 +356,9 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
     if report.failed:
         log.error("%d cells failed: %s", len(report.failed), report.failed)
     table = store.table()
+    if table.empty:
+        first = next(iter(report.failed.values()), "no cell ran")
+        raise RuntimeError(f"every cell failed (first error: {first}); nothing was written to {out_dir}")
     table.attrs["report"] = report
     return table
 

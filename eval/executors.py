@@ -57,7 +57,6 @@ class LocalExecutor:
                 except Exception as exc:  # noqa: BLE001 - a cell's failure is recorded, the sweep goes on
                     if attempt < self.max_retries:
                         report.retried.append(str(params))
-                        runner = factory()
                         continue
                     report.failed[str(params)] = f"{type(exc).__name__}: {exc}"
                     log.error("cell %s failed: %s", params, exc)
