@@ -175,10 +175,9 @@ def second_moment(
                 model(batch)
             except _StopForward:  # the forward pass stops once the site is reached
                 pass
-            k = rec.keys[site.name]
-            k = k.permute(0, 2, 3, 1).reshape(-1, d)
-            total += (k.T @ k).double()
-            count += k.shape[0]
+            k = rec.keys[site.name].transpose(0, 1).reshape(d, -1)   # (d, keys): one key per position
+            total += (k @ k.T).double()
+            count += k.shape[1]
     if count == 0:
         raise ValueError("the statistics dataset produced no images; check the folder or loader")
     st = SecondMoment(site=site.name, total=total.cpu(), count=count, model_hash=digest, dataset_id=dataset_id or "")
