@@ -47,6 +47,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     shift: int = 4
     seed: int = 0
+    #: start from the weights (and normalisation) of this model name, e.g. "world_vgg" (None: random init)
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.world, Mapping):
@@ -65,10 +67,11 @@ class TrainConfig:
 #: the shipped classifiers: ``modeledit world train KEY`` reproduces ``modeledit/zoo/world_KEY.pt``
 PRESETS: dict[str, TrainConfig] = {
     "vgg": TrainConfig("world_vgg", "vgg_small", {"plan": [24, "M", 48, "M", 96, 96, "M", 160, "M"]}),
-    "resnet": TrainConfig("world_resnet", "resnet_small", {"widths": [16, 32, 64, 128]}),
+    "resnet": TrainConfig("world_resnet", "resnet_small", {"widths": [16, 32, 64, 128], "stem_stride": 2}),
+    # fine-tuned from world_vgg on the text-tag world: it already knows the world, and learns the tags
     "vgg_text": TrainConfig(
         "world_vgg_text", "vgg_small", {"plan": [24, "M", 48, "M", 96, 96, "M", 160, "M"]},
-        world=WorldConfig(text_tag_rate=0.8, neutral_tag_rate=0.3),
+        world=WorldConfig(text_tag_rate=0.8, neutral_tag_rate=0.3), n_train=3000, epochs=2, lr=0.02, init_from="world_vgg",
     ),
 }
 
@@ -119,6 +122,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str =
     mean = x_tr.float().div(255).mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
     std = x_tr.float().div(255).std(dim=(0, 2, 3)).view(1, 3, 1, 1)
     model = build_net(cfg.arch, num_classes=len(CLASSES), **cfg.net_kwargs)
+    if cfg.init_from:
+        from modeledit.models import load_model
+
+        init = load_model(cfg.init_from)
+        model.load_state_dict(init.model.state_dict())
+        mean, std = torch.tensor(init.mean).view(1, 3, 1, 1), torch.tensor(init.std).view(1, 3, 1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((cfg.n_train + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.25)
