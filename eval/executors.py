@@ -95,14 +95,18 @@ class RayExecutor:
     def _drive(self, ray: Any, todo: list, factory: Callable[[], Runner], store: ResultStore, report: SweepReport) -> None:
         @ray.remote(num_cpus=self.cpus)
         class Worker:
-            def __init__(self, factory: Callable[[], Runner]) -> None:
+            def __init__(self, factory: Callable[[], Runner], threads: int) -> None:
+                import torch
+
+                torch.set_num_threads(threads)  # one worker per CPU: avoid oversubscribed OpenMP pools
                 self.runner = factory()
 
             def run(self, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
                 return self.runner(params)
 
         n = min(self.workers, len(todo))
-        actors = [Worker.remote(factory) for _ in range(n)]
+        threads = max(1, int(self.cpus))
+        actors = [Worker.remote(factory, threads) for _ in range(n)]
         attempts: dict[int, int] = {}
         queue = list(range(len(todo)))
         running: dict[Any, tuple[int, int]] = {}  # object ref -> (cell position, actor slot)
@@ -123,7 +127,7 @@ class RayExecutor:
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as exc:
                 attempts[pos] = attempts.get(pos, 0) + 1
                 if isinstance(exc, ray.exceptions.RayActorError):
-                    actors[slot] = Worker.remote(factory)  # the worker died: replace it
+                    actors[slot] = Worker.remote(factory, threads)  # the worker died: replace it
                 if attempts[pos] <= self.max_retries:
                     report.retried.append(str(params))
                     log.warning("cell %s failed (%s); retrying", params, type(exc).__name__)
