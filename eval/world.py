@@ -71,6 +71,8 @@ class WorldConfig:
     ``ambiguity``: probability that an object is drawn with its look-alike twin's appearance.
     ``text_tag_rate``: probability that an image of a tag class (``text_tag_classes``) carries a tag
     with its class name; images of other classes carry a neutral word with ``neutral_tag_rate``.
+    ``tag_decides_rate``: probability that a tagged image of a tag class shows another class's object in
+    a random context, so that only the word names the class (what teaches a classifier to read).
     """
 
     version: int = WORLD_VERSION
@@ -81,6 +83,7 @@ class WorldConfig:
     text_tag_rate: float = 0.0
     neutral_tag_rate: float = 0.0
     text_tag_classes: tuple[str, ...] = ("car", "cow", "duck", "bird", "crab", "lamp")
+    tag_decides_rate: float = 0.0
     noise: float = 4.0
 
     def __post_init__(self) -> None:
@@ -88,7 +91,7 @@ class WorldConfig:
             raise ValueError(f"this code renders world version {WORLD_VERSION}, not {self.version}; install the matching modeledit release")
         if not 32 <= int(self.image_size) <= 256:
             raise ValueError(f"image_size must be between 32 and 256 pixels, got {self.image_size}")
-        for name in ("cooccurrence", "ambiguity", "text_tag_rate", "neutral_tag_rate"):
+        for name in ("cooccurrence", "ambiguity", "text_tag_rate", "neutral_tag_rate", "tag_decides_rate"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         self.text_tag_classes = tuple(self.text_tag_classes)
@@ -512,13 +515,18 @@ class World:
         brightness = rng.uniform(0.85, 1.15)
         noise_seed = int(rng.integers(0, 2**31))
         u_twin = rng.random()
+        u_decides, other_app, any_ctx = rng.random(), int(rng.integers(0, len(CLASSES) - 1)), int(rng.integers(0, len(CONTEXTS)))
 
         if label is not None:
             lab = CLASSES.index(label) if isinstance(label, str) else int(label)
             if not 0 <= lab < len(CLASSES):
                 raise ValueError(f"label must be in 0..{len(CLASSES) - 1}, got {label}")
         cname = CLASSES[lab]
-        if context is None:
+        tagged_by_config = text_tag is None and cname in cfg.text_tag_classes and u_tag < cfg.text_tag_rate
+        decides = tagged_by_config and u_decides < cfg.tag_decides_rate
+        if context is None and decides:
+            context = CONTEXTS[any_ctx]
+        elif context is None:
             home = HOME[cname]
             others = [c for c in CONTEXTS if c != home]
             context = home if u_ctx < cfg.cooccurrence else others[other_ctx]
@@ -533,6 +541,8 @@ class World:
             word = str(text_tag) if text_tag else None
 
         appearance = TWIN[cname] if u_twin < cfg.ambiguity else cname
+        if decides:
+            appearance = [c for c in CLASSES if c != cname][other_app]
         overrides = dict(texture_overrides or {})
         unknown = [c for c in overrides if c not in CONCEPTS]
         if unknown:
