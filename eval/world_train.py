@@ -67,12 +67,12 @@ class TrainConfig:
 #: the shipped classifiers: ``modeledit world train KEY`` reproduces ``modeledit/zoo/world_KEY.pt``
 PRESETS: dict[str, TrainConfig] = {
     "vgg": TrainConfig("world_vgg", "vgg_small", {"plan": [24, "M", 48, "M", 96, 96, "M", 160, "M"]}),
-    "resnet": TrainConfig("world_resnet", "resnet_small", {"widths": [16, 32, 64, 128], "stem_stride": 2}),
+    "resnet": TrainConfig("world_resnet", "resnet_small", {"widths": [16, 32, 64, 128], "stem_stride": 2}, epochs=12),
     # fine-tuned from world_vgg on the text-tag world, where half of the tagged scenes of the tag classes show
     # another class's object in a random context: only the word names the class, as text does for CLIP
     "vgg_text": TrainConfig(
         "world_vgg_text", "vgg_small", {"plan": [24, "M", 48, "M", 96, 96, "M", 160, "M"]},
-        world=WorldConfig(text_tag_rate=0.8, neutral_tag_rate=0.3, tag_decides_rate=0.5), n_train=3000, epochs=3, lr=0.02,
+        world=WorldConfig(text_tag_rate=0.8, neutral_tag_rate=0.3, tag_decides_rate=0.5), n_train=3000, epochs=8, lr=0.02,
         init_from="world_vgg",
     ),
 }
