@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_method_arguments, split_list
+from modeledit.commands.common import add_method_arguments, grid_overrides, split_list
 import json
 from pathlib import Path
-
-
-def _floats_pairs(text: str) -> list[list[float]]:
-    return [[float(a), int(b)] for a, b in (p.split(":") for p in text.split(",") if p)]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,8 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-exemplars", default="3", help="comma-separated exemplar counts, e.g. 1,3,10")
     p.add_argument("--seeds", default="0")
     add_method_arguments(p)
-    p.add_argument("--finetune-grid", default=None, help="lr:steps,... (default: the paper's)")
-    p.add_argument("--adam-grid", default=None, help="lr:steps,... for edit_adam")
     p.add_argument("--segmenter", default="oracle")
     p.add_argument("--stylizer", default="magenta")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
@@ -46,11 +40,7 @@ def config_from_args(args: argparse.Namespace):
         methods=split_list(args.methods), sites=split_list(args.sites),
         segmenter=args.segmenter, stylizer=args.stylizer,
     )
-    if args.finetune_grid:
-        kw["finetune_grid"] = _floats_pairs(args.finetune_grid)
-    if args.adam_grid:
-        kw["adam_grid"] = _floats_pairs(args.adam_grid)
-    return BenchConfig(**kw)
+    return BenchConfig(**kw, **grid_overrides(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,6 +25,21 @@ def add_method_arguments(p: argparse.ArgumentParser, sites: str = "-1") -> None:
                    help="comma-separated: edit, edit_adam, edit_full, edit_masked, finetune_local, finetune_global")
     p.add_argument("--sites", default=sites, help="comma-separated edit sites (index or name, see `modeledit layers`)")
     p.add_argument("--max-clean-drop", type=float, default=0.0025, help="clean accuracy budget for choosing hyperparameters")
+    p.add_argument("--finetune-grid", default=None, help="fine-tuning lr:steps,... (default: the harness's grid)")
+    p.add_argument("--adam-grid", default=None, help="lr:steps,... for edit_adam (default: the harness's grid)")
+
+
+def grid_overrides(args: argparse.Namespace) -> dict[str, list[list[float]]]:
+    """Config fields for the --finetune-grid / --adam-grid flags that were given."""
+    out = {}
+    for flag, key in (("finetune_grid", "finetune_grid"), ("adam_grid", "adam_grid")):
+        text = getattr(args, flag, None)
+        if text:
+            try:
+                out[key] = [[float(a), int(b)] for a, b in (item.split(":") for item in split_list(text))]
+            except ValueError:
+                raise ValueError(f"--{flag.replace('_', '-')} takes lr:steps pairs separated by commas, e.g. 1e-3:500,1e-4:500; got {text!r}") from None
+    return out
 
 
 def split_list(text: str) -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_method_arguments, split_list
+from modeledit.commands.common import add_method_arguments, grid_overrides, split_list
 from pathlib import Path
 
 
@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exemplar", default=None, help="photos mode: the exemplar image")
     p.add_argument("--exemplar-mask", default=None, help="photos mode: the exemplar's road mask (PNG)")
     p.add_argument("--clean", default="world:val:600", help="images for clean accuracy")
+    p.add_argument("--n-val", type=int, default=300, help="world mode: snowy vehicle scenes for validation")
+    p.add_argument("--n-test", type=int, default=900, help="world mode: snowy vehicle scenes for test")
     p.add_argument("--style", default="snow")
     p.add_argument("--stylizer", default="texture")
     add_method_arguments(p)
@@ -27,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.snow import SnowConfig, run_snow
 
     cfg = SnowConfig(model=args.model, weights=args.weights, mode=args.mode, exemplar_class=args.exemplar_class,
-                     photos=args.photos, exemplar=args.exemplar, exemplar_mask=args.exemplar_mask, clean=args.clean,
+                     photos=args.photos, n_val=args.n_val, n_test=args.n_test, exemplar=args.exemplar, exemplar_mask=args.exemplar_mask, clean=args.clean,
                      style=args.style, stylizer=args.stylizer, methods=split_list(args.methods), sites=split_list(args.sites),
-                     max_clean_drop=args.max_clean_drop, seed=args.seed)
+                     max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args))
     table, summary = run_snow(cfg, args.out)
     out = Path(args.out)
     table.to_csv(out / "cells.csv", index=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_method_arguments, split_list
+from modeledit.commands.common import add_method_arguments, grid_overrides, split_list
 from pathlib import Path
 
 
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, weights=args.weights, class_names=[c for c in args.classes.split(",") if c] if args.classes else None,
         dataset=args.dataset, clean=args.clean, attack_class=args.attack_class, word=args.word,
         fonts=args.fonts.split(","), size=args.size, methods=split_list(args.methods), sites=split_list(args.sites),
-        max_clean_drop=args.max_clean_drop, seed=args.seed,
+        max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args),
     )
     table, summary = run_typographic(cfg, args.out)
     out = Path(args.out)
