@@ -41,8 +41,10 @@ class DemoConfig:
     bench_images: int = 900
     n_exemplars: int = 3
     sites: list[str] = field(default_factory=lambda: ["-3", "-1"])
-    finetune_grid: list[list[float]] = field(default_factory=lambda: [[1e-2, 300], [1e-3, 300], [1e-4, 300]])
-    max_clean_drop: float = 0.0025
+    finetune_grid: list[list[float]] = field(default_factory=lambda: [[1e-2, 300], [1e-3, 300]])
+    # the paper's 0.25 pp budget is 1.5 images of the demo's 600 clean images; the demo allows 1 pp
+    # (`modeledit bench --max-clean-drop 0.0025` applies the paper's budget)
+    max_clean_drop: float = 0.01
     photo_style: str = "floral"
     seed: int = 0
 
@@ -86,19 +88,20 @@ def sensitivity_section(cfg: DemoConfig, out: Path) -> pd.DataFrame:
     table = concept_sensitivity(lm, ds, scfg, out_dir=str(out))
     table.to_csv(out / "table.csv", index=False)
     figs = [(str(plot_concept_style_heatmap(table, out / "heatmap.png").name), "concept x style: mean accuracy drop (pp) over classes with the concept")]
-    top = table.dropna(subset=["drop"]).sort_values("drop", ascending=False)
+    # classes where the concept is common (the paper's 20% presence rule), so one image is not a headline
+    top = table[(table["presence"] >= 0.2) & (table["n_with_concept"] >= 5)].dropna(subset=["drop"]).sort_values("drop", ascending=False)
     concept = top.iloc[0]["concept"]
     figs.append((plot_concept_classes(table, concept, out / f"concept_{concept}.png").name, f"classes most affected by restyling '{concept}'"))
     cls = top.iloc[0]["class_name"]
     figs.append((plot_class_rules(table, cls, out / f"class_{cls}.png").name, f"the concepts '{cls}' relies on"))
-    present = table[table["presence"] >= 0.2]
+    present = top
     shown = top.head(10)
     write_summary(out, "sensitivity", f"1. Which concepts does each class rely on? ({lm.name})",
-                  {"largest drop (pp)": 100 * float(top.iloc[0]["drop"]), "concept": concept, "class": cls,
+                  {"largest drop, concept in >= 20% of the class (pp)": 100 * float(top.iloc[0]["drop"]), "concept": concept, "class": cls,
                    "mean drop where concept is common (pp)": 100 * float(present["drop"].mean())},
                   text=("Only the concept's pixels are restyled (oracle masks, Magenta arbitrary style transfer, blended at 0.8); "
                         "the drop is the class's accuracy on the images containing the concept, before minus after, with 95% bootstrap intervals."),
-                  tables=[{"title": "largest per-class drops", "columns": ["concept", "style", "class_name", "presence", "acc_clean", "acc_transformed", "drop", "drop_low", "drop_high"],
+                  tables=[{"title": "largest per-class drops (classes with the concept in at least 20% of their images)", "columns": ["concept", "style", "class_name", "presence", "acc_clean", "acc_transformed", "drop", "drop_low", "drop_high"],
                            "rows": shown.to_dict("records")}],
                   figures=figs, config=asdict(scfg))
     return table
@@ -186,7 +189,7 @@ def typographic_section(cfg: DemoConfig, out: Path) -> pd.DataFrame:
     from modeledit.eval.report import write_summary
     from modeledit.eval.typographic import TypographicConfig, run_typographic
 
-    tcfg = TypographicConfig(model=cfg.text_model, dataset="world:test:720", clean="world:val:450", sites=cfg.sites,
+    tcfg = TypographicConfig(model=cfg.text_model, dataset="world:test:720", clean="world:val:450", sites=cfg.sites, paster="world_tag",
                              finetune_grid=cfg.finetune_grid, max_clean_drop=cfg.max_clean_drop, seed=cfg.seed)
     table, summary = run_typographic(tcfg, out)
     table.to_csv(out / "cells.csv", index=False)

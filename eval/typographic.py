@@ -51,6 +51,7 @@ class TypographicConfig:
     max_clean_drop: float = 0.0025
     val_fraction: float = 0.3
     exemplar_font: str = "sans"
+    paster: str = "typed"                     # "typed" (fonts, random placement) or "world_tag" (the world's own tag)
     seed: int = 0
     batch_size: int = 128
 
@@ -63,6 +64,26 @@ class TypographicConfig:
 
     def settings(self, method: str) -> list[dict[str, Any]]:
         return method_settings(self, method)
+
+
+def _typed(x01: torch.Tensor, word: str, font: str, size: float, rng: np.random.Generator):
+    return paste_text(x01, TextSpec(word, font=font, size=size), rng)
+
+
+def _world_tag(x01: torch.Tensor, word: str, font: str, size: float, rng: np.random.Generator):
+    """The benchmark world's own tag (a paper patch at the top left), as its text classifier saw in training."""
+    from modeledit.eval.world import add_text_tag
+    from modeledit.images import to_tensor01, to_uint8
+
+    image = to_uint8(x01)
+    tagged, patch = add_text_tag(image, word)
+    blank = image.copy()
+    blank[patch] = tagged[patch].max(axis=0)  # the paper colour, without the ink
+    return to_tensor01(tagged), to_tensor01(blank), torch.from_numpy(patch)
+
+
+#: how the attack text is put on an image: (image01, word, font, size, rng) -> (attacked, blank, patch mask)
+PASTERS = {"typed": _typed, "world_tag": _world_tag}
 
 
 def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.Tensor]]:
@@ -85,9 +106,11 @@ def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.T
     others = np.flatnonzero(y != attack)
     rng.shuffle(others)
     ex_i, rest = int(others[0]), others[1:]            # the single exemplar comes from another class
-    ex_attacked, ex_blank, ex_mask = paste_text(x[ex_i], TextSpec(word, font=cfg.exemplar_font, size=cfg.size), rng)
-    attacked = torch.stack([paste_text(x[i], TextSpec(word, font=cfg.fonts[k % len(cfg.fonts)], size=cfg.size), rng)[0]
-                            for k, i in enumerate(rest)])
+    if cfg.paster not in PASTERS:
+        raise KeyError(f"unknown text paster {cfg.paster!r}; valid: {sorted(PASTERS)}")
+    paste = PASTERS[cfg.paster]
+    ex_attacked, ex_blank, ex_mask = paste(x[ex_i], word, cfg.exemplar_font, cfg.size, rng)
+    attacked = torch.stack([paste(x[i], word, cfg.fonts[k % len(cfg.fonts)], cfg.size, rng)[0] for k, i in enumerate(rest)])
     yr = y[rest]
     val = np.arange(len(rest)) < int(round(cfg.val_fraction * len(rest)))
     test = ~val

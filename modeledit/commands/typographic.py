@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attack-class", default="car", help="the class whose name is pasted")
     p.add_argument("--word", default=None, help="the pasted word (default: the attack class's name)")
     p.add_argument("--fonts", default="sans,serif,hand")
+    p.add_argument("--paster", default="typed", choices=["typed", "world_tag"], help="typed fonts at random places, or the world's own tag")
     p.add_argument("--size", type=float, default=0.2, help="letter height as a fraction of the image")
     add_method_arguments(p)
     p.add_argument("--seed", type=int, default=0)
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TypographicConfig(
         model=args.model, weights=args.weights, class_names=[c for c in args.classes.split(",") if c] if args.classes else None,
         dataset=args.dataset, clean=args.clean, attack_class=args.attack_class, word=args.word,
-        fonts=args.fonts.split(","), size=args.size, methods=split_list(args.methods), sites=split_list(args.sites),
+        fonts=args.fonts.split(","), paster=args.paster, size=args.size, methods=split_list(args.methods), sites=split_list(args.sites),
         max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args),
     )
     table, summary = run_typographic(cfg, args.out)
