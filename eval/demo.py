@@ -39,6 +39,8 @@ class DemoConfig:
     concepts: list[str] = field(default_factory=lambda: ["road", "grass", "water", "sky", "sand", "floor"])
     styles: list[str] = field(default_factory=lambda: ["snow", "wooden", "graffiti"])
     bench_images: int = 900
+    clean_images: int = 600
+    typographic_images: int = 720
     n_exemplars: int = 3
     sites: list[str] = field(default_factory=lambda: ["-3", "-1"])
     finetune_grid: list[list[float]] = field(default_factory=lambda: [[1e-2, 300], [1e-3, 300]])
@@ -47,6 +49,12 @@ class DemoConfig:
     max_clean_drop: float = 0.01
     photo_style: str = "floral"
     seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "DemoConfig":
+        """A small version (about two minutes) for tests and a first look; the numbers are noisy."""
+        return cls(sensitivity_images=180, concepts=["road", "grass", "water"], styles=["snow"], bench_images=270,
+                   clean_images=180, typographic_images=180, sites=["-1"], finetune_grid=[[1e-2, 20]], max_clean_drop=0.02)
 
 
 def _step(title: str) -> float:
@@ -116,7 +124,7 @@ def bench_section(cfg: DemoConfig, out: Path, sensitivity_csv: Path) -> pd.DataF
     from modeledit.eval.protocol import ProtocolConfig
     from modeledit.eval.report import write_summary
 
-    bcfg = BenchConfig(model=cfg.model, dataset=f"world:test:{cfg.bench_images}", sensitivity=str(sensitivity_csv), max_pairs=1,
+    bcfg = BenchConfig(model=cfg.model, dataset=f"world:test:{cfg.bench_images}", clean=f"world:val:{cfg.clean_images}", sensitivity=str(sensitivity_csv), max_pairs=1,
                        protocol=ProtocolConfig(max_clean_drop=cfg.max_clean_drop), n_exemplars=[cfg.n_exemplars],
                        seeds=[cfg.seed], methods=["edit", "finetune_local", "finetune_global"], sites=cfg.sites,
                        finetune_grid=cfg.finetune_grid)
@@ -189,7 +197,7 @@ def typographic_section(cfg: DemoConfig, out: Path) -> pd.DataFrame:
     from modeledit.eval.report import write_summary
     from modeledit.eval.typographic import TypographicConfig, run_typographic
 
-    tcfg = TypographicConfig(model=cfg.text_model, dataset="world:test:720", clean="world:val:450", sites=cfg.sites, paster="world_tag",
+    tcfg = TypographicConfig(model=cfg.text_model, dataset=f"world:test:{cfg.typographic_images}", clean=f"world:val:{cfg.clean_images}", sites=cfg.sites, paster="world_tag",
                              finetune_grid=cfg.finetune_grid, max_clean_drop=cfg.max_clean_drop, seed=cfg.seed)
     table, summary = run_typographic(tcfg, out)
     table.to_csv(out / "cells.csv", index=False)

@@ -47,3 +47,23 @@ def test_report_loads_in_headless_chromium(tmp_path):
     m = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
     assert m and m.group(1) == m.group(2) == "2", m
     assert "0.731" in dom
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian chromium not installed (make test installs it)")
+def test_quick_demo_report_in_headless_chromium(tmp_path, capsys):
+    """The demo's own page: every figure and example image loads, and its key numbers are on the page."""
+    from modeledit.cli import main
+
+    out = tmp_path / "report"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    assert "report:" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert [s["kind"] for s in results["sections"]] == ["sensitivity", "bench", "typographic", "photos"]
+    dom = dump_dom(out / "index.html")
+    m = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
+    assert m and m.group(1) == m.group(2) and int(m.group(2)) >= 7, m
+    from modeledit.eval.report import _fmt
+
+    for section in results["sections"]:
+        for value in section["numbers"].values():
+            assert _fmt(value) in dom
