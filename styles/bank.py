@@ -157,3 +157,11 @@ def register_style_folder(name: str, path: str | os.PathLike) -> Style:
     images = [_read_style_image(p) for p in paths]
     _USER_FOLDERS[key] = folder
     return Style(key, images, "images", [str(p) for p in paths])
+
+
+def unregister_style(name: str) -> None:
+    """Forget a style registered with :func:`register_style_folder` (built-in styles stay)."""
+    key = _norm(name)
+    if key not in _USER_FOLDERS:
+        raise KeyError(f"style {name!r} is not a registered folder style; registered: {sorted(_USER_FOLDERS)}")
+    del _USER_FOLDERS[key]

@@ -182,15 +182,18 @@ def test_bad_inputs_get_one_clear_error_and_nothing_is_lost(tmp_path, photos):
         generate_counterfactuals(torch.rand(2, 4, 32, 32), "files", "texture", ["person"], ["snow"], tmp_path / "e",
                                  CounterfactualConfig(progress=False), segmenter_kwargs={"root": str(masks)})
     # a style image that cannot be read
-    from modeledit.styles.bank import register_style_folder
+    from modeledit.styles.bank import register_style_folder, unregister_style
 
     folder = tmp_path / "mystyle"
     folder.mkdir()
     save_image(photos["coffee"], folder / "a.png")
     register_style_folder("my coffee", folder)
-    (folder / "b.png").write_bytes(b"broken")
-    with pytest.raises(ValueError, match="style image .*b.png"):
-        run(images, "f", styles=["my coffee"])
+    try:
+        (folder / "b.png").write_bytes(b"broken")
+        with pytest.raises(ValueError, match="style image .*b.png"):
+            run(images, "f", styles=["my coffee"])
+    finally:
+        unregister_style("my coffee")
 
 
 def test_restyle_region_in_memory(photos):
