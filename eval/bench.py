@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from modeledit.config import JsonConfig
 from modeledit.eval.metrics import error_counts, errors_corrected
 from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair
 from modeledit.eval.results import ResultStore
@@ -94,6 +95,20 @@ class BenchConfig:
     @classmethod
     def from_json(cls, text: str) -> "BenchConfig":
         return cls(**json.loads(text))
+
+    def settings(self, method: str) -> list[dict[str, Any]]:
+        return method_settings(self, method)
+
+
+@dataclass
+class MethodGrid(JsonConfig):
+    """The comparison's methods, sites, hyperparameter grids and clean-accuracy budget (one-exemplar studies)."""
+
+    methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global"])
+    sites: list[str] = field(default_factory=lambda: ["-1"])
+    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-2, 500], [1e-3, 500], [1e-4, 500]])
+    adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000]])
+    max_clean_drop: float = 0.0025
 
     def settings(self, method: str) -> list[dict[str, Any]]:
         return method_settings(self, method)

@@ -16,8 +16,7 @@ Example:
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,13 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.bench import method_settings
+from modeledit.eval.bench import MethodGrid
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
 
 
 @dataclass
-class SnowConfig:
+class SnowConfig(MethodGrid):
     model: str = "world_vgg"
     weights: str | None = None
     mode: str = "world"
@@ -46,18 +45,7 @@ class SnowConfig:
     photos: str | None = None            # photos mode: ImageFolder tree of real photos
     exemplar: str | None = None          # photos mode: exemplar image file
     exemplar_mask: str | None = None     # photos mode: road mask (PNG, non-zero = road)
-    methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global"])
-    sites: list[str] = field(default_factory=lambda: ["-1"])
-    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-2, 500], [1e-3, 500], [1e-4, 500]])
-    adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000]])
-    max_clean_drop: float = 0.0025
     seed: int = 0
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    def settings(self, method: str) -> list[dict[str, Any]]:
-        return method_settings(self, method)
 
 
 def _paste(x: torch.Tensor, mask: np.ndarray, cfg: SnowConfig) -> torch.Tensor:

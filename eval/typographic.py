@@ -15,7 +15,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.bench import METHODS, method_settings
+from modeledit.eval.bench import METHODS, MethodGrid
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
 from modeledit.eval.typography import TextSpec, paste_text
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class TypographicConfig:
+class TypographicConfig(MethodGrid):
     model: str = "world_vgg_text"
     weights: str | None = None
     class_names: list[str] | None = None      # CLIP zero-shot head (default: the model's)
@@ -44,26 +43,11 @@ class TypographicConfig:
     word: str | None = None                   # default: the attack class's name
     fonts: list[str] = field(default_factory=lambda: ["sans", "serif", "hand"])
     size: float = 0.2
-    methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global"])
-    sites: list[str] = field(default_factory=lambda: ["-1"])
-    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-2, 500], [1e-3, 500], [1e-4, 500]])
-    adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000]])
-    max_clean_drop: float = 0.0025
     val_fraction: float = 0.3
     exemplar_font: str = "sans"
     paster: str = "typed"                     # "typed" (fonts, random placement) or "world_tag" (the world's own tag)
     seed: int = 0
     batch_size: int = 128
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "TypographicConfig":
-        return cls(**json.loads(text))
-
-    def settings(self, method: str) -> list[dict[str, Any]]:
-        return method_settings(self, method)
 
 
 def _typed(x01: torch.Tensor, word: str, font: str, size: float, rng: np.random.Generator):

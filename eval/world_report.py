@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from modeledit.eval.world import CLASSES, CONCEPTS, CONTEXTS, HOMES, PARTS, TEXT_TAG, World, WorldConfig
+from modeledit.eval.world import CLASSES, CONTEXTS, HOMES, PARTS, TEXT_TAG, World, WorldConfig
 from modeledit.eval.world_data import SPLIT_OFFSETS, WorldDataset
 
 log = logging.getLogger(__name__)
