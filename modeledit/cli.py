@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "typographic": ("modeledit.commands.typographic", "typographic attack and its one-exemplar fix vs fine-tuning"),
     "snow": ("modeledit.commands.snow", "adapt to snowy roads from one synthetic exemplar, vs fine-tuning"),
     "demo": ("modeledit.commands.demo", "the main job on the embedded default: a browsable report"),
+    "bench-summary": ("modeledit.commands.bench_summary", "re-select a finished bench at other clean-accuracy budgets"),
     "report": ("modeledit.commands.report", "build the HTML report from harness outputs"),
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
 }

@@ -15,3 +15,5 @@ $M bench world_vgg --sensitivity $OUT/sensitivity/table.csv --max-pairs 2 --n-ex
     --dataset world:test --clean world:val:900 --executor ray --workers 2 --out $OUT/bench
 $M snow world_vgg --exemplar-class cow --clean world:val:900 --methods edit,finetune_local,finetune_global \
     --sites 3,4 --finetune-grid $FT --out $OUT/snow
+# the budget only selects among finished cells: the paper's 0.25 pp and looser ones
+$M bench-summary $OUT/bench --budgets 0.0025,0.01,0.02,0.05
