@@ -44,9 +44,9 @@ class DemoConfig:
     n_exemplars: int = 3
     sites: list[str] = field(default_factory=lambda: ["-3", "-1"])
     finetune_grid: list[list[float]] = field(default_factory=lambda: [[1e-2, 300], [1e-3, 300]])
-    # the paper's 0.25 pp budget is 1.5 images of the demo's 600 clean images; the demo allows 1 pp
-    # (`modeledit bench --max-clean-drop 0.0025` applies the paper's budget)
-    max_clean_drop: float = 0.01
+    # the paper's 0.25 pp budget is 1.5 images of the demo's 600 clean images, and on the world every edit
+    # costs 0.7-1.8 pp (results/world/bench); the demo allows 2 pp (`--max-clean-drop 0.0025` in `modeledit bench`)
+    max_clean_drop: float = 0.02
     photo_style: str = "floral"
     seed: int = 0
 
