@@ -161,6 +161,7 @@ class PairData:
     masks: dict[int, np.ndarray]
     transformed: dict[int, dict[int, torch.Tensor]]   # style image -> index -> image
     labels: dict[int, int]
+    unedited: tuple | None = None                     # (groups, predictions, predictions on originals), cached
 
 
 class BenchRunner:
@@ -274,9 +275,7 @@ class BenchRunner:
         p = self.pair(params["concept"], params["style"], params["candidates"], params["n_exemplars"], params["seed"])
         site = get_site(self.lm.model, params["site"])
         cx, cy, cpre = self.clean_set()
-        groups = self._groups(p)
-        pre = {g: self.predict(x) for g, (x, _) in groups.items()}
-        orig_pre = {g: self.predict(torch.stack([p.originals[i] for i in idx])) for g, (_, idx) in groups.items()}
+        groups, pre, orig_pre = self._unedited(p)
         edit = self.make_edit(params["method"], params["setting"], site, p)
         with edit.applied(self.lm.model):
             post = {g: self.predict(x) for g, (x, _) in groups.items()}
@@ -296,6 +295,15 @@ class BenchRunner:
         row.update({f"edit_{k}": v for k, v in edit.metrics.items() if isinstance(v, (int, float, str))})
         row["cell_seconds"] = time.perf_counter() - t0
         return [row]
+
+    def _unedited(self, p: PairData) -> tuple[dict, dict, dict]:
+        """The pair's evaluation groups and the unedited model's predictions on them (computed once per pair)."""
+        if p.unedited is None:
+            groups = self._groups(p)
+            pre = {g: self.predict(x) for g, (x, _) in groups.items()}
+            orig = {g: self.predict(torch.stack([p.originals[i] for i in idx])) for g, (_, idx) in groups.items()}
+            p.unedited = (groups, pre, orig)
+        return p.unedited
 
     def _groups(self, p: PairData) -> dict[str, tuple[torch.Tensor, list[int]]]:
         """val / test in the exemplars' style image, test in the held-out style images (pooled)."""

@@ -10,17 +10,22 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 
-def read_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB. Grayscale is expanded; RGBA is composited on white."""
+def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
+    """Open and load an image file as it is (any mode); one clear error when it is missing or unreadable."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"image {str(p)!r} does not exist")
+        raise FileNotFoundError(f"{what} {str(p)!r} does not exist")
     try:
         with Image.open(p) as im:
             im.load()
-            return _to_rgb(im)
+            return im.copy()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"image {str(p)!r} cannot be read ({exc.__class__.__name__}); is the file corrupt?") from None
+        raise ValueError(f"{what} {str(p)!r} cannot be read ({exc.__class__.__name__}); is the file corrupt?") from None
+
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as RGB. Grayscale is expanded; RGBA is composited on white."""
+    return _to_rgb(open_image(path))
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

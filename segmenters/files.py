@@ -24,16 +24,9 @@ from modeledit.segmenters.vocab import canonical_concept
 
 def read_mask_png(path: str | os.PathLike) -> np.ndarray:
     """A PNG mask as HxW bool (nonzero = inside; RGB/RGBA use the max over channels)."""
-    from PIL import Image, UnidentifiedImageError
+    from modeledit.images import open_image
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"mask {str(p)!r} does not exist")
-    try:
-        with Image.open(p) as im:
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"mask {str(p)!r} cannot be read ({exc.__class__.__name__}); is the file corrupt?") from None
+    arr = np.asarray(open_image(path, what="mask"))
     return (arr.max(axis=2) if arr.ndim == 3 else arr) > 0
 
 
