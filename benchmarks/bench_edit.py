@@ -24,6 +24,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from modeledit.atomic import write_text_atomic
 import torch.nn.functional as F
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "hubble_deep_field", "immunohistochemistry", "colorwheel",
@@ -84,7 +86,7 @@ def recalibrate_bn(lm, images: torch.Tensor) -> None:
 
 def solver_rows(name, lm, size, sites, n_ex, steps, lr, stats_images, save):
     from modeledit.layers import get_site
-    from modeledit.rewrite import EditConfig, rewrite
+    from modeledit.editor import EditConfig, rewrite
     from modeledit.stats import second_moment
 
     ex = exemplars(lm, size, n_ex)
@@ -180,9 +182,7 @@ def main() -> None:
         result["command"] = kept.get("command", "") + f"; then --parts {args.parts}"
 
     def save(_rows=None):
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, out)
+        write_text_atomic(out, json.dumps(result, indent=1))
 
     mnet = load_model("mobilenet_v2")
     photos224 = augment(load_photos(224))

@@ -62,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from modeledit.eval.counterfactuals import CounterfactualConfig, generate_counterfactuals
+    from modeledit.counterfactuals import CounterfactualConfig, generate_counterfactuals
     from modeledit.images import save_image, to_tensor01
     from modeledit.segmenters.files import write_mask_png
     from modeledit.styles import get_stylizer

@@ -11,8 +11,8 @@ at most the budget (none qualifying: the method makes no change) and reports its
 
 Example:
     >>> cfg = BenchConfig(model="world_vgg", pairs=[["road", "snow"]], n_exemplars=[3])
-    >>> table = run_bench(cfg, out_dir="results/bench")
-    >>> summarize(table, cfg)
+    >>> result = run_bench(cfg, out_dir="results/bench")
+    >>> summarize(result.table, cfg.protocol.max_clean_drop)
 """
 from __future__ import annotations
 
@@ -28,35 +28,14 @@ import torch
 from modeledit.config import JsonConfig
 from modeledit.eval.metrics import error_counts, errors_corrected
 from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair
+from modeledit.eval.methods import check_methods, method_edit, method_settings
 from modeledit.eval.results import ResultStore
+from modeledit.finetuning import FINETUNE_GRID
 
 log = logging.getLogger(__name__)
 
-PAPER_FINETUNE_GRID = ((1e-2, 500), (1e-3, 500), (1e-4, 500), (1e-5, 800), (1e-6, 800))
-
-
-@dataclass(frozen=True)
-class Method:
-    """A method of the comparison: how to build its Edit and which hyperparameter settings to try."""
-
-    name: str
-    kind: str                                   # "rewrite" or "finetune"
-    base: Mapping[str, Any]                     # EditConfig / FinetuneConfig fields fixed for the method
-    grid_field: str | None = None               # BenchConfig field holding the (lr, steps) grid, if any
-
-
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("edit", "rewrite", {"solver": "closed_form", "rank": 1, "mode": "whole"}),
-    Method("edit_adam", "rewrite", {"solver": "adam", "rank": 1, "mode": "whole"}, "adam_grid"),
-    Method("edit_full", "rewrite", {"solver": "closed_form", "rank": "full", "mode": "whole"}),
-    Method("edit_masked", "rewrite", {"solver": "closed_form", "rank": 1, "mode": "masked"}),
-    Method("finetune_local", "finetune", {"scope": "local"}, "finetune_grid"),
-    Method("finetune_global", "finetune", {"scope": "global"}, "finetune_grid"),
-)}
-
-
 @dataclass
-class BenchConfig:
+class BenchConfig(JsonConfig):
     model: str = "world_vgg"
     weights: str | None = None
     dataset: str = "world:test"
@@ -70,7 +49,7 @@ class BenchConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global"])
     sites: list[str] = field(default_factory=lambda: ["-1"])
-    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [list(g) for g in PAPER_FINETUNE_GRID])
+    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [list(g) for g in FINETUNE_GRID])
     adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000], [1e-4, 20000]])
     exemplar_style_image: int = 0
     heldout_style_images: list[int] = field(default_factory=lambda: [1, 2])
@@ -81,68 +60,14 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if isinstance(self.protocol, Mapping):
             self.protocol = ProtocolConfig(**self.protocol)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise KeyError(f"unknown methods {unknown}; valid: {sorted(METHODS)}")
+        check_methods(self.methods)
         if any(n < 1 for n in self.n_exemplars):
             raise ValueError(f"exemplar counts must be positive, got {self.n_exemplars}")
         if self.exemplar_style_image in self.heldout_style_images:
             raise ValueError("the exemplars' style image cannot also be a held-out style image")
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "BenchConfig":
-        return cls(**json.loads(text))
-
     def settings(self, method: str) -> list[dict[str, Any]]:
         return method_settings(self, method)
-
-
-@dataclass
-class MethodGrid(JsonConfig):
-    """The comparison's methods, sites, hyperparameter grids and clean-accuracy budget (one-exemplar studies)."""
-
-    methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global"])
-    sites: list[str] = field(default_factory=lambda: ["-1"])
-    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-2, 500], [1e-3, 500], [1e-4, 500]])
-    adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000]])
-    max_clean_drop: float = 0.0025
-
-    def settings(self, method: str) -> list[dict[str, Any]]:
-        return method_settings(self, method)
-
-
-def method_settings(cfg: Any, method: str) -> list[dict[str, Any]]:
-    """The hyperparameter settings tried for ``method`` (besides the site): its (lr, steps) grid from
-    ``cfg`` (any config with ``finetune_grid`` / ``adam_grid`` fields), or one empty setting."""
-    m = METHODS[method]
-    if m.grid_field is None:
-        return [{}]
-    return [{"lr": float(lr), "steps": int(steps)} for lr, steps in getattr(cfg, m.grid_field)]
-
-
-def method_edit(lm: Any, method: str, setting: Mapping[str, Any], site: Any, x01: torch.Tensor, xp01: torch.Tensor,
-                masks: torch.Tensor | None, targets: Sequence[int], stats: Callable[[Any], Any] | None = None) -> Any:
-    """The Edit a method of the comparison makes from exemplars (x, x') in [0, 1] with (N, H, W) masks.
-
-    Rewrites map keys at x' to values at x (``stats(site)`` gives C); fine-tuning trains on x' towards
-    ``targets``. Every method returns the same :class:`~modeledit.edit.Edit` value.
-    """
-    from modeledit.exemplars import Exemplars
-
-    m = METHODS[method]
-    dev = lm.device
-    mask = None if masks is None else masks.float()[:, None].to(dev)
-    ex = Exemplars(lm.normalize(x01).to(dev), lm.normalize(xp01).to(dev), mask)
-    if m.kind == "rewrite":
-        from modeledit.rewrite import EditConfig, rewrite
-
-        return rewrite(lm.model, site, ex, EditConfig(**{**m.base, **setting}), stats=stats(site) if stats else None)
-    from modeledit.finetune import FinetuneConfig, finetune
-
-    return finetune(lm.model, site, ex, target=list(targets), config=FinetuneConfig(**{**m.base, **setting}))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -195,8 +120,7 @@ class BenchRunner:
         return self._clean_x, self._clean_y, self._clean_pre
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
-        out = [self.lm.predict(x[i:i + self.cfg.batch_size]).argmax(-1).cpu() for i in range(0, len(x), self.cfg.batch_size)]
-        return torch.cat(out).numpy() if out else np.zeros(0, dtype=int)
+        return self.lm.predict_labels(x, self.cfg.batch_size)
 
     def concept_masks(self, concept: str) -> dict[int, np.ndarray]:
         if concept not in self._masks:
@@ -218,7 +142,7 @@ class BenchRunner:
         key = (concept, style, tuple(candidates), n_ex, seed)
         if key in self._pairs:
             return self._pairs[key]
-        from modeledit.eval.sensitivity import restyle
+        from modeledit.counterfactuals import restyle
 
         masks = self.concept_masks(concept)
         idx = sorted(masks)
@@ -365,8 +289,16 @@ def bench_cells(cfg: BenchConfig, pairs: Sequence[Mapping[str, Any]], model_site
     return cells
 
 
-def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executor_kwargs: Any) -> pd.DataFrame:
-    """Run every cell not yet in ``out_dir`` and return the raw table (one row per cell)."""
+@dataclass
+class BenchResult:
+    """What a bench run returns: the raw table (one row per finished cell) and the cells that failed."""
+
+    table: pd.DataFrame
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executor_kwargs: Any) -> BenchResult:
+    """Run every cell not yet in ``out_dir``; the raw table holds every finished cell (old and new)."""
     from modeledit.eval.executors import get_executor
 
     pairs = choose_pairs(cfg)
@@ -382,8 +314,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
     if table.empty:
         first = next(iter(report.failed.values()), "no cell ran")
         raise RuntimeError(f"every cell failed (first error: {first}); nothing was written to {out_dir}")
-    table.attrs["report"] = report
-    return table
+    return BenchResult(table, dict(report.failed))
 
 
 SELECT_KEYS = ["concept", "style", "n_exemplars", "seed", "method"]

@@ -58,7 +58,7 @@ class FolderDataset(torch.utils.data.Dataset):
 
 
 def _world(spec: str, class_names: Sequence[str] | None = None, size: int | None = None) -> torch.utils.data.Dataset:
-    from modeledit.eval.world_data import WorldDataset
+    from modeledit.eval.world.data import WorldDataset
 
     parts = spec.split(":")
     split = parts[1] if len(parts) > 1 and parts[1] else "test"

@@ -28,11 +28,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from modeledit.config import JsonConfig
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(JsonConfig):
     model: str = "world_vgg"
     text_model: str = "world_vgg_text"
     sensitivity_images: int = 540
@@ -128,7 +130,7 @@ def bench_section(cfg: DemoConfig, out: Path, sensitivity_csv: Path) -> pd.DataF
                        protocol=ProtocolConfig(max_clean_drop=cfg.max_clean_drop), n_exemplars=[cfg.n_exemplars],
                        seeds=[cfg.seed], methods=["edit", "finetune_local", "finetune_global"], sites=cfg.sites,
                        finetune_grid=cfg.finetune_grid)
-    table = run_bench(bcfg, str(out))
+    table = run_bench(bcfg, str(out)).table
     table.to_csv(out / "cells.csv", index=False)
     summary = summarize(table, cfg.max_clean_drop)
     summary.to_csv(out / "summary.csv", index=False)
@@ -153,7 +155,8 @@ def bench_section(cfg: DemoConfig, out: Path, sensitivity_csv: Path) -> pd.DataF
 
 def _before_after(bcfg: Any, summary: pd.DataFrame, table: pd.DataFrame, out: Path) -> tuple[str, str]:
     """Test images of other classes: original, transformed, and each method's prediction on the transformed one."""
-    from modeledit.eval.bench import BenchRunner, method_edit
+    from modeledit.eval.bench import BenchRunner
+    from modeledit.eval.methods import method_edit
     from modeledit.layers import get_site
 
     runner = BenchRunner(bcfg)
@@ -226,12 +229,12 @@ def photo_section(cfg: DemoConfig, out: Path) -> dict[str, Any]:
     """Real MobileNetV2 + MediaPipe + Magenta on a real photo, and a one-exemplar rewrite."""
     import skimage.data as data
 
-    from modeledit.eval.counterfactuals import restyle_region
+    from modeledit.counterfactuals import restyle
     from modeledit.eval.report import write_summary
     from modeledit.exemplars import Exemplars
     from modeledit.layers import get_site
     from modeledit.models import load_model
-    from modeledit.rewrite import EditConfig, rewrite
+    from modeledit.editor import EditConfig, rewrite
     from modeledit.segmenters import get_segmenter
     from modeledit.stats import second_moment
     from modeledit.styles import get_style
@@ -247,7 +250,7 @@ def photo_section(cfg: DemoConfig, out: Path) -> dict[str, Any]:
         raise RuntimeError("MediaPipe found no person in skimage.data.astronaut()")
     mask = torch.as_tensor(inst[0].mask)
     n_images = len(get_style(cfg.photo_style).images)
-    styled = [restyle_region(astro[None], mask[None], cfg.photo_style, k)[0] for k in range(n_images)]
+    styled = [restyle(astro[None], mask[None], cfg.photo_style, k)[0] for k in range(n_images)]
     others = {n: lm.preprocess(getattr(data, n)()) for n in ("chelsea", "coffee", "rocket")}
     from sklearn.datasets import load_sample_image
 

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 from tqdm.auto import tqdm
 
 from modeledit.eval.results import ResultStore
+from modeledit.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class RayExecutor:
         self.address, self.workers, self.max_retries, self.cpus = address, workers, max_retries, cpus_per_worker
 
     def run(self, cells: Sequence[Mapping[str, Any]], factory: Callable[[], Runner], store: ResultStore) -> SweepReport:
-        from modeledit.models import optional_import
+        from modeledit.deps import optional_import
 
         ray = optional_import("ray", "ray")
         report = SweepReport(skipped=len(cells) - len(store.pending(cells)))
@@ -140,13 +141,14 @@ class RayExecutor:
         bar.close()
 
 
-EXECUTORS: dict[str, Callable[..., Any]] = {"local": LocalExecutor, "ray": RayExecutor}
+EXECUTORS = Registry("executor")
+EXECUTORS.register("local", LocalExecutor, "cells one after another in this process")
+EXECUTORS.register("ray", RayExecutor, "cells on Ray actors (local instance or a cluster)")
 
 
 def get_executor(name: str, **kwargs: Any) -> LocalExecutor | RayExecutor:
-    """``local`` or ``ray`` (kwargs: address, workers, max_retries)."""
-    if name not in EXECUTORS:
-        raise KeyError(f"unknown executor {name!r}; valid: {sorted(EXECUTORS)}")
-    if name == "local":
+    """``local`` or ``ray`` (kwargs: address, workers, max_retries; local takes only max_retries)."""
+    cls = EXECUTORS.get(name)
+    if cls is LocalExecutor:
         kwargs = {k: v for k, v in kwargs.items() if k == "max_retries"}
-    return EXECUTORS[name](**kwargs)
+    return cls(**kwargs)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.bench import method_edit
+from modeledit.eval.methods import method_edit
 from modeledit.eval.protocol import choose_setting
 
 
@@ -49,8 +49,7 @@ class OneShotStudy:
         self.pre = self.measure()
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
-        bs = self.batch_size
-        return torch.cat([self.lm.predict(x[i:i + bs]).argmax(-1).cpu() for i in range(0, len(x), bs)]).numpy()
+        return self.lm.predict_labels(x, self.batch_size)
 
     def measure(self) -> dict[str, float]:
         out = {}

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+
+from modeledit.atomic import atomic_path
 
 
 def _plt():
@@ -24,9 +27,8 @@ def _plt():
 def _save(fig, path: str | os.PathLike) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.stem}.tmp{p.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, p)
+    with atomic_path(p) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     _plt().close(fig)
     return p
 
@@ -133,3 +135,13 @@ def plot_vs(summary: pd.DataFrame, by: str, path: str | os.PathLike, xlabel: str
     ax.axhline(0, color="k", lw=0.6)
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def save_examples(images: list[torch.Tensor], path: str | os.PathLike) -> None:
+    """A horizontal strip of images, for reports."""
+    from PIL import Image
+
+    from modeledit.images import save_image, to_uint8
+
+    strip = np.concatenate([to_uint8(x) for x in images], axis=1)
+    save_image(Image.fromarray(strip), path)

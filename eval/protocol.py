@@ -14,16 +14,16 @@ Example:
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from modeledit.config import JsonConfig
 
 
 @dataclass
-class ProtocolConfig:
+class ProtocolConfig(JsonConfig):
     min_classes: int = 3
     min_presence: float = 0.20
     min_drop: float = 0.15
@@ -32,15 +32,8 @@ class ProtocolConfig:
     max_clean_drop: float = 0.0025
     seed: int = 0
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "ProtocolConfig":
-        d = json.loads(text)
-        d["exclude"] = [tuple(x) for x in d.get("exclude", [])]
-        return cls(**d)
-
+    def __post_init__(self) -> None:
+        self.exclude = [tuple(x) for x in self.exclude]
 
 def select_pairs(table: pd.DataFrame, cfg: ProtocolConfig) -> pd.DataFrame:
     """Concept-style pairs that qualify, one row per (concept, style) with its affected classes.

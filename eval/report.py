@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from modeledit.eval.results import write_json_atomic
+from modeledit.atomic import write_json_atomic, write_text_atomic
 from modeledit.provenance import package_versions
 
 ORDER = {"sensitivity": 0, "bench": 1, "typographic": 2, "snow": 3, "photos": 4}
@@ -97,9 +97,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     parts.append(f"<p class='meta'>versions: {html.escape(json.dumps(versions))}</p>")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
             f"<script>{CHECK_JS}</script></head><body>{''.join(parts)}</body></html>")
-    tmp = out / ".index.html.tmp"
-    tmp.write_text(page)
-    os.replace(tmp, out / "index.html")
+    write_text_atomic(out / "index.html", page)
     write_json_atomic(out / "results.json", {
         "title": title, "versions": versions,
         "sections": [{k: v for k, v in s.items() if k != "_dir"} for s in summaries],

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from modeledit.atomic import write_json_atomic
 from modeledit.provenance import package_versions
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,6 @@ def cell_id(params: Mapping[str, Any]) -> str:
     """A stable id for a cell's parameters (order-independent)."""
     blob = json.dumps(params, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, p)
 
 
 class ResultStore:

@@ -13,7 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -27,12 +26,13 @@ from modeledit.eval.datasets import iterate_batches
 from modeledit.eval.metrics import accuracy_drop_ci
 from modeledit.eval.results import ResultStore
 from modeledit.models import LoadedModel
+from modeledit.config import JsonConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SensitivityConfig:
+class SensitivityConfig(JsonConfig):
     concepts: list[str]
     styles: list[str]
     style_image: int = 0
@@ -43,14 +43,6 @@ class SensitivityConfig:
     seed: int = 0
     min_pixels_at_224: int = 100
     segmenter_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "SensitivityConfig":
-        return cls(**json.loads(text))
-
 
 def concept_masks(dataset: torch.utils.data.Dataset, segmenter: Any, concepts: Sequence[str],
                   min_pixels_at_224: int = 100, progress: bool = True) -> dict[str, dict[int, np.ndarray]]:
@@ -71,23 +63,15 @@ def concept_masks(dataset: torch.utils.data.Dataset, segmenter: Any, concepts: S
 @torch.no_grad()
 def predictions(lm: LoadedModel, dataset: torch.utils.data.Dataset, indices: Sequence[int], batch_size: int = 64) -> np.ndarray:
     """Predicted class index for each of ``indices``."""
-    out = []
-    for _, x, _, _ in iterate_batches(dataset, indices, batch_size):
-        out.append(lm.predict(x).argmax(-1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=int)
-
-
-def restyle(x01: torch.Tensor, masks: np.ndarray, style: str, style_image: int, stylizer: Any) -> torch.Tensor:
-    """Restyle only the masked region of each image (the counterfactual generator's in-memory path)."""
-    from modeledit.eval.counterfactuals import restyle_region
-
-    return restyle_region(x01, torch.as_tensor(masks, dtype=torch.bool), style, style_image, stylizer=stylizer)
+    parts = [lm.predict_labels(x, batch_size) for _, x, _, _ in iterate_batches(dataset, indices, batch_size)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, config: SensitivityConfig,
                         out_dir: str | None = None, segmenter: Any = None, stylizer: Any = None,
                         progress: bool = True) -> pd.DataFrame:
     """The tidy per-class sensitivity table (one row per concept x style x class); see the module docstring."""
+    from modeledit.counterfactuals import restyle
     from modeledit.segmenters import get_segmenter
     from modeledit.styles import get_stylizer
 
@@ -114,7 +98,7 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
                 x = torch.stack([dataset[i][0] for i in chunk])
                 m = np.stack([masks[concept][i] for i in chunk])
                 xt = restyle(x, m, style, config.style_image, stylizer)
-                trans_pred[start:start + len(chunk)] = lm.predict(xt).argmax(-1).cpu().numpy()
+                trans_pred[start:start + len(chunk)] = lm.predict_labels(xt, config.batch_size)
             cell = _per_class_rows(lm, concept, style, config, labels, clean_pred, idx, trans_pred)
             if store is not None:
                 store.write(params, cell, per_image={"index": idx, "pred": trans_pred.tolist()})

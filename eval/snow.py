@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.bench import MethodGrid
+from modeledit.eval.methods import MethodGrid
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
 
@@ -49,16 +49,16 @@ class SnowConfig(MethodGrid):
 
 
 def _paste(x: torch.Tensor, mask: np.ndarray, cfg: SnowConfig) -> torch.Tensor:
-    from modeledit.eval.counterfactuals import restyle_region
+    from modeledit.counterfactuals import restyle
     from modeledit.styles import get_stylizer
 
-    return restyle_region(x[None], torch.as_tensor(mask)[None], cfg.style, cfg.style_image, stylizer=get_stylizer(cfg.stylizer))[0]
+    return restyle(x[None], torch.as_tensor(mask)[None], cfg.style, cfg.style_image, stylizer=get_stylizer(cfg.stylizer))[0]
 
 
 def _world_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Tensor]]:
     from modeledit.eval.datasets import load_dataset
-    from modeledit.eval.world import HOMES
-    from modeledit.eval.world_data import WorldDataset
+    from modeledit.eval.world.scene import HOMES
+    from modeledit.eval.world.data import WorldDataset
 
     names = lm.class_names
     vehicles = [names.index(c) for c in HOMES[cfg.concept]]
@@ -144,7 +144,7 @@ def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.Dat
 
     table = store.run(method_cells(cfg.methods, cfg.sites, cfg.settings), compute)
     if "images" in state:
-        from modeledit.eval.typography import save_examples
+        from modeledit.eval.plots import save_examples
 
         save_examples(state["images"], Path(out_dir) / "examples.png")
     return table, summarize_oneshot(table, cfg.max_clean_drop)

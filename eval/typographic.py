@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.bench import METHODS, MethodGrid
+from modeledit.eval.methods import MethodGrid, check_methods
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
-from modeledit.eval.typography import TextSpec, paste_text
+from modeledit.counterfactuals.text import TextSpec, paste_text
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def _typed(x01: torch.Tensor, word: str, font: str, size: float, rng: np.random.
 
 def _world_tag(x01: torch.Tensor, word: str, font: str, size: float, rng: np.random.Generator):
     """The benchmark world's own tag (a paper patch at the top left), as its text classifier saw in training."""
-    from modeledit.eval.world import add_text_tag
+    from modeledit.eval.world.scene import add_text_tag
     from modeledit.images import to_tensor01, to_uint8
 
     image = to_uint8(x01)
@@ -73,7 +73,8 @@ PASTERS = {"typed": _typed, "world_tag": _world_tag}
 def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.Tensor]]:
     """The attacked sets and the single exemplar, as a :class:`OneShotStudy` (+ example images)."""
     from modeledit.eval.datasets import load_dataset
-    from modeledit.models import close_matches, load_model
+    from modeledit.models import load_model
+    from modeledit.registry import close_matches
 
     lm = load_model(cfg.model, weights=cfg.weights, **({"class_names": cfg.class_names} if cfg.class_names else {}))
     names = lm.class_names
@@ -122,9 +123,7 @@ def summarize_typographic(table: pd.DataFrame, max_clean_drop: float) -> pd.Data
 
 def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every (method, site, setting) cell not yet in ``out_dir``; returns (cells table, summary)."""
-    unknown = [m for m in cfg.methods if m not in METHODS]
-    if unknown:
-        raise KeyError(f"unknown methods {unknown}; valid: {sorted(METHODS)}")
+    check_methods(cfg.methods)
     store = ResultStore(out_dir, config=asdict(cfg))
     cells = method_cells(cfg.methods, cfg.sites, cfg.settings)
     state: dict[str, Any] = {}
@@ -136,7 +135,7 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.Dat
 
     table = store.run(cells, compute)
     if "images" in state:
-        from modeledit.eval.typography import save_examples
+        from modeledit.eval.plots import save_examples
 
         im = state["images"]
         save_examples([im["blank"], im["attacked"], *list(im["examples"])], Path(out_dir) / "examples.png")

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from modeledit.atomic import atomic_path, write_text_atomic
 from modeledit.provenance import package_versions, tensor_hash
 
 EDIT_FORMAT = 1
@@ -91,8 +92,8 @@ def _params(model: nn.Module, names: Sequence[str]) -> dict[str, torch.nn.Parame
 
 @dataclass
 class Edit:
-    """Parameter changes + provenance. Build with :func:`modeledit.rewrite.rewrite` or
-    :func:`modeledit.finetune.finetune`; see the module docstring for use."""
+    """Parameter changes + provenance. Build with :func:`modeledit.editor.rewrite` or
+    :func:`modeledit.finetuning.finetune`; see the module docstring for use."""
 
     method: str
     changes: dict[str, ParamChange]
@@ -188,14 +189,10 @@ class Edit:
         from safetensors.torch import save_file
 
         st, js = edit_paths(path)
-        st.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"{n}::{k}": t.detach().cpu().contiguous() for n, c in self.changes.items() for k, t in c.tensors.items()}
-        tmp = st.with_suffix(f".tmp{os.getpid()}")
-        save_file(tensors, str(tmp), metadata={"modeledit_edit": str(EDIT_FORMAT)})
-        os.replace(tmp, st)
-        tmpj = js.with_suffix(f".tmp{os.getpid()}")
-        tmpj.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
-        os.replace(tmpj, js)
+        with atomic_path(st) as tmp:
+            save_file(tensors, str(tmp), metadata={"modeledit_edit": str(EDIT_FORMAT)})
+        write_text_atomic(js, json.dumps(self.to_dict(), indent=1, sort_keys=True))
         return st, js
 
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from modeledit.atomic import atomic_path
 
 
 def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
@@ -75,6 +76,5 @@ def save_image(x: Any, path: str | os.PathLike) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     pil = to_pil(to_uint8(x) if isinstance(x, torch.Tensor) and x.dtype.is_floating_point else x)
-    tmp = p.with_name(f".{p.name}.tmp")
-    pil.save(tmp, format=(p.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
-    os.replace(tmp, p)
+    with atomic_path(p) as tmp:
+        pil.save(tmp, format=(p.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modeledit.models import close_matches
+from modeledit.registry import close_matches
 
 # ---------------------------------------------------------------------------------------------
 # names

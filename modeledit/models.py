@@ -12,18 +12,19 @@ Example:
 """
 from __future__ import annotations
 
-import difflib
-import importlib
 import importlib.util
 import logging
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+
+from modeledit.deps import optional_import, require_network
+from modeledit.registry import Registry, close_matches
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,11 @@ class LoadedModel:
         finally:
             self.model.train(was_training)
 
+    def predict_labels(self, x01: torch.Tensor, batch_size: int = 128) -> np.ndarray:
+        """Top-1 class indices (numpy) for [0, 1] images, in batches of ``batch_size``."""
+        out = [self.predict(x01[i:i + batch_size]).argmax(-1).cpu() for i in range(0, len(x01), batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
     def topk(self, x01: torch.Tensor, k: int = 5) -> list[list[dict[str, Any]]]:
         probs = self.predict(x01).softmax(-1)
         p, i = probs.topk(min(k, probs.shape[-1]), dim=-1)
@@ -97,38 +103,20 @@ class LoadedModel:
         ]
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    loader: Callable[..., LoadedModel]
-    description: str
-
-
-_MODELS: dict[str, ModelEntry] = {}
+#: name -> loader ``fn(name, weights, **kwargs) -> LoadedModel``; names ending in ":" are prefixes
+#: (``timm:ARCH``). Other packages add models through the ``modeledit.models`` entry-point group
+#: (the benchmark world's classifiers arrive that way).
+MODELS = Registry("model", group="modeledit.models", prefixes=True)
 
 
 def register_model(name: str, description: str = "") -> Callable[[Callable[..., LoadedModel]], Callable[..., LoadedModel]]:
     """Register a loader ``fn(name, weights, **kwargs) -> LoadedModel`` under ``name``."""
-
-    def deco(fn: Callable[..., LoadedModel]) -> Callable[..., LoadedModel]:
-        if name in _MODELS:
-            raise ValueError(f"model name {name!r} is already registered")
-        _MODELS[name] = ModelEntry(name, fn, description)
-        return fn
-
-    return deco
+    return MODELS.decorator(name, description)
 
 
 def available_models() -> dict[str, str]:
     """Registered model names (prefix entries such as ``timm:`` end with a colon) and their descriptions."""
-    return {k: v.description for k, v in sorted(_MODELS.items())}
-
-
-def close_matches(word: str, options: Sequence[str], n: int = 5) -> list[str]:
-    found = difflib.get_close_matches(word, list(options), n=n, cutoff=0.4)
-    if not found:
-        found = [o for o in options if word.lower() in o.lower() or o.lower() in word.lower()][:n]
-    return found
+    return MODELS.describe()
 
 
 def load_model(name: str, weights: Any = None, device: str | torch.device | None = None, **kwargs: Any) -> LoadedModel:
@@ -143,14 +131,7 @@ def load_model(name: str, weights: Any = None, device: str | torch.device | None
         >>> lm = load_model("resnet18", weights=None)          # random init, for plumbing
         >>> lm = load_model("vgg16_bn", weights="/ckpt/vgg16_bn.pth")
     """
-    prefix = name.split(":", 1)[0] + ":" if ":" in name else None
-    entry = _MODELS.get(name) or (_MODELS.get(prefix) if prefix else None)
-    if entry is None:
-        close = close_matches(name, list(_MODELS))
-        raise KeyError(
-            f"unknown model {name!r}; closest: {close or '-'}; valid names: {', '.join(sorted(_MODELS))}"
-        )
-    lm = entry.loader(name, weights, **kwargs)
+    lm = MODELS.get(name)(name, weights, **kwargs)
     lm.model.eval()
     if device is not None:
         lm.model.to(device)
@@ -183,20 +164,6 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict):
         raise ValueError(f"{str(p)!r} does not hold a state dict")
     return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def require_network(host: str, what: str, way_out: str, timeout: float = 3.0) -> None:
-    """Fail fast (seconds) with a clear message when ``host`` cannot be reached."""
-    if os.environ.get("MODELEDIT_OFFLINE", "") not in ("", "0"):
-        raise RuntimeError(f"cannot fetch {what}: MODELEDIT_OFFLINE is set; {way_out}")
-    try:
-        socket.setdefaulttimeout(timeout)
-        with socket.create_connection((host, 443), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise RuntimeError(f"cannot fetch {what}: {host} is unreachable ({exc.__class__.__name__}); {way_out}") from None
-    finally:
-        socket.setdefaulttimeout(None)
 
 
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -337,14 +304,6 @@ def _imagenet_names() -> list[str]:
     return list(tvm.MobileNet_V2_Weights.DEFAULT.meta["categories"])
 
 
-def optional_import(module: str, extra: str) -> Any:
-    """Import an optional dependency or raise an ImportError naming the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"{module} is needed for this; install it with `pip install 'modeledit[{extra}]'` ({exc})") from None
-
-
 # --------------------------------------------------------------------------------------------
 # open_clip zero-shot classifiers
 
@@ -420,60 +379,3 @@ def _load_clip(
         name, model, names, mean=CLIP_MEAN, std=CLIP_STD, input_size=size, resize_size=size,
         source=f"open_clip {arch} pretrained={weights}", meta={"templates": list(templates)},
     )
-
-
-# --------------------------------------------------------------------------------------------
-# project checkpoints: a self-describing file (architecture spec + weights + class names)
-
-
-def shipped_checkpoint_dir() -> Path:
-    return Path(__file__).parent / "zoo"
-
-
-def load_project_checkpoint(path: str | os.PathLike, name: str | None = None) -> LoadedModel:
-    """Load a checkpoint written by :func:`save_project_checkpoint` (the world classifiers use it)."""
-    from modeledit.nets import build_net
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
-    blob = torch.load(str(p), map_location="cpu", weights_only=False)
-    spec = blob["spec"]
-    model = build_net(spec["arch"], num_classes=len(blob["class_names"]), **spec.get("kwargs", {}))
-    _load_strict(model, blob["state_dict"], str(p))
-    return LoadedModel(
-        name or spec.get("name", p.stem), model, list(blob["class_names"]), mean=tuple(spec["mean"]), std=tuple(spec["std"]),
-        input_size=int(spec["input_size"]), resize_size=int(spec["input_size"]), source=f"project checkpoint {p.name}",
-        meta={k: v for k, v in blob.items() if k not in ("state_dict",)},
-    )
-
-
-def save_project_checkpoint(path: str | os.PathLike, model: nn.Module, spec: dict[str, Any], class_names: Sequence[str], **meta: Any) -> None:
-    """Write a self-describing checkpoint atomically (spec: arch, kwargs, mean, std, input_size, name)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    torch.save({"spec": dict(spec), "class_names": list(class_names), "state_dict": state, **meta}, str(tmp))
-    os.replace(tmp, p)
-
-
-def _shipped_loader(stem: str) -> Callable[..., LoadedModel]:
-    def load(name: str, weights: Any) -> LoadedModel:
-        path = Path(weights) if weights is not None else shipped_checkpoint_dir() / f"{stem}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing; reproduce it with `modeledit world train {stem.removeprefix('world_')}`"
-            )
-        return load_project_checkpoint(path, name)
-
-    return load
-
-
-SHIPPED = {
-    "world_vgg": "VGG-style (conv-BN-ReLU) classifier trained on the benchmark world (shipped weights)",
-    "world_resnet": "ResNet-style (BasicBlock) classifier trained on the benchmark world (shipped weights)",
-    "world_vgg_text": "VGG-style world classifier trained with class-correlated text tags (typographic experiments)",
-}
-for _stem, _desc in SHIPPED.items():
-    register_model(_stem, _desc)(_shipped_loader(_stem))

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
+from modeledit.atomic import atomic_path
 from modeledit.layers import EditSite, _StopForward, capture
 from modeledit.provenance import model_hash
 
@@ -99,11 +100,8 @@ class SecondMoment:
 
         meta = {"site": self.site, "count": str(self.count), "model_hash": self.model_hash, "dataset_id": self.dataset_id,
                 "format": str(CACHE_FORMAT)}
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        save_file({"total": self.total.detach().cpu().contiguous()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({"total": self.total.detach().cpu().contiguous()}, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SecondMoment":

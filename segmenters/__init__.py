@@ -20,21 +20,21 @@ from modeledit.segmenters.base import (
     merge_instances,
     min_pixels,
 )
+from modeledit.registry import Registry
 
-# registry: name -> "module:Class"; the module is imported only when the backend is asked for
-SEGMENTERS: dict[str, str] = {
-    "detectron2": "modeledit.segmenters.detectron2_backend:Detectron2Segmenter",
-    "torchvision": "modeledit.segmenters.torchvision_backend:TorchvisionSegmenter",
-    "mediapipe": "modeledit.segmenters.mediapipe_backend:MediapipeSegmenter",
-    "files": "modeledit.segmenters.files:FileSegmenter",
-    "grabcut": "modeledit.segmenters.grabcut:GrabCutSegmenter",
-    "oracle": "modeledit.segmenters.oracle:OracleSegmenter",
-}
+#: name -> "module:Class", imported only when the backend is asked for; other packages add backends
+#: through the ``modeledit.segmenters`` entry-point group (the benchmark world's ``oracle`` does)
+SEGMENTERS = Registry("segmenter", group="modeledit.segmenters")
+SEGMENTERS.register("detectron2", "modeledit.segmenters.detectron2_backend:Detectron2Segmenter", "LVIS/COCO Mask R-CNN from detectron2's model zoo (installed by hand)")
+SEGMENTERS.register("torchvision", "modeledit.segmenters.torchvision_backend:TorchvisionSegmenter", "torchvision Mask R-CNN (COCO), enum weights or a local checkpoint")
+SEGMENTERS.register("mediapipe", "modeledit.segmenters.mediapipe_backend:MediapipeSegmenter", "MediaPipe selfie segmentation: person, offline")
+SEGMENTERS.register("files", "modeledit.segmenters.files:FileSegmenter", "masks from PNG files or a COCO json")
+SEGMENTERS.register("grabcut", "modeledit.segmenters.grabcut:GrabCutSegmenter", "OpenCV GrabCut from a box")
 
 
 def available_segmenters() -> list[str]:
     """Names :func:`get_segmenter` accepts."""
-    return sorted(SEGMENTERS)
+    return SEGMENTERS.names()
 
 
 def get_segmenter(name: str, **kwargs: Any) -> Segmenter:
@@ -43,9 +43,7 @@ def get_segmenter(name: str, **kwargs: Any) -> Segmenter:
     Example:
         >>> seg = get_segmenter("files", root="masks/")
     """
-    from modeledit.registry import build_lazy
-
-    return build_lazy(SEGMENTERS, name, "segmenter", **kwargs)
+    return SEGMENTERS.build(name, **kwargs)
 
 
 __all__ = [

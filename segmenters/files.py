@@ -41,7 +41,7 @@ def write_mask_png(mask: np.ndarray, path: str | os.PathLike) -> None:
 
 
 def _decode_ann(ann: Mapping[str, Any], h: int, w: int) -> np.ndarray:
-    from modeledit.models import optional_import
+    from modeledit.deps import optional_import
 
     mask_utils = optional_import("pycocotools.mask", "segment")
     seg = ann["segmentation"]

@@ -39,7 +39,7 @@ class MediapipeSegmenter:
     name = "mediapipe"
 
     def __init__(self, threshold: float = 0.5, model_path: str | None = None, num_threads: int = 2) -> None:
-        from modeledit.models import optional_import
+        from modeledit.deps import optional_import
 
         litert = optional_import("ai_edge_litert.interpreter", "segment")
         self.threshold = float(threshold)

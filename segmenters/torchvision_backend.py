@@ -28,7 +28,8 @@ def build_maskrcnn(weights: Any = "DEFAULT", **model_kwargs: Any) -> torch.nn.Mo
     ``model_kwargs`` go to torchvision's builder (e.g. ``min_size=512`` for faster CPU inference)."""
     import torchvision.models.detection as det
 
-    from modeledit.models import load_state_dict_file, require_network
+    from modeledit.deps import require_network
+    from modeledit.models import load_state_dict_file
 
     if weights is None:
         return det.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=len(COCO_TORCHVISION_LABELS), **model_kwargs)

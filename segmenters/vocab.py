@@ -117,7 +117,7 @@ def canonical_concept(name: str, strict: bool = True) -> str:
     if not strict:
         register_concepts([n], source="data")
         return n
-    from modeledit.models import close_matches
+    from modeledit.registry import close_matches
 
     close = close_matches(n, list(dict.fromkeys(all_concepts() + list(SYNONYMS))))
     raise KeyError(f"unknown concept {name!r}; closest: {close or '-'}; see modeledit.segmenters.vocab.all_concepts()")

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeledit.registry import Registry
 from modeledit.styles.base import DEFAULT_BLEND, Stylizer, apply_in_mask
 
-# registry: name -> "module:Class"; the module is imported only when the backend is asked for
-STYLIZERS: dict[str, str] = {
-    "magenta": "modeledit.styles.magenta:MagentaStylizer",
-    "magenta-onnx": "modeledit.styles.magenta:MagentaOnnxStylizer",
-    "tfhub": "modeledit.styles.tfhub:TFHubStylizer",
-    "texture": "modeledit.styles.texture:TextureStylizer",
-}
+#: name -> "module:Class", imported only when the backend is asked for; plugins: entry-point group
+#: ``modeledit.stylizers``
+STYLIZERS = Registry("stylizer", group="modeledit.stylizers")
+STYLIZERS.register("magenta", "modeledit.styles.magenta:MagentaStylizer", "Magenta arbitrary style transfer, torch port of the shipped networks")
+STYLIZERS.register("magenta-onnx", "modeledit.styles.magenta:MagentaOnnxStylizer", "Magenta arbitrary style transfer on onnxruntime")
+STYLIZERS.register("tfhub", "modeledit.styles.tfhub:TFHubStylizer", "Magenta arbitrary style transfer from TF Hub (needs modeledit[tfhub])")
+STYLIZERS.register("texture", "modeledit.styles.texture:TextureStylizer", "pastes the style image as a tiled texture")
 
 
 def available_stylizers() -> list[str]:
     """Names :func:`get_stylizer` accepts."""
-    return sorted(STYLIZERS)
+    return STYLIZERS.names()
 
 
 def get_stylizer(name: str, **kwargs: Any) -> Stylizer:
@@ -32,9 +33,7 @@ def get_stylizer(name: str, **kwargs: Any) -> Stylizer:
         >>> st = get_stylizer("magenta")                      # offline Magenta networks, torch port
         >>> st = get_stylizer("tfhub", handle="/models/arbitrary-image-stylization")
     """
-    from modeledit.registry import build_lazy
-
-    return build_lazy(STYLIZERS, name, "stylizer", **kwargs)
+    return STYLIZERS.build(name, **kwargs)
 
 
 def get_style(name: str):  # noqa: ANN201 - re-exported from the bank, imported lazily

@@ -133,7 +133,7 @@ def get_style(name: str) -> Style:
         srcs = list(BUILTIN[key])
         imgs = [torch.from_numpy(_source_array(s).copy()).permute(2, 0, 1).contiguous().float() for s in srcs]
         return Style(key, imgs, "images", srcs)
-    from modeledit.models import close_matches
+    from modeledit.registry import close_matches
 
     raise KeyError(f"unknown style {name!r}; closest: {close_matches(key, available_styles()) or '-'}; "
                    "register a folder of images with register_style_folder(name, path)")

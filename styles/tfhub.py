@@ -28,7 +28,7 @@ class TFHubStylizer:
     name = "tfhub"
 
     def __init__(self, handle: str = TFHUB_HANDLE, batch_size: int = 8) -> None:
-        from modeledit.models import optional_import
+        from modeledit.deps import optional_import
 
         self.tf = optional_import("tensorflow", "tfhub")
         self.handle = str(handle)
@@ -39,7 +39,7 @@ class TFHubStylizer:
             self.module: Any = self.tf.saved_model.load(self.handle)
         elif "://" in self.handle:
             hub = optional_import("tensorflow_hub", "tfhub")
-            from modeledit.models import require_network
+            from modeledit.deps import require_network
 
             host = self.handle.split("://", 1)[1].split("/", 1)[0]
             require_network(host, f"TF Hub module {self.handle}", "download it elsewhere and pass the SavedModel folder as handle=")

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from modeledit.eval.counterfactuals import (
+from modeledit.counterfactuals import (
+    restyle,
     CounterfactualConfig,
     generate_counterfactuals,
     load_counterfactuals,
-    restyle_region,
 )
 from modeledit.images import read_image, save_image, to_tensor01
 from modeledit.segmenters.files import write_mask_png
@@ -96,7 +96,7 @@ def test_generator_writes_a_dataset_the_loader_reads(tmp_path, photos):
 KILL_SCRIPT = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
-    from modeledit.eval.counterfactuals import CounterfactualConfig, generate_counterfactuals
+    from modeledit.counterfactuals import CounterfactualConfig, generate_counterfactuals
     images, masks, out = sys.argv[1:4]
     generate_counterfactuals(images, "files", "magenta", ["person"], ["snow"], out,
                              CounterfactualConfig(batch_size=1, progress=False), segmenter_kwargs={"root": masks})
@@ -200,16 +200,16 @@ def test_restyle_region_in_memory(photos):
     x = torch.stack([to_tensor01(_small(photos["astronaut"])), to_tensor01(_small(photos["chelsea"]))])
     m = torch.zeros(2, SIZE, SIZE, dtype=torch.bool)
     m[:, 30:60, 30:60] = True
-    y = restyle_region(x, m, "graffiti", 2)
+    y = restyle(x, m, "graffiti", 2)
     assert y.shape == x.shape
     assert torch.equal(y[:, :, ~m[0]], x[:, :, ~m[0]])
     assert (y - x)[:, :, m[0]].abs().mean() > 0.05
     with pytest.raises(ValueError, match="empty"):
-        restyle_region(x, torch.zeros(2, SIZE, SIZE, dtype=torch.bool), "snow")
+        restyle(x, torch.zeros(2, SIZE, SIZE, dtype=torch.bool), "snow")
     with pytest.raises(ValueError, match="do not fit"):
-        restyle_region(x, m[:, :50], "snow")
+        restyle(x, m[:, :50], "snow")
     with pytest.raises(KeyError, match="images 0..2"):
-        restyle_region(x, m, "snow", 7)
+        restyle(x, m, "snow", 7)
 
 
 def test_cli(tmp_path, photos, capsys):

@@ -11,8 +11,8 @@ from _editor_data import one_thread, photos, restyled_pairs, stats_batches  # no
 from modeledit import get_site
 from modeledit.edit import Edit, EditSequence
 from modeledit.exemplars import Exemplars
-from modeledit.finetune import FinetuneConfig, finetune
-from modeledit.rewrite import EditConfig, rewrite
+from modeledit.finetuning import FinetuneConfig, finetune
+from modeledit.editor import EditConfig, rewrite
 from modeledit.stats import second_moment
 
 pytestmark = pytest.mark.usefixtures("one_thread")

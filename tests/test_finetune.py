@@ -7,7 +7,7 @@ import torch
 from _editor_data import one_thread, restyled_pairs  # noqa: F401 (fixture)
 from modeledit import get_site, load_model
 from modeledit.exemplars import Exemplars
-from modeledit.finetune import FINETUNE_GRID, FinetuneConfig, downstream_parameters, finetune
+from modeledit.finetuning import FINETUNE_GRID, FinetuneConfig, downstream_parameters, finetune
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -28,7 +28,7 @@ def test_sensitivity_cli_matches_direct_measurement(tmp_path, world_vgg, capsys)
     table = pd.read_csv(out / "table.csv")
     assert len(table) == 18 and set(table["concept"]) == {"road"}
     # presence and clean accuracy, recomputed from the world's own records (not through the segmenter)
-    from modeledit.eval.world_data import WorldDataset
+    from modeledit.eval.world.data import WorldDataset
     from modeledit.styles.base import apply_in_mask
     from modeledit.styles.bank import grayscale
 

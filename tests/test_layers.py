@@ -54,7 +54,7 @@ def test_torchvision_sites(arch, size, which, count):
 
 
 def test_world_nets_sites():
-    from modeledit.nets import build_net
+    from modeledit.eval.world.nets import build_net
 
     for arch, n in (("vgg_small", 8), ("resnet_small", 4)):
         net = build_net(arch, num_classes=5).eval()

@@ -10,7 +10,7 @@ from _editor_data import SIZE, one_thread, photos, restyled_pairs, stats_batches
 from modeledit import capture_sites, get_site, load_model
 from modeledit.exemplars import Exemplars, collect
 from modeledit.provenance import model_hash
-from modeledit.rewrite import ADAM_GRID, EditConfig, rewrite, site_objective
+from modeledit.editor import ADAM_GRID, EditConfig, rewrite, site_objective
 from modeledit.stats import second_moment
 
 pytestmark = pytest.mark.usefixtures("one_thread")

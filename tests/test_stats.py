@@ -75,7 +75,7 @@ def test_singular_statistics_are_regularised_with_a_warning(mobilenet):
         assert torch.equal(zero.regularized(), torch.eye(4, dtype=torch.float64))
     # a rewrite with these statistics gives a finite edit, never NaN
     from modeledit.exemplars import Exemplars
-    from modeledit.rewrite import rewrite
+    from modeledit.editor import rewrite
 
     x = mobilenet.normalize(photos(96)[1:2])
     with warnings.catch_warnings():

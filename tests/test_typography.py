@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeledit.eval.typography import TextSpec, paste_text
+from modeledit.counterfactuals.text import TextSpec, paste_text
 
 
 @pytest.mark.parametrize("font", ["sans", "serif", "hand"])

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from modeledit.eval.world import (
+from modeledit.eval.world.scene import (
     CLASSES, CONCEPTS, CONTEXTS, HOME, HOMES, PARTS, TEXT_TAG, TWIN, World, WorldConfig, add_text_tag,
 )
-from modeledit.eval.world_data import WorldDataset, collate
+from modeledit.eval.world.data import WorldDataset, collate
 
 MAGENTA = np.zeros((64, 64, 3), np.uint8)
 MAGENTA[..., 0] = MAGENTA[..., 2] = 255

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.plots import plot_budget, plot_methods, plot_vs
 
     cfg = config_from_args(args)
-    table = run_bench(cfg, args.out, executor=args.executor, address=args.address, workers=args.workers)
+    result = run_bench(cfg, args.out, executor=args.executor, address=args.address, workers=args.workers)
+    table = result.table
     out = Path(args.out)
     table.to_csv(out / "cells.csv", index=False)
     summary = summarize(table, cfg.protocol.max_clean_drop)
@@ -64,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
     cols = ["concept", "style", "n_exemplars", "method", "target_class", "test_target_corrected", "test_other_corrected",
             "heldout_other_corrected", "clean_drop", "site_name", "setting"]
     print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    report = table.attrs.get("report")
-    if report is not None and report.failed:
-        print(json.dumps({"failed_cells": report.failed}, indent=1))
+    if result.failed:
+        print(json.dumps({"failed_cells": result.failed}, indent=1))
         return 1
     return 0

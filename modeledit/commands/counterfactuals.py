@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modeledit.eval.counterfactuals import CounterfactualConfig, generate_counterfactuals, load_counterfactuals
+    from modeledit.counterfactuals import CounterfactualConfig, generate_counterfactuals, load_counterfactuals
 
     cfg = CounterfactualConfig(
         batch_size=args.batch_size, blend=args.blend, max_size=args.max_size or None,

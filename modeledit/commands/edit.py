@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from modeledit.exemplars import Exemplars
     from modeledit.layers import get_site
-    from modeledit.rewrite import EditConfig, rewrite
+    from modeledit.editor import EditConfig, rewrite
     from modeledit.stats import ImageFiles, second_moment
 
     lm = load_from_args(args)

@@ -39,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from modeledit.eval.world import CLASSES, CONTEXTS, HOME, PARTS, TEXT_TAG, World
-    from modeledit.eval.world_report import shipped_index
+    from modeledit.eval.world.scene import CLASSES, CONTEXTS, HOME, PARTS, TEXT_TAG, World
+    from modeledit.eval.world.report import shipped_index
 
     w = World()
     info = {
@@ -66,9 +66,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from modeledit.eval.world import WorldConfig
-    from modeledit.eval.world_data import WorldDataset
-    from modeledit.eval.world_report import picture_grid, write_samples
+    from modeledit.eval.world.scene import WorldConfig
+    from modeledit.eval.world.data import WorldDataset
+    from modeledit.eval.world.report import picture_grid, write_samples
 
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
@@ -85,8 +85,8 @@ def _render(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from modeledit.eval.world_train import PRESETS, train, update_zoo_index
-    from modeledit.models import shipped_checkpoint_dir
+    from modeledit.eval.world.train import PRESETS, train, update_zoo_index
+    from modeledit.eval.world.models import shipped_checkpoint_dir
 
     if args.arch not in PRESETS:
         raise KeyError(f"unknown world classifier preset {args.arch!r}; valid: {sorted(PRESETS)}")
@@ -104,7 +104,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _context(args: argparse.Namespace) -> int:
-    from modeledit.eval.world_report import measure_context
+    from modeledit.eval.world.report import measure_context
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     result = measure_context(models, text_model=args.text_model or None, n_per_cell=args.n, texture=args.texture, out=args.out,

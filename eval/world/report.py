@@ -21,8 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from modeledit.eval.world import CLASSES, CONTEXTS, HOMES, PARTS, TEXT_TAG, World, WorldConfig
-from modeledit.eval.world_data import SPLIT_OFFSETS, WorldDataset
+from modeledit.atomic import write_text_atomic
+from modeledit.eval.world.scene import CLASSES, CONTEXTS, HOMES, PARTS, TEXT_TAG, World, WorldConfig
+from modeledit.eval.world.data import SPLIT_OFFSETS, WorldDataset
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _MAP_COLOURS = {
 
 def shipped_index() -> dict[str, Any]:
     """The zoo's JSON index (clean accuracy, world version, command) for each shipped world classifier."""
-    from modeledit.models import SHIPPED, shipped_checkpoint_dir
+    from modeledit.eval.world.models import SHIPPED, shipped_checkpoint_dir
 
     path = shipped_checkpoint_dir() / "world_models.json"
     index = json.loads(path.read_text()) if path.is_file() else {}
@@ -66,9 +67,7 @@ def write_samples(dataset: WorldDataset, out: str | os.PathLike) -> list[Path]:
         save_image(scene.image, root / f"{stem}.png")
         for concept, mask in scene.masks.items():
             save_image(np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=2), root / f"{stem}_{concept}.png")
-        tmp = root / f".{i:04d}.json.tmp"
-        tmp.write_text(json.dumps(scene.record, indent=1))
-        os.replace(tmp, root / f"{i:04d}.json")
+        write_text_atomic(root / f"{i:04d}.json", json.dumps(scene.record, indent=1))
         files.append(root / f"{stem}.png")
     return files
 
@@ -96,11 +95,8 @@ def picture_grid(dataset: WorldDataset, path: str | os.PathLike, columns: int = 
 
 
 def _predict(lm: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    preds = []
-    for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i:i + batch_size]).permute(0, 3, 1, 2).float().div(255.0)
-        preds.append(lm.predict(x).argmax(1).cpu().numpy())
-    return np.concatenate(preds)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
+    return lm.predict_labels(x, batch_size)
 
 
 def _context_scenes(world: World, context: str, n_per_class: int, texture: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -121,12 +117,12 @@ def _context_scenes(world: World, context: str, n_per_class: int, texture: str) 
 
 def _restyled(images: np.ndarray, masks: np.ndarray, style: str, batch_size: int = 64) -> np.ndarray:
     """The context regions restyled with a style-bank style through the counterfactual engine (Magenta)."""
-    from modeledit.eval.counterfactuals import restyle_region
+    from modeledit.counterfactuals import restyle
 
     out = []
     for i in range(0, len(images), batch_size):
         x = torch.from_numpy(images[i:i + batch_size]).permute(0, 3, 1, 2).float().div(255.0)
-        y = restyle_region(x, torch.from_numpy(masks[i:i + batch_size]), style)
+        y = restyle(x, torch.from_numpy(masks[i:i + batch_size]), style)
         out.append((y.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
 
@@ -233,9 +229,5 @@ def measure_context(models: Sequence[str], text_model: str | None = "world_vgg_t
         for m, r in result["text_tag"].items():
             result["summary"].append(f"{m} text tags: {100 * r['mean_flip_rate']:.1f}% of predictions flip to the tag's class")
     if out is not None:
-        p = Path(out)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, p)
+        write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     return result

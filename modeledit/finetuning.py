@@ -11,7 +11,7 @@ applying it reproduces the fine-tuned model exactly. CLIP zero-shot classifiers 
 their zero-shot logits (the text head is a fixed buffer).
 
 Example:
-    >>> from modeledit.finetune import FinetuneConfig, finetune
+    >>> from modeledit.finetuning import FinetuneConfig, finetune
     >>> edit = finetune(lm.model, site, exemplars, target=817, config=FinetuneConfig(scope="global", lr=1e-4))
     >>> with edit.applied(lm.model): ...
 """

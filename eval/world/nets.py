@@ -15,21 +15,18 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-_NETS: dict[str, Callable[..., nn.Module]] = {}
+from modeledit.registry import Registry
+
+#: architecture name -> builder ``fn(num_classes, **kwargs) -> nn.Module``
+NETS = Registry("world architecture")
 
 
 def register_net(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _NETS[name] = fn
-        return fn
-
-    return deco
+    return NETS.decorator(name)
 
 
 def build_net(arch: str, num_classes: int, **kwargs: Any) -> nn.Module:
-    if arch not in _NETS:
-        raise KeyError(f"unknown architecture {arch!r}; valid: {sorted(_NETS)}")
-    return _NETS[arch](num_classes=num_classes, **kwargs)
+    return NETS.build(arch, num_classes=num_classes, **kwargs)
 
 
 class SmallVGG(nn.Module):

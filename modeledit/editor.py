@@ -38,7 +38,7 @@ Solvers (registry :data:`SOLVERS`):
   passes stop when it improves by less than ``tol``. No long optimisation.
 
 Example:
-    >>> from modeledit.rewrite import EditConfig, rewrite
+    >>> from modeledit.editor import EditConfig, rewrite
     >>> edit = rewrite(lm.model, site, exemplars, EditConfig(solver="closed_form"), stats=st)
     >>> edit.metrics["objective_before"], edit.metrics["objective_after"]
     >>> edit.apply(lm.model)

@@ -19,7 +19,7 @@ concept. ``render_with`` re-renders the same scene (same random draws) with anot
 or more concepts: the honest texture-swap counterfactual.
 
 Example:
-    >>> from modeledit.eval.world import World, WorldConfig
+    >>> from modeledit.eval.world.scene import World, WorldConfig
     >>> w = World(WorldConfig(seed=0))
     >>> s = w.render(3)
     >>> s.image.shape, s.class_name, sorted(s.masks)[:2]
@@ -28,12 +28,15 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
+
+from modeledit.eval.world.drawings import BODY_COLOURS, DEFAULT_COLOURS, DRAWINGS, FIXED_COLOURS
+from modeledit.eval.world.textures import TextureBank, hsv_colour
+from modeledit.config import JsonConfig
 
 WORLD_VERSION = 1
 
@@ -64,7 +67,7 @@ NEUTRAL_WORDS: tuple[str, ...] = ("note", "sale", "open", "exit", "info", "memo"
 
 
 @dataclass
-class WorldConfig:
+class WorldConfig(JsonConfig):
     """Everything that determines the world's images: same config + same index = same scene.
 
     ``cooccurrence``: probability that a class appears in front of its home context.
@@ -99,15 +102,6 @@ class WorldConfig:
         if unknown:
             raise KeyError(f"text_tag_classes {unknown} are not world classes; valid: {list(CLASSES)}")
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | Mapping[str, Any]) -> "WorldConfig":
-        data = json.loads(text) if isinstance(text, str) else dict(text)
-        return cls(**data)
-
-
 @dataclass
 class Scene:
     """One rendered scene: ``image`` HxWx3 uint8, ``label``, ``class_name``, ``masks`` and ``record``.
@@ -127,302 +121,6 @@ class Scene:
             raise KeyError(f"unknown world concept {concept!r}; valid: {list(CONCEPTS)}")
         m = self.masks.get(concept)
         return m if m is not None else np.zeros(self.image.shape[:2], bool)
-
-
-# ------------------------------------------------------------------------------------------------
-# object drawings: polygons in a local box [-1, 1]^2 (y down), tagged with a part name and a colour role
-
-Shape = tuple[str | None, str, list[tuple[float, float]]]  # (part or None, colour role, polygon)
-
-
-def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 18) -> list[tuple[float, float]]:
-    return [(cx + rx * math.cos(2 * math.pi * k / n), cy + ry * math.sin(2 * math.pi * k / n)) for k in range(n)]
-
-
-def _rect(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
-    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-
-
-def _wheel(cx: float, cy: float, r: float) -> Shape:
-    return ("wheel", "wheel", _ellipse(cx, cy, r, r, 14))
-
-
-def _car(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "body", [(-1, 0.05), (1, 0.05), (1, 0.5), (-1, 0.5)]),
-        (None, "body", [(-0.6, 0.08), (-0.35, -0.35), (0.35, -0.35), (0.62, 0.08)]),
-        ("window", "window", [(-0.48, 0.02), (-0.3, -0.26), (-0.04, -0.26), (-0.04, 0.02)]),
-        ("window", "window", [(0.04, 0.02), (0.04, -0.26), (0.3, -0.26), (0.5, 0.02)]),
-        _wheel(-0.55, 0.5, 0.25), _wheel(0.55, 0.5, 0.25),
-    ]
-
-
-def _bus(rng: np.random.Generator) -> list[Shape]:
-    shapes: list[Shape] = [(None, "body", _rect(-1, -0.5, 1, 0.45)), (None, "accent", _rect(-1, 0.12, 1, 0.2))]
-    shapes += [("window", "window", _rect(-0.9 + 0.38 * k, -0.38, -0.62 + 0.38 * k, -0.02)) for k in range(5)]
-    return shapes + [_wheel(-0.6, 0.45, 0.2), _wheel(0.6, 0.45, 0.2)]
-
-
-def _truck(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "accent", _rect(-1, -0.55, 0.3, 0.35)),
-        (None, "body", _rect(0.34, -0.2, 1, 0.4)),
-        ("window", "window", _rect(0.5, -0.1, 0.9, 0.1)),
-        _wheel(-0.65, 0.42, 0.2), _wheel(-0.1, 0.42, 0.2), _wheel(0.68, 0.42, 0.2),
-    ]
-
-
-def _tractor(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "body", _rect(-0.2, -0.05, 0.95, 0.35)),
-        (None, "body", _rect(-0.65, -0.75, -0.05, 0.05)),
-        ("window", "window", _rect(-0.55, -0.65, -0.15, -0.25)),
-        (None, "dark", _rect(0.6, -0.45, 0.7, -0.05)),
-        _wheel(-0.45, 0.35, 0.48), _wheel(0.62, 0.5, 0.28),
-    ]
-
-
-def _sailboat(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "body", [(-1, 0.3), (1, 0.3), (0.7, 0.65), (-0.7, 0.65)]),
-        (None, "dark", _rect(-0.04, -0.95, 0.04, 0.3)),
-        (None, "light", [(0.08, -0.9), (0.08, 0.24), (0.8, 0.24)]),
-        (None, "accent", [(-0.08, -0.7), (-0.08, 0.24), (-0.6, 0.24)]),
-    ]
-
-
-def _ship(rng: np.random.Generator) -> list[Shape]:
-    shapes: list[Shape] = [
-        (None, "body", [(-1, 0.1), (1, 0.1), (0.8, 0.55), (-0.85, 0.55)]),
-        (None, "light", _rect(-0.55, -0.35, 0.5, 0.1)),
-        (None, "accent", _rect(0.05, -0.75, 0.28, -0.35)),
-    ]
-    return shapes + [("window", "window", _rect(-0.45 + 0.33 * k, -0.24, -0.25 + 0.33 * k, -0.04)) for k in range(3)]
-
-
-def _duck(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "body", _ellipse(-0.05, 0.3, 0.75, 0.38)),
-        (None, "body", _ellipse(0.55, -0.3, 0.27, 0.25)),
-        (None, "beak", [(0.75, -0.38), (1.0, -0.28), (0.75, -0.2)]),
-        (None, "dark", _ellipse(0.6, -0.36, 0.05, 0.05, 8)),
-    ]
-
-
-def _airplane(rng: np.random.Generator) -> list[Shape]:
-    shapes: list[Shape] = [
-        (None, "accent", [(-0.25, 0), (0.25, 0), (-0.1, 0.85), (-0.4, 0.85)]),
-        (None, "accent", [(-0.25, 0), (0.25, 0), (-0.1, -0.85), (-0.4, -0.85)]),
-        (None, "body", _ellipse(0, 0, 1.0, 0.2)),
-        (None, "body", [(-1.0, 0.05), (-0.7, 0.05), (-0.95, -0.55)]),
-    ]
-    return shapes + [("window", "window", _ellipse(-0.45 + 0.25 * k, -0.04, 0.07, 0.07, 8)) for k in range(5)]
-
-
-def _bird(rng: np.random.Generator) -> list[Shape]:
-    up = float(rng.uniform(-0.9, 0.9))
-    return [
-        (None, "body", _ellipse(0, 0, 0.55, 0.25)),
-        (None, "body", _ellipse(0.55, -0.15, 0.2, 0.18)),
-        (None, "beak", [(0.72, -0.2), (0.95, -0.12), (0.72, -0.06)]),
-        (None, "accent", [(-0.25, -0.05), (0.2, -0.05), (-0.35, up)]),
-        (None, "body", [(-0.5, 0), (-0.95, -0.2), (-0.95, 0.2)]),
-    ]
-
-
-def _balloon(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "body", _ellipse(0, -0.35, 0.62, 0.6)),
-        (None, "accent", _ellipse(0, -0.35, 0.22, 0.6)),
-        (None, "dark", [(-0.45, 0.05), (0.45, 0.05), (0.12, 0.55), (-0.12, 0.55)]),
-        (None, "wood", _rect(-0.18, 0.55, 0.18, 0.85)),
-    ]
-
-
-def _cow(rng: np.random.Generator) -> list[Shape]:
-    shapes: list[Shape] = [(None, "body", _rect(x, 0.15, x + 0.14, 0.8)) for x in (-0.6, -0.35, 0.3, 0.5)]
-    shapes += [(None, "body", _ellipse(0, 0.0, 0.75, 0.38)), (None, "body", _ellipse(0.85, -0.25, 0.2, 0.22))]
-    shapes += [(None, "dark", _ellipse(float(rng.uniform(-0.5, 0.5)), float(rng.uniform(-0.15, 0.15)), 0.18, 0.13, 10)) for _ in range(3)]
-    return shapes + [(None, "dark", [(0.75, -0.45), (0.8, -0.65), (0.88, -0.45)])]
-
-
-def _tree(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "wood", _rect(-0.13, 0.05, 0.13, 1.0)),
-        (None, "body", _ellipse(0, -0.35, 0.6, 0.55)),
-        (None, "body", _ellipse(-0.4, -0.05, 0.35, 0.3)),
-        (None, "body", _ellipse(0.4, -0.05, 0.35, 0.3)),
-    ]
-
-
-def _crab(rng: np.random.Generator) -> list[Shape]:
-    shapes: list[Shape] = [(None, "body", _rect(-0.85 + 0.25 * k + (0.6 if k > 2 else 0), 0.3, -0.78 + 0.25 * k + (0.6 if k > 2 else 0), 0.7)) for k in range(6)]
-    return shapes + [
-        (None, "body", _ellipse(0, 0.2, 0.55, 0.35)),
-        (None, "body", _ellipse(-0.75, -0.3, 0.22, 0.18)), (None, "body", _ellipse(0.75, -0.3, 0.22, 0.18)),
-        (None, "dark", _ellipse(-0.15, -0.1, 0.07, 0.07, 8)), (None, "dark", _ellipse(0.15, -0.1, 0.07, 0.07, 8)),
-    ]
-
-
-def _umbrella(rng: np.random.Generator) -> list[Shape]:
-    half = [(0.9 * math.cos(math.pi * (1 + k / 12)), -0.1 + 0.7 * math.sin(math.pi * (1 + k / 12))) for k in range(13)]
-    stripe = [(0.0, -0.1), (0.9 * math.cos(math.pi * 1.4), -0.1 + 0.7 * math.sin(math.pi * 1.4)), (0.9 * math.cos(math.pi * 1.6), -0.1 + 0.7 * math.sin(math.pi * 1.6))]
-    return [(None, "dark", _rect(-0.04, -0.1, 0.04, 0.95)), (None, "body", half), (None, "light", stripe)]
-
-
-def _sandcastle(rng: np.random.Generator) -> list[Shape]:
-    shapes: list[Shape] = [
-        (None, "body", _rect(-0.8, 0.05, 0.8, 0.85)),
-        (None, "body", _rect(-0.85, -0.5, -0.4, 0.05)), (None, "body", _rect(0.4, -0.5, 0.85, 0.05)),
-        (None, "dark", _ellipse(0, 0.85, 0.2, 0.35)),
-    ]
-    shapes += [(None, "body", _rect(x, -0.65, x + 0.12, -0.5)) for x in (-0.85, -0.68, -0.52, 0.4, 0.57, 0.73)]
-    return shapes + [(None, "accent", [(-0.05, -0.7), (-0.05, 0.05), (0.05, 0.05), (0.05, -0.45), (0.35, -0.57)])]
-
-
-def _chair(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "body", _rect(-0.5, -0.05, 0.5, 0.12)), (None, "body", _rect(0.36, -0.95, 0.5, -0.05)),
-        (None, "body", _rect(-0.5, 0.12, -0.38, 0.95)), (None, "body", _rect(0.38, 0.12, 0.5, 0.95)),
-        (None, "accent", _rect(0.38, -0.8, 0.48, -0.2)),
-    ]
-
-
-def _table(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "body", _rect(-1, -0.25, 1, -0.05)), (None, "body", _rect(-0.9, -0.05, -0.75, 0.75)),
-        (None, "body", _rect(0.75, -0.05, 0.9, 0.75)), (None, "accent", _rect(-0.2, -0.55, 0.2, -0.25)),
-    ]
-
-
-def _lamp(rng: np.random.Generator) -> list[Shape]:
-    return [
-        (None, "dark", _rect(-0.05, -0.35, 0.05, 0.75)), (None, "dark", _ellipse(0, 0.8, 0.42, 0.12)),
-        (None, "body", [(-0.38, -0.95), (0.38, -0.95), (0.6, -0.3), (-0.6, -0.3)]),
-        (None, "light", _rect(-0.6, -0.36, 0.6, -0.3)),
-    ]
-
-
-DRAWINGS: dict[str, Callable[[np.random.Generator], list[Shape]]] = {
-    "car": _car, "bus": _bus, "truck": _truck, "cow": _cow, "tree": _tree, "tractor": _tractor,
-    "sailboat": _sailboat, "ship": _ship, "duck": _duck, "airplane": _airplane, "bird": _bird, "balloon": _balloon,
-    "crab": _crab, "umbrella": _umbrella, "sandcastle": _sandcastle, "chair": _chair, "table": _table, "lamp": _lamp,
-}
-
-#: class -> (hue range of the body colour in [0, 1], saturation range, value range)
-BODY_COLOURS: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
-    "cow": ((0.05, 0.1), (0.0, 0.6), (0.45, 0.95)), "tree": ((0.22, 0.4), (0.5, 0.9), (0.25, 0.6)),
-    "duck": ((0.08, 0.17), (0.1, 0.8), (0.5, 1.0)), "crab": ((0.95, 1.05), (0.6, 0.95), (0.6, 0.95)),
-    "sandcastle": ((0.1, 0.14), (0.35, 0.6), (0.6, 0.85)), "bird": ((0.0, 1.0), (0.3, 0.9), (0.3, 0.9)),
-    "table": ((0.05, 0.1), (0.4, 0.8), (0.3, 0.7)), "chair": ((0.0, 1.0), (0.3, 0.8), (0.3, 0.8)),
-}
-DEFAULT_COLOURS = ((0.0, 1.0), (0.45, 0.95), (0.45, 0.95))
-FIXED_COLOURS = {"window": (150, 200, 235), "wheel": (30, 30, 32), "dark": (40, 35, 30), "beak": (240, 160, 30), "wood": (110, 75, 40), "light": (240, 240, 235)}
-
-
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    import colorsys
-
-    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v)) * 255.0
-
-
-# ------------------------------------------------------------------------------------------------
-# textures
-
-
-def _smooth_noise(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
-    """Gaussian-filtered white noise, normalised to [0, 1]."""
-    from scipy.ndimage import gaussian_filter
-
-    n = gaussian_filter(rng.standard_normal((size, size)), scale, mode="wrap")
-    return (n - n.min()) / max(n.max() - n.min(), 1e-6)
-
-
-def _real_texture(name: str) -> np.ndarray:
-    import skimage.data
-
-    return getattr(skimage.data, name)().astype(np.float32) / 255.0
-
-
-def _crop(tex: np.ndarray, rng: np.random.Generator, size: int, zoom: float) -> np.ndarray:
-    from PIL import Image
-
-    c = int(min(tex.shape[0], size * zoom))
-    y, x = rng.integers(0, tex.shape[0] - c + 1), rng.integers(0, tex.shape[1] - c + 1)
-    patch = tex[y:y + c, x:x + c]
-    return np.asarray(Image.fromarray((patch * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR), np.float32) / 255.0
-
-
-def _tint(gray: np.ndarray, colour: Sequence[float], contrast: float) -> np.ndarray:
-    g = (gray - gray.mean()) * contrast
-    return np.clip(np.asarray(colour, np.float32)[None, None, :] + 255.0 * g[..., None], 0, 255)
-
-
-class TextureBank:
-    """Draws a texture for a concept: ``bank.draw("road", rng, size) -> HxWx3 float in [0, 255]``.
-
-    The scikit-image source textures are read once per bank (``World`` owns one bank).
-    """
-
-    def __init__(self) -> None:
-        self._real: dict[str, np.ndarray] = {}
-        self._makers: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
-            "road": self._road, "grass": self._grass, "water": self._water, "sky": self._sky,
-            "sand": self._sand, "floor": self._floor, "snow": self._snow,
-        }
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._makers)
-
-    def real(self, name: str) -> np.ndarray:
-        if name not in self._real:
-            self._real[name] = _real_texture(name)
-        return self._real[name]
-
-    def draw(self, name: str, rng: np.random.Generator, size: int) -> np.ndarray:
-        if name not in self._makers:
-            raise KeyError(f"unknown texture {name!r}; valid: {self.names} (or pass an HxWx3 array)")
-        return self._makers[name](rng, size).astype(np.float32)
-
-    def _road(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        v = rng.uniform(70, 120)
-        return _tint(_crop(self.real("gravel"), rng, size, rng.uniform(1.5, 3.0)), (v, v, v * 1.03), 0.9)
-
-    def _grass(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        col = _hsv(rng.uniform(0.22, 0.33), rng.uniform(0.55, 0.85), rng.uniform(0.45, 0.7))
-        return _tint(_crop(self.real("grass"), rng, size, rng.uniform(1.5, 3.0)), col, 1.3)
-
-    def _floor(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        col = _hsv(rng.uniform(0.03, 0.09), rng.uniform(0.4, 0.7), rng.uniform(0.45, 0.75))
-        return _tint(_crop(self.real("brick"), rng, size, rng.uniform(2.0, 4.0)), col, 1.2)
-
-    def _water(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        f, phase = rng.uniform(0.5, 0.9), rng.uniform(0, 2 * np.pi)
-        waves = np.sin(yy * f + 0.6 * np.sin(xx * 0.15 + phase) * 3.0)
-        g = 0.5 + 0.25 * waves + 0.25 * (_smooth_noise(rng, size, 1.5) - 0.5)
-        col = _hsv(rng.uniform(0.53, 0.6), rng.uniform(0.6, 0.9), rng.uniform(0.45, 0.7))
-        return _tint(g, col, 0.5)
-
-    def _sky(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        yy = np.linspace(0, 1, size, dtype=np.float32)[:, None] * np.ones((1, size), np.float32)
-        base = _hsv(rng.uniform(0.55, 0.6), rng.uniform(0.35, 0.6), rng.uniform(0.8, 0.95))
-        img = base[None, None, :] * (1.0 - 0.25 * yy[..., None]) + 255 * 0.2 * yy[..., None]
-        clouds = np.clip((_smooth_noise(rng, size, size / 12) - rng.uniform(0.5, 0.7)) * 3.0, 0, 1)
-        return np.clip(img * (1 - clouds[..., None]) + 245.0 * clouds[..., None], 0, 255)
-
-    def _sand(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        ripples = 0.5 + 0.5 * np.sin((yy + 0.3 * xx) * rng.uniform(0.3, 0.5) + 2.0 * _smooth_noise(rng, size, 4))
-        g = 0.6 * rng.random((size, size)) + 0.4 * ripples
-        col = _hsv(rng.uniform(0.1, 0.14), rng.uniform(0.3, 0.5), rng.uniform(0.78, 0.92))
-        return _tint(g, col, 0.35)
-
-    def _snow(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        g = 0.7 * _smooth_noise(rng, size, 3) + 0.3 * rng.random((size, size))
-        v = rng.uniform(225, 245)
-        return _tint(g, (v - 6, v - 2, v + 6), 0.25)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -611,8 +309,8 @@ class World:
         """The object's layers: drawn as ``appearance`` (the class itself or its twin), owned by ``cname``."""
         size = int(self.config.image_size)
         (h0, h1), (s0, s1), (v0, v1) = BODY_COLOURS.get(appearance, DEFAULT_COLOURS)
-        body = _hsv(h0 + (h1 - h0) * hsv_draws[0, 0], s0 + (s1 - s0) * hsv_draws[0, 1], v0 + (v1 - v0) * hsv_draws[0, 2])
-        accent = _hsv(hsv_draws[1, 0], 0.4 + 0.5 * hsv_draws[1, 1], 0.4 + 0.5 * hsv_draws[1, 2])
+        body = hsv_colour(h0 + (h1 - h0) * hsv_draws[0, 0], s0 + (s1 - s0) * hsv_draws[0, 1], v0 + (v1 - v0) * hsv_draws[0, 2])
+        accent = hsv_colour(hsv_draws[1, 0], 0.4 + 0.5 * hsv_draws[1, 1], 0.4 + 0.5 * hsv_draws[1, 2])
         colours = {"body": body, "accent": accent, **{k: np.array(v, np.float32) for k, v in FIXED_COLOURS.items()}}
         c, s = math.cos(angle), math.sin(angle)
         rot = np.array([[c, -s], [s, c]]) * scale

@@ -1,11 +1,11 @@
 """The oracle segmenter: the benchmark world's true masks, read from an item's record.
 
 It answers for world images only: ``meta`` must be the meta dict a
-:class:`~modeledit.eval.world_data.WorldDataset` item carries (its ``masks``), or a record with
+:class:`~modeledit.eval.world.data.WorldDataset` item carries (its ``masks``), or a record with
 ``index`` (and optionally ``world``/``texture_overrides``) from which the scene is re-rendered.
 
 Example:
-    >>> from modeledit.eval.world_data import WorldDataset
+    >>> from modeledit.eval.world.data import WorldDataset
     >>> from modeledit.segmenters import get_segmenter
     >>> x, y, meta = WorldDataset("test", n=10)[0]
     >>> image = (x.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
@@ -27,7 +27,7 @@ class OracleSegmenter:
     name = "oracle"
 
     def __init__(self, world_config: Any = None) -> None:
-        from modeledit.eval.world import CONCEPTS, World, WorldConfig
+        from modeledit.eval.world.scene import CONCEPTS, World, WorldConfig
         from modeledit.segmenters.vocab import register_concepts
 
         if world_config is not None and not isinstance(world_config, WorldConfig):
@@ -46,7 +46,7 @@ class OracleSegmenter:
             return dict(meta["masks"])
         world = self.world
         if "world" in meta:
-            from modeledit.eval.world import World, WorldConfig
+            from modeledit.eval.world.scene import World, WorldConfig
 
             world = World(WorldConfig.from_json(meta["world"]))
         if meta.get("texture_overrides"):

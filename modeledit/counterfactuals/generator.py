@@ -14,11 +14,11 @@ segmenter, a stylizer, concepts and styles into a dataset folder::
 A record exists only where the concept is present (the paper's 100-pixels-at-224 rule). Every file
 is written atomically and an image counts as done only once its ``records/*.json`` exists, so a run
 killed at any point resumes without redoing finished images or leaving a half-written file.
-:func:`load_counterfactuals` reads the folder back for the editor and the harnesses.
-:func:`restyle_region` is the same transformation in memory.
+:func:`~modeledit.counterfactuals.load_counterfactuals` reads the folder back for the editor and the harnesses.
+:func:`~modeledit.counterfactuals.restyle` is the same transformation in memory.
 
 Example:
-    >>> from modeledit.eval.counterfactuals import generate_counterfactuals, load_counterfactuals
+    >>> from modeledit.counterfactuals import generate_counterfactuals, load_counterfactuals
     >>> out = generate_counterfactuals("photos/", "mediapipe", "magenta", ["person"], ["snow"], "cf/")
     >>> ds = load_counterfactuals(out)
     >>> r = ds[0]; r.concept, r.style, tuple(r.transformed.shape)
@@ -30,17 +30,18 @@ import json
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
-from functools import lru_cache
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from modeledit.counterfactuals.restyle import resolve_stylizer, stylize
 from modeledit.images import save_image, to_tensor01, to_uint8
-from modeledit.eval.results import write_json_atomic
+from modeledit.atomic import atomic_path, write_json_atomic
 from modeledit.provenance import package_versions
+from modeledit.config import JsonConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass
-class CounterfactualConfig:
+class CounterfactualConfig(JsonConfig):
     """Settings of a generation run (those that change the output are checked again on resume)."""
 
     batch_size: int = 8
@@ -60,18 +61,6 @@ class CounterfactualConfig:
     max_size: int | None = 512  # downscale images whose long side exceeds it; None keeps sizes
     on_error: str = "raise"  # "raise" or "skip" unreadable images (skips are logged and listed in config.json)
     progress: bool = True
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> "CounterfactualConfig":
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown counterfactual config keys {sorted(unknown)}; valid: {sorted(known)}")
-        return cls(**data)
 
     def identity(self) -> dict[str, Any]:
         """The settings that change the output (compared on resume)."""
@@ -157,74 +146,6 @@ def _fit(img: np.ndarray, max_size: int | None) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# the transformation, in memory
-
-
-@lru_cache(maxsize=4)
-def _cached_stylizer(name: str) -> Any:
-    from modeledit.styles import get_stylizer
-
-    return get_stylizer(name)
-
-
-def resolve_stylizer(stylizer: Any) -> Any:
-    """A stylizer instance from a registry name (built once per process and reused) or an instance."""
-    if isinstance(stylizer, str):
-        return _cached_stylizer(stylizer)
-    if not hasattr(stylizer, "stylize"):
-        raise TypeError(f"stylizer must be a registry name or have .stylize(content, style), got {type(stylizer).__name__}")
-    return stylizer
-
-
-def _check_region_masks(masks: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
-    m = torch.as_tensor(masks)
-    if m.dim() == 2:
-        m = m.unsqueeze(0)
-    if m.dim() != 3 or m.shape[0] != n or tuple(m.shape[1:]) != (h, w):
-        raise ValueError(f"masks of shape {tuple(torch.as_tensor(masks).shape)} do not fit {n} image(s) of {h}x{w}; pass one HxW mask per image")
-    empty = [i for i in range(n) if not bool((m[i] > 0).any())]
-    if empty:
-        raise ValueError(f"mask(s) of image(s) {empty[:5]} are empty; restyle only images where the concept is present")
-    return m
-
-
-def transform(images01: torch.Tensor, masks: torch.Tensor, style: Any, style_image_id: int = 0, stylizer: Any = "magenta",
-              blend: float = 0.8) -> torch.Tensor:
-    """Restyle the masked region of each image with one style image; outside pixels stay exactly equal.
-
-    ``style``: a style name from the bank or a :class:`~modeledit.styles.bank.Style`. Transform styles
-    ("black and white") ignore the stylizer.
-
-    Example:
-        >>> y = transform(x01, masks, "snow", 0)      # (N, 3, H, W) in [0, 1]
-    """
-    from modeledit.styles.bank import Style, get_style
-    from modeledit.styles.base import apply_in_mask, check_content
-
-    check_content(images01)
-    n, _, h, w = images01.shape
-    m = _check_region_masks(masks, n, h, w)
-    st = style if isinstance(style, Style) else get_style(style)
-    if st.kind == "transform":
-        stylized = st.apply_transform(images01)
-    else:
-        if not 0 <= int(style_image_id) < len(st.images):
-            raise KeyError(f"style {st.name!r} has images 0..{len(st.images) - 1}, not {style_image_id}")
-        stylized = resolve_stylizer(stylizer).stylize(images01, st.images[int(style_image_id)])
-    return apply_in_mask(images01, stylized, m.to(images01.device), blend=blend)
-
-
-def restyle_region(x01: torch.Tensor, masks: torch.Tensor, style_name: str, style_image_index: int = 0,
-                   stylizer: Any = "magenta", blend: float = 0.8) -> torch.Tensor:
-    """In-memory counterfactuals for the harnesses: (N, 3, H, W) images, (N, H, W) bool masks -> (N, 3, H, W).
-
-    Example:
-        >>> x_cf = restyle_region(world_x, world_masks, "snow", 1)
-    """
-    return transform(x01, masks, style_name, style_image_index, stylizer=stylizer, blend=blend)
-
-
-# ----------------------------------------------------------------------------------------------
 # the generator
 
 
@@ -294,7 +215,7 @@ def _restyle_batch(loaded: list[tuple[SourceImage, np.ndarray, dict[str, np.ndar
         for k in style_sel[st.name]:
             for shape, idx in groups.items():
                 x = torch.stack([to_tensor01(loaded[j][1]) for j in idx])
-                y = st.apply_transform(x) if st.kind == "transform" else stylizer.stylize(x, st.images[k])
+                y = stylize(x, st, k, stylizer)
                 for row, j in enumerate(idx):
                     src, _, present = loaded[j]
                     for c, m in present.items():
@@ -415,93 +336,6 @@ def write_table(out_dir: str | os.PathLike) -> Path:
     cols = ["image_id", "concept", "style", "style_image_id", "style_source", "label", "original", "mask", "transformed",
             "height", "width", "mask_fraction"]
     df = pd.DataFrame(rows, columns=cols).sort_values(["image_id", "concept", "style", "style_image_id"], kind="stable")
-    tmp = out / f".{TABLE}.tmp"
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, out / TABLE)
+    with atomic_path(out / TABLE) as tmp:
+        df.to_csv(tmp, index=False)
     return out / TABLE
-
-
-# ----------------------------------------------------------------------------------------------
-# the one loader
-
-
-@dataclass
-class CounterfactualRecord:
-    """One counterfactual: tensors in [0, 1] (original and transformed (3, H, W), mask (H, W)) and its keys."""
-
-    original: torch.Tensor
-    transformed: torch.Tensor
-    mask: torch.Tensor
-    concept: str
-    style: str
-    style_image_id: int
-    label: str | int | None
-    image_id: str
-
-
-class CounterfactualDataset(torch.utils.data.Dataset):
-    """A counterfactual dataset folder, read lazily. ``table`` is the metadata (pandas), ``config`` the
-    run's config.json; :meth:`subset` filters by concept/style/style image."""
-
-    def __init__(self, root: Path, table: Any, config: dict[str, Any]) -> None:
-        self.root = root
-        self.table = table.reset_index(drop=True)
-        self.config = config
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def __getitem__(self, i: int) -> CounterfactualRecord:
-        from modeledit.images import read_image
-
-        r = self.table.iloc[int(i)]
-        label = r["label"]
-        label = None if label is None or (isinstance(label, float) and np.isnan(label)) else label
-        if isinstance(label, str) and label.lstrip("-").isdigit():
-            label = int(label)
-        mask = np.asarray(read_image(self.root / r["mask"]))[..., 0] > 127
-        return CounterfactualRecord(
-            to_tensor01(read_image(self.root / r["original"])), to_tensor01(read_image(self.root / r["transformed"])),
-            torch.from_numpy(mask).float(), str(r["concept"]), str(r["style"]), int(r["style_image_id"]), label, str(r["image_id"]),
-        )
-
-    def subset(self, concept: str | None = None, style: str | None = None, style_image_id: int | None = None) -> "CounterfactualDataset":
-        t = self.table
-        if concept is not None:
-            t = t[t["concept"] == concept]
-        if style is not None:
-            t = t[t["style"] == style]
-        if style_image_id is not None:
-            t = t[t["style_image_id"] == style_image_id]
-        return CounterfactualDataset(self.root, t, self.config)
-
-    def batch(self, indices: Sequence[int]) -> dict[str, Any]:
-        """Stack records of one size into tensors: original, transformed (N, 3, H, W), mask (N, H, W)."""
-        recs = [self[i] for i in indices]
-        return {"original": torch.stack([r.original for r in recs]), "transformed": torch.stack([r.transformed for r in recs]),
-                "mask": torch.stack([r.mask for r in recs]), "concept": [r.concept for r in recs], "style": [r.style for r in recs],
-                "style_image_id": [r.style_image_id for r in recs], "label": [r.label for r in recs]}
-
-    def __iter__(self) -> Iterator[CounterfactualRecord]:
-        return (self[i] for i in range(len(self)))
-
-
-def load_counterfactuals(out_dir: str | os.PathLike) -> CounterfactualDataset:
-    """Read a dataset written by :func:`generate_counterfactuals` (the editor's and harnesses' loader).
-
-    Example:
-        >>> ds = load_counterfactuals("cf/").subset(concept="person", style="snow")
-        >>> rec = ds[0]; rec.original.shape, rec.mask.shape
-    """
-    import pandas as pd
-
-    root = Path(out_dir)
-    if not (root / "config.json").is_file():
-        raise FileNotFoundError(f"{str(root)!r} is not a counterfactual dataset (no config.json); generate one first")
-    config = json.loads((root / "config.json").read_text())
-    table_path = root / TABLE
-    if not table_path.is_file():
-        log.warning("%s has no %s (the run did not finish); reading the finished images' records", root, TABLE)
-        table_path = write_table(root)
-    table = pd.read_csv(table_path, dtype={"image_id": str, "label": object})
-    return CounterfactualDataset(root, table, config)

@@ -3,11 +3,11 @@
 Items are ``(image01, label, meta)`` like every dataset the harnesses read: ``image01`` a (3, H, W)
 float tensor in [0, 1], ``label`` the class index, ``meta`` the scene's record plus ``masks``
 (concept -> HxW bool array of the concepts present). The splits are disjoint ranges of scene indices
-of one :class:`~modeledit.eval.world.World`, so an item is rendered on demand and is identical on
+of one :class:`~modeledit.eval.world.scene.World`, so an item is rendered on demand and is identical on
 every machine.
 
 Example:
-    >>> from modeledit.eval.world_data import WorldDataset, collate
+    >>> from modeledit.eval.world.data import WorldDataset, collate
     >>> ds = WorldDataset("test", n=100)
     >>> image01, label, meta = ds[0]
     >>> meta["class_name"], sorted(meta["masks"])
@@ -25,7 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from modeledit.eval.world import CLASSES, World, WorldConfig
+from modeledit.atomic import atomic_path
+from modeledit.eval.world.scene import CLASSES, World, WorldConfig
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class WorldDataset(torch.utils.data.Dataset):
         return SPLIT_OFFSETS[self.split] + (i % self.n)
 
     def scene(self, i: int, **overrides: Any):
-        """The :class:`~modeledit.eval.world.Scene` of item ``i`` (keyword overrides as World.render)."""
+        """The :class:`~modeledit.eval.world.scene.Scene` of item ``i`` (keyword overrides as World.render)."""
         return self.world.render(self.scene_index(i), **{**self.render_kwargs, **overrides})
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, dict[str, Any]]:
@@ -116,9 +117,7 @@ def render_tensors(dataset: WorldDataset, cache: bool = True, progress: bool = T
         x[i] = torch.from_numpy(np.ascontiguousarray(s.image.transpose(2, 0, 1)))
         y[i] = s.label
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"x": x, "y": y}, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({"x": x, "y": y}, str(tmp))
         log.info("cached %d world images at %s", dataset.n, path)
     return x, y

@@ -9,7 +9,6 @@ Example:
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,11 +102,3 @@ def paste_text(image01: torch.Tensor, spec: TextSpec, rng: np.random.Generator |
     ink = torch.tensor(spec.ink, dtype=image01.dtype).view(3, 1, 1) / 255.0
     attacked = blank * (1 - a) + ink * a
     return attacked, blank, mask
-
-
-def save_examples(images: list[torch.Tensor], path: str | os.PathLike) -> None:
-    """A horizontal strip of images, for reports."""
-    from modeledit.images import save_image, to_uint8
-
-    strip = np.concatenate([to_uint8(x) for x in images], axis=1)
-    save_image(Image.fromarray(strip), path)

@@ -7,7 +7,7 @@ rate and random shifts, measures clean test accuracy and writes a self-describin
 :func:`modeledit.models.save_project_checkpoint` (float32 weights, 1-2 MB per file).
 
 Example:
-    >>> from modeledit.eval.world_train import PRESETS, train
+    >>> from modeledit.eval.world.train import PRESETS, train
     >>> result = train(PRESETS["vgg"], out="world_vgg.pt")
     >>> result["clean_test_accuracy"] > 0.9
     True
@@ -18,21 +18,23 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from modeledit.eval.world import CLASSES, WorldConfig
-from modeledit.eval.world_data import WorldDataset, render_tensors
+from modeledit.atomic import write_text_atomic
+from modeledit.eval.world.scene import CLASSES, WorldConfig
+from modeledit.eval.world.data import WorldDataset, render_tensors
+from modeledit.config import JsonConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How one world classifier is trained (the shipped ones are :data:`PRESETS`)."""
 
     name: str = "world_vgg"
@@ -55,14 +57,6 @@ class TrainConfig:
             self.world = WorldConfig.from_json(self.world)
         if self.epochs < 1 or self.n_train < len(CLASSES) or self.batch_size < 2:
             raise ValueError("epochs must be >= 1, n_train at least one item per class and batch_size >= 2")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | Mapping[str, Any]) -> "TrainConfig":
-        return cls(**(json.loads(text) if isinstance(text, str) else dict(text)))
-
 
 #: the shipped classifiers: ``modeledit world train KEY`` reproduces ``modeledit/zoo/world_KEY.pt``
 PRESETS: dict[str, TrainConfig] = {
@@ -112,8 +106,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str =
     Example:
         >>> train(TrainConfig(epochs=1, n_train=720, n_test=180), out="/tmp/tiny.pt")["clean_test_accuracy"]
     """
-    from modeledit.models import save_project_checkpoint
-    from modeledit.nets import build_net
+    from modeledit.eval.world.models import save_project_checkpoint
+    from modeledit.eval.world.nets import build_net
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg.seed)
@@ -173,6 +167,4 @@ def update_zoo_index(result: Mapping[str, Any], path: str | os.PathLike) -> None
     p = Path(path)
     index = json.loads(p.read_text()) if p.is_file() else {}
     index[result["name"]] = {k: v for k, v in result.items() if k != "history"}
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, p)
+    write_text_atomic(p, json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,79 @@
+"""The benchmark world's classifiers: self-describing checkpoints, shipped in ``zoo/`` beside this file.
+
+They reach :func:`modeledit.load_model` through the ``modeledit.models`` entry-point group declared
+in ``pyproject.toml`` (``world_vgg = "modeledit.eval.world.models:load_world_vgg"``), so the core
+never imports the world. A checkpoint holds the architecture spec (a net of
+:mod:`modeledit.eval.world.nets`), the weights and the class names.
+
+Example:
+    >>> from modeledit import load_model
+    >>> lm = load_model("world_vgg")                     # shipped weights, offline
+    >>> lm.class_names[:3], lm.input_size
+    (['car', 'bus', 'truck'], 64)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from modeledit.atomic import atomic_path
+from modeledit.models import LoadedModel, _load_strict
+
+#: the shipped classifiers and what they are
+SHIPPED = {
+    "world_vgg": "VGG-style (conv-BN-ReLU) classifier trained on the benchmark world (shipped weights)",
+    "world_resnet": "ResNet-style (BasicBlock) classifier trained on the benchmark world (shipped weights)",
+    "world_vgg_text": "VGG-style world classifier trained with class-correlated text tags (typographic experiments)",
+}
+
+
+def shipped_checkpoint_dir() -> Path:
+    return Path(__file__).parent / "zoo"
+
+
+def load_project_checkpoint(path: str | os.PathLike, name: str | None = None) -> LoadedModel:
+    """Load a checkpoint written by :func:`save_project_checkpoint` (the world classifiers use it)."""
+    from modeledit.eval.world.nets import build_net
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
+    blob = torch.load(str(p), map_location="cpu", weights_only=False)
+    spec = blob["spec"]
+    model = build_net(spec["arch"], num_classes=len(blob["class_names"]), **spec.get("kwargs", {}))
+    _load_strict(model, blob["state_dict"], str(p))
+    return LoadedModel(
+        name or spec.get("name", p.stem), model, list(blob["class_names"]), mean=tuple(spec["mean"]), std=tuple(spec["std"]),
+        input_size=int(spec["input_size"]), resize_size=int(spec["input_size"]), source=f"project checkpoint {p.name}",
+        meta={k: v for k, v in blob.items() if k not in ("state_dict",)},
+    )
+
+
+def save_project_checkpoint(path: str | os.PathLike, model: nn.Module, spec: dict[str, Any], class_names: Sequence[str], **meta: Any) -> None:
+    """Write a self-describing checkpoint atomically (spec: arch, kwargs, mean, std, input_size, name)."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"spec": dict(spec), "class_names": list(class_names), "state_dict": state, **meta}, str(tmp))
+
+
+def _shipped_loader(stem: str) -> Callable[..., LoadedModel]:
+    def load(name: str, weights: Any) -> LoadedModel:
+        path = Path(weights) if weights is not None else shipped_checkpoint_dir() / f"{stem}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing; reproduce it with `modeledit world train {stem.removeprefix('world_')}`"
+            )
+        return load_project_checkpoint(path, name)
+
+    load.__doc__ = SHIPPED[stem]
+    load.__name__ = f"load_{stem}"
+    return load
+
+
+load_world_vgg = _shipped_loader("world_vgg")
+load_world_resnet = _shipped_loader("world_resnet")
+load_world_vgg_text = _shipped_loader("world_vgg_text")
