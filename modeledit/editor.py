@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -57,7 +58,7 @@ from torch import nn
 from modeledit.config import JsonConfig
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import MODES, Exemplars, ExemplarTensors, collect
-from modeledit.layers import EditSite, conv_geometry, get_site, layer_weight_as_conv, resolve_module, site_affine, site_forward
+from modeledit.layers import BoundSite, EditSite, bind_site
 from modeledit.stats import SecondMoment, single_threaded
 
 log = logging.getLogger(__name__)
@@ -130,28 +131,41 @@ def update_direction(keys: torch.Tensor, weights: torch.Tensor, c: torch.Tensor 
     return inv_sqrt @ e
 
 
-def _stats_matrix(stats: SecondMoment | torch.Tensor | None, site: EditSite, ridge: float) -> torch.Tensor | None:
+#: The warning of a rewrite without statistics (C = I).
+NO_STATS_WARNING = ("rewrite without statistics uses C = I (Euclidean key space), so the edit will also move unrelated images "
+                    "much more; pass stats=second_moment(...) of the site's keys over a dataset")
+
+
+def _stats_matrix(stats: SecondMoment | torch.Tensor | None, site: EditSite, ridge: float) -> tuple[torch.Tensor | None, dict]:
+    """C (float64, regularised) or None for C = I, and a JSON-able record of which statistics were used."""
     if stats is None:
-        log.info("no statistics given for %s: using C = I (Euclidean key space); pass stats for the paper's method", site.name)
-        return None
+        warnings.warn(NO_STATS_WARNING, UserWarning, stacklevel=3)
+        log.info("no statistics given for %s: using C = I", site.name)
+        return None, {"source": "none", "matrix": "identity"}
     if isinstance(stats, SecondMoment):
         if stats.site and stats.site != site.name:
             raise ValueError(f"statistics were computed at site {stats.site!r}, not {site.name!r}; compute them at the edited site")
         c = stats.regularized(ridge)
-    else:
+        info = {"source": "second_moment", "dataset_id": stats.dataset_id or None, "keys": int(stats.count), "ridge": ridge,
+                "ridge_absolute": float((c.diagonal() - stats.mean.diagonal()).mean()) if c.shape == stats.total.shape else None,
+                "site": stats.site, "model_hash": stats.model_hash or None}
+    elif isinstance(stats, torch.Tensor):
         c = stats.double()
+        info = {"source": "matrix", "dataset_id": None, "keys": None, "ridge": None}
+    else:
+        raise TypeError(f"stats must be a SecondMoment (from modeledit.stats.second_moment), a (d, d) tensor or None, got {type(stats).__name__}")
     if c.shape != (site.key_channels, site.key_channels):
         raise ValueError(f"statistics of shape {tuple(c.shape)} do not fit site {site.name} with {site.key_channels} key channels")
-    return c
+    return c, info
 
 
 # ---------------------------------------------------------------------------------------------
 # objective
 
 
-def site_objective(model: nn.Module, site: EditSite, t: ExemplarTensors, weight: torch.Tensor | None = None) -> torch.Tensor:
+def site_objective(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The paper's L1: weighted mean |site_forward(k*; W) - v*| over the objective's positions and channels."""
-    out = site_forward(model, site, t.key, t.skip, weight)
+    out = bind_site(model, site).forward(t.key, t.skip, weight)
     return ((out - t.value).abs() * t.weight).sum() / (t.weight.sum() * t.value.shape[1])
 
 
@@ -159,12 +173,14 @@ def site_objective(model: nn.Module, site: EditSite, t: ExemplarTensors, weight:
 # solvers: (model, site, tensors, dirs (in, r) float32, config) -> lam (out, r, kh, kw)
 
 
-def _unfold_projected(model: nn.Module, site: EditSite, key: torch.Tensor, dirs: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+def _unfold_projected(site: BoundSite, key: torch.Tensor, dirs: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     """(positions, r*kh*kw): projected keys seen by each output position, ordered like Λ.reshape(out, -1)."""
-    geo = conv_geometry(model, site)
+    geo = site.geometry
     if geo["groups"] != 1:
         raise ValueError(f"site {site.name} is a grouped convolution; rank-one rewrites need a dense layer")
     p = torch.einsum("ndhw,dr->nrhw", key, dirs)
+    if site.pointwise:
+        return _positions(p)
     cols = F.unfold(p, kernel, dilation=geo["dilation"], padding=geo["padding"], stride=geo["stride"])
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
@@ -174,64 +190,97 @@ def _positions(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
-def _weighted_ridge(x: torch.Tensor, omega: torch.Tensor, rhs: torch.Tensor, s: torch.Tensor, ridge: float) -> torch.Tensor:
+def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve batched symmetric positive definite systems a x = b (b (..., n, k)) by Cholesky; systems whose
+    factorisation fails (numerically indefinite) fall back to a least-squares solve."""
+    chol, info = torch.linalg.cholesky_ex(a)
+    if bool((info == 0).all()):
+        return torch.cholesky_solve(b, chol)
+    x = torch.empty_like(b)
+    ok = info == 0
+    if bool(ok.any()):
+        x[ok] = torch.cholesky_solve(b[ok], chol[ok])
+    x[~ok] = torch.linalg.lstsq(a[~ok], b[~ok], driver="gelsd" if a.device.type == "cpu" else None).solution
+    return x
+
+
+def _weighted_ridge(x: torch.Tensor, omega: torch.Tensor | None, rhs: torch.Tensor, s: torch.Tensor, ridge: float,
+                    gram: torch.Tensor | None = None) -> torch.Tensor:
     """Per output channel o: argmin_λ Σ_p ω_po (s_o x_p·λ - rhs_po)² + μ_o‖λ‖², μ_o = ridge x mean diagonal.
 
-    x (P, m), omega and rhs (P, out), s (out,) -> λ (out, m). Primal normal equations (m x m per channel)
-    when m <= P, the dual (kernel) form (P x P per channel) otherwise; channels in memory-bounded chunks.
+    x (P, m), omega and rhs (P, out), s (out,) -> λ (out, m). ``omega`` None means weight 1 everywhere:
+    every channel then shares one matrix (the MEMIT-style single solve). Otherwise rows are scaled by
+    √ω (a zero weight gives a zero row, never a division) and each channel solves its own symmetric
+    positive definite system: the primal normal equations (m x m) when m <= P, the dual (kernel) form
+    (P x P, from the Gram matrix ``gram`` = x xᵀ) otherwise; channels in memory-bounded chunks, so
+    Ctrl-C is honoured between chunks.
     """
     p, m = x.shape
-    out_c = omega.shape[1]
+    out_c = rhs.shape[1]
+    sq = (x * x).sum(1)
+    if omega is None:
+        # s_o² (XᵀX + μ'_o I) λ_o = s_o Xᵀ r_o with μ'_o = ridge·Σ‖x_p‖²/m (+1e-12/s_o²): one matrix for all channels
+        mu = ridge * sq.sum() / m
+        if m <= p:
+            a = x.T @ x + mu * torch.eye(m, dtype=x.dtype, device=x.device)
+            return (_spd_solve(a, x.T @ rhs) / s).T
+        g = x @ x.T if gram is None else gram
+        a = g + mu * torch.eye(p, dtype=x.dtype, device=x.device)
+        return (x.T @ _spd_solve(a, rhs) / s).T
     dual = m > p
     n = min(m, p)
-    sq = (x * x).sum(1)
-    gram = x @ x.T if dual else None
-    chunk = max(1, int(2e7 // (n * n)))
+    if dual and gram is None:
+        gram = x @ x.T
+    chunk = max(1, int(2e7 // (n * max(n, p if not dual else n))))
     eye = torch.eye(n, dtype=x.dtype, device=x.device)
     lam = torch.empty(out_c, m, dtype=x.dtype, device=x.device)
     for c0 in range(0, out_c, chunk):
         sl = slice(c0, min(out_c, c0 + chunk))
         om, r, sc = omega[:, sl], rhs[:, sl], s[sl]
         mu = ridge * (om * sq[:, None]).sum(0) * sc * sc / m + 1e-12                      # (c,)
+        w = om.clamp_min(0).sqrt().T                                                      # (c, P)
         if not dual:
-            a = torch.einsum("pm,pc,pn->cmn", x, om, x) * (sc * sc)[:, None, None] + mu[:, None, None] * eye
-            b = torch.einsum("pm,pc->cm", x, om * r) * sc[:, None]
-            lam[sl] = torch.linalg.solve(a, b.unsqueeze(-1)).squeeze(-1)
+            xw = x[None] * w[:, :, None]                                                  # (c, P, m)
+            a = (xw.transpose(1, 2) @ xw) * (sc * sc)[:, None, None] + mu[:, None, None] * eye
+            b = torch.einsum("cpm,cp->cm", xw, w * r.T) * sc[:, None]
+            lam[sl] = _spd_solve(a, b.unsqueeze(-1)).squeeze(-1)
         else:
-            a = gram[None] * (sc * sc)[:, None, None] + torch.diag_embed(mu[:, None] / om.T.clamp_min(1e-10))
-            alpha = torch.linalg.solve(a, r.T.unsqueeze(-1)).squeeze(-1)                 # (c, P)
-            lam[sl] = sc[:, None] * (alpha @ x)
+            a = gram[None] * (w[:, :, None] * w[:, None, :]) * (sc * sc)[:, None, None] + mu[:, None, None] * eye
+            alpha = _spd_solve(a, (w * r.T).unsqueeze(-1)).squeeze(-1)                    # (c, P)
+            lam[sl] = sc[:, None] * ((alpha * w) @ x)
     return lam
 
 
 @torch.no_grad()
-def solve_closed_form(model: nn.Module, site: EditSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig) -> torch.Tensor:
-    w0 = layer_weight_as_conv(model, site).detach()
+def solve_closed_form(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig) -> torch.Tensor:
+    site = bind_site(model, site)
+    w0 = site.weight.detach()
     out_c, _, kh, kw = w0.shape
     r = dirs.shape[1]
     m = r * kh * kw
-    x = _unfold_projected(model, site, t.key, dirs, (kh, kw)).double()         # (P, m)
-    scale, shift = site_affine(model, site)
-    s = scale.double()
-    z0 = F.conv2d(t.key, w0, None, **conv_geometry(model, site)) * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-    if t.skip is not None:
-        z0 = z0 + t.skip
+    x = _unfold_projected(site, t.key, dirs, (kh, kw)).double()               # (P, m)
+    s = site.scale.double()
+    z0 = site.preactivation(t.key, t.skip, w0)
     z0, v = _positions(z0).double(), _positions(t.value).double()               # (P, out)
     pos_w = t.weight.reshape(-1).double()                                        # (P,)
+    if x.shape[0] != z0.shape[0]:
+        raise RuntimeError(f"unfolded keys give {x.shape[0]} positions but the site's value has {z0.shape[0]}")
+    # zero-weight positions never enter the solve; they only count in the IRLS floor (mean residual over the map)
+    used = pos_w > 0
+    n_all, rest = x.shape[0], None
+    if not bool(used.all()):
+        rest = (x[~used], z0[~used], v[~used])
+        x, z0, v, pos_w = x[used], z0[used], v[used], pos_w[used]
     p = x.shape[0]
-    if p != z0.shape[0]:
-        raise RuntimeError(f"unfolded keys give {p} positions but the site's value has {z0.shape[0]}")
     flops = out_c * (p * m * m + m ** 3 / 3) if m <= p else out_c * p ** 3 / 3 + p * p * m
     if flops > 2e11:
         raise ValueError(
             f"the closed form at {site.name} needs ~{flops:.1e} flops per pass ({m} unknowns per channel, {p} positions); "
             "use solver 'adam', a smaller rank or fewer exemplar positions"
         )
-    relu = site.activation == "relu"
-
-    def predict(lam: torch.Tensor) -> torch.Tensor:
-        z = z0 + (x @ lam.T) * s
-        return z.clamp_min(0) if relu else z
+    relu = site.relu
+    gram = x @ x.T if m > p else None
+    uniform = bool((pos_w == 1).all())
 
     def channel_objectives(lams: torch.Tensor) -> torch.Tensor:
         """(K, out, m) candidates -> (K, out) objectives (channels are independent)."""
@@ -253,14 +302,21 @@ def solve_closed_form(model: nn.Module, site: EditSite, t: ExemplarTensors, dirs
         sets = [z > 0, (z > 0) | (v > 0)] if relu else [None]
         irls = None
         if cfg.l1 and it > 0:
-            res = (predict(lam) - v).abs()
-            irls = 1.0 / res.clamp_min(1e-3 * float(res.mean()) + 1e-12)
+            res = ((z.clamp_min(0) if relu else z) - v).abs()
+            total = float(res.sum())
+            if rest is not None:
+                zr = rest[1] + (rest[0] @ lam.T) * s
+                total += float(((zr.clamp_min(0) if relu else zr) - rest[2]).abs().sum())
+            irls = 1.0 / res.clamp_min(1e-3 * total / (n_all * out_c) + 1e-12)
         cands = []
         for active in sets:
-            omega = pos_w[:, None].expand(p, out_c)
-            omega = omega * active if active is not None else omega
-            omega = omega * irls if irls is not None else omega
-            step = _weighted_ridge(x, omega, v - z0, s, cfg.ridge) - lam
+            if active is None and irls is None and uniform:
+                omega = None                                                     # identity site, first pass: one shared solve
+            else:
+                omega = pos_w[:, None].expand(p, out_c)
+                omega = omega * active if active is not None else omega
+                omega = omega * irls if irls is not None else omega
+            step = _weighted_ridge(x, omega, v - z0, s, cfg.ridge, gram) - lam
             cands += [lam + a * step for a in alphas]
         stacked = torch.stack(cands)
         objs = channel_objectives(stacked).nan_to_num(float("inf"))                 # (K, out)
@@ -271,34 +327,110 @@ def solve_closed_form(model: nn.Module, site: EditSite, t: ExemplarTensors, dirs
         before, cur = float(cur.sum()), torch.minimum(best_obj, cur)
         if float(cur.sum()) >= before * (1 - cfg.tol):
             break
-    best = lam
-    return best.reshape(out_c, r, kh, kw).to(w0.dtype)
+    return lam.reshape(out_c, r, kh, kw).to(w0.dtype)
 
 
-def solve_adam(model: nn.Module, site: EditSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig) -> torch.Tensor:
+class _AdamProblem:
+    """The adam objective on a bound site as one matrix product per step, with preallocated buffers.
+
+    Only positions with a positive weight are kept (the masked objective touches no other output), and
+    the keys each kept output position sees are gathered once (the positions themselves for 1x1 convs
+    and linear layers, an unfold otherwise), so a step is pre = base + (cols Δᵀ)·s, the L1 gradient by
+    hand, and gradΔ = (g·s)ᵀ cols: the same function and gradient as autograd through the convolution.
+    """
+
+    #: largest gathered key matrix (elements) before falling back to autograd through the convolution
+    MAX_COLS = 6e7
+
+    def __init__(self, site: BoundSite, t: ExemplarTensors, w0: torch.Tensor) -> None:
+        out_c, cin, kh, kw = w0.shape
+        geo = site.geometry
+        norm = t.weight.sum() * t.value.shape[1]
+        wpos = t.weight.reshape(-1)
+        used = wpos > 0
+        n_used = int(used.sum())
+        self.ok = geo["groups"] == 1 and n_used * cin * kh * kw <= self.MAX_COLS
+        if not self.ok:
+            return
+        if site.pointwise:
+            cols = _positions(t.key)
+        else:
+            cols = F.unfold(t.key, (kh, kw), dilation=geo["dilation"], padding=geo["padding"], stride=geo["stride"])
+            cols = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        all_used = n_used == wpos.numel()
+        pick = (lambda a: a.contiguous()) if all_used else (lambda a: a[used].contiguous())
+        self.cols = pick(cols)                                                           # (P, cin*kh*kw)
+        self.base = pick(_positions(site.preactivation(t.key, t.skip, w0)))             # (P, out)
+        self.value = pick(_positions(t.value))
+        self.wgt = pick((wpos / norm)[:, None].expand(-1, out_c))                       # (P, out): ω / norm
+        self.scale = site.scale.view(1, -1)
+        self.relu = site.relu
+        p = self.cols.shape[0]
+        self.pre = torch.empty(p, out_c, dtype=w0.dtype, device=w0.device)
+        self.g = torch.empty_like(self.pre)
+        self.grad = torch.empty(out_c, self.cols.shape[1], dtype=w0.dtype, device=w0.device)
+
+    def gradient(self, delta: torch.Tensor) -> torch.Tensor:
+        """d loss / d Δ for Δ (out, cin*kh*kw), into a preallocated buffer."""
+        pre, g = self.pre, self.g
+        torch.matmul(self.cols, delta.T, out=pre)
+        pre.mul_(self.scale).add_(self.base)
+        if self.relu:
+            pre.clamp_min_(0)
+        torch.sub(pre, self.value, out=g)
+        g.sign_().mul_(self.wgt)
+        if self.relu:
+            g.mul_(pre > 0)                      # relu'(z) = 1 where the output is positive (autograd's choice at 0)
+        g.mul_(self.scale)
+        return torch.matmul(g.T, self.cols, out=self.grad)
+
+
+def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)   # one pass over the weight per step
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def solve_adam(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig) -> torch.Tensor:
     from tqdm.auto import tqdm
 
-    w0 = layer_weight_as_conv(model, site).detach()
+    site = bind_site(model, site)
+    w0 = site.weight.detach()
+    out_c, cin, kh, kw = w0.shape
     q, rmat = torch.linalg.qr(dirs.double())
     q = q.to(w0.dtype)
+    every = max(1, cfg.project_every)
 
-    def project(dw: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("oaij,ar,br->obij", dw, q, q)
+    def project(dw: torch.Tensor) -> torch.Tensor:          # each tap's ΔW_tap Q Qᵀ; dw (out, cin, taps)
+        return torch.einsum("ork,br->obk", torch.einsum("oak,ar->ork", dw, q), q)
 
-    delta = torch.zeros_like(w0, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=cfg.lr)
-    norm = t.weight.sum() * t.value.shape[1]
-    for step in tqdm(range(cfg.steps), desc=f"adam {site.name}", leave=False, mininterval=2.0):
-        opt.zero_grad(set_to_none=True)
-        out = site_forward(model, site, t.key, t.skip, w0 + delta)
-        loss = ((out - t.value).abs() * t.weight).sum() / norm
-        loss.backward()
-        opt.step()
-        if (step + 1) % max(1, cfg.project_every) == 0:
-            with torch.no_grad():
-                delta.copy_(project(delta))
+    prob = _AdamProblem(site, t, w0)
     with torch.no_grad():
-        dw = project(delta.detach())
+        if prob.ok:
+            delta = torch.zeros(out_c, cin * kh * kw, dtype=w0.dtype, device=w0.device, requires_grad=True)
+            opt = _adam([delta], cfg.lr)
+            d3 = delta.detach().view(out_c, cin, kh * kw)
+            for step in tqdm(range(cfg.steps), desc=f"adam {site.name}", leave=False, mininterval=2.0):
+                delta.grad = prob.gradient(delta.detach())
+                opt.step()
+                if (step + 1) % every == 0:
+                    d3.copy_(project(d3))
+        else:                                            # grouped or huge: autograd through the site's convolution
+            delta = torch.zeros_like(w0, requires_grad=True)
+            opt = _adam([delta], cfg.lr)
+            norm = t.weight.sum() * t.value.shape[1]
+            d3 = delta.detach().view(out_c, cin, kh * kw)
+            for step in tqdm(range(cfg.steps), desc=f"adam {site.name}", leave=False, mininterval=2.0):
+                opt.zero_grad(set_to_none=True)
+                with torch.enable_grad():
+                    out = site.forward(t.key, t.skip, w0 + delta)
+                    loss = ((out - t.value).abs() * t.weight).sum() / norm
+                    loss.backward()
+                opt.step()
+                if (step + 1) % every == 0:
+                    d3.copy_(project(d3))
+        dw = project(delta.detach().reshape(out_c, cin, kh * kw)).reshape(out_c, cin, kh, kw)
         # ΔW_tap = ΔW_tap Q Qᵀ and d = Q R  =>  ΔW_tap = (ΔW_tap Q R⁻ᵀ) dᵀ
         lam = torch.einsum("oaij,ar->orij", dw.double(), q.double())
         rinv_t = torch.linalg.inv(rmat).T
@@ -338,22 +470,23 @@ def rewrite(
         >>> edit = rewrite(lm.model, "features.14", ex, EditConfig(solver="adam", lr=1e-3, steps=10000), stats=st)
     """
     cfg = config or EditConfig()
-    site = get_site(model, site)
+    bound = bind_site(model, site)
+    site = bound.site
     rank = cfg.validate(site.key_channels)
-    if site.kind == "linear" and resolve_module(model, site.layer).weight.dim() != 2:
+    if site.kind == "linear" and bound.layer_module.weight.dim() != 2:
         raise TypeError(f"site {site.name} is linear but its weight is not a matrix")
     was_training = model.training
     model.eval()
     try:
         t0 = time.perf_counter()
         tens = exemplars if isinstance(exemplars, ExemplarTensors) else collect(model, site, exemplars, cfg.mode)
-        c = _stats_matrix(stats, site, cfg.stats_ridge)
+        c, stats_info = _stats_matrix(stats, site, cfg.stats_ridge)
         keys, kw = _flat_keys(tens)
         dirs = update_direction(keys, kw, c, rank).to(tens.key.dtype)
         with torch.no_grad():
-            before = float(site_objective(model, site, tens))
+            before = float(site_objective(model, bound, tens))
         t_solve = time.perf_counter()
-        lam = SOLVERS[cfg.solver](model, site, tens, dirs, cfg)
+        lam = SOLVERS[cfg.solver](model, bound, tens, dirs, cfg)
         solve_seconds = time.perf_counter() - t_solve
         param = f"{site.layer}.weight"
         change = ParamChange("lowrank", {"lam": lam.detach().contiguous(), "dir": dirs.detach().contiguous()})
@@ -361,7 +494,7 @@ def rewrite(
         new_w = edit.new_values(model)[param]
         new_w = new_w if new_w.dim() == 4 else new_w[:, :, None, None]
         with torch.no_grad():
-            after = float(site_objective(model, site, tens, new_w))
+            after = float(site_objective(model, bound, tens, new_w))
         edit.metrics = {
             "objective_before": before,
             "objective_after": after,
@@ -372,6 +505,7 @@ def rewrite(
             "site": site.name,
             "rank": rank,
             "exemplars": int(tens.key.shape[0]),
+            "statistics": stats_info,
         }
         log.info("rewrite %s (%s, rank %d): objective %.4g -> %.4g in %.2fs", site.name, cfg.solver, rank, before, after, edit.metrics["seconds"])
         return edit

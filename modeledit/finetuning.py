@@ -29,7 +29,7 @@ from torch import nn
 from modeledit.config import JsonConfig
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import Exemplars
-from modeledit.layers import EditSite, get_site, resolve_module
+from modeledit.layers import BoundSite, EditSite, bind_site
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class FinetuneConfig(JsonConfig):
     weight_decay: float = 0.0
 
 
-def downstream_parameters(model: nn.Module, site: EditSite, x: torch.Tensor) -> list[str]:
+def downstream_parameters(model: nn.Module, site: EditSite | BoundSite, x: torch.Tensor) -> list[str]:
     """Names of the parameters between the site (its rewritten weight included) and the output.
 
     Found by cutting the graph at the site's key and skip and keeping the parameters that still get a
@@ -63,14 +63,14 @@ def downstream_parameters(model: nn.Module, site: EditSite, x: torch.Tensor) -> 
     def cut_output(mod: nn.Module, args: tuple, out: Any) -> Any:
         return out.detach() if isinstance(out, torch.Tensor) else out
 
+    bound = bind_site(model, site)
     was_training = model.training
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     try:
-        handles.append(resolve_module(model, site.layer).register_forward_pre_hook(cut_input))
-        if site.skip:
-            where, path = site.skip.split(":", 1)
-            mod = resolve_module(model, path)
-            handles.append(mod.register_forward_pre_hook(cut_input) if where == "input" else mod.register_forward_hook(cut_output))
+        handles.append(bound.layer_module.register_forward_pre_hook(cut_input))
+        if bound.skip_module is not None:
+            mod = bound.skip_module
+            handles.append(mod.register_forward_pre_hook(cut_input) if bound.skip_where == "input" else mod.register_forward_hook(cut_output))
         model.eval()
         for p in model.parameters():
             p.requires_grad_(True)
@@ -117,7 +117,8 @@ def finetune(
     cfg = config or FinetuneConfig()
     if cfg.scope not in SCOPES:
         raise ValueError(f"unknown fine-tuning scope {cfg.scope!r}; choose from {SCOPES}")
-    site = get_site(model, site)
+    bound = bind_site(model, site)
+    site = bound.site
     dev = next(model.parameters()).device
     ex = exemplars if isinstance(exemplars, Exemplars) else Exemplars(exemplars, exemplars)
     xp = ex.x_prime.to(dev)
@@ -127,7 +128,7 @@ def finetune(
         y = _targets(model, ex, target).to(dev)
     finally:
         model.train(was_training)
-    names = [f"{site.layer}.weight"] if cfg.scope == "local" else downstream_parameters(model, site, xp)
+    names = [f"{site.layer}.weight"] if cfg.scope == "local" else downstream_parameters(model, bound, xp)
     params = dict(model.named_parameters())
     chosen = [params[n] for n in names]
     backup = {n: params[n].detach().clone() for n in names}

@@ -36,11 +36,7 @@ from modeledit.registry import close_matches
 
 def resolve_module(model: nn.Module, name: str) -> nn.Module:
     """The submodule at dotted path ``name``; a KeyError lists the closest valid names."""
-    modules = dict(model.named_modules())
-    if name in modules:
-        return modules[name]
-    close = close_matches(name, [n for n in modules if n])
-    raise KeyError(f"no layer named {name!r} in {type(model).__name__}; closest: {close or '-'}")
+    return _lookup(dict(model.named_modules()), model, name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,6 +66,10 @@ class EditSite:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def bind(self, model: nn.Module) -> "BoundSite":
+        """This site resolved once on ``model``: modules, weight, folded affine, geometry, forward (:class:`BoundSite`)."""
+        return BoundSite(model, self)
 
 
 @dataclass(frozen=True)
@@ -105,10 +105,12 @@ def list_sites(model: nn.Module) -> list[EditSite]:
     return [EditSite(index=i, **spec) for i, spec in enumerate(rule.find(model))]
 
 
-def get_site(model: nn.Module, spec: int | str | EditSite) -> EditSite:
+def get_site(model: nn.Module, spec: int | str | EditSite | "BoundSite") -> EditSite:
     """A site by index (``3``, ``"3"``, ``-1``), by site name, or by the rewritten layer's dotted path."""
     if isinstance(spec, EditSite):
         return spec
+    if isinstance(spec, BoundSite):
+        return spec.site
     sites = list_sites(model)
     if isinstance(spec, int) or (isinstance(spec, str) and spec.lstrip("-").isdigit()):
         i = int(spec)
@@ -234,53 +236,134 @@ def to_canonical(t: torch.Tensor, site: EditSite) -> torch.Tensor:
     return t.permute(0, 2, 1).unsqueeze(-1)
 
 
-def layer_weight_as_conv(model: nn.Module, site: EditSite) -> torch.Tensor:
+def _lookup(modules: dict[str, nn.Module], model: nn.Module, name: str) -> nn.Module:
+    if name in modules:
+        return modules[name]
+    close = close_matches(name, [n for n in modules if n])
+    raise KeyError(f"no layer named {name!r} in {type(model).__name__}; closest: {close or '-'}")
+
+
+class BoundSite:
+    """An edit site resolved once on one model: its modules, its weight in conv layout, the folded affine
+    of its bias and BatchNorm, its conv geometry, and its forward function.
+
+    Every :class:`EditSite` attribute (``name``, ``layer``, ``activation``, ...) reads through. The
+    weight is the live parameter (an edit applied later is seen); the affine (bias, BN) is folded at
+    binding time, so bind again after changing a BN or bias. Solvers, the adam loop, statistics and
+    fine-tuning use it instead of looking modules up by name on every call.
+
+    Example:
+        >>> b = bind_site(lm.model, "features.14")          # or get_site(lm.model, 13).bind(lm.model)
+        >>> v = b.forward(acts.key, acts.skip)              # == the site's output
+        >>> b.weight.shape, b.scale.shape, b.geometry["padding"]
+    """
+
+    def __init__(self, model: nn.Module, site: EditSite) -> None:
+        modules = dict(model.named_modules())
+        self.model = model
+        self.site = site
+        self.layer_module = _lookup(modules, model, site.layer)
+        self.output_module = _lookup(modules, model, site.output)
+        self.norm_module = _lookup(modules, model, site.norm) if site.norm else None
+        self.skip_where: str | None = None
+        self.skip_module: nn.Module | None = None
+        if site.skip:
+            self.skip_where, path = site.skip.split(":", 1)
+            self.skip_module = _lookup(modules, model, path)
+        layer = self.layer_module
+        if not isinstance(getattr(layer, "weight", None), torch.Tensor):
+            raise TypeError(f"cannot rewrite a {type(layer).__name__} at {site.layer}: it has no weight")
+        if isinstance(layer, nn.Conv2d):
+            self.geometry: dict[str, Any] = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+        else:
+            self.geometry = dict(stride=1, padding=0, dilation=1, groups=1)
+        self.scale, self.shift = self._fold_affine()
+        self.relu = site.activation == "relu"
+        self.pointwise = tuple(self.weight.shape[-2:]) == (1, 1) and self.geometry["stride"] in (1, (1, 1)) and \
+            self.geometry["padding"] in (0, (0, 0)) and self.geometry["groups"] == 1
+
+    def __getattr__(self, name: str) -> Any:          # EditSite fields read through
+        if name == "site":
+            raise AttributeError(name)
+        return getattr(self.site, name)
+
+    def __repr__(self) -> str:
+        return f"BoundSite({self.site.name!r}, layer={self.site.layer!r}, weight={tuple(self.weight.shape)})"
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The rewritten weight as a conv kernel (out, in, kh, kw); a linear weight is (out, in, 1, 1)."""
+        w = self.layer_module.weight
+        return w if w.dim() == 4 else w[:, :, None, None]
+
+    def _fold_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        layer, cout = self.layer_module, self.site.value_channels
+        dev, dt = layer.weight.device, layer.weight.dtype
+        with torch.no_grad():
+            scale = torch.ones(cout, device=dev, dtype=dt)
+            shift = layer.bias.detach().clone() if getattr(layer, "bias", None) is not None else torch.zeros(cout, device=dev, dtype=dt)
+            bn = self.norm_module
+            if bn is not None:
+                s = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
+                b = bn.bias.detach() if bn.affine else torch.zeros_like(s)
+                shift = s * (shift - bn.running_mean) + b
+                scale = s
+        return scale.detach(), shift.detach()
+
+    def preactivation(self, key: torch.Tensor, skip: torch.Tensor | None, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """scale * conv_W(key) + shift (+ skip), canonical layout, before the activation."""
+        w = self.weight if weight is None else weight
+        z = F.conv2d(key, w, None, **self.geometry)
+        z = z * self.scale.view(1, -1, 1, 1) + self.shift.view(1, -1, 1, 1)
+        return z + skip if skip is not None else z
+
+    def forward(self, key: torch.Tensor, skip: torch.Tensor | None, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The site's value (canonical layout) from keys with ``weight`` (conv layout; default the current one).
+
+        Differentiable in ``weight``.
+        """
+        z = self.preactivation(key, skip, weight)
+        return F.relu(z) if self.relu else z
+
+    __call__ = forward
+
+
+def bind_site(model: nn.Module, site: int | str | EditSite | BoundSite) -> BoundSite:
+    """``site`` (index, name, :class:`EditSite`) resolved once on ``model``; a site already bound to it is returned as is."""
+    if isinstance(site, BoundSite):
+        if site.model is model:
+            return site
+        site = site.site
+    return BoundSite(model, get_site(model, site))
+
+
+def layer_weight_as_conv(model: nn.Module, site: EditSite | BoundSite) -> torch.Tensor:
     """The rewritten weight as a conv kernel (out, in, kh, kw); a linear weight is (out, in, 1, 1)."""
-    w = resolve_module(model, site.layer).weight
-    return w if w.dim() == 4 else w[:, :, None, None]
+    return bind_site(model, site).weight
 
 
-def site_affine(model: nn.Module, site: EditSite) -> tuple[torch.Tensor, torch.Tensor]:
+def site_affine(model: nn.Module, site: EditSite | BoundSite) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) per output channel such that pre-activation = scale * conv_W(key) + shift (+ skip).
 
     Folds the layer's bias and an eval-mode BatchNorm.
     """
-    layer = resolve_module(model, site.layer)
-    cout = site.value_channels
-    dev, dt = layer.weight.device, layer.weight.dtype
-    scale = torch.ones(cout, device=dev, dtype=dt)
-    shift = layer.bias.detach().clone() if getattr(layer, "bias", None) is not None else torch.zeros(cout, device=dev, dtype=dt)
-    if site.norm:
-        bn = resolve_module(model, site.norm)
-        s = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
-        b = bn.bias.detach() if bn.affine else torch.zeros_like(s)
-        shift = s * (shift - bn.running_mean) + b
-        scale = s
-    return scale.detach(), shift.detach()
+    b = bind_site(model, site)
+    return b.scale, b.shift
 
 
-def conv_geometry(model: nn.Module, site: EditSite) -> dict[str, Any]:
-    layer = resolve_module(model, site.layer)
-    if isinstance(layer, nn.Conv2d):
-        return dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
-    return dict(stride=1, padding=0, dilation=1, groups=1)
+def conv_geometry(model: nn.Module, site: EditSite | BoundSite) -> dict[str, Any]:
+    return dict(bind_site(model, site).geometry)
 
 
 def site_forward(
-    model: nn.Module, site: EditSite, key: torch.Tensor, skip: torch.Tensor | None, weight: torch.Tensor | None = None
+    model: nn.Module, site: EditSite | BoundSite, key: torch.Tensor, skip: torch.Tensor | None, weight: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The site's value (canonical layout) computed from keys with ``weight`` (default: the current one).
 
-    ``weight`` is in conv layout (out, in, kh, kw). Differentiable in ``weight``.
+    ``weight`` is in conv layout (out, in, kh, kw). Differentiable in ``weight``. In loops, bind the
+    site once (:func:`bind_site`) and call its ``forward``; an :class:`EditSite` is resolved on every call.
     """
-    if weight is None:
-        weight = layer_weight_as_conv(model, site)
-    scale, shift = site_affine(model, site)
-    z = F.conv2d(key, weight, None, **conv_geometry(model, site))
-    z = z * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
-    if skip is not None:
-        z = z + skip
-    return F.relu(z) if site.activation == "relu" else z
+    return bind_site(model, site).forward(key, skip, weight)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,16 +380,30 @@ class SiteTensors:
 
 
 class _StopForward(Exception):
-    pass
+    """Cuts a forward pass short once every captured site is recorded; never leaves this module."""
 
 
 class Recorder:
-    """Filled by :func:`capture`: ``keys``, ``values``, ``skips`` by site name."""
+    """Filled by :func:`capture`: ``keys``, ``values``, ``skips`` by site name.
 
-    def __init__(self) -> None:
+    :meth:`run` runs one forward pass of the captured model; with ``stop_after`` it returns as soon as
+    every site is recorded (the rest of the network is skipped).
+    """
+
+    def __init__(self, model: nn.Module | None = None) -> None:
         self.keys: dict[str, torch.Tensor] = {}
         self.values: dict[str, torch.Tensor] = {}
         self.skips: dict[str, torch.Tensor] = {}
+        self._model = model
+
+    def run(self, x: Any) -> Any:
+        """``model(x)`` with the hooks on; ``None`` when the pass was stopped after the last site."""
+        if self._model is None:
+            raise RuntimeError("this Recorder was not made by capture(); run the model yourself")
+        try:
+            return self._model(x)
+        except _StopForward:
+            return None
 
     def tensors(self, site: EditSite) -> SiteTensors:
         if site.name not in self.keys:
@@ -330,14 +427,16 @@ def capture(
 
     Runs in eval mode and under ``no_grad`` (unless ``grad``); on exit, even after an exception, every
     hook handle is removed and the model's train/eval mode is restored. With ``stop_after`` the forward
-    pass is cut short once every site's value is recorded (statistics need nothing later).
+    pass is cut short once every site's value is recorded (statistics need nothing later): run the
+    passes with ``rec.run(x)``, which returns early instead of raising.
 
     Example:
-        >>> with capture(model, [site]) as rec:
-        ...     model(x)
-        >>> rec.keys[site.name].shape
+        >>> with capture(model, [site], stop_after=True) as rec:
+        ...     for x in batches:
+        ...         rec.run(x)                       # model(x), stopped after the site
+        ...         rec.keys[site.name].shape
     """
-    rec = Recorder()
+    rec = Recorder(model)
     handles: list[Any] = []
     pending: set[str] = set()
     names = {s.name for s in sites}
@@ -375,12 +474,14 @@ def capture(
 
     try:
         handles.append(model.register_forward_pre_hook(reset))
+        modules = dict(model.named_modules())
         for site in sites:
-            handles.append(resolve_module(model, site.layer).register_forward_pre_hook(on_key(site)))
-            handles.append(resolve_module(model, site.output).register_forward_hook(on_value(site)))
+            site = site.site if isinstance(site, BoundSite) else site
+            handles.append(_lookup(modules, model, site.layer).register_forward_pre_hook(on_key(site)))
+            handles.append(_lookup(modules, model, site.output).register_forward_hook(on_value(site)))
             if site.skip:
                 where, path = site.skip.split(":", 1)
-                mod = resolve_module(model, path)
+                mod = _lookup(modules, model, path)
                 h = mod.register_forward_pre_hook(on_skip(site, "input")) if where == "input" else mod.register_forward_hook(on_skip(site, "output"))
                 handles.append(h)
         model.eval()
@@ -397,8 +498,5 @@ def capture(
 def capture_sites(model: nn.Module, x: torch.Tensor, sites: Sequence[EditSite], stop_after: bool = False) -> dict[str, SiteTensors]:
     """Keys, values and skips at ``sites`` for one batch ``x`` (already normalised), by site name."""
     with capture(model, sites, stop_after=stop_after) as rec:
-        try:
-            model(x)
-        except _StopForward:
-            pass
+        rec.run(x)
     return {s.name: rec.tensors(s) for s in sites}

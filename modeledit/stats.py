@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from modeledit.atomic import atomic_path
-from modeledit.layers import EditSite, _StopForward, capture
+from modeledit.layers import EditSite, capture
 from modeledit.provenance import model_hash
 
 log = logging.getLogger(__name__)
@@ -169,10 +169,7 @@ def second_moment(
             batch = batch.to(dev)
             if transform is not None:
                 batch = transform(batch)
-            try:
-                model(batch)
-            except _StopForward:  # the forward pass stops once the site is reached
-                pass
+            rec.run(batch)  # the forward pass stops once the site is reached
             k = rec.keys[site.name].transpose(0, 1).reshape(d, -1)   # (d, keys): one key per position
             total += (k @ k.T).double()
             count += k.shape[1]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from modeledit import load_model
-from modeledit.layers import capture, capture_sites, get_site, list_sites, resolve_module, site_forward
+from modeledit.layers import BoundSite, bind_site, capture, capture_sites, get_site, list_sites, resolve_module, site_forward
 
 
 def _hooks(model):
@@ -128,3 +128,48 @@ def test_names_and_indices(mobilenet):
         resolve_module(model, "features.1.convv")
     with pytest.raises(KeyError, match="out of range"):
         get_site(model, 40)
+
+
+@pytest.mark.parametrize("arch,idx,size", [("mobilenet_v2", 9, 96), ("vgg16_bn", 6, 64), ("resnet18", 6, 64)])
+def test_bound_site_is_resolved_once_and_matches_the_network(arch, idx, size, mobilenet):
+    """A bound site knows its modules, weight, folded affine and geometry; its forward reproduces the
+    site's output (skip included) and agrees with site_forward; binding again is not needed per call."""
+    torch.manual_seed(0)
+    lm = mobilenet if arch == "mobilenet_v2" else load_model(arch, weights=None)
+    model = lm.model
+    site = get_site(model, idx)
+    bound = site.bind(model)
+    assert isinstance(bound, BoundSite) and bind_site(model, bound) is bound
+    assert bind_site(model, site.name).site == site and get_site(model, bound) == site
+    assert bound.name == site.name and bound.layer_module is resolve_module(model, site.layer)
+    assert bound.weight.shape[:2] == (site.value_channels, site.key_channels)
+    assert bound.scale.shape == bound.shift.shape == (site.value_channels,)
+    assert (bound.skip_module is not None) == (site.skip is not None)
+    x = torch.rand(2, 3, size, size)
+    a = capture_sites(model, x, [bound])[site.name]
+    out = bound.forward(a.key, a.skip)
+    torch.testing.assert_close(out, a.value, rtol=1e-4, atol=1e-4 * float(a.value.abs().max()) + 1e-5)
+    assert torch.equal(out, site_forward(model, site, a.key, a.skip))
+    w = bound.weight.detach() * 1.5
+    assert torch.equal(bound.forward(a.key, a.skip, w), site_forward(model, site, a.key, a.skip, w))
+    assert _hooks(model) == 0
+
+
+def test_stop_forward_stays_inside_capture(mobilenet):
+    """rec.run() returns None when the pass is cut short; the stop exception never reaches callers."""
+    import pathlib
+
+    import modeledit
+
+    model = mobilenet.model
+    site = get_site(model, 2)
+    with capture(model, [site], stop_after=True) as rec:
+        for _ in range(2):                       # several passes in one block
+            assert rec.run(torch.rand(1, 3, 64, 64)) is None
+            assert rec.keys[site.name].shape[1] == site.key_channels
+    with capture(model, [site]) as rec:
+        assert rec.run(torch.rand(1, 3, 64, 64)).shape == (1, 1000)
+    assert _hooks(model) == 0
+    root = pathlib.Path(modeledit.__file__).parent
+    users = [p.name for p in root.rglob("*.py") if p.name != "layers.py" and "_StopForward" in p.read_text()]
+    assert users == []

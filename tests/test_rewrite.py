@@ -1,6 +1,7 @@
 """The rank-r rewrite on the real MobileNetV2 (and a random-init VGG16-BN for ReLU sites)."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -180,3 +181,88 @@ def test_other_families_residual_and_token_sites(name, kwargs, size):
     for mode in ("whole", "masked"):
         edit = rewrite(lm.model, 5, ex, EditConfig(mode=mode))
         assert edit.metrics["objective_after"] < edit.metrics["objective_before"], (name, mode, edit.metrics)
+
+
+@pytest.mark.parametrize("mode", ["whole", "masked"])
+def test_full_rank_at_features_12_finishes_and_beats_rank_8(mode):
+    """The unrestricted closed form at MobileNetV2 features.12 (the site where it used to run for
+    minutes with oneMKL errors) finishes, is finite, and its objective is no worse than rank 8's."""
+    lm = load_model("mobilenet_v2")
+    x, xp, m = restyled_pairs(1, size=112)
+    ex = Exemplars(lm.normalize(x), lm.normalize(xp), m)
+    site = get_site(lm.model, "features.12")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        st = second_moment(lm.model, site, stats_batches(112), transform=lm.normalize, progress=False)
+        full = rewrite(lm.model, site, ex, EditConfig(rank="full", mode=mode), stats=st)
+        r8 = rewrite(lm.model, site, ex, EditConfig(rank=8, mode=mode), stats=st)
+    lam = full.changes["features.12.conv.2.weight"].tensors["lam"]
+    assert lam.shape == (96, 576, 1, 1) and torch.isfinite(lam).all()
+    assert full.metrics["objective_after"] <= r8.metrics["objective_after"] * (1 + 1e-6), (full.metrics, r8.metrics)
+    assert full.metrics["objective_after"] < full.metrics["objective_before"]
+
+
+def test_zero_weight_positions_do_not_change_the_solution(mnet):
+    """Masked objective: the positions outside the mask have weight 0; giving them any keys and values
+    must not change the closed form (they never enter the solve)."""
+    from dataclasses import replace
+
+    lm, ex, stats_at = mnet
+    site = get_site(lm.model, 13)
+    tens = collect(lm.model, site, ex, "masked")
+    outside = tens.weight == 0
+    assert bool(outside.any())
+    noisy = replace(tens, value=torch.where(outside, tens.value + 5 * torch.randn_like(tens.value), tens.value))
+    for rank in (1, "full"):
+        a = rewrite(lm.model, site, tens, EditConfig(rank=rank, l1=False, mode="masked"), stats=stats_at(13))
+        b = rewrite(lm.model, site, noisy, EditConfig(rank=rank, l1=False, mode="masked"), stats=stats_at(13))
+        la, lb = (e.changes["features.14.conv.2.weight"].tensors["lam"] for e in (a, b))
+        torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-7)
+
+
+def test_without_statistics_a_visible_warning_and_the_record_says_so(mnet, tmp_path):
+    from modeledit.edit import Edit
+
+    lm, ex, stats_at = mnet
+    with pytest.warns(UserWarning, match="without statistics uses C = I") as rec:
+        bare = rewrite(lm.model, 16, ex, EditConfig())
+    assert len([w for w in rec if "C = I" in str(w.message)]) == 1
+    assert bare.metrics["statistics"] == {"source": "none", "matrix": "identity"}
+    st = stats_at(16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)   # no warning when statistics are given
+        warnings.simplefilter("ignore", RuntimeWarning)
+        good = rewrite(lm.model, 16, ex, EditConfig(stats_ridge=1e-3), stats=st)
+    info = good.metrics["statistics"]
+    assert info["source"] == "second_moment" and info["keys"] == st.count > 0 and info["ridge"] == 1e-3
+    assert info["site"] == "features.17" and info["model_hash"] == st.model_hash
+    good.save(tmp_path / "e")
+    loaded = Edit.load(tmp_path / "e")
+    assert loaded.metrics["statistics"] == json.loads(json.dumps(info))
+    mat = rewrite(lm.model, 16, ex, EditConfig(), stats=torch.eye(960))
+    assert mat.metrics["statistics"]["source"] == "matrix"
+    with pytest.raises(TypeError, match="stats must be"):
+        rewrite(lm.model, 16, ex, EditConfig(), stats="imagenet")
+
+
+@pytest.mark.parametrize("arch,idx,mode", [("mobilenet_v2", 13, "masked"), ("vgg16_bn", 8, "whole"), ("vgg16_bn", 11, "masked")])
+def test_adam_fast_path_gradient_equals_autograd(arch, idx, mode, mnet, vgg):
+    """The adam loop's hand-written gradient on gathered positions equals autograd through the site's
+    convolution on every position (1x1 site masked, 3x3 ReLU sites)."""
+    from modeledit.layers import bind_site
+    from modeledit.rewrite import _AdamProblem
+
+    lm, ex = (mnet[0], mnet[1]) if arch == "mobilenet_v2" else (vgg[0], vgg[1])
+    bound = bind_site(lm.model, idx)
+    tens = collect(lm.model, bound.site, ex, mode)
+    w0 = bound.weight.detach()
+    torch.manual_seed(1)
+    delta = (1e-2 * w0.abs().mean() * torch.randn_like(w0)).requires_grad_(True)
+    loss = site_objective(lm.model, bound, tens, w0 + delta)
+    loss.backward()
+    prob = _AdamProblem(bound, tens, w0)
+    assert prob.ok
+    if mode == "masked":
+        assert prob.cols.shape[0] < tens.value[:, 0].numel()       # only the objective's positions
+    g = prob.gradient(delta.detach().reshape(w0.shape[0], -1)).reshape(w0.shape)
+    torch.testing.assert_close(g, delta.grad, rtol=1e-4, atol=1e-6 * float(delta.grad.abs().max()))
