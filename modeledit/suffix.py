@@ -75,22 +75,38 @@ class _SiteTracer(fx.Tracer):
         return module_qualified_name not in self.keep
 
 
+class _Root(nn.Module):
+    """Holds the model as ``model`` while tracing, so what fx adds (tensor constants) lands here, not on it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.model(x)
+
+
+_ROOT = "model."
+
+
 def _ancestors(path: str) -> set[str]:
-    parts = path.split(".")
+    parts = (_ROOT + path).split(".")
     return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
-def _module_tensors(model: nn.Module, target: str) -> dict[str, torch.Tensor]:
-    """Parameters and buffers reached by a ``call_module``/``get_attr`` target, by state-dict name."""
-    obj: Any = model
+def _module_tensors(root: nn.Module, target: str) -> dict[str, torch.Tensor]:
+    """Parameters and buffers reached by a ``call_module``/``get_attr`` target, by the model's state-dict
+    name (tensor constants fx made while tracing keep their own names)."""
+    obj: Any = root
     for part in target.split("."):
         obj = getattr(obj, part)
+    name = target.removeprefix(_ROOT) if target != _ROOT.rstrip(".") else ""
     if isinstance(obj, nn.Module):
-        prefix = f"{target}." if target else ""
+        prefix = f"{name}." if name else ""
         out = {prefix + n: p for n, p in obj.named_parameters()}
         out.update({prefix + n: b for n, b in obj.named_buffers()})
         return out
-    return {target: obj} if isinstance(obj, torch.Tensor) else {}
+    return {name: obj} if isinstance(obj, torch.Tensor) else {}
 
 
 class SiteSplit:
@@ -103,9 +119,10 @@ class SiteSplit:
     state-dict name; one tensor may appear on both sides when a module is shared).
     """
 
-    def __init__(self, model: nn.Module, site: EditSite, prefix_graph: fx.Graph, suffix_graph: fx.Graph,
+    def __init__(self, root: nn.Module, site: EditSite, prefix_graph: fx.Graph, suffix_graph: fx.Graph,
                  inputs: list[str], prefix_targets: list[str], suffix_targets: list[str]) -> None:
-        self.model = model
+        self._root = root
+        self.model = root.model
         self.site = site
         self.inputs = inputs
         self._graphs = (prefix_graph, suffix_graph)
@@ -113,9 +130,9 @@ class SiteSplit:
         self._build()
 
     def _build(self) -> None:
-        self.prefix = fx.GraphModule(self.model, self._graphs[0], class_name="SitePrefix")
-        self.suffix = fx.GraphModule(self.model, self._graphs[1], class_name="SiteSuffix")
-        self._objects = {t: self._resolve(self.model, t) for t in {*self._targets[0], *self._targets[1]}}
+        self.prefix = fx.GraphModule(self._root, self._graphs[0], class_name="SitePrefix")
+        self.suffix = fx.GraphModule(self._root, self._graphs[1], class_name="SiteSuffix")
+        self._objects = {t: self._resolve(self._root, t) for t in {*self._targets[0], *self._targets[1]}}
 
     @staticmethod
     def _resolve(root: nn.Module, target: str) -> Any:
@@ -127,21 +144,21 @@ class SiteSplit:
     def refresh(self) -> None:
         """Rebuild the two graph modules if the model's submodules or tensors were replaced (not just
         written in place) since the split was made."""
-        if any(self._resolve(self.model, t) is not o for t, o in self._objects.items()):
+        if any(self._resolve(self._root, t) is not o for t, o in self._objects.items()):
             self._build()
 
     @property
     def prefix_tensors(self) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for t in self._targets[0]:
-            out.update(_module_tensors(self.model, t))
+            out.update(_module_tensors(self._root, t))
         return out
 
     @property
     def suffix_tensors(self) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for t in self._targets[1]:
-            out.update(_module_tensors(self.model, t))
+            out.update(_module_tensors(self._root, t))
         return out
 
     def prefix_hash(self) -> str:
@@ -173,16 +190,17 @@ def split_at_site(model: nn.Module, site: EditSite | int | str) -> SiteSplit:
         True
     """
     site = get_site(model, site)
+    root = _Root(model)
     was_training = model.training
     model.eval()
     try:
-        graph = _SiteTracer(_ancestors(site.layer)).trace(model)
+        graph = _SiteTracer(_ancestors(site.layer)).trace(root)
     except Exception as exc:  # fx raises many kinds of errors on untraceable code
         raise SplitError(f"torch.fx cannot trace {type(model).__name__} around {site.layer}: {exc}") from exc
     finally:
         model.train(was_training)
     nodes = list(graph.nodes)
-    cut = [n for n in nodes if n.op == "call_module" and n.target == site.layer]
+    cut = [n for n in nodes if n.op == "call_module" and n.target == _ROOT + site.layer]
     if len(cut) != 1:
         raise SplitError(f"{site.layer} is called {len(cut)} times in the traced {type(model).__name__}; need exactly once")
     out_node = next(n for n in nodes if n.op == "output")
@@ -235,7 +253,7 @@ def split_at_site(model: nn.Module, site: EditSite | int | str) -> SiteSplit:
     sg = fx.Graph()
     senv: dict[fx.Node, fx.Node] = {}
     for c in crossing:
-        senv[c] = sg.placeholder(c.name)
+        senv[c] = sg.placeholder(c.name.removeprefix("model_"))
     for n in nodes:
         if n in suffix_set:
             senv[n] = sg.node_copy(n, lambda a: senv[a])
@@ -245,7 +263,7 @@ def split_at_site(model: nn.Module, site: EditSite | int | str) -> SiteSplit:
     def targets(g: fx.Graph) -> list[str]:
         return sorted({str(n.target) for n in g.nodes if n.op in ("call_module", "get_attr")})
 
-    return SiteSplit(model, site, pg, sg, [c.name for c in crossing], targets(pg), targets(sg))
+    return SiteSplit(root, site, pg, sg, [senv[c].name for c in crossing], targets(pg), targets(sg))
 
 
 # ---------------------------------------------------------------------------------------------
