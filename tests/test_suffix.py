@@ -313,3 +313,31 @@ def test_finetune_uses_the_full_network_when_a_trained_parameter_is_before_the_c
     loss.backward()
     assert dict(lm.model.named_parameters())["blocks.3.attn.qkv.weight"].grad is not None
     lm.model.zero_grad(set_to_none=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the bench harness
+
+
+def test_bench_cells_from_the_site_equal_full_forward_cells():
+    from modeledit.eval.bench import BenchConfig, BenchRunner, bench_cells
+
+    pairs = [{"concept": "road", "style": "black and white", "candidates": ["car", "bus", "truck"]}]
+    rows = {}
+    for from_site in (True, False):
+        cfg = BenchConfig(model="world_vgg", dataset="world:test:108", clean="world:val:72", stats_dataset="world:train:72",
+                          methods=["edit", "finetune_global"], finetune_grid=[[1e-2, 5]], sites=["1", "-1"], from_site=from_site,
+                          cache=SuffixCacheConfig(batch_size=32))
+        assert BenchConfig.from_json(cfg.to_json()) == cfg
+        runner = BenchRunner(cfg)
+        rows[from_site] = [{k: v for k, v in r.items() if not k.endswith("seconds")}
+                           for cell in bench_cells(cfg, pairs) for r in runner(cell)]
+        if from_site:
+            assert runner.suffix().stats["chunks_from_memory"] > 0 and runner.suffix().stats["fallbacks"] == 0
+    import pandas as pd
+
+    fast, slow = pd.DataFrame(rows[True]), pd.DataFrame(rows[False])
+    assert len(fast) == 4
+    pd.testing.assert_frame_equal(fast, slow)
+    changed = (fast["clean_acc_post"] != fast["clean_acc_pre"]) | (fast["test_all_n_post"] != fast["test_all_n_pre"])
+    assert changed.sum() >= 2
