@@ -31,6 +31,7 @@ from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs
 from modeledit.eval.methods import check_methods, method_edit, method_settings
 from modeledit.eval.results import ResultStore
 from modeledit.finetuning import FINETUNE_GRID
+from modeledit.suffix import SuffixCacheConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,14 @@ class BenchConfig(JsonConfig):
     segmenter: str = "oracle"
     stylizer: str = "magenta"
     batch_size: int = 128
+    from_site: bool = True                                     # edited predictions from cached site inputs (modeledit.suffix)
+    cache: SuffixCacheConfig = field(default_factory=SuffixCacheConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.protocol, Mapping):
             self.protocol = ProtocolConfig(**self.protocol)
+        if isinstance(self.cache, Mapping):
+            self.cache = SuffixCacheConfig(**self.cache)
         check_methods(self.methods)
         if any(n < 1 for n in self.n_exemplars):
             raise ValueError(f"exemplar counts must be positive, got {self.n_exemplars}")
@@ -87,6 +92,7 @@ class PairData:
     transformed: dict[int, dict[int, torch.Tensor]]   # style image -> index -> image
     labels: dict[int, int]
     unedited: tuple | None = None                     # (groups, predictions, predictions on originals), cached
+    image_sets: dict[str, Any] = field(default_factory=dict)   # group -> modeledit.suffix.ImageSet
 
 
 class BenchRunner:
@@ -103,11 +109,13 @@ class BenchRunner:
         self._clean_x: torch.Tensor | None = None
         self._clean_y: torch.Tensor | None = None
         self._clean_pre: np.ndarray | None = None
+        self._clean_images: Any = None
         self._masks: dict[str, dict[int, np.ndarray]] = {}
         self._pairs: dict[tuple, PairData] = {}
         self._stats: dict[str, Any] = {}
         self._segmenter = None
         self._stylizer = None
+        self._suffix: Any = None
 
     # -- cached pieces
 
@@ -121,6 +129,24 @@ class BenchRunner:
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
         return self.lm.predict_labels(x, self.cfg.batch_size)
+
+    def suffix(self) -> Any:
+        """The evaluator that predicts edited models from cached site inputs (one per worker)."""
+        if self._suffix is None:
+            from modeledit.suffix import SuffixEvaluator
+
+            self._suffix = SuffixEvaluator(self.lm.model, self.lm.normalize, self.cfg.cache)
+        return self._suffix
+
+    def predict_edited(self, x: torch.Tensor, site: Any, images: Any = None) -> np.ndarray:
+        """Predictions of the model as it is now (an edit at ``site`` applied): from the site's cached
+        inputs (``images``: an ImageSet of ``x``, made once) or, with ``from_site`` off, the full forward."""
+        if not self.cfg.from_site:
+            return self.predict(x)
+        return self.suffix().predict(images if images is not None else x, site).numpy()
+
+    def image_set(self, x: torch.Tensor) -> Any:
+        return self.suffix().image_set(x) if self.cfg.from_site else None
 
     def concept_masks(self, concept: str) -> dict[int, np.ndarray]:
         if concept not in self._masks:
@@ -200,10 +226,14 @@ class BenchRunner:
         site = get_site(self.lm.model, params["site"])
         cx, cy, cpre = self.clean_set()
         groups, pre, orig_pre = self._unedited(p)
+        if self.cfg.from_site and not p.image_sets:
+            p.image_sets = {g: self.image_set(x) for g, (x, _) in groups.items()}
+        if self.cfg.from_site and self._clean_images is None:
+            self._clean_images = self.image_set(cx)
         edit = self.make_edit(params["method"], params["setting"], site, p)
         with edit.applied(self.lm.model):
-            post = {g: self.predict(x) for g, (x, _) in groups.items()}
-            cpost = self.predict(cx)
+            post = {g: self.predict_edited(x, site, p.image_sets.get(g)) for g, (x, _) in groups.items()}
+            cpost = self.predict_edited(cx, site, self._clean_images)
         row = dict(params, candidates=",".join(params["candidates"]), setting=json.dumps(params["setting"]),
                    site_name=site.name, site_index=site.index, target_class=self.lm.class_names[p.target_class],
                    clean_acc_pre=float((cpre == cy.numpy()).mean()), clean_acc_post=float((cpost == cy.numpy()).mean()))

@@ -40,13 +40,19 @@ SCOPES = ("local", "global")
 
 @dataclass
 class FinetuneConfig(JsonConfig):
-    """``scope`` ``"local"`` or ``"global"``; plain SGD (``momentum`` 0 by default) for ``steps`` full-batch steps."""
+    """``scope`` ``"local"`` or ``"global"``; plain SGD (``momentum`` 0 by default) for ``steps`` full-batch steps.
+
+    ``from_site``: compute what enters the site once and run only the trainable suffix per step
+    (:func:`modeledit.suffix.suffix_forward`; same result up to float rounding); False runs the whole
+    network per step.
+    """
 
     scope: str = "local"
     lr: float = 1e-4
     steps: int = 500
     momentum: float = 0.0
     weight_decay: float = 0.0
+    from_site: bool = True
 
 
 def downstream_parameters(model: nn.Module, site: EditSite | BoundSite, x: torch.Tensor) -> list[str]:
@@ -143,9 +149,12 @@ def finetune(
             loss_before = float(F.cross_entropy(model(xp), y))
         from tqdm.auto import tqdm
 
+        from modeledit.suffix import suffix_forward
+
+        forward = suffix_forward(model, site, xp, names) if cfg.from_site else (lambda: model(xp))
         for _ in tqdm(range(cfg.steps), desc=f"finetune {cfg.scope} {site.name}", leave=False, mininterval=2.0):
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(xp), y)
+            loss = F.cross_entropy(forward(), y)
             loss.backward()
             opt.step()
         with torch.no_grad():
