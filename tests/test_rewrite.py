@@ -250,7 +250,7 @@ def test_adam_fast_path_gradient_equals_autograd(arch, idx, mode, mnet, vgg):
     """The adam loop's hand-written gradient on gathered positions equals autograd through the site's
     convolution on every position (1x1 site masked, 3x3 ReLU sites)."""
     from modeledit.layers import bind_site
-    from modeledit.rewrite import _AdamProblem
+    from modeledit.editor import _AdamProblem
 
     lm, ex = (mnet[0], mnet[1]) if arch == "mobilenet_v2" else (vgg[0], vgg[1])
     bound = bind_site(lm.model, idx)

@@ -11,8 +11,8 @@ from _editor_data import one_thread, restyled_pairs, stats_batches  # noqa: F401
 from modeledit import get_site, list_sites, load_model
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import Exemplars
-from modeledit.finetune import FinetuneConfig, finetune
-from modeledit.rewrite import EditConfig, rewrite
+from modeledit.finetuning import FinetuneConfig, finetune
+from modeledit.editor import EditConfig, rewrite
 from modeledit.stats import second_moment
 from modeledit.suffix import SplitError, SuffixCacheConfig, SuffixEvaluator, split_at_site, suffix_forward
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def world():
     """120 world test images in [0, 1] and 3 road scenes with the road restyled as snow (x, x', road mask)."""
-    from modeledit.eval.world_data import WorldDataset, render_tensors
+    from modeledit.eval.world.data import WorldDataset, render_tensors
 
     ds = WorldDataset("test", n=120)
     x, _ = render_tensors(ds, progress=False)
