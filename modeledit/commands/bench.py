@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_list, add_method_arguments, add_weights_argument, grid_overrides, nonneg_int, positive_int, split_list
+from modeledit.commands.common import check_out, add_list, add_method_arguments, add_weights_argument, grid_overrides, nonneg_int, positive_int, split_list
 import json
 from pathlib import Path
 
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.bench import budget_curve, run_bench, summarize
     from modeledit.eval.plots import plot_budget, plot_methods, plot_vs
 
+    check_out(args.out)
     cfg = config_from_args(args)
     result = run_bench(cfg, args.out, executor=args.executor, address=args.address, workers=args.workers)
     table = result.table

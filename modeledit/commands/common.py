@@ -134,3 +134,33 @@ def grid_overrides(args: argparse.Namespace) -> dict[str, list[list[float]]]:
                 raise ValueError(f"--{flag.replace('_', '-')} takes lr:steps pairs (lr > 0, steps >= 1) separated by commas, "
                                  f"e.g. 1e-3:500,1e-4:500; got {text!r}") from None
     return out
+
+
+def check_out(path: str | None, flag: str = "--out", folder: bool = True) -> None:
+    """Refuse, before any work, an output place that cannot be written: a folder (``folder=True``) or
+    a file prefix whose folder is ``path``'s parent. Nothing is created here."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if not path:
+        return
+    p = Path(path).expanduser().absolute()
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {path!r} is a file, not a folder; choose another {flag}")
+    if not folder and p.is_dir():
+        raise ValueError(f"{flag} {path!r} is a folder; give a file name (e.g. {path.rstrip('/')}/my_edit)")
+    start = p if folder else p.parent
+    probe = start
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{flag} {path!r} lies under {str(probe)!r}, which is a file, not a folder; choose another {flag}")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{flag} {path!r}: cannot write in {str(probe)!r} ({exc.strerror or exc.__class__.__name__}); "
+                         f"choose another {flag}") from None
+    if probe != start and not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path!r}: cannot create folders in {str(probe)!r}; choose another {flag}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from modeledit.commands.common import add_list, fraction, nonneg_int, positive_int
+from modeledit.commands.common import check_out, add_list, fraction, nonneg_int, positive_int
 
 
 def _kv(items: list[str]) -> dict:
@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from modeledit.counterfactuals import CounterfactualConfig, generate_counterfactuals, load_counterfactuals
 
+    check_out(args.out)
     cfg = CounterfactualConfig(
         batch_size=args.batch_size, blend=args.blend, max_size=args.max_size or None,
         style_images=args.style_images,

@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from modeledit.eval.demo import SECTIONS, DemoConfig, run_demo
 
+    check_out(args.out)
     sections = tuple(args.sections)
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:

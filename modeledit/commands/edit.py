@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from modeledit.commands.common import SITE_HELP, add_model_arguments, load_from_args, positive_float, positive_int, rank_value
+from modeledit.commands.common import SITE_HELP, check_out, add_model_arguments, load_from_args, positive_float, positive_int, rank_value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--original", nargs="+", required=True, help="original image(s) x")
     p.add_argument("--transformed", nargs="+", required=True, help="transformed image(s) x', one per original")
     p.add_argument("--mask", nargs="+", default=None, help="concept mask image(s), non-zero = concept, one per pair")
+    p.add_argument("--resize-masks", action="store_true", help="resize masks of another size than their image (refused otherwise)")
     p.add_argument("--solver", default="closed_form", choices=["closed_form", "adam"])
     p.add_argument("--rank", type=rank_value, default=1, help="rank of the update: a positive integer, or 'full' (unrestricted)")
     mode = p.add_mutually_exclusive_group()
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.editor import EditConfig, rewrite
     from modeledit.stats import ImageFiles, second_moment
 
+    check_out(args.out, folder=False)
     lm = load_from_args(args)
     site = get_site(lm.model, args.layer)
     cfg = EditConfig(solver=args.solver, rank=args.rank, mode=args.mode)
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.lr = args.lr
     if args.steps is not None:
         cfg.steps = args.steps
-    ex = Exemplars.from_images(lm, args.original, args.transformed, args.mask, size=args.size)
+    ex = Exemplars.from_images(lm, args.original, args.transformed, args.mask, size=args.size, resize_masks=args.resize_masks)
     stats = None
     if args.images:
         data = ImageFiles(args.images, size=args.size or lm.input_size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modeledit.commands.common import add_list, add_model_arguments, load_from_args, nonneg_int, positive_int
+from modeledit.commands.common import check_out, add_list, add_model_arguments, load_from_args, nonneg_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.plots import plot_class_rules, plot_concept_classes, plot_concept_style_heatmap
     from modeledit.eval.sensitivity import SensitivityConfig, concept_sensitivity
 
+    check_out(args.out)
     lm = load_from_args(args)
     cfg = SensitivityConfig(
         concepts=args.concepts, styles=args.styles,

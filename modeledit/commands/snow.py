@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_method_arguments, add_weights_argument, grid_overrides, positive_int, split_list
+from modeledit.commands.common import check_out, add_method_arguments, add_weights_argument, grid_overrides, positive_int, split_list
 from pathlib import Path
 
 
@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from modeledit.eval.snow import SnowConfig, run_snow
 
+    check_out(args.out)
     cfg = SnowConfig(model=args.model, weights=args.weights, mode=args.mode, exemplar_class=args.exemplar_class,
                      photos=args.photos, n_val=args.n_val, n_test=args.n_test, exemplar=args.exemplar, exemplar_mask=args.exemplar_mask, clean=args.clean,
                      style=args.style, stylizer=args.stylizer, methods=split_list(args.methods), sites=split_list(args.sites),

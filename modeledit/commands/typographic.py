@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_list, add_method_arguments, fraction, grid_overrides, split_list
+from modeledit.commands.common import check_out, add_list, add_method_arguments, fraction, grid_overrides, split_list
 from pathlib import Path
 
 
@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from modeledit.eval.typographic import TypographicConfig, run_typographic
 
+    check_out(args.out)
     cfg = TypographicConfig(
         model=args.model, weights=args.weights, class_names=split_list(args.classes) or None,
         dataset=args.dataset, clean=args.clean, attack_class=args.attack_class, word=args.word,

@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from modeledit.commands.common import positive_int
+from modeledit.commands.common import check_out, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,8 +72,8 @@ def _render(args: argparse.Namespace) -> int:
     from modeledit.eval.world.data import WorldDataset
     from modeledit.eval.world.report import picture_grid, write_samples
 
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
+    check_out(args.out)
+    check_out(args.grid, "--grid", folder=False)
     cfg = WorldConfig(text_tag_rate=1.0, neutral_tag_rate=0.5) if args.text_tags else WorldConfig()
     ds = WorldDataset(args.split, n=args.n, config=cfg)
     files = write_samples(ds, args.out)
@@ -92,6 +92,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.arch not in PRESETS:
         raise KeyError(f"unknown world classifier preset {args.arch!r}; valid: {sorted(PRESETS)}")
+    check_out(args.out, folder=False)
     cfg = PRESETS[args.arch]
     changes = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train)) if v is not None}
     cfg = dataclasses.replace(cfg, **changes)
@@ -108,6 +109,7 @@ def _train(args: argparse.Namespace) -> int:
 def _context(args: argparse.Namespace) -> int:
     from modeledit.eval.world.report import measure_context
 
+    check_out(args.out, folder=False)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     result = measure_context(models, text_model=args.text_model or None, n_per_cell=args.n, texture=args.texture, out=args.out,
                               style=args.style, n_style=args.n_style)
