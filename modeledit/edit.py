@@ -82,7 +82,8 @@ def _params(model: nn.Module, names: Sequence[str]) -> dict[str, torch.nn.Parame
     params = dict(model.named_parameters())
     missing = [n for n in names if n not in params]
     if missing:
-        raise KeyError(f"the model has no parameter {missing[0]!r}; this edit was made for another architecture")
+        raise ValueError(f"the model has no parameter {missing[0]!r}; this edit was made for another architecture: apply it to "
+                         "the model it was computed on")
     return {n: params[n] for n in names}
 
 
@@ -120,7 +121,7 @@ class Edit:
                 raise ValueError(
                     f"this {self.method} edit was computed on a different base weight for {name!r} "
                     f"(sha256 {self.base_hashes.get(name, '?')[:12]} expected, {h[:12]} found); apply it to the model it was "
-                    "made for, or pass force=True"
+                    "made for, or pass force=True (--force on the command line)"
                 )
 
     def new_values(self, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -185,13 +186,17 @@ class Edit:
         }
 
     def save(self, path: str | os.PathLike) -> tuple[Path, Path]:
-        """Write ``PATH.safetensors`` and ``PATH.json`` (a ``.safetensors``/``.json`` suffix is dropped)."""
-        from safetensors.torch import save_file
+        """Write ``PATH.safetensors`` and ``PATH.json`` (a ``.safetensors``/``.json`` suffix is dropped).
+
+        Both are written atomically (see :mod:`modeledit.atomic`); an unwritable place raises ``OSError``
+        naming the file."""
+        from safetensors.torch import save
 
         st, js = edit_paths(path)
         tensors = {f"{n}::{k}": t.detach().cpu().contiguous() for n, c in self.changes.items() for k, t in c.tensors.items()}
+        blob = save(tensors, metadata={"modeledit_edit": str(EDIT_FORMAT)})  # bytes: a bad place raises OSError naming it
         with atomic_path(st) as tmp:
-            save_file(tensors, str(tmp), metadata={"modeledit_edit": str(EDIT_FORMAT)})
+            tmp.write_bytes(blob)
         write_text_atomic(js, json.dumps(self.to_dict(), indent=1, sort_keys=True))
         return st, js
 
@@ -204,12 +209,28 @@ class Edit:
         for p in (st, js):
             if not p.is_file():
                 raise FileNotFoundError(f"edit file {str(p)!r} does not exist; pass the path given to Edit.save")
-        meta = json.loads(js.read_text())
-        flat = load_file(str(st))
+        try:
+            meta = json.loads(js.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"edit file {str(js)!r} is not valid JSON ({exc}); it is truncated or corrupt: save the edit again") from None
+        missing = [k for k in ("method", "ops", "base_hashes") if not isinstance(meta, dict) or k not in meta]
+        if missing:
+            raise ValueError(f"edit file {str(js)!r} lacks {missing}: it is not a modeledit edit (write edits with Edit.save "
+                             "or `modeledit edit --out`)")
+        try:
+            flat = load_file(str(st))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for any bad file
+            raise ValueError(f"edit tensors {str(st)!r} cannot be read ({exc}); the file is truncated or corrupt: save the edit again") from None
         changes: dict[str, ParamChange] = {n: ParamChange(op, {}) for n, op in meta["ops"].items()}
         for key, t in flat.items():
-            n, k = key.rsplit("::", 1)
+            n, _, k = key.rpartition("::")
+            if n not in changes:
+                raise ValueError(f"edit tensors {str(st)!r} hold {key!r}, which {str(js)!r} does not list; the two files belong "
+                                 "to different edits: keep NAME.safetensors and NAME.json of one save together")
             changes[n].tensors[k] = t
+        empty = [n for n, c in changes.items() if not c.tensors]
+        if empty:
+            raise ValueError(f"edit tensors {str(st)!r} hold nothing for {empty[0]!r}; the two files belong to different edits")
         edit = cls(method=meta["method"], changes=changes, base_hashes=meta["base_hashes"], sites=meta.get("sites", []),
                    config=meta.get("config", {}), metrics=meta.get("metrics", {}), versions=meta.get("versions", {}))
         if model is not None and not force:

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -32,6 +33,23 @@ from torch import nn
 from modeledit.layers import EditSite, capture_sites
 
 MODES = ("whole", "masked")
+# below this correlation of the two pictures' coarse layouts, a transformed exemplar is warned about
+SIMILARITY_WARN = 0.1
+
+
+def picture_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Correlation of two images' coarse layouts (grayscale at 16x16, after removing each one's mean).
+
+    A restyle keeps the layout (0.3-1.0 for Magenta or texture restyles of a region or the whole picture); two
+    unrelated photos give about 0 (skimage chelsea vs coffee: -0.20)."""
+    def small(t: torch.Tensor) -> torch.Tensor:
+        g = t.float().mean(0, keepdim=True)[None]
+        return F.adaptive_avg_pool2d(g, (16, 16)).flatten()
+
+    u, v = small(a), small(b)
+    u, v = u - u.mean(), v - v.mean()
+    den = float(u.norm() * v.norm())
+    return float((u @ v) / den) if den > 1e-12 else 1.0
 
 
 @dataclass
@@ -65,7 +83,8 @@ class Exemplars:
                     f"(N={n}); give one image-sized mask (H, W) per pair"
                 )
             if float(m.sum()) <= 0:
-                raise ValueError("the mask is empty (no pixel is set); mark the concept's pixels or use the whole-image mode")
+                raise ValueError("the mask is empty (no pixel is set); mark the concept's pixels, or give no mask at all "
+                                 "(the whole-image objective needs none)")
             self.mask = m.clamp(0, 1).contiguous()
 
     def __len__(self) -> int:
@@ -73,36 +92,70 @@ class Exemplars:
 
     @classmethod
     def from_images(
-        cls, lm: Any, originals: Sequence[Any], transformed: Sequence[Any], masks: Sequence[Any] | None = None, size: int | None = None
+        cls, lm: Any, originals: Sequence[Any], transformed: Sequence[Any], masks: Sequence[Any] | None = None,
+        size: int | None = None, resize_masks: bool = False,
     ) -> "Exemplars":
         """Resize (no crop, so masks stay aligned) to ``size`` (default the model's input size) and normalise.
 
         Images: PIL images, HxWx3 arrays, [0, 1] tensors (3, H, W) or file paths; masks: HxW arrays,
-        tensors or files (non-zero = concept).
+        tensors or files (non-zero = concept). Each transformed image must have its original's size
+        (it is the same picture, restyled: a visibly different picture is warned about), and each mask
+        its image's size unless ``resize_masks`` (then it is resized to the image first).
         """
         import numpy as np
 
-        from modeledit.images import read_image, to_tensor01
+        from modeledit.images import open_image, read_image, to_tensor01
 
         size = size or lm.input_size
 
+        def name(a: Any, what: str, i: int) -> str:
+            return repr(str(a)) if isinstance(a, (str, os.PathLike)) else f"{what} {i}"
+
         def img(a: Any) -> torch.Tensor:
-            t = a if isinstance(a, torch.Tensor) else to_tensor01(read_image(a) if isinstance(a, (str, os.PathLike)) else a)
-            return F.interpolate(t[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+            return (a if isinstance(a, torch.Tensor) else to_tensor01(read_image(a) if isinstance(a, (str, os.PathLike)) else a)).float()
 
         def msk(a: Any) -> torch.Tensor:
             if isinstance(a, (str, os.PathLike)):
-                a = np.asarray(read_image(a).convert("L"))
+                a = np.asarray(open_image(a, "mask").convert("L"))
             t = torch.as_tensor(np.array(a, dtype=np.float32))
             t = t.mean(-1) if t.dim() == 3 and t.shape[-1] in (3, 4) else t
-            t = (t > 0).float()[None, None]
-            return (F.interpolate(t, size=(size, size), mode="area")[0] > 0.5).float()
+            while t.dim() > 2 and t.shape[0] == 1:
+                t = t[0]
+            return (t > 0).float()
+
+        def fit(t: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
         if len(originals) != len(transformed):
             raise ValueError(f"{len(originals)} originals but {len(transformed)} transformed images; give one transformed image per original")
-        x = lm.normalize(torch.stack([img(a) for a in originals]))
-        xp = lm.normalize(torch.stack([img(a) for a in transformed]))
-        mask = torch.stack([msk(m) for m in masks]) if masks is not None else None
+        if masks is not None and len(masks) != len(originals):
+            raise ValueError(f"{len(masks)} masks for {len(originals)} exemplar pairs; give one mask per pair (or none)")
+        xs, xps, ms = [], [], []
+        for i, (a, b) in enumerate(zip(originals, transformed)):
+            x, xp = img(a), img(b)
+            (h, w), (h2, w2) = x.shape[-2:], xp.shape[-2:]
+            if (h, w) != (h2, w2):
+                raise ValueError(f"original {name(a, 'original', i)} is {w}x{h} but transformed {name(b, 'transformed', i)} is {w2}x{h2}; "
+                                 "the transformed image must be the original picture restyled, at the same size")
+            r = picture_similarity(x, xp)
+            if r < SIMILARITY_WARN:
+                warnings.warn(f"transformed {name(b, 'transformed', i)} looks like a different picture from original "
+                              f"{name(a, 'original', i)} (layout correlation {r:.2f} < {SIMILARITY_WARN}); the edit maps the "
+                              "transformed picture's keys to the original's values, so the two should show the same scene", stacklevel=2)
+            xs.append(fit(x))
+            xps.append(fit(xp))
+            if masks is not None:
+                m = msk(masks[i])
+                if tuple(m.shape) != (h, w):
+                    if not resize_masks:
+                        raise ValueError(f"mask {name(masks[i], 'mask', i)} is {m.shape[-1]}x{m.shape[0]} but its image "
+                                         f"{name(a, 'original', i)} is {w}x{h}; give a mask of the image's size, or ask for it to be "
+                                         "resized (resize_masks=True; --resize-masks on the command line)")
+                    m = (F.interpolate(m[None, None], size=(h, w), mode="area")[0, 0] > 0.5).float()
+                ms.append((F.interpolate(m[None, None], size=(size, size), mode="area")[0] > 0.5).float())
+        x = lm.normalize(torch.stack(xs))
+        xp = lm.normalize(torch.stack(xps))
+        mask = torch.stack(ms) if masks is not None else None
         return cls(x.to(lm.device), xp.to(lm.device), None if mask is None else mask.to(lm.device))
 
 

@@ -14,6 +14,8 @@ from modeledit.atomic import atomic_path
 def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     """Open and load an image file as it is (any mode); one clear error when it is missing or unreadable."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{what} {str(p)!r} is a folder, not an image file; pass image files (e.g. {str(p).rstrip('/')}/*.png)")
     if not p.is_file():
         raise FileNotFoundError(f"{what} {str(p)!r} does not exist")
     try:

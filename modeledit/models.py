@@ -156,14 +156,30 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(p))
-    obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(p))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for any bad file
+            raise ValueError(f"weights file {str(p)!r} is not a readable .safetensors file ({exc}); is it truncated or corrupt?") from None
+    obj = read_torch_file(p, weights_only=True)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict):
         raise ValueError(f"{str(p)!r} does not hold a state dict")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def read_torch_file(path: str | os.PathLike, weights_only: bool = True) -> Any:
+    """``torch.load`` on CPU, with one clear error when the file is not a torch checkpoint."""
+    import pickle
+    import zipfile
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=weights_only)
+    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError, RuntimeError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        kind = exc.__class__.__name__
+        raise ValueError(f"weights file {str(path)!r} is not a torch checkpoint ({kind}); pass a file written by torch.save "
+                         "(.pt/.pth) or a .safetensors file") from None
 
 
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -201,7 +217,7 @@ def _tv_enum(arch: str, weights: Any) -> Any:
     try:
         return enum_cls[member] if member != "DEFAULT" else enum_cls.DEFAULT
     except KeyError:
-        valid = [m for m in enum_cls.__members__] + ["DEFAULT"]
+        valid = list(dict.fromkeys(enum_cls.__members__))
         raise KeyError(f"unknown weights {weights!r} for {arch}; valid: {valid} or a local checkpoint path") from None
 
 
@@ -248,7 +264,7 @@ def _torchvision_loader(arch: str) -> Callable[..., LoadedModel]:
             require_network(
                 "download.pytorch.org",
                 f"torchvision weights {member}",
-                f"download {member.url} elsewhere and pass its local path as weights=",
+                f"download {member.url} elsewhere and pass its local path as weights= (--weights on the command line)",
             )
         model = getattr(tvm, arch)(weights=member)
         tfm = member.transforms()
@@ -364,7 +380,7 @@ def _load_clip(
         tags = open_clip.list_pretrained_tags_by_model(arch)
         if weights not in tags:
             raise KeyError(f"unknown pretrained tag {weights!r} for {arch}; valid: {tags} or a local checkpoint path")
-        require_network("huggingface.co", f"open_clip {arch} pretrained={weights!r}", "pass a local checkpoint path as weights=")
+        require_network("huggingface.co", f"open_clip {arch} pretrained={weights!r}", "pass a local checkpoint path as weights= (--weights on the command line)")
     if weights is not None and _is_path(weights) and not Path(weights).is_file():
         raise FileNotFoundError(f"CLIP checkpoint {str(weights)!r} does not exist")
     clip_model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=str(weights) if weights is not None else None)

@@ -102,5 +102,43 @@ def filter_concepts(instances: list[Instance], concepts: Sequence[str] | None) -
         return instances
     from modeledit.segmenters.vocab import canonical_concept
 
-    wanted = {canonical_concept(c) for c in concepts}
+    wanted = {canonical_concept(c, strict=False) for c in concepts}
     return [i for i in instances if i.concept in wanted]
+
+
+def resolve_concepts(segmenter: object, names: Sequence[str]) -> list[str]:
+    """Canonical names of ``names`` for ``segmenter``, refused (KeyError) when it cannot find one of them.
+
+    A segmenter says what it can find with a ``concepts`` attribute (a tuple of names: mediapipe finds
+    only ``person``), or ``any_concept = True`` (grabcut and files: the name is a label the user gives);
+    otherwise names must be in the vocabulary (:mod:`modeledit.segmenters.vocab`).
+
+    Example:
+        >>> resolve_concepts(get_segmenter("mediapipe"), ["people"])
+        ['person']
+    """
+    from modeledit.segmenters.vocab import canonical_concept
+
+    label = getattr(segmenter, "name", type(segmenter).__name__)
+    if getattr(segmenter, "any_concept", False):
+        out = [canonical_concept(n, strict=False) for n in names]
+    else:
+        known = getattr(segmenter, "concepts", None)
+        out = []
+        for n in names:
+            try:
+                c = canonical_concept(n)
+            except KeyError:
+                c = None
+            if known is not None and c not in known:
+                from modeledit.registry import close_matches
+
+                close = close_matches(str(n), list(known))
+                shown = list(known) if len(known) <= 12 else f"{len(known)} names, closest {close or '-'}"
+                raise KeyError(f"the {label} segmenter cannot find {n!r}; it finds: {shown}. Choose a segmenter that "
+                               "knows it (torchvision: COCO objects; oracle: the world's concepts; grabcut: any name, with a box; "
+                               "files: your own masks)")
+            if c is None:
+                c = canonical_concept(n)  # raises the vocabulary's KeyError with close matches
+            out.append(c)
+    return list(dict.fromkeys(out))

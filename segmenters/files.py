@@ -61,6 +61,7 @@ class FileSegmenter:
     """Masks from PNG files under ``root`` or from a COCO-format ``coco_json``."""
 
     name = "files"
+    any_concept = True  # the names are the user's own labels (file names or the COCO file's categories)
 
     def __init__(self, root: str | os.PathLike | None = None, coco_json: str | os.PathLike | None = None, concept: str | None = None) -> None:
         if (root is None) == (coco_json is None):

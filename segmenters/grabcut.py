@@ -1,6 +1,8 @@
 """A classical fallback that needs no model: OpenCV GrabCut from a box or a seed mask.
 
-For a user's one-off photo: draw a box around the concept (or give a rough mask) and name it.
+For a user's one-off photo: draw a box around the concept (or give a rough mask) and name it: any
+name works (``object``, ``foreground``, ``my mug``), it is a label, not a vocabulary lookup. Without a
+``concept`` the segmenter labels its region with the concept it is asked for.
 The box/seed can be fixed at construction or passed per image in ``meta`` (``"box"``, ``"seed_mask"``).
 
 Example:
@@ -16,14 +18,17 @@ import numpy as np
 from modeledit.segmenters.base import Instance, check_image, filter_concepts
 from modeledit.segmenters.vocab import canonical_concept
 
+DEFAULT_CONCEPT = "object"
+
 
 class GrabCutSegmenter:
     """GrabCut (Rother et al. 2004) seeded by a box ``(x0, y0, x1, y1)`` or a rough boolean mask."""
 
     name = "grabcut"
+    any_concept = True
 
-    def __init__(self, concept: str, box: Sequence[int] | None = None, seed_mask: np.ndarray | None = None, iterations: int = 5) -> None:
-        self.concept = canonical_concept(concept)
+    def __init__(self, concept: str | None = None, box: Sequence[int] | None = None, seed_mask: np.ndarray | None = None, iterations: int = 5) -> None:
+        self.concept = canonical_concept(concept, strict=False) if concept else None
         self.box = tuple(int(v) for v in box) if box is not None else None
         self.seed_mask = None if seed_mask is None else np.asarray(seed_mask, bool)
         self.iterations = int(iterations)
@@ -55,4 +60,5 @@ class GrabCutSegmenter:
         mask = (m == cv2.GC_FGD) | (m == cv2.GC_PR_FGD)
         if not mask.any():
             return []
-        return filter_concepts([Instance(mask, self.concept, 1.0)], concepts)
+        label = self.concept or (canonical_concept(concepts[0], strict=False) if concepts else DEFAULT_CONCEPT)
+        return filter_concepts([Instance(mask, label, 1.0)], concepts)

@@ -55,6 +55,13 @@ class TorchvisionSegmenter:
 
     name = "torchvision"
 
+    @property
+    def concepts(self) -> tuple[str, ...]:
+        """The COCO object names Mask R-CNN can find (canonical spelling)."""
+        from modeledit.segmenters.vocab import COCO_TORCHVISION_LABELS, canonical_concept
+
+        return tuple(dict.fromkeys(canonical_concept(n, strict=False) for n in COCO_TORCHVISION_LABELS if n not in ("__background__", "N/A")))
+
     def __init__(self, weights: Any = "DEFAULT", score_threshold: float = 0.5, mask_threshold: float = PIXEL_THRESHOLD["coco"],
                  device: str | torch.device | None = None, **model_kwargs: Any) -> None:
         self.model = build_maskrcnn(weights, **model_kwargs).eval()

@@ -3,6 +3,11 @@
 Each generator returns an HxWx3 float32 array in [0, 1]. They stand in for the style photographs the
 paper used (snow, wood grain, graffiti, foliage, fur, flowers, metal) where no such photos ship offline.
 
+A style's images must be genuinely different pictures of that style (held-out style images test
+generalisation), so generators whose seeds alone gave near-identical textures draw a *variant* from
+the seed (``seed % 3``: e.g. snow 0 fresh drifts, 1 packed snow with ruts, 2 falling flakes over powder);
+variant 0 is the original texture, so every style's image 0 is unchanged.
+
 Example:
     >>> tex = TEXTURES["snow"](seed=0, size=256)       # (256, 256, 3) in [0, 1]
 """
@@ -36,18 +41,61 @@ def _tint(gray: np.ndarray, dark: tuple[float, float, float], light: tuple[float
 
 
 def snow(seed: int = 0, size: int = 256) -> np.ndarray:
-    """Fresh snow: near-white drifts with bluish shadows and bright sparkle."""
+    """Snow: variant 0 fresh drifts (near-white, bluish shadows, sparkle); 1 packed, grey-blue snow with
+    dark wheel ruts; 2 big falling flakes over fine powder under a blue dusk light."""
+    import cv2
+
     rng = np.random.default_rng(1000 + seed)
-    base = _fractal(rng, size, (48.0, 16.0, 3.0, 1.0), (0.5, 0.3, 0.12, 0.08))
-    img = _tint(base, (0.70, 0.76, 0.86), (0.98, 0.99, 1.0))
-    flakes = rng.random((size, size)) > 0.985
-    img[flakes] = 1.0
-    return np.clip(img, 0, 1)
+    variant = seed % 3
+    if variant == 0:
+        base = _fractal(rng, size, (48.0, 16.0, 3.0, 1.0), (0.5, 0.3, 0.12, 0.08))
+        img = _tint(base, (0.70, 0.76, 0.86), (0.98, 0.99, 1.0))
+        flakes = rng.random((size, size)) > 0.985
+        img[flakes] = 1.0
+        return np.clip(img, 0, 1)
+    if variant == 1:
+        base = _fractal(rng, size, (20.0, 6.0, 2.0, 1.0), (0.35, 0.3, 0.2, 0.15))
+        img = _tint(base, (0.42, 0.46, 0.52), (0.86, 0.88, 0.92))
+        ruts = np.zeros((size, size), np.float32)
+        for _ in range(4):
+            x0 = rng.uniform(0, size)
+            pts = np.stack([x0 + np.cumsum(rng.normal(0, 2.0, 24)), np.linspace(-10, size + 10, 24)], 1).astype(np.int32)
+            cv2.polylines(ruts, [pts], False, 1.0, int(size / 28) + 1, cv2.LINE_AA)
+            cv2.polylines(ruts, [pts + np.array([int(size / 9), 0], np.int32)], False, 1.0, int(size / 28) + 1, cv2.LINE_AA)
+        ruts = cv2.GaussianBlur(ruts, (0, 0), 1.5)[..., None]
+        slush = _tint(_smooth_noise(rng, size, 1.2), (0.22, 0.22, 0.24), (0.48, 0.47, 0.46))
+        return np.clip(img * (1 - ruts) + slush * ruts, 0, 1).astype(np.float32)
+    base = _fractal(rng, size, (6.0, 2.0, 1.0), (0.4, 0.35, 0.25))
+    img = _tint(base, (0.45, 0.55, 0.78), (0.80, 0.86, 0.98))
+    flakes = np.zeros((size, size), np.float32)
+    for _ in range(int(size * size / 160)):
+        c = tuple(int(v) for v in rng.uniform(0, size, 2))
+        cv2.circle(flakes, c, int(rng.integers(1, max(2, size // 40))), float(rng.uniform(0.6, 1.0)), -1, cv2.LINE_AA)
+    flakes = cv2.GaussianBlur(flakes, (0, 0), 0.8)[..., None]
+    return np.clip(img * (1 - flakes) + flakes, 0, 1).astype(np.float32)
 
 
 def wooden(seed: int = 0, size: int = 256) -> np.ndarray:
-    """Wood grain: growth rings distorted by noise, in brown tones."""
+    """Wood: variant 0 growth rings distorted by noise, in brown tones; 1 dark walnut planks with straight
+    grain and gaps; 2 pale pine with knots, grain running across."""
     rng = np.random.default_rng(2000 + seed)
+    variant = seed % 3
+    if variant:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        warp = _fractal(rng, size, (30.0, 8.0), (0.7, 0.3))
+        lines = 0.5 + 0.5 * np.sin((yy + 0.04 * warp) * rng.uniform(90, 130))
+        g = 0.6 * lines ** 2 + 0.4 * _smooth_noise(rng, size, 0.8)
+        if variant == 1:
+            img = _tint(g, (0.12, 0.06, 0.03), (0.45, 0.27, 0.14))
+            plank = int(size / rng.uniform(4.5, 6))
+            for y0 in range(plank, size, plank):
+                img[max(0, y0 - 2):y0 + 1] = (0.04, 0.02, 0.01)
+            return np.clip(img, 0, 1).astype(np.float32)
+        for _ in range(3):
+            cx, cy, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.03, 0.07)
+            d = np.sqrt((xx - cx) ** 2 + ((yy - cy) * 2.5) ** 2)
+            g = np.where(d < r, 0.15 + 0.5 * (0.5 + 0.5 * np.sin(d * 300)), g)
+        return np.ascontiguousarray(np.rot90(np.clip(_tint(g, (0.62, 0.45, 0.26), (0.97, 0.86, 0.64)), 0, 1), 1)).astype(np.float32)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     cx, cy = rng.uniform(-0.8, -0.2), rng.uniform(0.2, 0.8)
     warp = _fractal(rng, size, (40.0, 10.0), (0.7, 0.3))
@@ -80,12 +128,18 @@ def fall_colors(seed: int = 0, size: int = 256) -> np.ndarray:
     import cv2
 
     rng = np.random.default_rng(4000 + seed)
-    img = (_tint(_fractal(rng, size), (0.25, 0.12, 0.04), (0.55, 0.30, 0.08)) * 255).astype(np.uint8).copy()
-    palette = [(200, 40, 20), (230, 110, 20), (240, 180, 30), (170, 60, 20), (150, 90, 30), (220, 150, 60)]
-    for _ in range(int(size * size / 350)):
+    variant = seed % 3
+    # variant 0: mixed leaves; 1: big red-maroon leaves; 2: small yellow leaves, dark ground showing through
+    ground = [((0.25, 0.12, 0.04), (0.55, 0.30, 0.08)), ((0.20, 0.05, 0.05), (0.45, 0.12, 0.10)), ((0.05, 0.04, 0.03), (0.22, 0.16, 0.08))][variant]
+    img = (_tint(_fractal(rng, size), *ground) * 255).astype(np.uint8).copy()
+    palette = [[(200, 40, 20), (230, 110, 20), (240, 180, 30), (170, 60, 20), (150, 90, 30), (220, 150, 60)],
+               [(170, 20, 30), (120, 10, 25), (210, 40, 30), (150, 30, 60)],
+               [(250, 220, 40), (240, 200, 80), (230, 240, 90), (200, 170, 30)]][variant]
+    count, big = [(350, 18), (900, 8), (160, 40)][variant]
+    for _ in range(int(size * size / count)):
         c = tuple(int(v) for v in np.clip(np.array(palette[int(rng.integers(len(palette)))]) + rng.normal(0, 18, 3), 0, 255))
         center = tuple(int(v) for v in rng.uniform(0, size, 2))
-        axes = (int(rng.integers(4, size // 18 + 6)), int(rng.integers(3, size // 30 + 4)))
+        axes = (int(rng.integers(4, size // big + 6)), int(rng.integers(3, size // (big * 5 // 3) + 4)))
         cv2.ellipse(img, center, axes, float(rng.uniform(0, 180)), 0, 360, c, -1, cv2.LINE_AA)
     return img.astype(np.float32) / 255.0
 
@@ -159,7 +213,17 @@ def gravel(seed: int = 0, size: int = 256) -> np.ndarray:
     from scipy.spatial import cKDTree
 
     rng = np.random.default_rng(9000 + seed)
-    n = int(size * size / 90)
+    variant = seed % 3
+    if variant == 1:  # large rounded river pebbles in ochre and slate, dark gaps
+        n = int(size * size / 500)
+        pts = rng.uniform(0, size, (n, 2))
+        yy, xx = np.mgrid[0:size, 0:size]
+        d, idx = cKDTree(pts).query(np.stack([yy.ravel(), xx.ravel()], 1), k=2)
+        edge = np.clip((d[:, 1] - d[:, 0]) / 8.0, 0, 1).reshape(size, size) ** 0.5
+        cols = np.array([(0.72, 0.55, 0.30), (0.35, 0.38, 0.42), (0.60, 0.35, 0.22), (0.85, 0.80, 0.68)], np.float32)
+        col = cols[rng.integers(len(cols), size=n)][idx[:, 0]].reshape(size, size, 3)
+        return np.clip(col * edge[..., None] * (0.8 + 0.3 * _smooth_noise(rng, size, 2.0))[..., None], 0, 1).astype(np.float32)
+    n = int(size * size / (90 if variant == 0 else 30))
     pts = rng.uniform(0, size, (n, 2))
     yy, xx = np.mgrid[0:size, 0:size]
     d, idx = cKDTree(pts).query(np.stack([yy.ravel(), xx.ravel()], 1), k=2)
@@ -175,12 +239,19 @@ def grass(seed: int = 0, size: int = 256) -> np.ndarray:
     import cv2
 
     rng = np.random.default_rng(10000 + seed)
-    img = (_tint(_fractal(rng, size), (0.05, 0.18, 0.03), (0.20, 0.40, 0.08)) * 255).astype(np.uint8).copy()
-    for _ in range(int(size * size / 25)):
+    variant = seed % 3
+    # variant 0: dense upright green blades; 1: long dry straw-coloured blades bent by wind; 2: short bright lawn
+    ground, blade, (count, lo, hi, tilt, spread) = [
+        (((0.05, 0.18, 0.03), (0.20, 0.40, 0.08)), (60, 150, 40), (25, 25, 10, 0.0, 0.3)),
+        (((0.25, 0.20, 0.08), (0.55, 0.45, 0.20)), (190, 160, 80), (40, 8, 4, 0.7, 0.15)),
+        (((0.10, 0.35, 0.05), (0.35, 0.65, 0.12)), (110, 210, 50), (12, 60, 30, 0.0, 0.6)),
+    ][variant]
+    img = (_tint(_fractal(rng, size), *ground) * 255).astype(np.uint8).copy()
+    for _ in range(int(size * size / count)):
         x, y = rng.uniform(0, size, 2)
-        ln = rng.uniform(size / 25, size / 10)
-        a = -np.pi / 2 + rng.normal(0, 0.3)
-        col = np.clip(np.array([60, 150, 40]) * rng.uniform(0.5, 1.4) + rng.normal(0, 10, 3), 0, 255)
+        ln = rng.uniform(size / lo, size / hi)
+        a = -np.pi / 2 + tilt + rng.normal(0, spread)
+        col = np.clip(np.array(blade) * rng.uniform(0.5, 1.4) + rng.normal(0, 10, 3), 0, 255)
         cv2.line(img, (int(x), int(y)), (int(x + ln * np.cos(a)), int(y + ln * np.sin(a))), tuple(int(v) for v in col), 1, cv2.LINE_AA)
     return img.astype(np.float32) / 255.0
 
@@ -188,15 +259,19 @@ def grass(seed: int = 0, size: int = 256) -> np.ndarray:
 def brick(seed: int = 0, size: int = 256) -> np.ndarray:
     """A brick wall: staggered courses of red-brown bricks with mortar joints."""
     rng = np.random.default_rng(11000 + seed)
-    bh = int(size / rng.uniform(9, 13))
+    variant = seed % 3
+    # variant 0: red-brown bricks, pale mortar; 1: big yellow-ochre bricks, dark mortar; 2: small dark-purple bricks
+    brick_col, mortar, courses = [((0.62, 0.24, 0.14), (0.72, 0.70, 0.66), (9, 13)), ((0.85, 0.68, 0.35), (0.15, 0.14, 0.13), (5, 7)),
+                                  ((0.30, 0.12, 0.20), (0.55, 0.55, 0.58), (16, 20))][variant]
+    bh = int(size / rng.uniform(*courses))
     bw = bh * 2 + int(rng.integers(0, bh))
     img = np.empty((size, size, 3), np.float32)
-    img[:] = (0.72, 0.70, 0.66)
+    img[:] = mortar
     noise = _fractal(rng, size, (6.0, 1.2), (0.6, 0.4))
     for row, y0 in enumerate(range(0, size, bh)):
         off = (bw // 2) * (row % 2)
         for x0 in range(-off, size, bw):
-            col = np.array((0.62, 0.24, 0.14)) * rng.uniform(0.75, 1.15)
+            col = np.array(brick_col) * rng.uniform(0.75, 1.15)
             ys, xs = slice(y0 + 2, min(size, y0 + bh - 1)), slice(max(0, x0 + 2), min(size, x0 + bw - 1))
             img[ys, xs] = col
     return np.clip(img * (0.8 + 0.4 * noise[..., None]), 0, 1)

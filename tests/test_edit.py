@@ -161,4 +161,7 @@ def test_cli_stats_edit_apply(tmp_path, capsys, monkeypatch):
     bad_mask = tmp_path / "small.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(bad_mask)
     assert main(args[:5] + [str(tmp_path / "x.png"), "--transformed", str(tmp_path / "xp.png"), "--mask", str(bad_mask)]) == 2
+    assert "is 8x8 but its image" in capsys.readouterr().err  # a mask of another size is refused, naming both sizes
+    Image.fromarray(np.zeros(Image.open(tmp_path / "x.png").size[::-1], np.uint8)).save(bad_mask)
+    assert main(args[:5] + [str(tmp_path / "x.png"), "--transformed", str(tmp_path / "xp.png"), "--mask", str(bad_mask)]) == 2
     assert "mask is empty" in capsys.readouterr().err

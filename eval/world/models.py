@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from modeledit.atomic import atomic_path
-from modeledit.models import LoadedModel, _load_strict
+from modeledit.models import LoadedModel, _load_strict, read_torch_file
 
 #: the shipped classifiers and what they are
 SHIPPED = {
@@ -42,7 +42,10 @@ def load_project_checkpoint(path: str | os.PathLike, name: str | None = None) ->
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
-    blob = torch.load(str(p), map_location="cpu", weights_only=False)
+    blob = read_torch_file(p, weights_only=False)
+    if not isinstance(blob, dict) or not {"spec", "class_names", "state_dict"} <= set(blob):
+        raise ValueError(f"{str(p)!r} is a torch file but not a project checkpoint (spec, class_names, state_dict); "
+                         "pass a file written by `modeledit world train` or save_project_checkpoint")
     spec = blob["spec"]
     model = build_net(spec["arch"], num_classes=len(blob["class_names"]), **spec.get("kwargs", {}))
     _load_strict(model, blob["state_dict"], str(p))

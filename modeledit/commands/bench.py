@@ -3,29 +3,36 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_method_arguments, grid_overrides, split_list
+from modeledit.commands.common import check_out, add_list, add_method_arguments, add_weights_argument, grid_overrides, nonneg_int, positive_int, split_list
 import json
 from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", default="world_vgg")
-    p.add_argument("--weights", default=None)
+    p.add_argument("model", nargs="?", default="world_vgg", help="model name (see `modeledit models`)")
+    add_weights_argument(p)
     p.add_argument("--dataset", default="world:test", help="images for exemplars, validation and test")
     p.add_argument("--clean", default="world:val:600", help="images for clean accuracy")
     p.add_argument("--stats-dataset", default="world:train:1500", help="images for the second-moment statistics C")
     p.add_argument("--sensitivity", default=None, help="a sensitivity table.csv to select pairs from (and their target classes)")
-    p.add_argument("--pairs", default="", help="concept:style pairs, e.g. road:snow,grass:wooden (default: selected)")
-    p.add_argument("--max-pairs", type=int, default=3)
-    p.add_argument("--n-exemplars", default="3", help="comma-separated exemplar counts, e.g. 1,3,10")
-    p.add_argument("--seeds", default="0")
+    add_list(p, "--pairs", item=_pair, what="concept:style pair", help="concept:style pairs, e.g. road:snow,grass:wooden (default: selected from --sensitivity)")
+    p.add_argument("--max-pairs", type=positive_int, default=3, help="pairs selected from the sensitivity table")
+    add_list(p, "--n-exemplars", item=positive_int, what="exemplar count", default="3", help="exemplar counts, e.g. 1,3,10")
+    add_list(p, "--seeds", item=nonneg_int, what="seed", default="0", help="seeds (exemplar draws), e.g. 0,1,2")
     add_method_arguments(p)
-    p.add_argument("--segmenter", default="oracle")
-    p.add_argument("--stylizer", default="magenta")
+    p.add_argument("--segmenter", default="oracle", help="segmenter backend")
+    p.add_argument("--stylizer", default="magenta", help="stylizer backend")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=positive_int, default=2, help="parallel workers (ray executor)")
     p.add_argument("--out", required=True, help="results folder (resumable)")
+
+
+def _pair(text: str) -> list[str]:
+    parts = [t.strip() for t in text.split(":")]
+    if len(parts) != 2 or not all(parts):
+        raise ValueError("write it as concept:style, e.g. road:snow")
+    return parts
 
 
 def config_from_args(args: argparse.Namespace):
@@ -34,9 +41,9 @@ def config_from_args(args: argparse.Namespace):
 
     kw = dict(
         model=args.model, weights=args.weights, dataset=args.dataset, clean=args.clean, stats_dataset=args.stats_dataset,
-        pairs=[p.split(":") for p in args.pairs.split(",") if p], sensitivity=args.sensitivity, max_pairs=args.max_pairs,
+        pairs=args.pairs or [], sensitivity=args.sensitivity, max_pairs=args.max_pairs,
         protocol=ProtocolConfig(max_clean_drop=args.max_clean_drop),
-        n_exemplars=[int(v) for v in args.n_exemplars.split(",")], seeds=[int(v) for v in args.seeds.split(",")],
+        n_exemplars=args.n_exemplars, seeds=args.seeds,
         methods=split_list(args.methods), sites=split_list(args.sites),
         segmenter=args.segmenter, stylizer=args.stylizer,
     )
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.bench import budget_curve, run_bench, summarize
     from modeledit.eval.plots import plot_budget, plot_methods, plot_vs
 
+    check_out(args.out)
     cfg = config_from_args(args)
     result = run_bench(cfg, args.out, executor=args.executor, address=args.address, workers=args.workers)
     table = result.table

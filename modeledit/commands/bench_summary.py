@@ -9,12 +9,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modeledit.commands.common import split_list
+from modeledit.commands.common import add_list, fraction
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", help="a `modeledit bench` output folder (with cells.csv)")
-    p.add_argument("--budgets", default="0.0025,0.01,0.02,0.05", help="comma-separated clean accuracy budgets (fractions)")
+    add_list(p, "--budgets", item=_budget, what="budget", default="0.0025,0.01,0.02,0.05", help="clean accuracy budgets (fractions: 0.01 = 1 pp)")
+
+
+def _budget(text: str) -> str:
+    fraction(text)  # checks; the text itself names the output files
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{cells} does not exist; run `modeledit bench ... --out {out}` first")
     table = pd.read_csv(cells)
     cols = ["method", "test_target_corrected", "test_other_corrected", "heldout_target_corrected", "heldout_other_corrected", "clean_drop"]
-    for text in split_list(args.budgets):
+    for text in args.budgets:
         b = float(text)
         s = summarize(table, b)
         s.to_csv(out / f"summary_budget_{text}.csv", index=False)

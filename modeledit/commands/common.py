@@ -1,30 +1,121 @@
-"""Arguments shared by several subcommands."""
+"""Arguments shared by several subcommands, and the value types every command parses flags with.
+
+One convention for lists: a plural flag (``--concepts``, ``--styles``, ``--methods``, ...) takes a
+comma-separated list and may also be repeated (``--concepts road --concepts grass`` equals
+``--concepts road,grass``); where a singular spelling existed it stays as an alias. A flag that takes
+one value has a singular name. A bad value is an argparse error: one line naming the flag.
+"""
 from __future__ import annotations
 
 import argparse
+from typing import Any, Callable
 
 from modeledit.models import LoadedModel, load_model
+
+SITE_HELP = ("edit site: the site index as `modeledit layers MODEL` numbers them (0, 1, ..., -1 = last; not the module "
+             "index N in a path such as features.N), the site name, or the rewritten layer's dotted path")
+
+
+def split_list(text: Any) -> list[str]:
+    """Items of a comma-separated string, or of a list of such strings (a repeated flag)."""
+    if text is None:
+        return []
+    if isinstance(text, (list, tuple)):
+        return [t for part in text for t in split_list(part)]
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def _typed(name: str, conv: Callable[[str], Any], check: Callable[[Any], bool] = lambda v: True, need: str = "") -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = conv(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name}{need}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+positive_int = _typed("a positive integer", int, lambda v: v >= 1)
+nonneg_int = _typed("a non-negative integer", int, lambda v: v >= 0)
+fraction = _typed("a fraction between 0 and 1", float, lambda v: 0.0 <= v <= 1.0)
+positive_float = _typed("a positive number", float, lambda v: v > 0)
+nonneg_float = _typed("a non-negative number", float, lambda v: v >= 0)
+
+
+def csv_list(item: Callable[[str], Any] = str, what: str = "item") -> Callable[[str], list[Any]]:
+    """An argparse type: a non-empty comma-separated list whose items parse with ``item``."""
+
+    def parse(text: str) -> list[Any]:
+        items = split_list(text)
+        if not items:
+            raise argparse.ArgumentTypeError(f"{text!r} is an empty list; give one or more {what}s separated by commas")
+        out = []
+        for it in items:
+            try:
+                out.append(item(it))
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+                where = f" in {text!r}" if len(items) > 1 else ""
+                raise argparse.ArgumentTypeError(f"{it!r}{where} is not a valid {what} ({exc})") from None
+        return out
+
+    parse.__name__ = f"list of {what}s"
+    return parse
+
+
+def add_list(p: argparse.ArgumentParser, *flags: str, item: Callable[[str], Any] = str, what: str = "name", default: Any = None,
+             **kwargs: Any) -> None:
+    """A plural, comma-separated, repeatable flag (see the module docstring)."""
+    if default is not None and not isinstance(default, list):
+        default = csv_list(item, what)(default)
+    p.add_argument(*flags, type=csv_list(item, what), action="extend", default=None, **kwargs)
+    dest = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
+    p.set_defaults(**{dest: default})
+
+
+def rank_value(text: str) -> int | str:
+    """``--rank``: a positive integer or ``full``."""
+    if text == "full":
+        return text
+    try:
+        r = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive integer nor 'full'") from None
+    if r < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (or 'full')")
+    return r
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model name (see `modeledit models`), e.g. mobilenet_v2, world_vgg, timm:resnet18, clip:RN50")
-    p.add_argument("--weights", default=None, help="weights: torchvision enum name (IMAGENET1K_V1), open_clip tag, or a local checkpoint path")
+    add_weights_argument(p)
     p.add_argument("--classes", default=None, help="comma-separated class names (CLIP zero-shot head, or a custom checkpoint)")
+
+
+def add_weights_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None,
+                   help="weights: torchvision enum name (IMAGENET1K_V1), open_clip tag, or a local checkpoint path "
+                        "(default: the model's offline default: shipped weights, or random init where there are none)")
 
 
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
     kwargs = {}
     if getattr(args, "classes", None):
-        kwargs["class_names"] = [c.strip() for c in args.classes.split(",") if c.strip()]
+        kwargs["class_names"] = split_list(args.classes)
     return load_model(args.model, weights=args.weights, **kwargs)
 
 
 def add_method_arguments(p: argparse.ArgumentParser, sites: str = "-1") -> None:
     """The comparison's methods, edit sites and clean-accuracy budget (bench, typographic, snow)."""
-    p.add_argument("--methods", default="edit,finetune_local,finetune_global",
-                   help="comma-separated: edit, edit_adam, edit_full, edit_masked, finetune_local, finetune_global")
-    p.add_argument("--sites", default=sites, help="comma-separated edit sites (index or name, see `modeledit layers`)")
-    p.add_argument("--max-clean-drop", type=float, default=0.0025, help="clean accuracy budget for choosing hyperparameters")
+    add_list(p, "--methods", default="edit,finetune_local,finetune_global", what="method",
+             help="comma-separated: edit, edit_adam, edit_full, edit_masked, finetune_local, finetune_global")
+    add_list(p, "--sites", default=sites, what="site",
+             help="comma-separated edit sites: site index as `modeledit layers` numbers them (not a module index), or site name")
+    p.add_argument("--max-clean-drop", type=fraction, default=0.0025,
+                   help="clean accuracy budget for choosing hyperparameters (a fraction: 0.0025 = 0.25 pp)")
     p.add_argument("--finetune-grid", default=None, help="fine-tuning lr:steps,... (default: the harness's grid)")
     p.add_argument("--adam-grid", default=None, help="lr:steps,... for edit_adam (default: the harness's grid)")
 
@@ -37,10 +128,39 @@ def grid_overrides(args: argparse.Namespace) -> dict[str, list[list[float]]]:
         if text:
             try:
                 out[key] = [[float(a), int(b)] for a, b in (item.split(":") for item in split_list(text))]
+                if any(lr <= 0 or steps < 1 for lr, steps in out[key]):
+                    raise ValueError
             except ValueError:
-                raise ValueError(f"--{flag.replace('_', '-')} takes lr:steps pairs separated by commas, e.g. 1e-3:500,1e-4:500; got {text!r}") from None
+                raise ValueError(f"--{flag.replace('_', '-')} takes lr:steps pairs (lr > 0, steps >= 1) separated by commas, "
+                                 f"e.g. 1e-3:500,1e-4:500; got {text!r}") from None
     return out
 
 
-def split_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+def check_out(path: str | None, flag: str = "--out", folder: bool = True) -> None:
+    """Refuse, before any work, an output place that cannot be written: a folder (``folder=True``) or
+    a file prefix whose folder is ``path``'s parent. Nothing is created here."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if not path:
+        return
+    p = Path(path).expanduser().absolute()
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {path!r} is a file, not a folder; choose another {flag}")
+    if not folder and p.is_dir():
+        raise ValueError(f"{flag} {path!r} is a folder; give a file name (e.g. {path.rstrip('/')}/my_edit)")
+    start = p if folder else p.parent
+    probe = start
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{flag} {path!r} lies under {str(probe)!r}, which is a file, not a folder; choose another {flag}")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{flag} {path!r}: cannot write in {str(probe)!r} ({exc.strerror or exc.__class__.__name__}); "
+                         f"choose another {flag}") from None
+    if probe != start and not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path!r}: cannot create folders in {str(probe)!r}; choose another {flag}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from modeledit.commands.common import check_out, add_list, fraction, nonneg_int, positive_int
+
 
 def _kv(items: list[str]) -> dict:
     out = {}
@@ -20,15 +22,15 @@ def _kv(items: list[str]) -> dict:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images, or an ImageFolder tree (subfolders = classes)")
-    p.add_argument("--concept", required=True, action="append", help="concept to restyle (repeatable), e.g. person, road, wheel")
-    p.add_argument("--style", required=True, action="append", help="style from the bank (repeatable), e.g. snow, wooden, 'black and white'")
+    add_list(p, "--concepts", "--concept", what="concept", required=True, help="concepts to restyle, comma-separated or repeated, e.g. person,road")
+    add_list(p, "--styles", "--style", what="style", required=True, help="styles from the bank, comma-separated or repeated, e.g. snow,wooden")
     p.add_argument("--segmenter", default="mediapipe", help="segmenter backend (default: mediapipe; also torchvision, detectron2, files, grabcut, oracle)")
     p.add_argument("--segmenter-arg", action="append", metavar="KEY=VALUE", help="keyword for the segmenter, e.g. root=masks/ (repeatable)")
     p.add_argument("--stylizer", default="magenta", help="stylizer backend (default: magenta; also magenta-onnx, texture, tfhub)")
-    p.add_argument("--style-images", default=None, help="comma-separated indices of each style's images to use (default: all)")
-    p.add_argument("--max-size", type=int, default=512, help="downscale images whose long side exceeds this (0 keeps sizes)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--blend", type=float, default=0.8, help="stylized/original blend inside the mask (paper: 0.8)")
+    add_list(p, "--style-images", item=nonneg_int, what="image index", help="indices of each style's images to use, comma-separated (default: all)")
+    p.add_argument("--max-size", type=nonneg_int, default=512, help="downscale images whose long side exceeds this (0 keeps sizes)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per segmenter/stylizer batch (also the unit kept on Ctrl-C)")
+    p.add_argument("--blend", type=fraction, default=0.8, help="stylized/original blend inside the mask (paper: 0.8)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
     p.add_argument("--out", required=True, help="output dataset folder (an interrupted run there is resumed)")
 
@@ -36,12 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from modeledit.counterfactuals import CounterfactualConfig, generate_counterfactuals, load_counterfactuals
 
+    check_out(args.out)
     cfg = CounterfactualConfig(
         batch_size=args.batch_size, blend=args.blend, max_size=args.max_size or None,
-        style_images=[int(v) for v in args.style_images.split(",")] if args.style_images else None,
+        style_images=args.style_images,
         on_error="skip" if args.skip_bad_images else "raise",
     )
-    out = generate_counterfactuals(args.images, args.segmenter, args.stylizer, args.concept, args.style, args.out, cfg,
+    out = generate_counterfactuals(args.images, args.segmenter, args.stylizer, args.concepts, args.styles, args.out, cfg,
                                    segmenter_kwargs=_kv(args.segmenter_arg))
     ds = load_counterfactuals(out)
     t = ds.table

@@ -4,20 +4,23 @@ from __future__ import annotations
 import argparse
 import json
 
+from modeledit.commands.common import add_list
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="report", help="report folder (index.html, results.json, one folder per section)")
     p.add_argument("--quick", action="store_true", help="a small version (about two minutes); the numbers are noisy")
-    p.add_argument("--sections", default="sensitivity,bench,typographic,photos", help="comma-separated subset to run")
+    add_list(p, "--sections", default="sensitivity,bench,typographic,photos", what="section", help="subset of the sections to run")
 
 
 def run(args: argparse.Namespace) -> int:
     from modeledit.eval.demo import SECTIONS, DemoConfig, run_demo
 
-    sections = tuple(s for s in args.sections.split(",") if s)
+    check_out(args.out)
+    sections = tuple(args.sections)
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
-        raise ValueError(f"unknown demo sections {unknown}; valid: {list(SECTIONS)}")
+        raise ValueError(f"unknown demo sections {unknown} in --sections; valid: {','.join(SECTIONS)}")
     page = run_demo(args.out, DemoConfig.quick() if args.quick else DemoConfig(), sections=sections)
     results = json.loads((page.parent / "results.json").read_text())
     print("\nsummary")

@@ -4,25 +4,27 @@ from __future__ import annotations
 import argparse
 import json
 
-from modeledit.commands.common import add_model_arguments, load_from_args
+from modeledit.commands.common import SITE_HELP, check_out, add_model_arguments, load_from_args, positive_float, positive_int, rank_value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("--layer", required=True, help="edit site: index, site name or layer path (see `modeledit layers MODEL`)")
+    p.add_argument("--layer", required=True, help=SITE_HELP)
     p.add_argument("--original", nargs="+", required=True, help="original image(s) x")
     p.add_argument("--transformed", nargs="+", required=True, help="transformed image(s) x', one per original")
     p.add_argument("--mask", nargs="+", default=None, help="concept mask image(s), non-zero = concept, one per pair")
+    p.add_argument("--resize-masks", action="store_true", help="resize masks of another size than their image (refused otherwise)")
     p.add_argument("--solver", default="closed_form", choices=["closed_form", "adam"])
-    p.add_argument("--rank", default="1", help="rank of the update (an integer) or 'full'")
+    p.add_argument("--rank", type=rank_value, default=1, help="rank of the update: a positive integer, or 'full' (unrestricted)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--whole-image", dest="mode", action="store_const", const="whole", help="objective on the whole image (default)")
     mode.add_argument("--masked", dest="mode", action="store_const", const="masked", help="objective on the mask only")
     p.set_defaults(mode="whole")
-    p.add_argument("--images", default=None, help="folder of images for the key statistics C (cached); without it C = I")
-    p.add_argument("--size", type=int, default=None, help="exemplar size in pixels (default: the model's input size)")
-    p.add_argument("--lr", type=float, default=None, help="adam learning rate (default 1e-4)")
-    p.add_argument("--steps", type=int, default=None, help="adam steps (default 20000)")
+    p.add_argument("--images", default=None, help="folder of images for the key statistics C (cached); without it the editor uses "
+                   "C = I and warns: the edit then moves unrelated images much more")
+    p.add_argument("--size", type=positive_int, default=None, help="exemplar size in pixels (default: the model's input size)")
+    p.add_argument("--lr", type=positive_float, default=None, help="adam learning rate (default 1e-4)")
+    p.add_argument("--steps", type=positive_int, default=None, help="adam steps (default 20000)")
     p.add_argument("--out", default=None, help="write the edit to OUT.safetensors + OUT.json")
 
 
@@ -34,20 +36,21 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.editor import EditConfig, rewrite
     from modeledit.stats import ImageFiles, second_moment
 
+    check_out(args.out, folder=False)
     lm = load_from_args(args)
     site = get_site(lm.model, args.layer)
-    cfg = EditConfig(solver=args.solver, rank=args.rank if args.rank == "full" else int(args.rank), mode=args.mode)
+    cfg = EditConfig(solver=args.solver, rank=args.rank, mode=args.mode)
     if args.lr is not None:
         cfg.lr = args.lr
     if args.steps is not None:
         cfg.steps = args.steps
-    ex = Exemplars.from_images(lm, args.original, args.transformed, args.mask, size=args.size)
+    ex = Exemplars.from_images(lm, args.original, args.transformed, args.mask, size=args.size, resize_masks=args.resize_masks)
     stats = None
     if args.images:
         data = ImageFiles(args.images, size=args.size or lm.input_size)
         stats = second_moment(lm.model, site, DataLoader(data, batch_size=32), dataset_id=data.identity, transform=lm.normalize)
     edit = rewrite(lm.model, site, ex, cfg, stats=stats)
-    out = dict(edit.metrics)
+    out = {"site_index": site.index, "site": site.name, **edit.metrics}
     if args.out:
         st, js = edit.save(args.out)
         out["files"] = [str(st), str(js)]

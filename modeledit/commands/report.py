@@ -11,7 +11,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from modeledit.commands.common import check_out
     from modeledit.eval.report import build_report
+
+    check_out(args.out)
 
     print(build_report(args.results, args.out, args.title))
     return 0

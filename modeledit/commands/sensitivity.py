@@ -4,20 +4,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modeledit.commands.common import add_model_arguments, load_from_args
+from modeledit.commands.common import check_out, add_list, add_model_arguments, load_from_args, nonneg_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--dataset", default="world:test", help="world:SPLIT[:N] or an image folder (ImageFolder tree for labels)")
-    p.add_argument("--concepts", required=True, help="comma-separated concept names, e.g. road,grass")
-    p.add_argument("--styles", required=True, help="comma-separated style names from the style bank, e.g. snow,wooden")
-    p.add_argument("--style-image", type=int, default=0, help="which image of each style (others are held out)")
-    p.add_argument("--segmenter", default="oracle")
-    p.add_argument("--stylizer", default="magenta")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    p.add_argument("--seed", type=int, default=0)
+    add_list(p, "--concepts", "--concept", what="concept", required=True, help="concept names, comma-separated or repeated, e.g. road,grass")
+    add_list(p, "--styles", "--style", what="style", required=True, help="style names from the style bank, comma-separated or repeated, e.g. snow,wooden")
+    p.add_argument("--style-image", type=nonneg_int, default=0, help="which one image of each style is used (the others are held out)")
+    p.add_argument("--segmenter", default="oracle", help="segmenter backend (oracle = the world's true masks)")
+    p.add_argument("--stylizer", default="magenta", help="stylizer backend (magenta, magenta-onnx, texture, tfhub)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (also the unit kept on Ctrl-C)")
+    p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", required=True, help="results folder (resumable; table.csv, table.json, figures)")
 
 
@@ -26,10 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.plots import plot_class_rules, plot_concept_classes, plot_concept_style_heatmap
     from modeledit.eval.sensitivity import SensitivityConfig, concept_sensitivity
 
+    check_out(args.out)
     lm = load_from_args(args)
     cfg = SensitivityConfig(
-        concepts=[c.strip() for c in args.concepts.split(",") if c.strip()],
-        styles=[s.strip() for s in args.styles.split(",") if s.strip()],
+        concepts=args.concepts, styles=args.styles,
         style_image=args.style_image, segmenter=args.segmenter, stylizer=args.stylizer,
         batch_size=args.batch_size, n_boot=args.bootstrap, seed=args.seed,
     )

@@ -5,16 +5,16 @@ import argparse
 import json
 import time
 
-from modeledit.commands.common import add_model_arguments, load_from_args
+from modeledit.commands.common import SITE_HELP, add_model_arguments, load_from_args, nonneg_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("--layer", required=True, help="edit site: index, site name or layer path (see `modeledit layers MODEL`)")
+    p.add_argument("--layer", required=True, help=SITE_HELP)
     p.add_argument("--images", required=True, help="folder of images the statistics are computed over (searched recursively)")
-    p.add_argument("--size", type=int, default=None, help="input size (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--size", type=positive_int, default=None, help="input size (default: the model's)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--workers", type=nonneg_int, default=0, help="DataLoader worker processes")
     p.add_argument("--cache-dir", default=None, help="cache folder (default $MODELEDIT_CACHE or ~/.cache/modeledit)")
 
 
@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     st = second_moment(lm.model, site, DataLoader(data, batch_size=args.batch_size, num_workers=args.workers),
                        dataset_id=ident, transform=lm.normalize, cache_dir=args.cache_dir)
-    print(json.dumps({"site": site.name, "layer": site.layer, "images": len(data), "keys": st.count, "dim": site.key_channels,
+    print(json.dumps({"site_index": site.index, "site": site.name, "layer": site.layer, "images": len(data), "keys": st.count, "dim": site.key_channels,
                       "cache": str(path), "from_cache": cached, "seconds": round(time.perf_counter() - t0, 3)}, indent=1))
     return 0

@@ -3,33 +3,34 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_method_arguments, grid_overrides, split_list
+from modeledit.commands.common import check_out, add_list, add_method_arguments, fraction, grid_overrides, split_list
 from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default="world_vgg_text", help="e.g. world_vgg_text, or clip:RN50 with --weights and --classes")
-    p.add_argument("--weights", default=None, help="e.g. a local open_clip RN50 checkpoint")
+    p.add_argument("--weights", default=None, help="e.g. a local open_clip RN50 checkpoint (default: the model's offline default)")
     p.add_argument("--classes", default=None, help="comma-separated class names (CLIP zero-shot head)")
     p.add_argument("--dataset", default="world:test:900", help="labelled images (world:SPLIT[:N] or an ImageFolder tree)")
-    p.add_argument("--clean", default="world:val:600")
+    p.add_argument("--clean", default="world:val:600", help="images for clean accuracy")
     p.add_argument("--attack-class", default="car", help="the class whose name is pasted")
     p.add_argument("--word", default=None, help="the pasted word (default: the attack class's name)")
-    p.add_argument("--fonts", default="sans,serif,hand")
+    add_list(p, "--fonts", default="sans,serif,hand", what="font", help="fonts for the typed paster")
     p.add_argument("--paster", default="typed", choices=["typed", "world_tag"], help="typed fonts at random places, or the world's own tag")
-    p.add_argument("--size", type=float, default=0.2, help="letter height as a fraction of the image")
+    p.add_argument("--size", type=fraction, default=0.2, help="letter height as a fraction of the image")
     add_method_arguments(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0, help="seed for the exemplar and the pasted text")
+    p.add_argument("--out", required=True, help="results folder (resumable)")
 
 
 def run(args: argparse.Namespace) -> int:
     from modeledit.eval.typographic import TypographicConfig, run_typographic
 
+    check_out(args.out)
     cfg = TypographicConfig(
-        model=args.model, weights=args.weights, class_names=[c for c in args.classes.split(",") if c] if args.classes else None,
+        model=args.model, weights=args.weights, class_names=split_list(args.classes) or None,
         dataset=args.dataset, clean=args.clean, attack_class=args.attack_class, word=args.word,
-        fonts=args.fonts.split(","), paster=args.paster, size=args.size, methods=split_list(args.methods), sites=split_list(args.sites),
+        fonts=args.fonts, paster=args.paster, size=args.size, methods=split_list(args.methods), sites=split_list(args.sites),
         max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args),
     )
     table, summary = run_typographic(cfg, args.out)

@@ -12,30 +12,32 @@ import json
 import logging
 from pathlib import Path
 
+from modeledit.commands.common import check_out, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="world_command", metavar="ACTION", required=True)
     info = sub.add_parser("info", help="world version, classes, concepts, co-occurrence table, shipped accuracies")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     render = sub.add_parser("render", help="write sample images with their masks")
-    render.add_argument("--n", type=int, default=18, help="number of scenes (default 18: one per class)")
-    render.add_argument("--out", required=True, help="output folder")
-    render.add_argument("--split", default="test", choices=["train", "val", "test"])
+    render.add_argument("--n", type=positive_int, default=18, help="number of scenes (18: one per class)")
+    render.add_argument("--out", required=True, help="output folder (PNG images, one mask PNG per concept, a JSON record per scene)")
+    render.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split's scenes")
     render.add_argument("--text-tags", action="store_true", help="render with the text-tag world (as world_vgg_text saw it)")
     render.add_argument("--grid", default=None, help="also write a picture grid of images and masks to this PNG path")
     train = sub.add_parser("train", help="reproduce a shipped classifier")
     train.add_argument("arch", help="preset: vgg, resnet or vgg_text")
     train.add_argument("--out", default=None, help="checkpoint path (default: the package's modeledit/zoo/world_ARCH.pt)")
-    train.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    train.add_argument("--n-train", type=int, default=None, help="override the preset's number of training scenes")
+    train.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epochs")
+    train.add_argument("--n-train", type=positive_int, default=None, help="override the preset's number of training scenes")
     ctx = sub.add_parser("context", help="measure context reliance (texture swaps) and the text-tag flip rate")
     ctx.add_argument("--out", default="results/world_context.json", help="JSON result path")
     ctx.add_argument("--models", default="world_vgg,world_resnet", help="comma-separated models for the texture swaps")
     ctx.add_argument("--text-model", default="world_vgg_text", help="model for the text-tag flip rate ('' to skip)")
-    ctx.add_argument("--n", type=int, default=60, help="scenes per class and context")
+    ctx.add_argument("--n", type=positive_int, default=60, help="scenes per class and context")
     ctx.add_argument("--texture", default="snow", help="texture swapped into the context region (a world texture name)")
     ctx.add_argument("--style", default=None, help="also restyle the context with this style-bank style through Magenta (e.g. snow)")
-    ctx.add_argument("--n-style", type=int, default=20, help="scenes per class and context for --style")
+    ctx.add_argument("--n-style", type=positive_int, default=20, help="scenes per class and context for --style")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -70,8 +72,8 @@ def _render(args: argparse.Namespace) -> int:
     from modeledit.eval.world.data import WorldDataset
     from modeledit.eval.world.report import picture_grid, write_samples
 
-    if args.n < 1:
-        raise ValueError(f"--n must be at least 1, got {args.n}")
+    check_out(args.out)
+    check_out(args.grid, "--grid", folder=False)
     cfg = WorldConfig(text_tag_rate=1.0, neutral_tag_rate=0.5) if args.text_tags else WorldConfig()
     ds = WorldDataset(args.split, n=args.n, config=cfg)
     files = write_samples(ds, args.out)
@@ -90,6 +92,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.arch not in PRESETS:
         raise KeyError(f"unknown world classifier preset {args.arch!r}; valid: {sorted(PRESETS)}")
+    check_out(args.out, folder=False)
     cfg = PRESETS[args.arch]
     changes = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train)) if v is not None}
     cfg = dataclasses.replace(cfg, **changes)
@@ -106,6 +109,7 @@ def _train(args: argparse.Namespace) -> int:
 def _context(args: argparse.Namespace) -> int:
     from modeledit.eval.world.report import measure_context
 
+    check_out(args.out, folder=False)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     result = measure_context(models, text_model=args.text_model or None, n_per_cell=args.n, texture=args.texture, out=args.out,
                               style=args.style, n_style=args.n_style)
