@@ -3,7 +3,6 @@ a run killed midway resumes to the same result; bad inputs get one clear error a
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

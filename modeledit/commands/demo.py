@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from modeledit.commands.common import add_list
+from modeledit.commands.common import add_list, check_out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
