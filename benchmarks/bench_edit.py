@@ -69,7 +69,7 @@ def exemplars(lm, size: int, n: int):
     tex = F.interpolate(to_tensor01(d.grass()).expand(3, -1, -1)[None], size=(size, size), mode="bilinear", antialias=True)[0]
     mask = torch.zeros(n, 1, size, size)
     mask[..., size * 5 // 16: size * 13 // 16, size // 4: size * 7 // 8] = 1
-    return Exemplars(lm.normalize(x), lm.normalize(x * (1 - mask) + tex * mask), mask)
+    return Exemplars(x, x * (1 - mask) + tex * mask, mask)
 
 
 def recalibrate_bn(lm, images: torch.Tensor) -> None:
@@ -97,8 +97,8 @@ def solver_rows(name, lm, size, sites, n_ex, steps, lr, stats_images, save):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             st = second_moment(lm.model, site, batches, transform=lm.normalize, progress=False)
-            cf = rewrite(lm.model, site, ex, EditConfig(solver="closed_form"), stats=st)
-            ad = rewrite(lm.model, site, ex, EditConfig(solver="adam", lr=lr, steps=steps), stats=st)
+            cf = rewrite(lm, site, ex, config=EditConfig(solver="closed_form"), stats=st)
+            ad = rewrite(lm, site, ex, config=EditConfig(solver="adam", lr=lr, steps=steps), stats=st)
         row = {
             "model": name, "site": site.name, "layer": site.layer, "activation": site.activation,
             "key_dim": site.key_channels, "value_dim": site.value_channels, "input_size": size, "exemplars": n_ex,

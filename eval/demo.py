@@ -265,8 +265,8 @@ def photo_section(cfg: DemoConfig, out: Path) -> dict[str, Any]:
     site = get_site(lm.model, "features.16")
     stats_imgs = [lm.normalize(torch.stack([astro, *others.values()]))]
     stats = second_moment(lm.model, site, stats_imgs, dataset_id=None, progress=False)
-    ex = Exemplars(lm.normalize(astro[None]), lm.normalize(styled[0][None]), mask[None, None].float())
-    edit = rewrite(lm.model, site, ex, EditConfig(), stats=stats)
+    ex = Exemplars(astro[None], styled[0][None], mask[None, None].float())
+    edit = rewrite(lm, site, ex, config=EditConfig(), stats=stats)
     with edit.applied(lm.model):
         after_styled = top1(torch.stack(styled))
         after_others = top1(torch.stack(list(others.values())))

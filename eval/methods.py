@@ -27,14 +27,14 @@ def _rewrite_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], f
                    stats: Callable[[Any], Any] | None) -> Any:
     from modeledit.editor import EditConfig, rewrite
 
-    return rewrite(lm.model, site, exemplars, EditConfig(**fields), stats=stats(site) if stats else None)
+    return rewrite(lm, site, exemplars, config=EditConfig(**fields), stats=stats(site) if stats else None)
 
 
 def _finetune_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
                     stats: Callable[[Any], Any] | None) -> Any:
     from modeledit.finetuning import FinetuneConfig, finetune
 
-    return finetune(lm.model, site, exemplars, target=list(targets), config=FinetuneConfig(**fields))
+    return finetune(lm, site, exemplars, target=list(targets), config=FinetuneConfig(**fields))
 
 
 @dataclass(frozen=True)
@@ -119,5 +119,5 @@ def method_edit(lm: Any, method: str, setting: Mapping[str, Any], site: Any, x01
     m = METHODS.get(method)
     dev = lm.device
     mask = None if masks is None else masks.float()[:, None].to(dev)
-    ex = Exemplars(lm.normalize(x01).to(dev), lm.normalize(xp01).to(dev), mask)
+    ex = Exemplars(x01.to(dev), xp01.to(dev), mask)
     return m.make(lm, site, ex, targets, {**m.base, **setting}, stats)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from modeledit.atomic import atomic_path, write_text_atomic
+from modeledit.models import as_module
 from modeledit.provenance import package_versions, tensor_hash
 
 EDIT_FORMAT = 1
@@ -105,17 +106,32 @@ class Edit:
     versions: dict[str, str] = field(default_factory=package_versions)
     _backups: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def __repr__(self) -> str:
+        """One line: method, sites, the config's defining fields, the objective, the base weights' hash."""
+        parts = [self.method, "sites=" + ",".join(self.sites) if self.sites else ""]
+        for k in ("solver", "rank", "mode", "scope", "lr", "steps", "alpha", "lam"):
+            if k in self.config:
+                parts.append(f"{k}={self.config[k]}")
+        m = self.metrics
+        if "objective_before" in m and "objective_after" in m:
+            parts.append(f"objective {m['objective_before']:.4g}->{m['objective_after']:.4g}")
+        kinds = sorted({c.op for c in self.changes.values()})
+        parts.append(f"{len(self.changes)} param(s) [{','.join(kinds)}]")
+        base = next(iter(self.base_hashes.values()), "")
+        parts.append(f"base {base[:12]}" if base else "")
+        return "Edit(" + ", ".join(p for p in parts if p) + ")"
+
     @classmethod
     def from_changes(cls, model: nn.Module, method: str, changes: dict[str, ParamChange], **kwargs: Any) -> "Edit":
         """An edit of ``model``'s current parameters (their hashes become the edit's base)."""
-        params = _params(model, list(changes))
+        params = _params(as_module(model), list(changes))
         return cls(method=method, changes=changes, base_hashes={n: tensor_hash(p) for n, p in params.items()}, **kwargs)
 
     # -- checking and computing
 
     def check_base(self, model: nn.Module) -> None:
         """Raise ValueError when the model's parameters are not the ones the edit was computed on."""
-        for name, p in _params(model, list(self.changes)).items():
+        for name, p in _params(as_module(model), list(self.changes)).items():
             h = tensor_hash(p)
             if h != self.base_hashes.get(name):
                 raise ValueError(
@@ -126,20 +142,23 @@ class Edit:
 
     def new_values(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The edited parameter tensors, without changing the model."""
+        model = as_module(model)
         return {n: self.changes[n].new_value(p.detach()) for n, p in _params(model, list(self.changes)).items()}
 
     def deltas(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """New minus current value, per changed parameter."""
+        model = as_module(model)
         params = _params(model, list(self.changes))
         return {n: v - params[n].detach() for n, v in self.new_values(model).items()}
 
     # -- applying
 
     def is_applied(self, model: nn.Module) -> bool:
-        return id(model) in self._backups
+        return id(as_module(model)) in self._backups
 
     def apply(self, model: nn.Module, force: bool = False) -> "Edit":
         """Write the edit into ``model`` in place; returns the edit. Refuses a different base unless ``force``."""
+        model = as_module(model)
         if self.is_applied(model):
             raise ValueError(f"this {self.method} edit is already applied to the model; revert it first")
         if not force:
@@ -154,6 +173,7 @@ class Edit:
 
     def revert(self, model: nn.Module) -> None:
         """Restore every parameter the edit changed, bit for bit."""
+        model = as_module(model)
         backup = self._backups.pop(id(model), None)
         if backup is None:
             raise ValueError(f"this {self.method} edit is not applied to the model; nothing to revert")
@@ -165,6 +185,7 @@ class Edit:
     @contextlib.contextmanager
     def applied(self, model: nn.Module, force: bool = False) -> Iterator[nn.Module]:
         """Apply for the duration of a ``with`` block; reverted on exit, also after an error."""
+        model = as_module(model)
         self.apply(model, force=force)
         try:
             yield model
@@ -264,6 +285,7 @@ class EditSequence:
 
     def steps(self, model: nn.Module, force: bool = False) -> Iterator[tuple[int, Edit]]:
         """Apply the edits in order, yielding after each one (the model then carries edits 0..i)."""
+        model = as_module(model)
         done = self._applied.get(id(model), 0)
         for i in range(done, len(self.edits)):
             self.edits[i].apply(model, force=force)
@@ -271,17 +293,20 @@ class EditSequence:
             yield i, self.edits[i]
 
     def apply(self, model: nn.Module, force: bool = False) -> "EditSequence":
+        model = as_module(model)
         for _ in self.steps(model, force=force):
             pass
         return self
 
     def revert(self, model: nn.Module) -> None:
+        model = as_module(model)
         n = self._applied.pop(id(model), 0)
         for e in reversed(self.edits[:n]):
             e.revert(model)
 
     @contextlib.contextmanager
     def applied(self, model: nn.Module, force: bool = False) -> Iterator[nn.Module]:
+        model = as_module(model)
         try:
             self.apply(model, force=force)
             yield model

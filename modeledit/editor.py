@@ -39,7 +39,7 @@ Solvers (registry :data:`SOLVERS`):
 
 Example:
     >>> from modeledit.editor import EditConfig, rewrite
-    >>> edit = rewrite(lm.model, site, exemplars, EditConfig(solver="closed_form"), stats=st)
+    >>> edit = rewrite(lm, site, exemplars, config=EditConfig(solver="closed_form"), stats=st)
     >>> edit.metrics["objective_before"], edit.metrics["objective_after"]
     >>> edit.apply(lm.model)
 """
@@ -49,7 +49,7 @@ import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,7 @@ from modeledit.config import JsonConfig
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import MODES, Exemplars, ExemplarTensors, collect
 from modeledit.layers import BoundSite, EditSite, bind_site
+from modeledit.models import as_loaded, as_module
 from modeledit.stats import SecondMoment, single_threaded
 
 log = logging.getLogger(__name__)
@@ -453,24 +454,86 @@ def register_solver(name: str, fn: Callable[[nn.Module, EditSite, ExemplarTensor
 # entry point
 
 
+def _image_list(images: Any) -> list[Any]:
+    """One image (path, PIL, array, (3, H, W) tensor), a batch (N, 3, H, W) or a list, as a list."""
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return list(images)
+    return [images]
+
+
+def resolve_stats(lm: Any, site: EditSite, stats: Any, batch_size: int = 32) -> SecondMoment | torch.Tensor | None:
+    """Statistics as the editor takes them: a SecondMoment, a (d, d) tensor or None as given; a folder of
+    images (path) or a dataset / loader of [0, 1] images is streamed through ``lm`` at ``site`` (a folder's
+    result is cached under its identity)."""
+    import os
+
+    from modeledit.stats import ImageFiles, second_moment
+
+    if stats is None or isinstance(stats, (SecondMoment, torch.Tensor)):
+        return stats
+    if isinstance(stats, (str, os.PathLike)):
+        data = ImageFiles(stats, size=lm.input_size)
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
+        return second_moment(lm, site, loader, dataset_id=data.identity)
+    if isinstance(stats, torch.utils.data.Dataset):
+        stats = torch.utils.data.DataLoader(stats, batch_size=batch_size)
+    if isinstance(stats, torch.utils.data.DataLoader):
+        return second_moment(lm, site, stats, dataset_id=None)
+    raise TypeError(f"stats must be a SecondMoment, a (d, d) tensor, a folder of images, a dataset or loader of [0, 1] images, "
+                    f"or None; got {type(stats).__name__}")
+
+
 def rewrite(
-    model: nn.Module,
+    model: Any,
     site: EditSite | int | str,
-    exemplars: Exemplars | ExemplarTensors,
+    exemplars: Any,
+    transformed: Any = None,
+    *,
+    mask: Any = None,
     config: EditConfig | None = None,
-    stats: SecondMoment | torch.Tensor | None = None,
+    stats: Any = None,
+    **fields: Any,
 ) -> Edit:
     """Compute the rank-r rewrite of ``site`` mapping the exemplars' keys at x' to their values at x.
 
-    The model is not changed: apply the returned :class:`~modeledit.edit.Edit`. ``exemplars`` are in the
-    model's input space (see :meth:`Exemplars.from_images`). ``metrics`` holds ``objective_before``,
-    ``objective_after`` (the paper's L1 on the exemplars), ``seconds`` and ``solver``.
+    ``model`` is a :class:`~modeledit.models.LoadedModel`; images are in [0, 1]. Give either
+    :class:`~modeledit.exemplars.Exemplars` or the original image(s) and, as ``transformed``, the same
+    picture(s) with the concept restyled (paths, PIL images, arrays or tensors; one or a list), with
+    optional concept ``mask`` (s). ``config`` (or its fields as keywords, e.g. ``rank=1, mode="masked"``)
+    sets the solver. ``stats``: the keys' second moment C (a SecondMoment, a folder of images or a
+    dataset to compute it from); without it C = I, with a warning (edits then move unrelated images far
+    more). The model is not changed: apply the returned :class:`~modeledit.edit.Edit`. ``metrics``
+    holds ``objective_before``, ``objective_after`` (the paper's L1 on the exemplars), ``seconds``,
+    ``solver`` and which ``statistics`` were used.
 
     Example:
-        >>> edit = rewrite(lm.model, "features.14", ex, EditConfig(solver="adam", lr=1e-3, steps=10000), stats=st)
+        >>> edit = rewrite(lm, "features.14", "road.png", "road_snow.png", mask="road_mask.png", stats="val_images/")
+        >>> edit = rewrite(lm, -1, ex, config=EditConfig(solver="adam", lr=1e-3, steps=10000), stats=st)
     """
-    cfg = config or EditConfig()
-    bound = bind_site(model, site)
+    if isinstance(transformed, EditConfig):
+        raise TypeError("pass the EditConfig as config=... (the fourth argument is the transformed image)")
+    if config is not None and fields:
+        raise TypeError(f"give either config= or its fields ({sorted(fields)}) as keywords, not both")
+    cfg = config or EditConfig(**fields)
+    if isinstance(exemplars, ExemplarTensors):
+        lm = None
+        if transformed is not None or mask is not None:
+            raise TypeError("collected ExemplarTensors already hold keys and values; give no transformed images or mask")
+    else:
+        lm = as_loaded(model, "rewrite")
+        if not isinstance(exemplars, Exemplars):
+            if transformed is None:
+                raise TypeError("give the transformed image(s) too: rewrite(lm, site, original, transformed)")
+            exemplars = Exemplars.from_images(lm, _image_list(exemplars), _image_list(transformed),
+                                              masks=None if mask is None else _image_list(mask))
+        elif transformed is not None or mask is not None:
+            raise TypeError("Exemplars already hold the transformed images and masks; give no transformed or mask")
+    module = as_module(model)
+    bound = bind_site(module, site)
+    stats = resolve_stats(lm, bound.site, stats) if lm is not None else stats
+    model = module
     site = bound.site
     rank = cfg.validate(site.key_channels)
     if site.kind == "linear" and bound.layer_module.weight.dim() != 2:
@@ -479,7 +542,7 @@ def rewrite(
     model.eval()
     try:
         t0 = time.perf_counter()
-        tens = exemplars if isinstance(exemplars, ExemplarTensors) else collect(model, site, exemplars, cfg.mode)
+        tens = exemplars if isinstance(exemplars, ExemplarTensors) else collect(lm, site, exemplars, cfg.mode)
         c, stats_info = _stats_matrix(stats, site, cfg.stats_ridge)
         keys, kw = _flat_keys(tens)
         dirs = update_direction(keys, kw, c, rank).to(tens.key.dtype)

@@ -10,13 +10,14 @@ Two objective modes: ``"whole"`` (every output position, the paper's better-perf
 ``"masked"`` (only positions covered by the mask, downsampled to each feature map by area averaging).
 The update direction is always computed from the keys the objective uses.
 
-Images are tensors in the model's input space (already normalised) when a plain ``nn.Module`` is
-given; :meth:`Exemplars.from_images` builds them from [0, 1] images or arrays through a
-:class:`~modeledit.models.LoadedModel`.
+Images are in [0, 1], as everywhere at the library's boundary (a value outside is refused: the usual
+sign of an already normalised tensor); :func:`collect` normalises them with the
+:class:`~modeledit.models.LoadedModel`'s statistics. :meth:`Exemplars.from_images` builds exemplars from
+files, PIL images, arrays or tensors.
 
 Example:
     >>> ex = Exemplars.from_images(lm, [original], [transformed], masks=[mask], size=128)
-    >>> tens = collect(lm.model, site, ex, mode="whole")
+    >>> tens = collect(lm, site, ex, mode="whole")
     >>> tens.key.shape, tens.value.shape, tens.weight.shape     # (N,Cin,H,W) (N,Cout,H',W') (N,1,H',W')
 """
 from __future__ import annotations
@@ -28,9 +29,9 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from modeledit.layers import EditSite, capture_sites
+from modeledit.models import as_loaded
 
 MODES = ("whole", "masked")
 # below this correlation of the two pictures' coarse layouts, a transformed exemplar is warned about
@@ -54,7 +55,7 @@ def picture_similarity(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @dataclass
 class Exemplars:
-    """Pairs (x, x') of shape (N, 3, H, W) in the model's input space and an optional mask (N, 1, H, W)."""
+    """Pairs (x, x') of shape (N, 3, H, W) in [0, 1] and an optional mask (N, 1, H, W) of the concept."""
 
     x: torch.Tensor
     x_prime: torch.Tensor
@@ -70,6 +71,11 @@ class Exemplars:
                 f"original and transformed exemplars must have the same (N, C, H, W) shape, got "
                 f"{tuple(self.x.shape)} and {tuple(self.x_prime.shape)}; resize them to one size"
             )
+        for what, t in (("original", self.x), ("transformed", self.x_prime)):
+            lo, hi = float(t.min()), float(t.max())
+            if lo < -1e-4 or hi > 1 + 1e-4:
+                raise ValueError(f"{what} exemplar images hold values in [{lo:.2f}, {hi:.2f}]; give images in [0, 1] "
+                                 "(not normalised: the model's normalisation is applied inside)")
         if self.mask is not None:
             m = self.mask.float()
             while m.dim() < 4:
@@ -95,7 +101,7 @@ class Exemplars:
         cls, lm: Any, originals: Sequence[Any], transformed: Sequence[Any], masks: Sequence[Any] | None = None,
         size: int | None = None, resize_masks: bool = False,
     ) -> "Exemplars":
-        """Resize (no crop, so masks stay aligned) to ``size`` (default the model's input size) and normalise.
+        """Resize (no crop, so masks stay aligned) to ``size`` (default the model's input size), in [0, 1].
 
         Images: PIL images, HxWx3 arrays, [0, 1] tensors (3, H, W) or file paths; masks: HxW arrays,
         tensors or files (non-zero = concept). Each transformed image must have its original's size
@@ -153,10 +159,8 @@ class Exemplars:
                                          "resized (resize_masks=True; --resize-masks on the command line)")
                     m = (F.interpolate(m[None, None], size=(h, w), mode="area")[0, 0] > 0.5).float()
                 ms.append((F.interpolate(m[None, None], size=(size, size), mode="area")[0] > 0.5).float())
-        x = lm.normalize(torch.stack(xs))
-        xp = lm.normalize(torch.stack(xps))
         mask = torch.stack(ms) if masks is not None else None
-        return cls(x.to(lm.device), xp.to(lm.device), None if mask is None else mask.to(lm.device))
+        return cls(torch.stack(xs).clamp(0, 1), torch.stack(xps).clamp(0, 1), mask)
 
 
 @dataclass
@@ -190,15 +194,20 @@ def downsample_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.adaptive_avg_pool2d(mask, (h, w))
 
 
-def collect(model: nn.Module, site: EditSite, exemplars: Exemplars, mode: str = "whole") -> ExemplarTensors:
-    """Keys k* and skip at x', values v* at x, and the objective's position weights for ``mode``."""
+def collect(model: Any, site: EditSite, exemplars: Exemplars, mode: str = "whole") -> ExemplarTensors:
+    """Keys k* and skip at x', values v* at x, and the objective's position weights for ``mode``.
+
+    ``model`` is a :class:`~modeledit.models.LoadedModel`: the [0, 1] exemplars are normalised with it.
+    """
+    lm = as_loaded(model, "collecting exemplar keys and values")
+    model = lm.model
     if mode not in MODES:
         raise ValueError(f"unknown objective mode {mode!r}; choose from {MODES}")
     if mode == "masked" and exemplars.mask is None:
         raise ValueError("the masked mode needs a mask of the concept; pass one or use the whole-image mode")
     dev = next(model.parameters()).device
-    at_x = capture_sites(model, exemplars.x.to(dev), [site], stop_after=True)[site.name]
-    at_xp = capture_sites(model, exemplars.x_prime.to(dev), [site], stop_after=True)[site.name]
+    at_x = capture_sites(model, lm.normalize(exemplars.x.to(dev)), [site], stop_after=True)[site.name]
+    at_xp = capture_sites(model, lm.normalize(exemplars.x_prime.to(dev)), [site], stop_after=True)[site.name]
     value, key = at_x.value, at_xp.key
     if mode == "whole":
         weight = torch.ones_like(value[:, :1])

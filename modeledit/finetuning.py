@@ -12,7 +12,7 @@ their zero-shot logits (the text head is a fixed buffer).
 
 Example:
     >>> from modeledit.finetuning import FinetuneConfig, finetune
-    >>> edit = finetune(lm.model, site, exemplars, target=817, config=FinetuneConfig(scope="global", lr=1e-4))
+    >>> edit = finetune(lm, site, exemplars, target=817, config=FinetuneConfig(scope="global", lr=1e-4))
     >>> with edit.applied(lm.model): ...
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ from modeledit.config import JsonConfig
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import Exemplars
 from modeledit.layers import BoundSite, EditSite, bind_site
+from modeledit.models import as_loaded
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,12 @@ def downstream_parameters(model: nn.Module, site: EditSite | BoundSite, x: torch
     return names
 
 
-def _targets(model: nn.Module, ex: Exemplars, target: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor:
+def _targets(lm: Any, ex: Exemplars, target: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor:
     n = len(ex)
-    dev = ex.x_prime.device
     if target is None:
         with torch.no_grad():
-            return model(ex.x).argmax(-1)
-    t = torch.as_tensor(target, device=dev).long().reshape(-1)
+            return lm.model(lm.normalize(ex.x.to(lm.device))).argmax(-1)
+    t = torch.as_tensor(target, device=lm.device).long().reshape(-1)
     if t.numel() == 1:
         t = t.expand(n)
     if t.numel() != n:
@@ -108,7 +108,7 @@ def _targets(model: nn.Module, ex: Exemplars, target: int | Sequence[int] | torc
 
 
 def finetune(
-    model: nn.Module,
+    model: Any,
     site: EditSite | int | str,
     exemplars: Exemplars | torch.Tensor,
     target: int | Sequence[int] | torch.Tensor | None = None,
@@ -117,21 +117,26 @@ def finetune(
     """Fine-tune towards ``target`` (class index, one per exemplar, or None = the model's prediction on
     the originals) on the transformed exemplars x'; the model is left unchanged, the edit returned.
 
+    ``model`` is a :class:`~modeledit.models.LoadedModel`; ``exemplars`` are :class:`Exemplars` or a
+    batch of transformed images, in [0, 1].
+
     Example:
-        >>> edit = finetune(lm.model, "features.14", ex, config=FinetuneConfig(scope="local", lr=1e-3, steps=500))
+        >>> edit = finetune(lm, "features.14", ex, config=FinetuneConfig(scope="local", lr=1e-3, steps=500))
     """
     cfg = config or FinetuneConfig()
     if cfg.scope not in SCOPES:
         raise ValueError(f"unknown fine-tuning scope {cfg.scope!r}; choose from {SCOPES}")
+    lm = as_loaded(model, "finetune")
+    model = lm.model
     bound = bind_site(model, site)
     site = bound.site
-    dev = next(model.parameters()).device
+    dev = lm.device
     ex = exemplars if isinstance(exemplars, Exemplars) else Exemplars(exemplars, exemplars)
-    xp = ex.x_prime.to(dev)
+    xp = lm.normalize(ex.x_prime.to(dev))
     was_training = model.training
     model.eval()
     try:
-        y = _targets(model, ex, target).to(dev)
+        y = _targets(lm, ex, target).to(dev)
     finally:
         model.train(was_training)
     names = [f"{site.layer}.weight"] if cfg.scope == "local" else downstream_parameters(model, bound, xp)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modeledit.models import as_module
 from modeledit.registry import close_matches
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +101,11 @@ def site_rule_for(model: nn.Module) -> SiteRule:
 
 
 def list_sites(model: nn.Module) -> list[EditSite]:
-    """The model's edit sites in forward order, following the paper's definition per family."""
+    """The model's edit sites in forward order, following the paper's definition per family.
+
+    ``model``: an ``nn.Module`` or a :class:`~modeledit.models.LoadedModel` (as everywhere in this module).
+    """
+    model = as_module(model)
     rule = site_rule_for(model)
     return [EditSite(index=i, **spec) for i, spec in enumerate(rule.find(model))]
 
@@ -111,6 +116,7 @@ def get_site(model: nn.Module, spec: int | str | EditSite | "BoundSite") -> Edit
         return spec
     if isinstance(spec, BoundSite):
         return spec.site
+    model = as_module(model)
     sites = list_sites(model)
     if isinstance(spec, int) or (isinstance(spec, str) and spec.lstrip("-").isdigit()):
         i = int(spec)
@@ -330,6 +336,7 @@ class BoundSite:
 
 def bind_site(model: nn.Module, site: int | str | EditSite | BoundSite) -> BoundSite:
     """``site`` (index, name, :class:`EditSite`) resolved once on ``model``; a site already bound to it is returned as is."""
+    model = as_module(model)
     if isinstance(site, BoundSite):
         if site.model is model:
             return site
@@ -436,6 +443,7 @@ def capture(
         ...         rec.run(x)                       # model(x), stopped after the site
         ...         rec.keys[site.name].shape
     """
+    model = as_module(model)
     rec = Recorder(model)
     handles: list[Any] = []
     pending: set[str] = set()

@@ -94,6 +94,20 @@ class LoadedModel:
         out = [self.predict(x01[i:i + batch_size]).argmax(-1).cpu() for i in range(0, len(x01), batch_size)]
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
+    @classmethod
+    def wrap(cls, module: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+             class_names: Sequence[str] | None = None, input_size: int = 224, name: str | None = None) -> "LoadedModel":
+        """Your own ``nn.Module`` with the normalisation it expects, so it takes [0, 1] images like every other.
+
+        Example:
+            >>> lm = LoadedModel.wrap(my_net, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), class_names=names, input_size=96)
+        """
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"LoadedModel.wrap takes an nn.Module, got {type(module).__name__}")
+        names = list(class_names) if class_names else []
+        return cls(name or type(module).__name__, module.eval(), names, mean=tuple(mean), std=tuple(std),
+                   input_size=int(input_size), resize_size=int(input_size), source="wrapped module")
+
     def topk(self, x01: torch.Tensor, k: int = 5) -> list[list[dict[str, Any]]]:
         probs = self.predict(x01).softmax(-1)
         p, i = probs.topk(min(k, probs.shape[-1]), dim=-1)
@@ -101,6 +115,21 @@ class LoadedModel:
             [{"label": self.class_names[j], "index": int(j), "prob": float(q)} for q, j in zip(pr.tolist(), ix.tolist())]
             for pr, ix in zip(p, i)
         ]
+
+
+def as_loaded(model: Any, what: str = "this") -> LoadedModel:
+    """``model`` itself if it is a :class:`LoadedModel`; a TypeError explaining the image convention otherwise."""
+    if isinstance(model, LoadedModel):
+        return model
+    raise TypeError(
+        f"{what} takes a LoadedModel (modeledit.load_model(...), or LoadedModel.wrap(module, mean=..., std=...) for your "
+        f"own network), not {type(model).__name__}: images are given in [0, 1] and normalised inside with the model's statistics"
+    )
+
+
+def as_module(model: Any) -> nn.Module:
+    """The ``nn.Module`` of a :class:`LoadedModel`, or ``model`` itself (functions on weights and layers take either)."""
+    return model.model if isinstance(model, LoadedModel) else model
 
 
 #: name -> loader ``fn(name, weights, **kwargs) -> LoadedModel``; names ending in ":" are prefixes

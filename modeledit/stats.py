@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
-from torch import nn
 
 from modeledit.atomic import atomic_path
-from modeledit.layers import EditSite, capture
+from modeledit.layers import EditSite, capture, get_site
 from modeledit.provenance import model_hash
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ def _batches(data: Iterable[Any]) -> Iterable[torch.Tensor]:
 
 
 def second_moment(
-    model: nn.Module,
+    model: Any,
     site: EditSite,
     data: Iterable[Any],
     dataset_id: str | None = None,
@@ -143,14 +142,22 @@ def second_moment(
 ) -> SecondMoment:
     """Stream C = Σ k kᵀ over the keys ``data`` produces at ``site``.
 
-    ``data`` yields image batches (or (image, label) pairs) in the model's input space, or in [0, 1]
-    with ``transform`` (e.g. ``lm.normalize``). With a ``dataset_id`` (a string that changes whenever the
+    ``model`` is a :class:`~modeledit.models.LoadedModel` and ``data`` yields batches (or (image, label)
+    pairs) of [0, 1] images, normalised with the model's statistics; with a bare ``nn.Module`` the
+    batches are fed as they are unless ``transform`` maps them to its input space. With a ``dataset_id`` (a string that changes whenever the
     data does, e.g. :attr:`ImageFiles.identity`) the result is cached on disk; without one it is not.
 
     Example:
-        >>> st = second_moment(lm.model, site, loader, dataset_id="imagenet-val", transform=lm.normalize)
+        >>> st = second_moment(lm, site, loader, dataset_id="imagenet-val")
     """
     from tqdm.auto import tqdm
+
+    from modeledit.models import LoadedModel
+
+    if isinstance(model, LoadedModel):
+        transform = transform or model.normalize
+        model = model.model
+    site = get_site(model, site)
 
     digest = model_hash(model)
     path = cache_path(digest, site, dataset_id, cache_dir) if (cache and dataset_id) else None

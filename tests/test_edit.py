@@ -29,7 +29,7 @@ def _same(a, b):
 @pytest.fixture(scope="module")
 def setup(mobilenet):
     x, xp, m = restyled_pairs(1)
-    ex = Exemplars(mobilenet.normalize(x), mobilenet.normalize(xp), m)
+    ex = Exemplars(x, xp, m)
     site = get_site(mobilenet.model, 16)
     st = second_moment(mobilenet.model, site, stats_batches(), transform=mobilenet.normalize, progress=False)
     return mobilenet, ex, site, st
@@ -38,7 +38,7 @@ def setup(mobilenet):
 def test_apply_revert_bit_exact_and_context_manager(setup):
     lm, ex, site, st = setup
     base = _state(lm.model)
-    edit = rewrite(lm.model, site, ex, EditConfig(), stats=st)
+    edit = rewrite(lm, site, ex, config=EditConfig(), stats=st)
     edit.apply(lm.model)
     changed = _state(lm.model)
     assert not torch.equal(changed[f"{site.layer}.weight"], base[f"{site.layer}.weight"])
@@ -61,12 +61,12 @@ def test_composed_edits_each_measurable_and_reverted(setup):
     base = _state(lm.model)
     probe = lm.normalize(photos()[1:3])
     seq = EditSequence()
-    first = rewrite(lm.model, site, ex, EditConfig(), stats=st)
+    first = rewrite(lm, site, ex, config=EditConfig(), stats=st)
     seq.append(first)
     with first.applied(lm.model):  # the second edit is computed on the model the first one left
         x2, xp2, m2 = restyled_pairs(1, texture="gravel")
-        second = rewrite(lm.model, site, Exemplars(lm.normalize(x2), lm.normalize(xp2), m2), EditConfig(), stats=st)
-        third = finetune(lm.model, 13, Exemplars(lm.normalize(x2), lm.normalize(xp2)), target=281,
+        second = rewrite(lm, site, Exemplars(x2, xp2, m2), config=EditConfig(), stats=st)
+        third = finetune(lm, 13, Exemplars(x2, xp2), target=281,
                          config=FinetuneConfig(scope="local", lr=1e-3, steps=2))
     seq.append(second)
     seq.append(third)
@@ -89,7 +89,7 @@ def test_composed_edits_each_measurable_and_reverted(setup):
 def test_save_load_identical_and_refused_on_another_base(setup, tmp_path):
     lm, ex, site, st = setup
     base = _state(lm.model)
-    edit = rewrite(lm.model, site, ex, EditConfig(rank=2), stats=st)
+    edit = rewrite(lm, site, ex, config=EditConfig(rank=2), stats=st)
     st_path, js_path = edit.save(tmp_path / "fix")
     meta = json.loads(js_path.read_text())
     assert meta["method"] == "rewrite" and meta["config"]["rank"] == 2 and "torch" in meta["versions"]
@@ -102,7 +102,7 @@ def test_save_load_identical_and_refused_on_another_base(setup, tmp_path):
     assert _same(a, b) and _same(_state(lm.model), base)
     assert loaded.metrics == edit.metrics
     # another base weight: refused at load and at apply, unless forced
-    other = rewrite(lm.model, 13, ex, EditConfig(), stats=None)
+    other = rewrite(lm, 13, ex, config=EditConfig(), stats=None)
     with other.applied(lm.model):
         pass
     w = dict(lm.model.named_parameters())[f"{site.layer}.weight"]

@@ -21,30 +21,30 @@ def _state(model):
 @pytest.fixture(scope="module")
 def ex(mobilenet):
     x, xp, m = restyled_pairs(2)
-    return Exemplars(mobilenet.normalize(x), mobilenet.normalize(xp), m)
+    return Exemplars(x, xp, m)
 
 
 def test_local_finetune_changes_only_the_site_weight(mobilenet, ex):
     base = _state(mobilenet.model)
-    edit = finetune(mobilenet.model, 13, ex, target=TABBY, config=FinetuneConfig(scope="local", lr=1e-3, steps=8))
+    edit = finetune(mobilenet, 13, ex, target=TABBY, config=FinetuneConfig(scope="local", lr=1e-3, steps=8))
     assert list(edit.changes) == ["features.14.conv.2.weight"] and edit.method == "finetune_local"
     assert all(torch.equal(v, base[k]) for k, v in _state(mobilenet.model).items())  # model left alone
     assert edit.metrics["loss_after"] < edit.metrics["loss_before"]
     with edit.applied(mobilenet.model):
         with torch.no_grad():
-            loss = torch.nn.functional.cross_entropy(mobilenet.model(ex.x_prime), torch.tensor([TABBY, TABBY]))
+            loss = torch.nn.functional.cross_entropy(mobilenet.predict(ex.x_prime), torch.tensor([TABBY, TABBY]))
         assert float(loss) == pytest.approx(edit.metrics["loss_after"], rel=1e-5)
     assert all(torch.equal(v, base[k]) for k, v in _state(mobilenet.model).items())
 
 
 def test_global_finetune_trains_everything_after_the_site(mobilenet, ex):
     site = get_site(mobilenet.model, 13)
-    names = downstream_parameters(mobilenet.model, site, ex.x_prime)
+    names = downstream_parameters(mobilenet.model, site, mobilenet.normalize(ex.x_prime))
     order = [n for n, _ in mobilenet.model.named_parameters()]
     first = order.index("features.14.conv.2.weight")
     assert names[0] == "features.14.conv.2.weight" and "classifier.1.weight" in names
     assert set(names) == set(order[first:])  # MobileNetV2 registers parameters in forward order
-    edit = finetune(mobilenet.model, site, ex, config=FinetuneConfig(scope="global", lr=1e-3, steps=3))  # target: own prediction
+    edit = finetune(mobilenet, site, ex, config=FinetuneConfig(scope="global", lr=1e-3, steps=3))  # target: own prediction
     assert set(edit.changes) == set(names) and edit.metrics["loss_after"] <= edit.metrics["loss_before"]
     assert all(c.op == "replace" for c in edit.changes.values())
 
@@ -63,7 +63,7 @@ def test_clip_zero_shot_finetunes_through_its_logits():
     torch.manual_seed(0)
     lm = load_model("clip:RN50", weights=None, class_names=["cat", "road", "snow"])
     x = torch.rand(1, 3, 224, 224)
-    edit = finetune(lm.model, -1, lm.normalize(x), target=1, config=FinetuneConfig(scope="global", lr=1e-1, steps=2))
+    edit = finetune(lm, -1, x, target=1, config=FinetuneConfig(scope="global", lr=1e-1, steps=2))
     assert "text_head" not in " ".join(edit.changes)  # the zero-shot head is a fixed buffer
     assert any(n.startswith("visual.attnpool") for n in edit.changes)
     assert edit.metrics["loss_after"] < edit.metrics["loss_before"]
@@ -74,6 +74,6 @@ def test_config_and_errors(mobilenet, ex):
     assert FinetuneConfig.from_json(cfg.to_json()) == cfg
     assert FINETUNE_GRID[0] == (1e-2, 500) and FINETUNE_GRID[-1] == (1e-6, 800)
     with pytest.raises(ValueError, match="unknown fine-tuning scope"):
-        finetune(mobilenet.model, 13, ex, config=FinetuneConfig(scope="everything"))
+        finetune(mobilenet, 13, ex, config=FinetuneConfig(scope="everything"))
     with pytest.raises(ValueError, match="3 targets for 2 exemplars"):
-        finetune(mobilenet.model, 13, ex, target=[1, 2, 3], config=FinetuneConfig(steps=1))
+        finetune(mobilenet, 13, ex, target=[1, 2, 3], config=FinetuneConfig(steps=1))

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def mnet(mobilenet):
     x, xp, m = restyled_pairs(1)
-    ex = Exemplars(mobilenet.normalize(x), mobilenet.normalize(xp), m)
+    ex = Exemplars(x, xp, m)
     stats = {}
 
     def stats_at(idx):
@@ -50,7 +50,7 @@ def vgg():
         lm.model(lm.normalize(torch.cat(batches)))
     lm.model.eval()
     x, xp, m = restyled_pairs(2, size=64, texture="gravel")
-    return lm, Exemplars(lm.normalize(x), lm.normalize(xp), m), batches
+    return lm, Exemplars(x, xp, m), batches
 
 
 def _reduction(edit):
@@ -60,10 +60,10 @@ def _reduction(edit):
 def test_edit_lowers_objective_by_90_percent(mnet):
     lm, ex, stats_at = mnet
     # a rank that covers the concept's positions on the 4x4 map of features.14 at 128 px
-    edit = rewrite(lm.model, 13, ex, EditConfig(rank=8, mode="masked"), stats=stats_at(13))
+    edit = rewrite(lm, 13, ex, config=EditConfig(rank=8, mode="masked"), stats=stats_at(13))
     assert _reduction(edit) >= 0.9, edit.metrics
     # rank one (the method's default) lowers it too, at a late site by a large fraction
-    one = rewrite(lm.model, 16, ex, EditConfig(), stats=stats_at(16))
+    one = rewrite(lm, 16, ex, config=EditConfig(), stats=stats_at(16))
     assert _reduction(one) >= 0.4, one.metrics
     assert edit.metrics["solver"] == "closed_form" and edit.metrics["layer"] == "features.14.conv.2"
 
@@ -71,10 +71,10 @@ def test_edit_lowers_objective_by_90_percent(mnet):
 def test_rewrite_leaves_the_model_alone_and_reports_the_paper_objective(mnet):
     lm, ex, stats_at = mnet
     before = model_hash(lm.model)
-    edit = rewrite(lm.model, 16, ex, EditConfig(), stats=stats_at(16))
+    edit = rewrite(lm, 16, ex, config=EditConfig(), stats=stats_at(16))
     assert model_hash(lm.model) == before
     site = get_site(lm.model, 16)
-    tens = collect(lm.model, site, ex, "whole")
+    tens = collect(lm, site, ex, "whole")
     assert edit.metrics["objective_before"] == pytest.approx(float(site_objective(lm.model, site, tens)), rel=1e-6)
     with edit.applied(lm.model):
         assert float(site_objective(lm.model, site, tens)) == pytest.approx(edit.metrics["objective_after"], rel=1e-5)
@@ -83,8 +83,8 @@ def test_rewrite_leaves_the_model_alone_and_reports_the_paper_objective(mnet):
 
 
 def _closed_form_vs_adam(model, site, ex, st, steps):
-    cf = rewrite(model, site, ex, EditConfig(solver="closed_form"), stats=st)
-    ad = rewrite(model, site, ex, EditConfig(solver="adam", lr=1e-3, steps=steps), stats=st)
+    cf = rewrite(model, site, ex, config=EditConfig(solver="closed_form"), stats=st)
+    ad = rewrite(model, site, ex, config=EditConfig(solver="adam", lr=1e-3, steps=steps), stats=st)
     assert cf.metrics["objective_after"] < cf.metrics["objective_before"]
     assert ad.metrics["objective_after"] < ad.metrics["objective_before"]
     assert cf.metrics["objective_after"] <= ad.metrics["objective_after"] * (1 + 1e-4), (cf.metrics, ad.metrics)
@@ -93,7 +93,7 @@ def _closed_form_vs_adam(model, site, ex, st, steps):
 @pytest.mark.parametrize("idx", [13, 16])
 def test_closed_form_no_worse_than_adam_mobilenet(mnet, idx):
     lm, ex, stats_at = mnet
-    _closed_form_vs_adam(lm.model, get_site(lm.model, idx), ex, stats_at(idx), steps=150)
+    _closed_form_vs_adam(lm, get_site(lm.model, idx), ex, stats_at(idx), steps=150)
 
 
 @pytest.mark.parametrize("idx", [8, 11])
@@ -104,7 +104,7 @@ def test_closed_form_no_worse_than_adam_relu_sites(vgg, idx):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         st = second_moment(lm.model, site, batches, transform=lm.normalize, progress=False)
-    _closed_form_vs_adam(lm.model, site, ex, st, steps=100)
+    _closed_form_vs_adam(lm, site, ex, st, steps=100)
 
 
 @pytest.mark.parametrize("idx", [13, 16])
@@ -116,26 +116,26 @@ def test_unrelated_images_move_much_less(mnet, idx):
     def moves(edit):
         def vals(x):
             return capture_sites(lm.model, x, [site])[site.name].value
-        a0, o0 = vals(ex.x_prime), vals(unrelated)
+        a0, o0 = vals(lm.normalize(ex.x_prime)), vals(unrelated)
         with edit.applied(lm.model):
-            a1, o1 = vals(ex.x_prime), vals(unrelated)
+            a1, o1 = vals(lm.normalize(ex.x_prime)), vals(unrelated)
         return float((o1 - o0).abs().mean() / (a1 - a0).abs().mean())
 
-    with_stats = moves(rewrite(lm.model, site, ex, EditConfig(), stats=stats_at(idx)))
-    without = moves(rewrite(lm.model, site, ex, EditConfig(), stats=None))
+    with_stats = moves(rewrite(lm, site, ex, config=EditConfig(), stats=stats_at(idx)))
+    without = moves(rewrite(lm, site, ex, config=EditConfig(), stats=None))
     assert with_stats < 0.3, with_stats
     assert with_stats < 0.5 * without, (with_stats, without)  # whitening by C is what keeps them still
 
 
 def test_full_rank_ablation_and_higher_ranks(mnet):
     lm, ex, stats_at = mnet
-    full = rewrite(lm.model, 13, ex, EditConfig(rank="full"), stats=stats_at(13))
-    r4 = rewrite(lm.model, 13, ex, EditConfig(rank=4), stats=stats_at(13))
-    r1 = rewrite(lm.model, 13, ex, EditConfig(rank=1), stats=stats_at(13))
+    full = rewrite(lm, 13, ex, config=EditConfig(rank="full"), stats=stats_at(13))
+    r4 = rewrite(lm, 13, ex, config=EditConfig(rank=4), stats=stats_at(13))
+    r1 = rewrite(lm, 13, ex, config=EditConfig(rank=1), stats=stats_at(13))
     assert full.metrics["rank"] == get_site(lm.model, 13).key_channels == 576
     assert full.metrics["objective_after"] <= r4.metrics["objective_after"] <= r1.metrics["objective_after"] + 1e-6
     assert full.metrics["objective_after"] < 0.05 * full.metrics["objective_before"]
-    ad = rewrite(lm.model, 13, ex, EditConfig(solver="adam", rank="full", lr=1e-3, steps=5), stats=stats_at(13))
+    ad = rewrite(lm, 13, ex, config=EditConfig(solver="adam", rank="full", lr=1e-3, steps=5), stats=stats_at(13))
     assert torch.isfinite(ad.changes["features.14.conv.2.weight"].tensors["lam"]).all()
 
 
@@ -149,15 +149,15 @@ def test_bad_inputs_give_one_clear_error_each(mnet):
     with pytest.raises(ValueError, match="same .* shape"):
         Exemplars(x, xp[..., :96, :96])
     with pytest.raises(ValueError, match="larger than the key dimension 960"):
-        rewrite(lm.model, 16, ex, EditConfig(rank=961))
+        rewrite(lm, 16, ex, config=EditConfig(rank=961))
     with pytest.raises(ValueError, match="positive integer"):
-        rewrite(lm.model, 16, ex, EditConfig(rank=0))
+        rewrite(lm, 16, ex, config=EditConfig(rank=0))
     with pytest.raises(ValueError, match="needs a mask"):
-        rewrite(lm.model, 16, Exemplars(x, xp), EditConfig(mode="masked"))
+        rewrite(lm, 16, Exemplars(x, xp), config=EditConfig(mode="masked"))
     with pytest.raises(ValueError, match="unknown solver"):
-        rewrite(lm.model, 16, ex, EditConfig(solver="sgd"))
+        rewrite(lm, 16, ex, config=EditConfig(solver="sgd"))
     with pytest.raises(ValueError, match="computed at site"):
-        rewrite(lm.model, 16, ex, EditConfig(), stats=stats_at(13))
+        rewrite(lm, 16, ex, config=EditConfig(), stats=stats_at(13))
 
 
 def test_config_json_round_trip_and_paper_grid():
@@ -177,9 +177,9 @@ def test_other_families_residual_and_token_sites(name, kwargs, size):
     torch.manual_seed(0)
     lm = load_model(name, weights=None, **kwargs)
     x, xp, m = restyled_pairs(1, size=size)
-    ex = Exemplars(lm.normalize(x), lm.normalize(xp), m)
+    ex = Exemplars(x, xp, m)
     for mode in ("whole", "masked"):
-        edit = rewrite(lm.model, 5, ex, EditConfig(mode=mode))
+        edit = rewrite(lm, 5, ex, config=EditConfig(mode=mode))
         assert edit.metrics["objective_after"] < edit.metrics["objective_before"], (name, mode, edit.metrics)
 
 
@@ -189,13 +189,13 @@ def test_full_rank_at_features_12_finishes_and_beats_rank_8(mode):
     minutes with oneMKL errors) finishes, is finite, and its objective is no worse than rank 8's."""
     lm = load_model("mobilenet_v2")
     x, xp, m = restyled_pairs(1, size=112)
-    ex = Exemplars(lm.normalize(x), lm.normalize(xp), m)
+    ex = Exemplars(x, xp, m)
     site = get_site(lm.model, "features.12")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         st = second_moment(lm.model, site, stats_batches(112), transform=lm.normalize, progress=False)
-        full = rewrite(lm.model, site, ex, EditConfig(rank="full", mode=mode), stats=st)
-        r8 = rewrite(lm.model, site, ex, EditConfig(rank=8, mode=mode), stats=st)
+        full = rewrite(lm, site, ex, config=EditConfig(rank="full", mode=mode), stats=st)
+        r8 = rewrite(lm, site, ex, config=EditConfig(rank=8, mode=mode), stats=st)
     lam = full.changes["features.12.conv.2.weight"].tensors["lam"]
     assert lam.shape == (96, 576, 1, 1) and torch.isfinite(lam).all()
     assert full.metrics["objective_after"] <= r8.metrics["objective_after"] * (1 + 1e-6), (full.metrics, r8.metrics)
@@ -209,13 +209,13 @@ def test_zero_weight_positions_do_not_change_the_solution(mnet):
 
     lm, ex, stats_at = mnet
     site = get_site(lm.model, 13)
-    tens = collect(lm.model, site, ex, "masked")
+    tens = collect(lm, site, ex, "masked")
     outside = tens.weight == 0
     assert bool(outside.any())
     noisy = replace(tens, value=torch.where(outside, tens.value + 5 * torch.randn_like(tens.value), tens.value))
     for rank in (1, "full"):
-        a = rewrite(lm.model, site, tens, EditConfig(rank=rank, l1=False, mode="masked"), stats=stats_at(13))
-        b = rewrite(lm.model, site, noisy, EditConfig(rank=rank, l1=False, mode="masked"), stats=stats_at(13))
+        a = rewrite(lm, site, tens, config=EditConfig(rank=rank, l1=False, mode="masked"), stats=stats_at(13))
+        b = rewrite(lm, site, noisy, config=EditConfig(rank=rank, l1=False, mode="masked"), stats=stats_at(13))
         la, lb = (e.changes["features.14.conv.2.weight"].tensors["lam"] for e in (a, b))
         torch.testing.assert_close(la, lb, rtol=1e-5, atol=1e-7)
 
@@ -225,24 +225,26 @@ def test_without_statistics_a_visible_warning_and_the_record_says_so(mnet, tmp_p
 
     lm, ex, stats_at = mnet
     with pytest.warns(UserWarning, match="without statistics uses C = I") as rec:
-        bare = rewrite(lm.model, 16, ex, EditConfig())
+        bare = rewrite(lm, 16, ex, config=EditConfig())
     assert len([w for w in rec if "C = I" in str(w.message)]) == 1
     assert bare.metrics["statistics"] == {"source": "none", "matrix": "identity"}
     st = stats_at(16)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)   # no warning when statistics are given
         warnings.simplefilter("ignore", RuntimeWarning)
-        good = rewrite(lm.model, 16, ex, EditConfig(stats_ridge=1e-3), stats=st)
+        good = rewrite(lm, 16, ex, config=EditConfig(stats_ridge=1e-3), stats=st)
     info = good.metrics["statistics"]
     assert info["source"] == "second_moment" and info["keys"] == st.count > 0 and info["ridge"] == 1e-3
     assert info["site"] == "features.17" and info["model_hash"] == st.model_hash
     good.save(tmp_path / "e")
     loaded = Edit.load(tmp_path / "e")
     assert loaded.metrics["statistics"] == json.loads(json.dumps(info))
-    mat = rewrite(lm.model, 16, ex, EditConfig(), stats=torch.eye(960))
+    mat = rewrite(lm, 16, ex, config=EditConfig(), stats=torch.eye(960))
     assert mat.metrics["statistics"]["source"] == "matrix"
+    with pytest.raises(FileNotFoundError, match="image folder 'imagenet' does not exist"):
+        rewrite(lm, 16, ex, config=EditConfig(), stats="imagenet")      # a folder to compute C from
     with pytest.raises(TypeError, match="stats must be"):
-        rewrite(lm.model, 16, ex, EditConfig(), stats="imagenet")
+        rewrite(lm, 16, ex, config=EditConfig(), stats=3.0)
 
 
 @pytest.mark.parametrize("arch,idx,mode", [("mobilenet_v2", 13, "masked"), ("vgg16_bn", 8, "whole"), ("vgg16_bn", 11, "masked")])
@@ -254,7 +256,7 @@ def test_adam_fast_path_gradient_equals_autograd(arch, idx, mode, mnet, vgg):
 
     lm, ex = (mnet[0], mnet[1]) if arch == "mobilenet_v2" else (vgg[0], vgg[1])
     bound = bind_site(lm.model, idx)
-    tens = collect(lm.model, bound.site, ex, mode)
+    tens = collect(lm, bound.site, ex, mode)
     w0 = bound.weight.detach()
     torch.manual_seed(1)
     delta = (1e-2 * w0.abs().mean() * torch.randn_like(w0)).requires_grad_(True)

@@ -46,7 +46,7 @@ def world_edit(lm, site, world):
     x, x0, x1, m = world
     stats = second_moment(lm.model, site, [x[i:i + 40] for i in range(0, len(x), 40)], transform=lm.normalize,
                           cache=False, progress=False)
-    return rewrite(lm.model, site, Exemplars(lm.normalize(x0), lm.normalize(x1), m), EditConfig(), stats=stats)
+    return rewrite(lm, site, Exemplars(x0, x1, m), config=EditConfig(), stats=stats)
 
 
 def random_lowrank(model, site, rank=2, scale=0.5, seed=0):
@@ -125,7 +125,7 @@ def test_torchvision_vgg_and_resnet_with_a_random_lowrank_change(arch, index):
 @pytest.fixture(scope="module")
 def mnet_data(mobilenet):
     x, xp, m = restyled_pairs(1, size=96)
-    return torch.cat([*stats_batches(96), xp]), Exemplars(mobilenet.normalize(x), mobilenet.normalize(xp), m)
+    return torch.cat([*stats_batches(96), xp]), Exemplars(x, xp, m)
 
 
 @pytest.mark.parametrize("index", [2, 16])  # features.3 (with skip) and features.17 (without)
@@ -136,7 +136,7 @@ def test_mobilenet_v2_real_weights_with_a_closed_form_edit(mobilenet, mnet_data,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # few keys: regularised on purpose
         stats = second_moment(mobilenet.model, site, stats_batches(96), transform=mobilenet.normalize, cache=False, progress=False)
-    edit = rewrite(mobilenet.model, site, ex, EditConfig(), stats=stats)
+    edit = rewrite(mobilenet, site, ex, config=EditConfig(), stats=stats)
     ev = SuffixEvaluator(mobilenet.model, mobilenet.normalize, SuffixCacheConfig(batch_size=8))
     assert_same_as_full(mobilenet, ev, ev.image_set(x), site, edit)
     assert len(ev.split(site).inputs) == (2 if site.skip else 1)
@@ -277,7 +277,7 @@ def test_unsplittable_model_falls_back_to_the_full_forward():
 
 def _finetune_both(lm, site, ex, scope, **kw):
     cfgs = [FinetuneConfig(scope=scope, from_site=f, **kw) for f in (True, False)]
-    return [finetune(lm.model, site, ex, target=3, config=c) for c in cfgs]
+    return [finetune(lm, site, ex, target=3, config=c) for c in cfgs]
 
 
 @pytest.mark.parametrize("name,index,scope", [("world_vgg", 2, "global"), ("world_resnet", 1, "global"), ("world_resnet", 2, "local")])
@@ -285,7 +285,7 @@ def test_finetune_from_the_site_equals_the_full_network(world, name, index, scop
     lm = load_model(name)
     site = get_site(lm.model, index)
     x, x0, x1, m = world
-    ex = Exemplars(lm.normalize(x0), lm.normalize(x1), m)
+    ex = Exemplars(x0, x1, m)
     fast, slow = _finetune_both(lm, site, ex, scope, lr=1e-2, steps=15)
     assert set(fast.changes) == set(slow.changes)
     for n in fast.changes:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.images:
         data = ImageFiles(args.images, size=args.size or lm.input_size)
         stats = second_moment(lm.model, site, DataLoader(data, batch_size=32), dataset_id=data.identity, transform=lm.normalize)
-    edit = rewrite(lm.model, site, ex, cfg, stats=stats)
+    edit = rewrite(lm, site, ex, config=cfg, stats=stats)
     out = {"site_index": site.index, "site": site.name, **edit.metrics}
     if args.out:
         st, js = edit.save(args.out)
