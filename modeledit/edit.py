@@ -109,7 +109,10 @@ class Edit:
     def __repr__(self) -> str:
         """One line: method, sites, the config's defining fields, the objective, the base weights' hash."""
         parts = [self.method, "sites=" + ",".join(self.sites) if self.sites else ""]
-        for k in ("solver", "rank", "mode", "scope", "lr", "steps", "alpha", "lam"):
+        keys = ["solver", "rank", "mode", "scope", "alpha", "lam"]
+        if self.config.get("solver", "adam") == "adam":  # closed-form rewrites take no learning rate or steps
+            keys += ["lr", "steps"]
+        for k in keys:
             if k in self.config:
                 parts.append(f"{k}={self.config[k]}")
         m = self.metrics

@@ -101,18 +101,21 @@ class Exemplars:
         cls, lm: Any, originals: Sequence[Any], transformed: Sequence[Any], masks: Sequence[Any] | None = None,
         size: int | None = None, resize_masks: bool = False,
     ) -> "Exemplars":
-        """Resize (no crop, so masks stay aligned) to ``size`` (default the model's input size), in [0, 1].
+        """Exemplars from files, PIL images, arrays or [0, 1] tensors, in the model's geometry.
 
-        Images: PIL images, HxWx3 arrays, [0, 1] tensors (3, H, W) or file paths; masks: HxW arrays,
-        tensors or files (non-zero = concept). Each transformed image must have its original's size
-        (it is the same picture, restyled: a visibly different picture is warned about), and each mask
-        its image's size unless ``resize_masks`` (then it is resized to the image first).
+        Each picture is brought to ``size`` (default the model's input size) the way
+        :meth:`~modeledit.models.LoadedModel.preprocess` does (shorter side resized, centre crop), and its
+        mask with the same geometry; a picture already ``size`` x ``size`` is kept as it is. Masks:
+        HxW arrays, tensors or files (non-zero = concept). Each transformed image must have its
+        original's size (it is the same picture, restyled: a visibly different picture is warned about),
+        and each mask its image's size unless ``resize_masks`` (then it is resized to the image first).
         """
         import numpy as np
 
-        from modeledit.images import open_image, read_image, to_tensor01
+        from modeledit.images import open_image, read_image, resize_crop, to_tensor01
 
         size = size or lm.input_size
+        resize = round(size * lm.resize_size / lm.input_size)
 
         def name(a: Any, what: str, i: int) -> str:
             return repr(str(a)) if isinstance(a, (str, os.PathLike)) else f"{what} {i}"
@@ -129,8 +132,11 @@ class Exemplars:
                 t = t[0]
             return (t > 0).float()
 
-        def fit(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+        def fit(t: torch.Tensor, mask: bool = False) -> torch.Tensor:
+            if tuple(t.shape[-2:]) == (size, size):
+                return t
+            out = resize_crop(t, resize, size, mask=mask)
+            return (out > 0.5).float() if mask else out
 
         if len(originals) != len(transformed):
             raise ValueError(f"{len(originals)} originals but {len(transformed)} transformed images; give one transformed image per original")
@@ -158,7 +164,7 @@ class Exemplars:
                                          f"{name(a, 'original', i)} is {w}x{h}; give a mask of the image's size, or ask for it to be "
                                          "resized (resize_masks=True; --resize-masks on the command line)")
                     m = (F.interpolate(m[None, None], size=(h, w), mode="area")[0, 0] > 0.5).float()
-                ms.append((F.interpolate(m[None, None], size=(size, size), mode="area")[0] > 0.5).float())
+                ms.append(fit(m[None], mask=True))
         mask = torch.stack(ms) if masks is not None else None
         return cls(torch.stack(xs).clamp(0, 1), torch.stack(xps).clamp(0, 1), mask)
 

@@ -80,3 +80,34 @@ def save_image(x: Any, path: str | os.PathLike) -> None:
     pil = to_pil(to_uint8(x) if isinstance(x, torch.Tensor) and x.dtype.is_floating_point else x)
     with atomic_path(p) as tmp:
         pil.save(tmp, format=(p.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
+
+
+def resize_crop(t: torch.Tensor, resize: int, crop: int, mask: bool = False) -> torch.Tensor:
+    """torchvision's evaluation geometry on a (C, H, W) tensor: the shorter side to ``resize``, then the
+    centre ``crop`` x ``crop``. Images use antialiased bilinear resizing; ``mask`` uses area averaging
+    (threshold it afterwards), so an image and its mask stay aligned."""
+    import torch.nn.functional as F
+
+    h, w = t.shape[-2:]
+    s = resize / min(h, w)
+    nh, nw = max(crop, round(h * s)), max(crop, round(w * s))
+    x = t[None].float()
+    x = F.interpolate(x, size=(nh, nw), mode="area") if mask else F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (nh - crop) // 2, (nw - crop) // 2
+    return x[0, :, top:top + crop, left:left + crop]
+
+
+def read_tensor(image: Any, lm: Any = None) -> torch.Tensor:
+    """Any accepted image (path, PIL, array, tensor) as a (3, H, W) float tensor in [0, 1]; with a
+    :class:`~modeledit.models.LoadedModel`, preprocessed for it (resized and centre-cropped).
+
+    Example:
+        >>> x = read_tensor("cat.png", lm)[None]          # (1, 3, 224, 224) for mobilenet_v2
+    """
+    if lm is not None:
+        return lm.preprocess(image)
+    if isinstance(image, torch.Tensor):
+        if image.dim() != 3 or image.shape[0] != 3 or not image.dtype.is_floating_point:
+            raise ValueError(f"an image tensor must be float (3, H, W) in [0, 1], got {tuple(image.shape)} {image.dtype}")
+        return image
+    return to_tensor01(image)

@@ -143,7 +143,7 @@ def second_moment(
     """Stream C = Σ k kᵀ over the keys ``data`` produces at ``site``.
 
     ``model`` is a :class:`~modeledit.models.LoadedModel` and ``data`` yields batches (or (image, label)
-    pairs) of [0, 1] images, normalised with the model's statistics; with a bare ``nn.Module`` the
+    pairs) of [0, 1] images (a map-style dataset of single images is batched), normalised with the model's statistics; with a bare ``nn.Module`` the
     batches are fed as they are unless ``transform`` maps them to its input space. With a ``dataset_id`` (a string that changes whenever the
     data does, e.g. :attr:`ImageFiles.identity`) the result is cached on disk; without one it is not.
 
@@ -158,6 +158,8 @@ def second_moment(
         transform = transform or model.normalize
         model = model.model
     site = get_site(model, site)
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.IterableDataset):
+        data = torch.utils.data.DataLoader(data, batch_size=32)   # a dataset of single images: batch it
 
     digest = model_hash(model)
     path = cache_path(digest, site, dataset_id, cache_dir) if (cache and dataset_id) else None

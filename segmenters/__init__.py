@@ -46,7 +46,31 @@ def get_segmenter(name: str, **kwargs: Any) -> Segmenter:
     return SEGMENTERS.build(name, **kwargs)
 
 
+def concept_mask(image: Any, concept: str, segmenter: Any = "mediapipe", meta: Any = None, **kwargs: Any) -> "torch.Tensor":
+    """The union of a segmenter's instances of ``concept`` in one image, as an (H, W) bool tensor.
+
+    ``image``: a (3, H, W) tensor in [0, 1], an HxWx3 array, a PIL image or a path; ``segmenter``: a
+    registry name (built with ``kwargs``) or an instance. A ValueError when the concept is not found.
+
+    Example:
+        >>> mask = concept_mask(lm.preprocess(skimage.data.astronaut()), "person")     # MediaPipe, offline
+    """
+    import numpy as np
+    import torch
+
+    from modeledit.images import to_pil
+
+    arr = np.asarray(to_pil(image))
+    seg = get_segmenter(segmenter, **kwargs) if isinstance(segmenter, str) else segmenter
+    m = merge_instances(seg.segment(arr, [concept], meta), concept, arr.shape[:2])
+    if not m.any():
+        raise ValueError(f"the {getattr(seg, 'name', 'segmenter')!r} segmenter found no {concept!r} in this image; "
+                         "draw the mask by hand (modeledit.box_mask, ellipse_mask, read_mask) or try another segmenter")
+    return torch.from_numpy(m)
+
+
 __all__ = [
+    "concept_mask",
     "Instance", "Segmenter", "SEGMENTERS", "available_segmenters", "get_segmenter", "concept_present",
     "min_pixels", "merge_instances", "check_image", "MIN_PIXELS", "PIXEL_THRESHOLD",
 ]
