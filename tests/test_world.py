@@ -179,7 +179,7 @@ def test_shipped_world_classifiers_load_by_name_and_classify(name):
     x = torch.stack([ds[i][0] for i in range(len(ds))])
     y = torch.tensor([ds[i][1] for i in range(len(ds))])
     acc = float((lm.predict(x).argmax(1) == y).float().mean())
-    assert acc >= 0.75, acc  # chance is 1/18; the full 1800-scene figures are in modeledit/zoo/world_models.json
+    assert acc >= 0.75, acc  # chance is 1/18; the full 1800-scene figures are in eval/world/zoo/world_models.json
 
 
 def test_world_cli_info_and_render(tmp_path, capsys):

@@ -58,7 +58,7 @@ class TrainConfig(JsonConfig):
         if self.epochs < 1 or self.n_train < len(CLASSES) or self.batch_size < 2:
             raise ValueError("epochs must be >= 1, n_train at least one item per class and batch_size >= 2")
 
-#: the shipped classifiers: ``modeledit world train KEY`` reproduces ``modeledit/zoo/world_KEY.pt``
+#: the shipped classifiers: ``modeledit world train KEY`` reproduces ``eval/world/zoo/world_KEY.pt``
 PRESETS: dict[str, TrainConfig] = {
     "vgg": TrainConfig("world_vgg", "vgg_small", {"plan": [24, "M", 48, "M", 96, 96, "M", 160, "M"]}),
     "resnet": TrainConfig("world_resnet", "resnet_small", {"widths": [16, 32, 64, 128], "stem_stride": 2}, epochs=12),

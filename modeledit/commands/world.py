@@ -2,7 +2,7 @@
 
     modeledit world info [--json]                 version, classes, concepts, co-occurrence, shipped accuracies
     modeledit world render --n 24 --out DIR       sample images with their masks (PNG) and records (JSON)
-    modeledit world train vgg|resnet|vgg_text     reproduce a shipped classifier into modeledit/zoo/
+    modeledit world train vgg|resnet|vgg_text     reproduce a shipped classifier into eval/world/zoo/
     modeledit world context --out results/world_context.json   texture-swap and text-tag measurements
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     render.add_argument("--grid", default=None, help="also write a picture grid of images and masks to this PNG path")
     train = sub.add_parser("train", help="reproduce a shipped classifier")
     train.add_argument("arch", help="preset: vgg, resnet or vgg_text")
-    train.add_argument("--out", default=None, help="checkpoint path (default: the package's modeledit/zoo/world_ARCH.pt)")
+    train.add_argument("--out", default=None, help="checkpoint path (default: the package's eval/world/zoo/world_ARCH.pt)")
     train.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epochs")
     train.add_argument("--n-train", type=positive_int, default=None, help="override the preset's number of training scenes")
     ctx = sub.add_parser("context", help="measure context reliance (texture swaps) and the text-tag flip rate")
