@@ -188,7 +188,7 @@ def _prepare_out_dir(out: Path, header: dict[str, Any]) -> None:
         header["skipped"] = sorted(set(old.get("skipped", [])) | set(header.get("skipped", [])))
     for sub in ("originals", "masks", "transformed", "records"):
         (out / sub).mkdir(exist_ok=True)
-        for stale in (out / sub).glob(".*.tmp"):  # left by a run killed mid-write
+        for stale in (out / sub).glob(".*.tmp*"):  # left by a run killed mid-write (atomic_path temp names)
             stale.unlink()
     write_json_atomic(cfg_path, header)
 
