@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -27,7 +28,7 @@ import torch
 
 from modeledit.config import JsonConfig
 from modeledit.eval.metrics import error_counts, errors_corrected
-from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair
+from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair, why_no_change
 from modeledit.eval.methods import check_methods, method_edit, method_settings
 from modeledit.eval.results import ResultStore
 from modeledit.finetuning import FINETUNE_GRID
@@ -200,7 +201,9 @@ class BenchRunner:
             ds = load_dataset(self.cfg.stats_dataset, class_names=self.lm.class_names, size=self.lm.input_size)
             bs = self.cfg.batch_size
             batches = [torch.stack([ds[i][0] for i in range(s, min(s + bs, len(ds)))]) for s in range(0, len(ds), bs)]
-            ident = f"{self.cfg.stats_dataset}:{getattr(ds, 'config', None) and ds.config.to_json()}"
+            from modeledit.eval.datasets import dataset_key
+
+            ident = dataset_key(self.cfg.stats_dataset, ds)  # content identity: a changed folder never reuses stale statistics
             self._stats[site.name] = second_moment(self.lm.model, site, batches, dataset_id=ident,
                                                    transform=self.lm.normalize, progress=False)
         return self._stats[site.name]
@@ -286,7 +289,13 @@ class RunnerFactory:
 
 def choose_pairs(cfg: BenchConfig) -> list[dict[str, Any]]:
     """The pairs to study: from ``cfg.pairs`` (candidates from the sensitivity table when given) or selected."""
+    if cfg.sensitivity and not os.path.isfile(cfg.sensitivity):
+        raise FileNotFoundError(f"--sensitivity {cfg.sensitivity!r} does not exist; run `modeledit sensitivity ... --out DIR` "
+                                "first and pass DIR/table.csv")
     table = pd.read_csv(cfg.sensitivity) if cfg.sensitivity else None
+    if table is not None and not {"concept", "style", "class_name", "presence", "drop"} <= set(table.columns):
+        raise ValueError(f"--sensitivity {cfg.sensitivity!r} is not a sensitivity table (concept, style, class_name, presence, "
+                         "drop); pass the table.csv written by `modeledit sensitivity`")
     if cfg.pairs:
         out = []
         for concept, style in cfg.pairs:
@@ -329,15 +338,23 @@ class BenchResult:
 
 def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executor_kwargs: Any) -> BenchResult:
     """Run every cell not yet in ``out_dir``; the raw table holds every finished cell (old and new)."""
+    from modeledit.eval.datasets import check_disjoint
     from modeledit.eval.executors import get_executor
+    from modeledit.eval.validate import check_names
 
+    ex = get_executor(executor, **executor_kwargs)
     pairs = choose_pairs(cfg)
     for p in pairs:
         if not p["candidates"]:
             raise ValueError(f"pair {p['concept']}/{p['style']} has no affected class to draw the target from; give --sensitivity")
+    check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[p["style"] for p in pairs],
+                concepts=[p["concept"] for p in pairs], segmenter=cfg.segmenter, stylizer=cfg.stylizer, methods=cfg.methods,
+                datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
+    check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
     store = ResultStore(out_dir, config=asdict(cfg))
     cells = bench_cells(cfg, pairs)
-    report = get_executor(executor, **executor_kwargs).run(cells, RunnerFactory(cfg), store)
+    with store.discarded_if_empty():
+        report = ex.run(cells, RunnerFactory(cfg), store)
     if report.failed:
         log.error("%d cells failed: %s", len(report.failed), report.failed)
     table = store.table()
@@ -354,7 +371,9 @@ REPORTED = ["test_target_corrected", "test_other_corrected", "heldout_target_cor
 
 def summarize(table: pd.DataFrame, max_clean_drop: float = 0.0025, by: Sequence[str] = SELECT_KEYS) -> pd.DataFrame:
     """Per group (default: pair x exemplars x seed x method) the setting chosen on validation within the
-    clean-accuracy budget, with its test numbers; when none qualifies, the method makes no change (0)."""
+    clean-accuracy budget, with its test numbers. "No change" is always a candidate scoring 0: when no
+    setting qualifies, or none beats it, the method makes no change (0 errors corrected, 0 clean drop),
+    ``changed`` is False and ``choice``/``setting`` say why (never a blank site)."""
     rows = []
     for key, g in table.groupby(list(by), sort=True):
         records = g.to_dict("records")
@@ -363,13 +382,32 @@ def summarize(table: pd.DataFrame, max_clean_drop: float = 0.0025, by: Sequence[
         best = choose_setting(records, max_clean_drop)
         out = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         if best is None:
-            out.update({k: 0.0 for k in REPORTED if k.endswith(("corrected", "drop"))}, changed=False, site_name="", setting="")
+            reason = why_no_change(records, max_clean_drop)
+            out.update({k: 0.0 for k in REPORTED if k.endswith(("corrected", "drop"))}, changed=False, site_name="-",
+                       setting=f"{reason}: no change", choice=reason)
             out.update({k: g[k].iloc[0] for k in REPORTED if k.endswith("n_pre")})
         else:
-            out.update({k: best[k] for k in REPORTED}, changed=True, site_name=best["site_name"], setting=best["setting"])
+            out.update({k: best[k] for k in REPORTED}, changed=True, site_name=best["site_name"], setting=best["setting"], choice="setting")
         out["target_class"] = g["target_class"].iloc[0]
         rows.append(out)
     return pd.DataFrame(rows)
+
+
+def display_summary(summary: pd.DataFrame, columns: Sequence[str]) -> str:
+    """The summary as text: numbers to 3 decimals; a method that makes no change shows why (no setting
+    qualifies, or none beats no change) instead of zeros and a blank site."""
+    shown = summary[list(columns)].astype(object).copy()
+    for c in columns:
+        if pd.api.types.is_float_dtype(summary[c]):
+            shown[c] = summary[c].map(lambda v: f"{v:.3f}")
+    if "changed" in summary:
+        unchanged = ~summary["changed"].astype(bool)
+        for c in columns:
+            if c.endswith(("corrected", "clean_drop")):
+                shown.loc[unchanged, c] = "-"
+        if "setting" in shown:
+            shown.loc[unchanged, "setting"] = summary.loc[unchanged, "setting"]
+    return shown.to_string(index=False)
 
 
 def budget_curve(table: pd.DataFrame, budgets: Sequence[float] = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.05)) -> pd.DataFrame:

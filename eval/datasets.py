@@ -21,40 +21,66 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+from modeledit.image_folder import IMAGE_SUFFIXES, ImageFolder  # noqa: F401 (re-exported)
 
 
-class FolderDataset(torch.utils.data.Dataset):
-    """Images under ``root``; class sub-folders give labels when they name one of ``class_names``."""
+
+class FolderDataset(ImageFolder):
+    """The package's :class:`~modeledit.image_folder.ImageFolder` with images stretched to ``size`` (no
+    crop, so masks stay aligned); ``size=None`` keeps each image's size."""
 
     def __init__(self, root: str | os.PathLike, class_names: Sequence[str] | None = None, size: int | None = None) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {str(self.root)!r} does not exist")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-        if not self.files:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {str(self.root)!r}")
-        self.class_names = list(class_names) if class_names else []
-        lookup = {n.lower(): i for i, n in enumerate(self.class_names)}
-        self.labels = []
-        for f in self.files:
-            folder = f.parent.name if f.parent != self.root else ""
-            self.labels.append(lookup.get(folder.lower(), int(folder) if folder.isdigit() else -1))
-        self.size = size
+        super().__init__(root, class_names, size, fit="stretch")
 
-    def __len__(self) -> int:
-        return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, dict[str, Any]]:
-        from modeledit.images import read_image, to_tensor01
+def _spec_items(spec: str) -> tuple[str, Any]:
+    """("world", (split, n)) or ("folder", set of resolved files) for a dataset spec."""
+    kind = spec.split(":", 1)[0] if ":" in spec and not os.path.isdir(spec) else "folder"
+    if kind == "world":
+        from modeledit.eval.world.data import DEFAULT_SIZES
 
-        im = read_image(self.files[i])
-        if self.size:
-            im = im.resize((self.size, self.size))
-        return to_tensor01(im), self.labels[i], {"path": str(self.files[i]), "index": i}
+        parts = spec.split(":")
+        split = parts[1] if len(parts) > 1 and parts[1] else "test"
+        n = int(parts[2]) if len(parts) > 2 and parts[2] else DEFAULT_SIZES.get(split, 0)
+        return "world", (split, n)
+    root = Path(spec.split(":", 1)[1] if spec.startswith("folder:") else spec)
+    files = {p.resolve() for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES} if root.is_dir() else set()
+    return "folder", files
 
-    def identity(self) -> str:
-        return f"folder:{self.root.resolve()}:{len(self.files)}"
+
+def check_disjoint(stats_spec: str, evaluation: dict[str, str]) -> None:
+    """Refuse (ValueError) statistics computed on images that an evaluation set also uses.
+
+    World specs ``world:SPLIT[:N]`` take the first N items of a split, so two of them overlap exactly
+    when they name the same split; folders overlap when they share a file.
+
+    Example:
+        >>> check_disjoint("world:train:1500", {"--dataset": "world:test", "--clean": "world:val:600"})
+    """
+    kind, items = _spec_items(stats_spec)
+    for flag, spec in evaluation.items():
+        if spec is None:
+            continue
+        k2, items2 = _spec_items(spec)
+        if kind != k2:
+            continue
+        overlap = items[0] == items2[0] if kind == "world" else bool(items & items2)
+        if overlap:
+            raise ValueError(f"the statistics dataset {stats_spec!r} shares images with {flag} {spec!r}; statistics must come "
+                             "from images disjoint from every evaluation set (e.g. --stats-dataset world:train:1500)")
+
+
+def dataset_key(spec: str, dataset: Any) -> str:
+    """The cache key of a dataset: its spec and its ``identity`` (content for folders, config for the world).
+
+    Example:
+        >>> dataset_key("world:train:1500", load_dataset("world:train:1500"))[:22]
+        'world:train:1500|world'
+    """
+    ident = getattr(dataset, "identity", None)
+    if ident is None or callable(ident):
+        raise TypeError(f"{type(dataset).__name__} has no identity property; datasets name their content with one")
+    return f"{spec}|{ident}"
 
 
 def _world(spec: str, class_names: Sequence[str] | None = None, size: int | None = None) -> torch.utils.data.Dataset:

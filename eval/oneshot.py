@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from modeledit.eval.methods import method_edit
-from modeledit.eval.protocol import choose_setting
+from modeledit.eval.protocol import choose_setting, why_no_change
 
 
 @dataclass
@@ -44,7 +44,10 @@ class OneShotStudy:
             raise KeyError(f"the validation group {val_group!r} is not among the groups {sorted(groups)}")
         self.lm, self.ex, self.groups, self.clean = lm, exemplar, dict(groups), clean
         self.val_group, self.batch_size = val_group, batch_size
-        self.stats_images = clean[0] if stats_images is None else stats_images
+        if stats_images is None:
+            raise ValueError("pass stats_images: images for the key statistics, disjoint from every evaluation set "
+                             "(the clean set included), e.g. the world's train split")
+        self.stats_images = stats_images
         self._stats: dict[str, Any] = {}
         self.pre = self.measure()
 
@@ -90,9 +93,12 @@ def summarize_oneshot(table: pd.DataFrame, max_clean_drop: float) -> pd.DataFram
     for method, g in table.groupby("method", sort=True):
         base = g.iloc[0]
         best = choose_setting(g.to_dict("records"), max_clean_drop, score="val_gain")
-        if best is None:  # no setting within the budget: the method makes no change
-            best = {**{f"post_{k}": base[f"pre_{k}"] for k in groups}, "site_name": "", "setting": "", "clean_drop": 0.0}
-        r: dict[str, Any] = {"method": method, "changed": bool(best["site_name"])}
+        changed = best is not None
+        if best is None:  # no setting within the budget, or none beats no change: the method makes no change
+            reason = why_no_change(g.to_dict("records"), max_clean_drop, score="val_gain")
+            best = {**{f"post_{k}": base[f"pre_{k}"] for k in groups}, "site_name": "-", "setting": f"{reason}: no change",
+                    "clean_drop": 0.0}
+        r: dict[str, Any] = {"method": method, "changed": changed}
         for k in groups:
             r[f"pre_{k}"], r[f"post_{k}"] = base[f"pre_{k}"], best[f"post_{k}"]
         r.update(site_name=best["site_name"], setting=best["setting"], clean_drop=best["clean_drop"])

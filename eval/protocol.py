@@ -96,9 +96,25 @@ def choose_setting(results: Sequence[Mapping[str, Any]], max_clean_drop: float =
                    score: str = "val_corrected", clean_drop: str = "clean_drop") -> Mapping[str, Any] | None:
     """The setting with the best validation score among those within the clean-accuracy budget.
 
-    Returns ``None`` when none qualifies: the method then makes no change. Ties keep the first setting.
+    "No change" is always a candidate: it costs no clean accuracy and scores 0, and it comes first, so
+    ties go to it. Returns ``None`` (the method makes no change) when no setting qualifies or when the
+    best one does not score above 0; :func:`why_no_change` says which. Ties between settings keep the first.
     """
     ok = [r for r in results if r[clean_drop] <= max_clean_drop + 1e-12 and not np.isnan(r[score])]
     if not ok:
         return None
-    return max(ok, key=lambda r: r[score])
+    best = max(ok, key=lambda r: r[score])
+    return best if best[score] > NO_CHANGE_SCORE else None
+
+
+#: the validation score of making no change (every error stays)
+NO_CHANGE_SCORE = 0.0
+NONE_QUALIFIES = "no setting qualifies"
+NO_GAIN = "no setting beats no change"
+
+
+def why_no_change(results: Sequence[Mapping[str, Any]], max_clean_drop: float = 0.0025, score: str = "val_corrected",
+                  clean_drop: str = "clean_drop") -> str:
+    """Why :func:`choose_setting` chose no change: no setting within the budget, or none scoring above 0."""
+    ok = [r for r in results if r[clean_drop] <= max_clean_drop + 1e-12 and not np.isnan(r[score])]
+    return NO_GAIN if ok else NONE_QUALIFIES

@@ -13,12 +13,13 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -39,17 +40,39 @@ class ResultStore:
 
     def __init__(self, root: str | os.PathLike, config: Mapping[str, Any] | None = None) -> None:
         self.root = Path(root)
+        self._created = not self.root.exists()
         self.cells_dir = self.root / "cells"
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         manifest = self.root / "manifest.json"
         if config is not None:
             old = json.loads(manifest.read_text()) if manifest.is_file() else None
             if old is not None and old.get("config") != json.loads(json.dumps(dict(config), default=str)):
-                raise ValueError(
-                    f"{self.root} holds results of another configuration; use a new --out folder or delete it"
-                )
+                if self.n_done():
+                    raise ValueError(
+                        f"{self.root} holds results of another configuration; use a new --out folder or delete it"
+                    )
+                log.info("%s holds the manifest of a run that finished no cell; replacing it", self.root)
+                old = None
             if old is None:
                 write_json_atomic(manifest, {"config": dict(config), "versions": package_versions()})
+
+    def n_done(self) -> int:
+        return sum(1 for _ in self.cells_dir.glob("*.json")) if self.cells_dir.is_dir() else 0
+
+    @contextlib.contextmanager
+    def discarded_if_empty(self) -> Iterator["ResultStore"]:
+        """On any exit (error, Ctrl-C) that leaves no finished cell, remove the manifest and the folders this
+        store created: a run that did no work leaves nothing to block the next one."""
+        try:
+            yield self
+        finally:
+            if not self.n_done():
+                (self.root / "manifest.json").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.cells_dir.rmdir()
+                if self._created:
+                    with contextlib.suppress(OSError):
+                        self.root.rmdir()
 
     def path(self, params: Mapping[str, Any]) -> Path:
         return self.cells_dir / f"{cell_id(params)}.json"

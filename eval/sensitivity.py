@@ -13,6 +13,8 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -71,11 +73,18 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
                         out_dir: str | None = None, segmenter: Any = None, stylizer: Any = None,
                         progress: bool = True) -> pd.DataFrame:
     """The tidy per-class sensitivity table (one row per concept x style x class); see the module docstring."""
-    from modeledit.counterfactuals import restyle
     from modeledit.segmenters import get_segmenter
     from modeledit.styles import get_stylizer
+    from modeledit.segmenters.base import resolve_concepts
+    from modeledit.styles.bank import get_style
 
+    # every name is checked before any work (a typo fails in a second and leaves nothing behind)
+    for s in config.styles:
+        st = get_style(s)
+        if st.kind == "images" and not 0 <= config.style_image < len(st):
+            raise ValueError(f"style {st.name!r} has images 0..{len(st) - 1}; style image {config.style_image} does not exist")
     segmenter = segmenter or get_segmenter(config.segmenter, **config.segmenter_kwargs)
+    config = dataclasses.replace(config, concepts=resolve_concepts(segmenter, config.concepts))
     stylizer = stylizer or get_stylizer(config.stylizer)
     n = len(dataset)
     labels = np.array([int(dataset[i][1]) for i in range(n)])
@@ -85,6 +94,21 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
     masks = concept_masks(dataset, segmenter, config.concepts, config.min_pixels_at_224, progress)
     store = ResultStore(out_dir, config={"model": lm.name, "dataset_size": n, **asdict(config)}) if out_dir else None
     rows: list[dict[str, Any]] = []
+    with (store.discarded_if_empty() if store is not None else _nothing()):
+        _cells(lm, dataset, config, store, masks, labels, clean_pred, stylizer, progress, rows)
+    return pd.DataFrame(rows)
+
+
+@contextlib.contextmanager
+def _nothing() -> Any:
+    yield
+
+
+def _cells(lm: LoadedModel, dataset: Any, config: SensitivityConfig, store: ResultStore | None, masks: dict, labels: np.ndarray,
+           clean_pred: np.ndarray, stylizer: Any, progress: bool, rows: list[dict[str, Any]]) -> None:
+    """Each concept x style is one unit: finished ones are written at once; one interrupted is discarded."""
+    from modeledit.counterfactuals import restyle
+
     for concept in config.concepts:
         idx = sorted(masks[concept])
         for style in config.styles:
@@ -103,7 +127,6 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
             if store is not None:
                 store.write(params, cell, per_image={"index": idx, "pred": trans_pred.tolist()})
             rows += cell
-    return pd.DataFrame(rows)
 
 
 def _per_class_rows(lm: LoadedModel, concept: str, style: str, config: SensitivityConfig, labels: np.ndarray,

@@ -16,6 +16,7 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,9 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from modeledit.eval.datasets import _spec_items, check_disjoint
 from modeledit.eval.methods import MethodGrid
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,6 +46,7 @@ class SnowConfig(MethodGrid):
     n_val: int = 300
     n_test: int = 900
     clean: str = "world:val:600"
+    stats_dataset: str = "world:train:1500"   # images for the key statistics C (disjoint from every evaluation set)
     photos: str | None = None            # photos mode: ImageFolder tree of real photos
     exemplar: str | None = None          # photos mode: exemplar image file
     exemplar_mask: str | None = None     # photos mode: road mask (PNG, non-zero = road)
@@ -67,14 +72,19 @@ def _world_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Ten
     ex_label = names.index(cfg.exemplar_class)
     rng = np.random.default_rng(cfg.seed)
     val_ds, test_ds = WorldDataset("val"), WorldDataset("test")
-    scene = val_ds.scene(int(rng.integers(len(val_ds))), label=cfg.exemplar_class, context=cfg.concept, text_tag=False)
+    # validation scenes (and the exemplar's) come after the clean set in the val split: disjoint from it
+    kind, (clean_split, clean_n) = _spec_items(cfg.clean)
+    val_start = clean_n if kind == "world" and clean_split == "val" else 0
+    if val_start >= len(val_ds):
+        raise ValueError(f"--clean {cfg.clean!r} takes the whole val split; leave some of it for validation (e.g. world:val:600)")
+    scene = val_ds.scene(val_start + int(rng.integers(len(val_ds) - val_start)), label=cfg.exemplar_class, context=cfg.concept, text_tag=False)
     x = torch.from_numpy(scene.image).permute(2, 0, 1).float() / 255
     mask = scene.mask(cfg.concept)
     x_snow = _paste(x, mask, cfg)
 
-    def snowy(ds: WorldDataset, n: int) -> tuple[torch.Tensor, np.ndarray]:
+    def snowy(ds: WorldDataset, n: int, start: int = 0) -> tuple[torch.Tensor, np.ndarray]:
         xs, ys = [], []
-        for i in range(len(ds)):
+        for i in range(start, len(ds)):
             if len(xs) == n:
                 break
             cls = int(ds.world.label_of(ds.scene_index(i)))
@@ -84,15 +94,24 @@ def _world_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Ten
                 ys.append(cls)
         return torch.stack(xs), np.array(ys)
 
-    val = snowy(val_ds, cfg.n_val)
+    val = snowy(val_ds, cfg.n_val, val_start)
+    if len(val[1]) < cfg.n_val:
+        log.warning("only %d snowy vehicle scenes for validation after the clean set (asked for %d)", len(val[1]), cfg.n_val)
     test = snowy(test_ds, cfg.n_test)
     clean_ds = load_dataset(cfg.clean, class_names=names)
     clean = (torch.stack([clean_ds[i][0] for i in range(len(clean_ds))]), np.array([int(clean_ds[i][1]) for i in range(len(clean_ds))]))
     vehicles_clean = np.isin(clean[1], vehicles)
     groups = {"val": val, "snowy_vehicles": test, "vehicles_clean": (clean[0][vehicles_clean], clean[1][vehicles_clean]),
               "to_exemplar_class": (test[0], np.full(len(test[1]), ex_label))}
-    study = OneShotStudy(lm, Exemplar(x, x_snow, torch.as_tensor(mask), ex_label), groups, clean)
+    study = OneShotStudy(lm, Exemplar(x, x_snow, torch.as_tensor(mask), ex_label), groups, clean, stats_images=_stats_images(cfg, lm))
     return study, [x, x_snow, *list(test[0][:4])]
+
+
+def _stats_images(cfg: SnowConfig, lm: Any) -> torch.Tensor:
+    from modeledit.eval.datasets import load_dataset
+
+    ds = load_dataset(cfg.stats_dataset, class_names=lm.class_names, size=lm.input_size)
+    return torch.stack([ds[i][0] for i in range(len(ds))])
 
 
 def _photos_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Tensor]]:
@@ -122,7 +141,7 @@ def _photos_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Te
     clean = (torch.stack([clean_ds[i][0] for i in range(len(clean_ds))]), np.array([int(clean_ds[i][1]) for i in range(len(clean_ds))]))
     groups = {"val": (xs[:k], ys[:k]), "photos": (xs[k:], ys[k:])}
     ex = Exemplar(x, x_snow, torch.as_tensor(mask), lm.class_names.index(cfg.exemplar_class))
-    return OneShotStudy(lm, ex, groups, clean), [x, x_snow, *list(xs[k:][:4])]
+    return OneShotStudy(lm, ex, groups, clean, stats_images=_stats_images(cfg, lm)), [x, x_snow, *list(xs[k:][:4])]
 
 
 STUDIES = {"world": _world_study, "photos": _photos_study}
@@ -132,8 +151,15 @@ def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.Dat
     """Every (method, site, setting) cell not yet in ``out_dir``; returns (cells, summary)."""
     from modeledit.models import load_model
 
+    from modeledit.eval.validate import check_names
+
     if cfg.mode not in STUDIES:
         raise KeyError(f"unknown snow mode {cfg.mode!r}; valid: {sorted(STUDIES)}")
+    evaluation = ({"--clean": cfg.clean, "the validation scenes": "world:val", "the test scenes": "world:test"} if cfg.mode == "world"
+                  else {"--clean": cfg.clean, "--photos": cfg.photos})
+    check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[cfg.style], stylizer=cfg.stylizer, methods=cfg.methods,
+                datasets={"--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
+    check_disjoint(cfg.stats_dataset, evaluation)
     store = ResultStore(out_dir, config=asdict(cfg))
     state: dict[str, Any] = {}
 
@@ -142,7 +168,8 @@ def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.Dat
             state["study"], state["images"] = STUDIES[cfg.mode](cfg, load_model(cfg.model, weights=cfg.weights))
         return state["study"](params)
 
-    table = store.run(method_cells(cfg.methods, cfg.sites, cfg.settings), compute)
+    with store.discarded_if_empty():
+        table = store.run(method_cells(cfg.methods, cfg.sites, cfg.settings), compute)
     if "images" in state:
         from modeledit.eval.plots import save_examples
 

@@ -39,6 +39,7 @@ class TypographicConfig(MethodGrid):
     class_names: list[str] | None = None      # CLIP zero-shot head (default: the model's)
     dataset: str = "world:test:900"
     clean: str = "world:val:600"
+    stats_dataset: str = "world:train:1500"   # images for the key statistics C (disjoint from dataset and clean)
     attack_class: str = "car"
     word: str | None = None                   # default: the attack class's name
     fonts: list[str] = field(default_factory=lambda: ["sans", "serif", "hand"])
@@ -83,6 +84,8 @@ def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.T
     attack, word = names.index(cfg.attack_class), cfg.word or cfg.attack_class
     data = load_dataset(cfg.dataset, class_names=names, size=lm.input_size)
     clean = load_dataset(cfg.clean, class_names=names, size=lm.input_size)
+    stats_ds = load_dataset(cfg.stats_dataset, class_names=names, size=lm.input_size)
+    stats_x = torch.stack([stats_ds[i][0] for i in range(len(stats_ds))])
     rng = np.random.default_rng(cfg.seed)
     x = torch.stack([data[i][0] for i in range(len(data))])
     y = np.array([int(data[i][1]) for i in range(len(data))])
@@ -110,7 +113,7 @@ def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.T
         "to_exemplar_class": (attacked[not_ex], np.full(int(not_ex.sum()), ex_label)),  # spurious "text -> exemplar class"
     }
     study = OneShotStudy(lm, Exemplar(ex_blank, ex_attacked, ex_mask, ex_label), groups, (clean_x, clean_y),
-                         batch_size=cfg.batch_size)
+                         batch_size=cfg.batch_size, stats_images=stats_x)
     return study, {"blank": ex_blank, "attacked": ex_attacked, "examples": attacked[:4]}
 
 
@@ -123,7 +126,19 @@ def summarize_typographic(table: pd.DataFrame, max_clean_drop: float) -> pd.Data
 
 def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every (method, site, setting) cell not yet in ``out_dir``; returns (cells table, summary)."""
-    check_methods(cfg.methods)
+    from modeledit.eval.datasets import check_disjoint
+    from modeledit.eval.validate import check_names
+
+    if cfg.paster not in PASTERS:
+        raise KeyError(f"unknown text paster {cfg.paster!r}; valid: {sorted(PASTERS)}")
+    lm = check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, methods=cfg.methods, class_names=cfg.class_names,
+                     datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
+    if cfg.attack_class not in lm.class_names:
+        from modeledit.registry import close_matches
+
+        raise KeyError(f"--attack-class {cfg.attack_class!r} is not a class of {cfg.model}; closest: "
+                       f"{close_matches(cfg.attack_class, lm.class_names) or '-'}")
+    check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
     store = ResultStore(out_dir, config=asdict(cfg))
     cells = method_cells(cfg.methods, cfg.sites, cfg.settings)
     state: dict[str, Any] = {}
@@ -133,7 +148,8 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.Dat
             state["study"], state["images"] = build_study(cfg)
         return state["study"](params)
 
-    table = store.run(cells, compute)
+    with store.discarded_if_empty():
+        table = store.run(cells, compute)
     if "images" in state:
         from modeledit.eval.plots import save_examples
 

@@ -110,8 +110,8 @@ def resolve_concepts(segmenter: object, names: Sequence[str]) -> list[str]:
     """Canonical names of ``names`` for ``segmenter``, refused (KeyError) when it cannot find one of them.
 
     A segmenter says what it can find with a ``concepts`` attribute (a tuple of names: mediapipe finds
-    only ``person``), or ``any_concept = True`` (grabcut and files: the name is a label the user gives);
-    otherwise names must be in the vocabulary (:mod:`modeledit.segmenters.vocab`).
+    only ``person``; files, the names of its mask files), or ``any_concept = True`` (grabcut: the name is
+    a label the user gives); otherwise names must be in the vocabulary (:mod:`modeledit.segmenters.vocab`).
 
     Example:
         >>> resolve_concepts(get_segmenter("mediapipe"), ["people"])
@@ -128,8 +128,8 @@ def resolve_concepts(segmenter: object, names: Sequence[str]) -> list[str]:
         for n in names:
             try:
                 c = canonical_concept(n)
-            except KeyError:
-                c = None
+            except KeyError:  # not in the vocabulary: may still be a name this segmenter knows (a file's label)
+                c = " ".join(str(n).strip().lower().replace("_", " ").split()) if known is not None else None
             if known is not None and c not in known:
                 from modeledit.registry import close_matches
 
@@ -137,7 +137,7 @@ def resolve_concepts(segmenter: object, names: Sequence[str]) -> list[str]:
                 shown = list(known) if len(known) <= 12 else f"{len(known)} names, closest {close or '-'}"
                 raise KeyError(f"the {label} segmenter cannot find {n!r}; it finds: {shown}. Choose a segmenter that "
                                "knows it (torchvision: COCO objects; oracle: the world's concepts; grabcut: any name, with a box; "
-                               "files: your own masks)")
+                               "files: your own masks, named CONCEPT.png)")
             if c is None:
                 c = canonical_concept(n)  # raises the vocabulary's KeyError with close matches
             out.append(c)

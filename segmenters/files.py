@@ -61,13 +61,12 @@ class FileSegmenter:
     """Masks from PNG files under ``root`` or from a COCO-format ``coco_json``."""
 
     name = "files"
-    any_concept = True  # the names are the user's own labels (file names or the COCO file's categories)
 
     def __init__(self, root: str | os.PathLike | None = None, coco_json: str | os.PathLike | None = None, concept: str | None = None) -> None:
         if (root is None) == (coco_json is None):
             raise ValueError("pass exactly one of root= (a folder of PNG masks) or coco_json= (a COCO-format file)")
         self.root = Path(root) if root is not None else None
-        self.concept = canonical_concept(concept) if concept else None
+        self.concept = canonical_concept(concept, strict=False) if concept else None  # any name: the user's label
         self._coco: dict[str, Any] | None = None
         if self.root is not None and not self.root.is_dir():
             raise FileNotFoundError(f"mask folder {str(self.root)!r} does not exist")
@@ -89,6 +88,18 @@ class FileSegmenter:
                 "cats": cats, "anns": anns,
             }
 
+    @property
+    def concepts(self) -> tuple[str, ...]:
+        """What these files can give: the mask file names (``root/<image>/<concept>.png``), the ``concept``
+        given for single-mask files, or the COCO file's categories."""
+        if self._coco is not None:
+            return tuple(sorted({canonical_concept(n, strict=False) for n in self._coco["cats"].values()}))
+        assert self.root is not None
+        names = {canonical_concept(p.stem, strict=False) for p in self.root.glob("*/*.png")}
+        if self.concept is not None:
+            names.add(self.concept)
+        return tuple(sorted(names))
+
     def _image_key(self, meta: Mapping | None) -> str:
         meta = meta or {}
         for k in ("path", "name", "file_name"):
@@ -100,9 +111,20 @@ class FileSegmenter:
         img = check_image(image)
         h, w = img.shape[:2]
         out = self._from_coco(h, w, meta) if self._coco is not None else self._from_pngs(meta)
+        # the caller may have shrunk the image (the generator's max_size): meta["original_size"] is its size on disk,
+        # and a mask made for that size is resized with the image
+        orig = tuple(int(v) for v in meta["original_size"]) if meta and meta.get("original_size") else (h, w)
         for inst in out:
-            if inst.mask.shape != (h, w):
-                raise ValueError(f"mask for {inst.concept!r} is {inst.mask.shape[1]}x{inst.mask.shape[0]} but the image is {w}x{h}; masks must match their image")
+            if inst.mask.shape == (h, w):
+                continue
+            if inst.mask.shape == orig:
+                import cv2
+
+                inst.mask = cv2.resize(inst.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
+                continue
+            shown = f" (processed at {w}x{h})" if orig != (h, w) else ""
+            raise ValueError(f"mask for {inst.concept!r} is {inst.mask.shape[1]}x{inst.mask.shape[0]} but the image is "
+                             f"{orig[1]}x{orig[0]}{shown}; masks must match their image's size")
         return filter_concepts(out, concepts)
 
     def _from_pngs(self, meta: Mapping | None) -> list[Instance]:

@@ -52,8 +52,15 @@ def test_grabcut_takes_any_concept_name(photos, name):
 
 
 def test_files_segmenter_takes_the_users_names(tmp_path):
+    from modeledit.segmenters.files import write_mask_png
+
+    for stem, name in (("a", "foreground"), ("b", "my_label")):
+        (tmp_path / stem).mkdir()
+        write_mask_png(np.ones((8, 8), bool), tmp_path / stem / f"{name}.png")
     seg = get_segmenter("files", root=tmp_path)
     assert resolve_concepts(seg, ["foreground", "my label"]) == ["foreground", "my label"]
+    with pytest.raises(KeyError, match="cannot find 'foregruond'; it finds: \\['foreground', 'my label'\\]"):
+        resolve_concepts(seg, ["foregruond"])
 
 
 def test_vocabulary_segmenters_still_check_spelling():

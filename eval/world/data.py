@@ -80,6 +80,7 @@ class WorldDataset(torch.utils.data.Dataset):
         x = torch.from_numpy(s.image).permute(2, 0, 1).float().div(255.0)
         return x, s.label, meta
 
+    @property
     def identity(self) -> str:
         """A string that names exactly these items (config, split, size, overrides)."""
         return f"world:{self.split}:{self.n}:{self.config.to_json()}:{sorted(self.render_kwargs.items())!r}"
@@ -102,7 +103,7 @@ def render_tensors(dataset: WorldDataset, cache: bool = True, progress: bool = T
     Example:
         >>> x, y = render_tensors(WorldDataset("train", n=1000))
     """
-    key = hashlib.sha1(dataset.identity().encode()).hexdigest()[:16]
+    key = hashlib.sha1(dataset.identity.encode()).hexdigest()[:16]
     path = cache_dir() / f"{dataset.split}-{dataset.n}-{key}.pt"
     if cache and path.is_file():
         blob = torch.load(str(path), weights_only=True)

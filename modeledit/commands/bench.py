@@ -51,7 +51,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from modeledit.eval.bench import budget_curve, run_bench, summarize
+    from modeledit.eval.bench import budget_curve, display_summary, run_bench, summarize
     from modeledit.eval.plots import plot_budget, plot_methods, plot_vs
 
     check_out(args.out)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         plot_vs(summary, "n_exemplars", figs / "vs_exemplars.png", "exemplars")
     cols = ["concept", "style", "n_exemplars", "method", "target_class", "test_target_corrected", "test_other_corrected",
             "heldout_other_corrected", "clean_drop", "site_name", "setting"]
-    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(display_summary(summary, cols))
     if result.failed:
         print(json.dumps({"failed_cells": result.failed}, indent=1))
         return 1

@@ -66,12 +66,22 @@ def csv_list(item: Callable[[str], Any] = str, what: str = "item") -> Callable[[
     return parse
 
 
+class ListAction(argparse.Action):
+    """A repeated list flag: the first occurrence replaces the default, later ones extend it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        seen = f"_given_{self.dest}"
+        current = list(getattr(namespace, self.dest) or []) if getattr(namespace, seen, False) else []
+        setattr(namespace, self.dest, current + list(values))
+        setattr(namespace, seen, True)
+
+
 def add_list(p: argparse.ArgumentParser, *flags: str, item: Callable[[str], Any] = str, what: str = "name", default: Any = None,
              **kwargs: Any) -> None:
     """A plural, comma-separated, repeatable flag (see the module docstring)."""
     if default is not None and not isinstance(default, list):
         default = csv_list(item, what)(default)
-    p.add_argument(*flags, type=csv_list(item, what), action="extend", default=None, **kwargs)
+    p.add_argument(*flags, type=csv_list(item, what), action=ListAction, default=None, **kwargs)
     dest = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
     p.set_defaults(**{dest: default})
 

