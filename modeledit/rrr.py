@@ -3,15 +3,20 @@ learning models by regularizing their explanations"): fine-tune on the transform
 cross-entropy towards the target class plus λ times the squared input gradient of the
 log-probabilities inside the concept mask,
 
-    L = CE(f(x'), y) + λ · mean_n ‖ m_n ⊙ ∂/∂x'_n Σ_k log p_k(x'_n) ‖² / (C H W),
+    L = CE(f(x'), y) + λ · M(θ) / M(θ₀),   M(θ) = mean over images and input values of (m ⊙ ∂/∂x' Σ_k log p_k(x'))²,
 
 so the model is pushed to stop using that region (the text patch, the snow). The penalty is
 differentiated through the input gradient (double backpropagation). Scopes as in
 :mod:`modeledit.finetune`: ``local`` trains the site's rewritten weight, ``global`` every parameter
 from the site to the output. With ``region="everywhere"`` (or exemplars without a mask) the gradient is
 penalised over the whole image, the thesis's mask-free variant. Gradients are taken in the model's
-(normalised) input space; the squared norm is divided by the number of input values C·H·W (Ross et
-al. sum; the constant is folded into λ so one λ grid serves 64- and 224-pixel models alike).
+(normalised) input space.
+
+λ is *relative*: the penalty is divided by its value M(θ₀) for the unedited model on the exemplars, a
+constant, so Ross et al.'s λ is ``lam / M(θ₀)`` (recorded as ``lam_absolute``). The raw mass grows
+with the number of classes squared (Σ_k log p_k) and differs by orders of magnitude between a
+18-class world model and a 1000-class ImageNet model; the relative λ lets one grid serve both:
+λ = 1 weighs the initial penalty like one nat of cross-entropy.
 
 The result is the same :class:`~modeledit.edit.Edit` value as fine-tuning (``replace`` per changed
 parameter; methods ``rrr_local`` / ``rrr_global``).
@@ -40,15 +45,15 @@ from modeledit.layers import EditSite
 
 log = logging.getLogger(__name__)
 
-#: The penalty weights λ tried on top of each fine-tuning setting.
-LAMBDA_GRID: tuple[float, ...] = (10.0, 100.0, 1000.0)
+#: The (relative) penalty weights λ tried on top of each fine-tuning setting.
+LAMBDA_GRID: tuple[float, ...] = (1.0, 10.0, 100.0)
 REGIONS = ("mask", "everywhere")
 
 
 @dataclass
 class RRRConfig(JsonConfig):
     """Fine-tuning settings as in :class:`~modeledit.finetune.FinetuneConfig`, the penalty weight ``lam``
-    (λ ≥ 0; 0 is plain fine-tuning) and the penalised ``region``: ``"mask"`` (the concept) or ``"everywhere"``."""
+    (λ ≥ 0, relative to the unedited model's penalty; 0 is plain fine-tuning) and the penalised ``region``: ``"mask"`` (the concept) or ``"everywhere"``."""
 
     scope: str = "local"
     lr: float = 1e-4
@@ -104,7 +109,7 @@ def rrr(
     the exemplars' mask (everywhere without one); the model is left unchanged, the edit returned.
 
     Example:
-        >>> edit = rrr(lm.model, "features.11", ex, target=0, config=RRRConfig(scope="local", lr=1e-2, steps=200, lam=100.0))
+        >>> edit = rrr(lm.model, "features.11", ex, target=0, config=RRRConfig(scope="local", lr=1e-2, steps=200, lam=10.0))
     """
     cfg = config or RRRConfig()
     ex = exemplars if isinstance(exemplars, Exemplars) else Exemplars(exemplars, exemplars)
@@ -114,7 +119,13 @@ def rrr(
         log.info("rrr: the exemplars carry no mask; penalising the input gradient everywhere")
         region = "everywhere"
     mask = ex.mask.to(dev) if region == "mask" else None
-    lam = float(cfg.lam)
+    was_training = model.training
+    model.eval()
+    try:
+        before = float(gradient_mass(input_gradient(model, ex.x_prime.to(dev))[1], mask))
+    finally:
+        model.train(was_training)
+    lam = float(cfg.lam) / before if before > 0 else float(cfg.lam)
 
     def objective(m: nn.Module, xp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if lam == 0:
@@ -122,12 +133,6 @@ def rrr(
         logits, g = input_gradient(m, xp, create_graph=True)
         return F.cross_entropy(logits, y) + lam * gradient_mass(g, mask)
 
-    was_training = model.training
-    model.eval()
-    try:
-        before = float(gradient_mass(input_gradient(model, ex.x_prime.to(dev))[1], mask))
-    finally:
-        model.train(was_training)
     edit = finetune(model, site, ex, target=target, config=cfg.finetune_config(), objective=objective, method=f"rrr_{cfg.scope}")
     with edit.applied(model):
         model.eval()
@@ -136,6 +141,7 @@ def rrr(
         finally:
             model.train(was_training)
     edit.config = asdict(cfg)
-    edit.metrics.update({"penalty_before": before, "penalty_after": after, "lam": lam, "region": region})
+    edit.metrics.update({"penalty_before": before, "penalty_after": after, "lam": float(cfg.lam), "lam_absolute": lam,
+                         "region": region})
     log.info("rrr %s: gradient mass in the %s %.4g -> %.4g (lambda %g)", cfg.scope, region, before, after, lam)
     return edit

@@ -40,7 +40,7 @@ def test_penalty_lowers_gradient_mass_in_the_mask_versus_plain_finetuning(world_
     base = _state(model)
     steps, lr = 20, 1e-2
     plain = finetune(model, 3, ex, target=CAR, config=FinetuneConfig(scope=scope, lr=lr, steps=steps))
-    edit = rrr(model, 3, ex, target=CAR, config=RRRConfig(scope=scope, lr=lr, steps=steps, lam=100.0))
+    edit = rrr(model, 3, ex, target=CAR, config=RRRConfig(scope=scope, lr=lr, steps=steps, lam=5.0))
     assert edit.method == f"rrr_{scope}" and set(edit.changes) == set(plain.changes)
     assert all(torch.equal(v, base[k]) for k, v in _state(model).items())  # the model is left alone
     m0 = _mass(model, ex, ex.mask)
@@ -65,8 +65,8 @@ def test_lambda_zero_is_plain_finetuning_bit_for_bit(world_vgg, ex):
 def test_mask_free_variant_penalises_everywhere(world_vgg, ex):
     model = world_vgg.model
     no_mask = Exemplars(ex.x, ex.x_prime)
-    a = rrr(model, 3, no_mask, target=CAR, config=RRRConfig(lr=1e-2, steps=15, lam=100.0))
-    b = rrr(model, 3, ex, target=CAR, config=RRRConfig(lr=1e-2, steps=15, lam=100.0, region="everywhere"))
+    a = rrr(model, 3, no_mask, target=CAR, config=RRRConfig(lr=1e-2, steps=15, lam=5.0))
+    b = rrr(model, 3, ex, target=CAR, config=RRRConfig(lr=1e-2, steps=15, lam=5.0, region="everywhere"))
     assert a.metrics["region"] == b.metrics["region"] == "everywhere"
     assert all(torch.equal(a.changes[k].tensors["value"], b.changes[k].tensors["value"]) for k in a.changes)
     total0 = _mass(model, ex, None)
@@ -76,7 +76,7 @@ def test_mask_free_variant_penalises_everywhere(world_vgg, ex):
         outside = 1 - ex.mask
         assert a.metrics["penalty_after"] == pytest.approx(_mass(model, ex, None))
         m_out = _mass(model, ex, outside)
-    masked = rrr(model, 3, ex, target=CAR, config=RRRConfig(lr=1e-2, steps=15, lam=100.0))
+    masked = rrr(model, 3, ex, target=CAR, config=RRRConfig(lr=1e-2, steps=15, lam=5.0))
     with masked.applied(model):
         assert _mass(model, ex, outside) > m_out
 
