@@ -85,3 +85,11 @@ def test_prediction_default_single_image_and_errors(world_vgg, case):
         ExplainConfig(methods=["lime"])
     with pytest.raises(ValueError, match="2 targets for 1 images"):
         attribution_maps(model, x, target=[0, 1], site=3)
+
+
+def test_missing_captum_names_the_extra(world_vgg, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "captum.attr", None)  # import of captum.attr now fails
+    with pytest.raises(ImportError, match=r"modeledit\[explain\]"):
+        attribution_maps(world_vgg.model, torch.zeros(1, 3, 64, 64), target=0, config=ExplainConfig(methods=["input_gradient"]))
