@@ -12,7 +12,8 @@ Three attribution maps per image, each reduced to one (H, W) array at the image'
 
 :func:`before_after` computes them for a model without and with an :class:`~modeledit.edit.Edit`
 applied (for the same class, by default the unedited model's prediction, so the maps compare), and
-:func:`explanation_figure` draws image | before | after per method as a PNG, each before/after pair on
+:func:`explanation_figure` draws image | before | after per method as a PNG (:func:`compare_edits`: one column
+per edit), each before/after pair on
 one colour scale so a region that stops lighting up looks darker. :func:`mask_share` gives the share of a
 map's mass inside a concept mask (e.g. how much of the explanation sits on the text patch).
 
@@ -22,6 +23,7 @@ Example:
     >>> from modeledit.eval.explain import before_after, explanation_figure
     >>> maps = before_after(lm.model, edit, lm.normalize(x01))        # {"before": {...}, "after": {...}}
     >>> explanation_figure(x01, maps, "explain.png")
+    >>> compare_edits(lm.model, {"edit": e1, "rrr_global": e2}, lm.normalize(x01))   # one column per method
 """
 from __future__ import annotations
 
@@ -155,20 +157,43 @@ def before_after(
         >>> maps = before_after(lm.model, edit, lm.normalize(x01), target=0)
         >>> maps["after"]["gradcam"].shape
     """
+    out = compare_edits(model, {"after": edit}, x, target, site, config)
+    return {"before": out["before"], "after": out["after"]}
+
+
+def compare_edits(
+    model: nn.Module,
+    edits: Mapping[str, Any],
+    x: torch.Tensor,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    site: EditSite | int | str | None = None,
+    config: ExplainConfig | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{"before": maps, name: maps, ...}``: the unedited model and each edit of ``edits`` applied in turn
+    (and reverted), for the same class per image (default: the unedited prediction) and one Grad-CAM site
+    (default: the first edit's first site), so every column compares with "before".
+
+    Example:
+        >>> maps = compare_edits(lm.model, {"edit": e1, "finetune_global": e2}, lm.normalize(x01))
+        >>> explanation_figure(x01, maps, "methods.png")
+    """
     dev = next(model.parameters()).device
     x = x.to(dev) if x.dim() == 4 else x[None].to(dev)
-    if site is None and getattr(edit, "sites", None):
-        site = edit.sites[0]
+    if "before" in edits:
+        raise ValueError("'before' names the unedited model; give the edits other names")
+    if site is None:
+        site = next((e.sites[0] for e in edits.values() if getattr(e, "sites", None)), None)
     was_training = model.training
     model.eval()
     try:
         t = _target_tensor(model, x, target)
     finally:
         model.train(was_training)
-    before = attribution_maps(model, x, t, site, config)
-    with edit.applied(model):
-        after = attribution_maps(model, x, t, site, config)
-    return {"before": before, "after": after}
+    out = {"before": attribution_maps(model, x, t, site, config)}
+    for name, edit in edits.items():
+        with edit.applied(model):
+            out[name] = attribution_maps(model, x, t, site, config)
+    return out
 
 
 def mask_share(maps: Mapping[str, np.ndarray], mask: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
@@ -202,7 +227,8 @@ def explanation_figure(
     """Write a PNG: one row per image with the image, then before | after for each method.
 
     ``images`` are [0, 1] (N, 3, H, W) tensors or HxWx3 arrays; ``maps`` as :func:`before_after` returns
-    (any keys: each is one column per method). Each row's before/after pair shares one colour scale.
+    or :func:`compare_edits` return (each key is one column per method). Each row's maps of one method share
+    one colour scale, so a region that stops lighting up after an edit looks darker.
 
     Example:
         >>> explanation_figure(x01, before_after(lm.model, edit, lm.normalize(x01)), "explain.png", ["exemplar", "test 1"])

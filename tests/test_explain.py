@@ -12,7 +12,9 @@ from modeledit.exemplars import Exemplars
 from modeledit.rrr import RRRConfig, rrr
 
 pytest.importorskip("captum")
-from modeledit.eval.explain import EXPLAINERS, ExplainConfig, attribution_maps, before_after, explanation_figure, mask_share  # noqa: E402
+from modeledit.eval.explain import (  # noqa: E402
+    EXPLAINERS, ExplainConfig, attribution_maps, before_after, compare_edits, explanation_figure, mask_share,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,3 +95,23 @@ def test_missing_captum_names_the_extra(world_vgg, monkeypatch):
     monkeypatch.setitem(sys.modules, "captum.attr", None)  # import of captum.attr now fails
     with pytest.raises(ImportError, match=r"modeledit\[explain\]"):
         attribution_maps(world_vgg.model, torch.zeros(1, 3, 64, 64), target=0, config=ExplainConfig(methods=["input_gradient"]))
+
+
+def test_compare_edits_one_column_per_method(world_vgg, case, tmp_path):
+    from modeledit.finetune import FinetuneConfig, finetune
+
+    model = world_vgg.model
+    xp, m, edit = case
+    x = world_vgg.normalize(xp[:2])
+    cfg = ExplainConfig(methods=["gradcam", "input_gradient"])
+    ft = finetune(model, 3, Exemplars(x[:1], x[:1], m[:1, None]), target=CAR, config=FinetuneConfig(scope="global", lr=1e-2, steps=5))
+    maps = compare_edits(model, {"rrr_global": edit, "finetune_global": ft}, x, config=cfg)
+    assert list(maps) == ["before", "rrr_global", "finetune_global"]
+    ba = before_after(model, edit, x, config=cfg)
+    for k in cfg.methods:
+        assert np.array_equal(maps["before"][k], ba["before"][k]) and np.array_equal(maps["rrr_global"][k], ba["after"][k])
+        assert not np.array_equal(maps["finetune_global"][k], maps["rrr_global"][k])
+    png = explanation_figure(xp[:2], maps, tmp_path / "methods.png")
+    assert png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="names the unedited model"):
+        compare_edits(model, {"before": edit}, x, config=cfg)
