@@ -12,9 +12,9 @@ Three attribution maps per image, each reduced to one (H, W) array at the image'
 
 :func:`before_after` computes them for a model without and with an :class:`~modeledit.edit.Edit`
 applied (for the same class, by default the unedited model's prediction, so the maps compare), and
-:func:`explanation_figure` draws image | before | after per method as a PNG (:func:`compare_edits`: one column
-per edit), each before/after pair on
-one colour scale so a region that stops lighting up looks darker. :func:`mask_share` gives the share of a
+:func:`explanation_figure` draws image | before | after per method as a PNG (with :func:`compare_edits`:
+one column per edit), each method's maps of an image on one colour scale so a region that stops
+lighting up looks darker. :func:`mask_share` gives the share of a
 map's mass inside a concept mask (e.g. how much of the explanation sits on the text patch).
 
 captum is an optional dependency: ``pip install 'modeledit[explain]'``.
