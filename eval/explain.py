@@ -42,7 +42,7 @@ from modeledit.layers import EditSite, get_site, resolve_module
 
 
 def _captum_attr() -> Any:
-    from modeledit.models import optional_import
+    from modeledit.deps import optional_import
 
     return optional_import("captum.attr", "explain")
 

@@ -7,7 +7,7 @@ log-probabilities inside the concept mask,
 
 so the model is pushed to stop using that region (the text patch, the snow). The penalty is
 differentiated through the input gradient (double backpropagation). Scopes as in
-:mod:`modeledit.finetune`: ``local`` trains the site's rewritten weight, ``global`` every parameter
+:mod:`modeledit.finetuning`: ``local`` trains the site's rewritten weight, ``global`` every parameter
 from the site to the output. With ``region="everywhere"`` (or exemplars without a mask) the gradient is
 penalised over the whole image, the thesis's mask-free variant. Gradients are taken in the model's
 (normalised) input space.
@@ -40,7 +40,7 @@ from torch import nn
 from modeledit.config import JsonConfig
 from modeledit.edit import Edit
 from modeledit.exemplars import Exemplars
-from modeledit.finetune import FinetuneConfig, SCOPES, finetune
+from modeledit.finetuning import FinetuneConfig, SCOPES, finetune
 from modeledit.layers import EditSite
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ REGIONS = ("mask", "everywhere")
 
 @dataclass
 class RRRConfig(JsonConfig):
-    """Fine-tuning settings as in :class:`~modeledit.finetune.FinetuneConfig`, the penalty weight ``lam``
+    """Fine-tuning settings as in :class:`~modeledit.finetuning.FinetuneConfig`, the penalty weight ``lam``
     (λ ≥ 0, relative to the unedited model's penalty; 0 is plain fine-tuning) and the penalised ``region``: ``"mask"`` (the concept) or ``"everywhere"``."""
 
     scope: str = "local"
@@ -128,12 +128,11 @@ def rrr(
     lam = float(cfg.lam) / before if before > 0 else float(cfg.lam)
 
     def objective(m: nn.Module, xp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if lam == 0:
-            return F.cross_entropy(m(xp), y)
         logits, g = input_gradient(m, xp, create_graph=True)
         return F.cross_entropy(logits, y) + lam * gradient_mass(g, mask)
 
-    edit = finetune(model, site, ex, target=target, config=cfg.finetune_config(), objective=objective, method=f"rrr_{cfg.scope}")
+    edit = finetune(model, site, ex, target=target, config=cfg.finetune_config(), objective=objective if lam > 0 else None,
+                    method=f"rrr_{cfg.scope}")
     with edit.applied(model):
         model.eval()
         try:

@@ -9,7 +9,7 @@ from _editor_data import one_thread  # noqa: F401 (fixture)
 from modeledit import load_model
 from modeledit.edit import Edit
 from modeledit.exemplars import Exemplars
-from modeledit.finetune import FinetuneConfig, finetune
+from modeledit.finetuning import FinetuneConfig, finetune
 from modeledit.rrr import LAMBDA_GRID, RRRConfig, gradient_mass, input_gradient, rrr
 
 pytestmark = pytest.mark.usefixtures("one_thread")
