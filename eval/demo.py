@@ -45,6 +45,7 @@ class DemoConfig(JsonConfig):
     typographic_images: int = 720
     n_exemplars: int = 3
     sites: list[str] = field(default_factory=lambda: ["-3", "-1"])
+    methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global", "paint_global", "rrr_global"])
     finetune_grid: list[list[float]] = field(default_factory=lambda: [[1e-2, 300], [1e-3, 300]])
     # the paper's 0.25 pp budget is 1.5 images of the demo's 600 clean images, and on the world every edit
     # costs 0.7-1.8 pp (results/world/bench); the demo allows 2 pp (`--max-clean-drop 0.0025` in `modeledit bench`)
@@ -128,14 +129,15 @@ def bench_section(cfg: DemoConfig, out: Path, sensitivity_csv: Path) -> pd.DataF
 
     bcfg = BenchConfig(model=cfg.model, dataset=f"world:test:{cfg.bench_images}", clean=f"world:val:{cfg.clean_images}", sensitivity=str(sensitivity_csv), max_pairs=1,
                        protocol=ProtocolConfig(max_clean_drop=cfg.max_clean_drop), n_exemplars=[cfg.n_exemplars],
-                       seeds=[cfg.seed], methods=["edit", "finetune_local", "finetune_global"], sites=cfg.sites,
+                       seeds=[cfg.seed], methods=list(cfg.methods), sites=cfg.sites,
                        finetune_grid=cfg.finetune_grid)
     table = run_bench(bcfg, str(out)).table
     table.to_csv(out / "cells.csv", index=False)
     summary = summarize(table, cfg.max_clean_drop)
     summary.to_csv(out / "summary.csv", index=False)
     figs = [(plot_methods(summary, out / "methods.png").name, "errors corrected per method (6-3): target vs other classes, same vs held-out style images")]
-    figs.append(_before_after(bcfg, summary, table, out))
+    more_figs, more_tables = _before_after(bcfg, summary, table, out)
+    figs += more_figs
     row = summary.set_index("method")
     pair = f"{summary.iloc[0]['concept']} -> {summary.iloc[0]['style']}"
     numbers = {"pair": pair, "target class": summary.iloc[0]["target_class"]}
@@ -148,13 +150,14 @@ def bench_section(cfg: DemoConfig, out: Path, sensitivity_csv: Path) -> pd.DataF
                   text=("Errors corrected = (N_pre - N_post) / N_pre over transformed test images whose original the unedited model got right; "
                         "hyperparameters (site x setting) chosen on validation among those losing at most "
                         f"{100 * cfg.max_clean_drop:.2f} pp of clean accuracy (none qualifying: no change)."),
-                  tables=[{"title": "selected settings, test numbers", "columns": cols, "rows": summary[cols].to_dict("records")}],
+                  tables=[{"title": "selected settings, test numbers", "columns": cols, "rows": summary[cols].to_dict("records")}, *more_tables],
                   figures=figs, config=asdict(bcfg))
     return summary
 
 
-def _before_after(bcfg: Any, summary: pd.DataFrame, table: pd.DataFrame, out: Path) -> tuple[str, str]:
-    """Test images of other classes: original, transformed, and each method's prediction on the transformed one."""
+def _before_after(bcfg: Any, summary: pd.DataFrame, table: pd.DataFrame, out: Path) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """Test images of other classes: original, transformed, and each method's prediction on the transformed one;
+    then where the model looks on the exemplar and three of them, before and after each method (figures, tables)."""
     from modeledit.eval.bench import BenchRunner
     from modeledit.eval.methods import method_edit
     from modeledit.layers import get_site
@@ -168,6 +171,7 @@ def _before_after(bcfg: Any, summary: pd.DataFrame, table: pd.DataFrame, out: Pa
     x = torch.stack([p.originals[i] for i in idx])
     xt = torch.stack([p.transformed[same][i] for i in idx])
     preds = {"before": runner.predict(xt)}
+    edits = {}
     for r in summary.itertuples():
         if not r.changed:
             preds[r.method] = preds["before"]
@@ -179,6 +183,7 @@ def _before_after(bcfg: Any, summary: pd.DataFrame, table: pd.DataFrame, out: Pa
                            stats=runner.statistics)
         with edit.applied(runner.lm.model):
             preds[r.method] = runner.predict(xt)
+        edits[r.method] = edit
     clean = runner.predict(x)
     images, caps = [], []
     for k, i in enumerate(idx):
@@ -190,7 +195,36 @@ def _before_after(bcfg: Any, summary: pd.DataFrame, table: pd.DataFrame, out: Pa
         images += [ex[0][k], ex[1][k]]
         caps += [f"exemplar {k + 1} (x)\n{names[p.labels[p.exemplars[k]]]}", f"exemplar {k + 1} (x')"]
     path = prediction_figure(images, caps, out / "before_after.png", ncols=4)
-    return path.name, "test images of other classes (original | transformed with each method's prediction) and the exemplars"
+    figs = [(path.name, "test images of other classes (original | transformed with each method's prediction) and the exemplars")]
+    more_figs, tables = _explanations(runner.lm, p, edits, [p.exemplars[0], *idx[:3]], same, out)
+    return figs + more_figs, tables
+
+
+def _explanations(lm: Any, p: Any, edits: dict[str, Any], show: list[int], style_image: int, out: Path) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """Attribution maps (captum) of the true class on transformed images, before and with each method's
+    edit: one figure per map kind, and the share of each map inside the concept mask."""
+    from modeledit.eval.explain import ExplainConfig, compare_edits, explanation_figure, mask_share
+
+    names = lm.class_names
+    x01 = torch.stack([p.transformed[style_image][i] for i in show])
+    masks = np.stack([np.asarray(p.masks[i], dtype=np.float32) for i in show])
+    targets = [p.labels[i] for i in show]
+    site = next((e.sites[0] for e in edits.values() if e.sites), None)  # Grad-CAM needs a site: none when no method changed
+    cfg = ExplainConfig(methods=[k for k in ExplainConfig().methods if site or k != "gradcam"], ig_steps=16)
+    maps = compare_edits(lm.model, edits, lm.normalize(x01), target=targets, site=site, config=cfg)
+    rows = [f"{'exemplar' if k == 0 else 'test'}: {names[t]}" for k, t in enumerate(targets)]
+    titles = {"gradcam": f"Grad-CAM at {site}" if site else "Grad-CAM", "input_gradient": "input gradient", "integrated_gradients": "integrated gradients"}
+    figs = []
+    for kind in cfg.methods:
+        path = explanation_figure(x01, {stage: {kind: m[kind]} for stage, m in maps.items()}, out / f"explain_{kind}.png", rows)
+        figs.append((path.name, f"where the model looks ({titles[kind]}, true class) on the exemplar and test images with {p.style} "
+                                f"{p.concept}: before and with each method's edit (one colour scale per row)"))
+    share = {stage: mask_share(m, masks) for stage, m in maps.items()}
+    kinds = list(cfg.methods)
+    table = {"title": f"share of each explanation inside the {p.concept} mask (mean over the {len(show)} images shown)",
+             "columns": ["model", *kinds],
+             "rows": [{"model": stage, **{k: float(np.mean(share[stage][k])) for k in kinds}} for stage in maps]}
+    return figs, [table]
 
 
 # ---------------------------------------------------------------------------------------------- 3

@@ -2,7 +2,8 @@
 builds its :class:`~modeledit.edit.Edit` from exemplars, and which hyperparameter settings it tries.
 
 A :class:`Method` names a maker (the editor or a fine-tuning baseline), the config fields it fixes,
-and the config field that holds its grid of settings. Every maker returns the same ``Edit`` value, so
+and the config field that holds its grid of settings (and optionally a second grid crossed with the
+first: weight-interpolation patching's α, right-for-the-right-reasons' λ). Every maker returns the same ``Edit`` value, so
 the harnesses apply, measure and revert all methods alike. New methods register in :data:`METHODS`.
 
 Example:
@@ -20,6 +21,8 @@ import torch
 
 from modeledit.config import JsonConfig
 from modeledit.finetuning import FINETUNE_GRID
+from modeledit.patching import ALPHA_GRID
+from modeledit.rrr import LAMBDA_GRID
 from modeledit.registry import Registry
 
 
@@ -37,6 +40,20 @@ def _finetune_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], 
     return finetune(lm, site, exemplars, target=list(targets), config=FinetuneConfig(**fields))
 
 
+def _patch_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
+                 stats: Callable[[Any], Any] | None) -> Any:
+    from modeledit.patching import PatchConfig, patch
+
+    return patch(lm.model, site, exemplars, target=list(targets), config=PatchConfig(**fields))
+
+
+def _rrr_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
+               stats: Callable[[Any], Any] | None) -> Any:
+    from modeledit.rrr import RRRConfig, rrr
+
+    return rrr(lm.model, site, exemplars, target=list(targets), config=RRRConfig(**fields))
+
+
 @dataclass(frozen=True)
 class Method:
     """A method of the comparison.
@@ -44,6 +61,8 @@ class Method:
     ``make(lm, site, exemplars, targets, fields, stats)`` builds its Edit; ``base`` holds the config
     fields fixed for the method; ``grid_field`` names the config field (of :class:`MethodGrid` or the
     bench's config) listing its hyperparameter settings, or ``None`` for a single setting.
+    ``extra_grid`` = (config field, setting key, default values) crosses every setting with each value
+    of that field (the default when the config has no such field).
     """
 
     name: str
@@ -51,6 +70,7 @@ class Method:
     base: Mapping[str, Any]
     grid_field: str | None = None
     description: str = ""
+    extra_grid: tuple[str, str, tuple[float, ...]] | None = None
 
 
 #: every method the harnesses know, by name
@@ -74,6 +94,18 @@ for _m in (
            "fine-tune the edited layer on the transformed exemplars"),
     Method("finetune_global", _finetune_maker, {"scope": "global"}, "finetune_grid",
            "fine-tune every layer from the site to the output"),
+    Method("paint_local", _patch_maker, {"scope": "local"}, "finetune_grid",
+           "fine-tune the edited layer, then interpolate the weights by alpha (PAINT, Ilharco et al. 2022)",
+           ("alpha_grid", "alpha", ALPHA_GRID)),
+    Method("paint_global", _patch_maker, {"scope": "global"}, "finetune_grid",
+           "fine-tune from the site to the output, then interpolate the weights by alpha (PAINT)",
+           ("alpha_grid", "alpha", ALPHA_GRID)),
+    Method("rrr_local", _rrr_maker, {"scope": "local"}, "finetune_grid",
+           "fine-tune the edited layer with a penalty on input gradients inside the concept mask (Ross et al. 2017)",
+           ("lambda_grid", "lam", LAMBDA_GRID)),
+    Method("rrr_global", _rrr_maker, {"scope": "global"}, "finetune_grid",
+           "fine-tune from the site to the output with the input-gradient penalty inside the concept mask",
+           ("lambda_grid", "lam", LAMBDA_GRID)),
 ):
     register_method(_m)
 
@@ -92,6 +124,8 @@ class MethodGrid(JsonConfig):
     sites: list[str] = field(default_factory=lambda: ["-1"])
     finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [list(g) for g in FINETUNE_GRID[:3]])
     adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000]])
+    alpha_grid: list[float] = field(default_factory=lambda: list(ALPHA_GRID))
+    lambda_grid: list[float] = field(default_factory=lambda: list(LAMBDA_GRID))
     max_clean_drop: float = 0.0025
 
     def settings(self, method: str) -> list[dict[str, Any]]:
@@ -100,19 +134,23 @@ class MethodGrid(JsonConfig):
 
 def method_settings(cfg: Any, method: str) -> list[dict[str, Any]]:
     """The hyperparameter settings tried for ``method`` (besides the site): its (lr, steps) grid from
-    ``cfg`` (any config with ``finetune_grid`` / ``adam_grid`` fields), or one empty setting."""
+    ``cfg`` (any config with ``finetune_grid`` / ``adam_grid`` fields), or one empty setting, crossed with
+    the method's extra grid (``alpha_grid``, ``lambda_grid``; the method's default without that field)."""
     m = METHODS.get(method)
-    if m.grid_field is None:
-        return [{}]
-    return [{"lr": float(lr), "steps": int(steps)} for lr, steps in getattr(cfg, m.grid_field)]
+    settings = [{}] if m.grid_field is None else [{"lr": float(lr), "steps": int(steps)} for lr, steps in getattr(cfg, m.grid_field)]
+    if m.extra_grid is None:
+        return settings
+    name, key, default = m.extra_grid
+    values = getattr(cfg, name, None)
+    return [{**s, key: float(v)} for s in settings for v in (default if values is None else values)]
 
 
 def method_edit(lm: Any, method: str, setting: Mapping[str, Any], site: Any, x01: torch.Tensor, xp01: torch.Tensor,
                 masks: torch.Tensor | None, targets: Sequence[int], stats: Callable[[Any], Any] | None = None) -> Any:
     """The Edit a method of the comparison makes from exemplars (x, x') in [0, 1] with (N, H, W) masks.
 
-    Rewrites map keys at x' to values at x (``stats(site)`` gives C); fine-tuning trains on x' towards
-    ``targets``. Every method returns the same :class:`~modeledit.edit.Edit` value.
+    Rewrites map keys at x' to values at x (``stats(site)`` gives C); fine-tuning (and its variants:
+    weight interpolation, the input-gradient penalty inside the masks) trains on x' towards ``targets``. Every method returns the same :class:`~modeledit.edit.Edit` value.
     """
     from modeledit.exemplars import Exemplars
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -113,12 +113,19 @@ def finetune(
     exemplars: Exemplars | torch.Tensor,
     target: int | Sequence[int] | torch.Tensor | None = None,
     config: FinetuneConfig | None = None,
+    objective: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    method: str | None = None,
 ) -> Edit:
     """Fine-tune towards ``target`` (class index, one per exemplar, or None = the model's prediction on
     the originals) on the transformed exemplars x'; the model is left unchanged, the edit returned.
 
     ``model`` is a :class:`~modeledit.models.LoadedModel`; ``exemplars`` are :class:`Exemplars` or a
     batch of transformed images, in [0, 1].
+
+    ``objective(module, x_prime, targets)`` replaces the training loss (default: cross-entropy of the
+    logits; ``x_prime`` is normalised), for regularised variants such as :mod:`modeledit.rrr`; it runs the
+    whole network (an input gradient needs it), so ``from_site`` does not apply. ``method`` names the
+    edit (default ``finetune_<scope>``). The reported ``loss_before``/``loss_after`` stay the plain cross-entropy.
 
     Example:
         >>> edit = finetune(lm, "features.14", ex, config=FinetuneConfig(scope="local", lr=1e-3, steps=500))
@@ -156,10 +163,10 @@ def finetune(
 
         from modeledit.suffix import suffix_forward
 
-        forward = suffix_forward(model, site, xp, names) if cfg.from_site else (lambda: model(xp))
+        forward = suffix_forward(model, site, xp, names) if cfg.from_site and objective is None else (lambda: model(xp))
         for _ in tqdm(range(cfg.steps), desc=f"finetune {cfg.scope} {site.name}", leave=False, mininterval=2.0):
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(forward(), y)
+            loss = objective(model, xp, y) if objective is not None else F.cross_entropy(forward(), y)
             loss.backward()
             opt.step()
         with torch.no_grad():
@@ -176,7 +183,7 @@ def finetune(
             p.requires_grad_(flags[n])
         model.train(was_training)
     changes = {n: ParamChange("replace", {"value": v}) for n, v in new.items()}
-    edit = Edit.from_changes(model, f"finetune_{cfg.scope}", changes, sites=[site.name], config=asdict(cfg))
+    edit = Edit.from_changes(model, method or f"finetune_{cfg.scope}", changes, sites=[site.name], config=asdict(cfg))
     edit.metrics = {"loss_before": loss_before, "loss_after": loss_after, "accuracy_after": acc, "seconds": time.perf_counter() - t0,
                     "parameters": len(names), "targets": y.tolist(), "layer": site.layer, "site": site.name}
     log.info("finetune %s at %s: loss %.4g -> %.4g over %d tensors", cfg.scope, site.name, loss_before, loss_after, len(names))

@@ -62,6 +62,15 @@ def test_quick_demo_report_in_headless_chromium(tmp_path, capsys):
     dom = dump_dom(out / "index.html")
     m = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
     assert m and m.group(1) == m.group(2) and int(m.group(2)) >= 7, m
+    # explanation maps (captum) before and after each method, loaded like every other picture
+    bench = next(s for s in results["sections"] if s["kind"] == "bench")
+    shown = {f for f, _ in bench["figures"] if f.startswith("explain_")}
+    assert {"explain_input_gradient.png", "explain_integrated_gradients.png"} <= shown
+    for name in shown:
+        assert re.search(rf'<img[^>]+src="[^"]*{re.escape(name)}"', dom), name
+    assert "where the model looks" in dom
+    share = next(t for t in bench["tables"] if t["title"].startswith("share of each explanation"))
+    assert [r["model"] for r in share["rows"]][0] == "before" and len(share["rows"]) >= 2
     from modeledit.eval.report import _fmt
 
     for section in results["sections"]:

@@ -47,7 +47,7 @@ def config_from_args(args: argparse.Namespace):
         methods=split_list(args.methods), sites=split_list(args.sites),
         segmenter=args.segmenter, stylizer=args.stylizer,
     )
-    return BenchConfig(**kw, **grid_overrides(args))
+    return BenchConfig(**kw, **grid_overrides(args, BenchConfig))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -121,18 +121,22 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
 def add_method_arguments(p: argparse.ArgumentParser, sites: str = "-1") -> None:
     """The comparison's methods, edit sites and clean-accuracy budget (bench, typographic, snow)."""
     add_list(p, "--methods", default="edit,finetune_local,finetune_global", what="method",
-             help="comma-separated: edit, edit_adam, edit_full, edit_masked, finetune_local, finetune_global")
+             help="comma-separated: edit, edit_adam, edit_full, edit_masked, finetune_local, finetune_global, "
+                  "paint_local, paint_global (weight interpolation), rrr_local, rrr_global (input-gradient penalty in the mask)")
     add_list(p, "--sites", default=sites, what="site",
              help="comma-separated edit sites: site index as `modeledit layers` numbers them (not a module index), or site name")
     p.add_argument("--max-clean-drop", type=fraction, default=0.0025,
                    help="clean accuracy budget for choosing hyperparameters (a fraction: 0.0025 = 0.25 pp)")
     p.add_argument("--finetune-grid", default=None, help="fine-tuning lr:steps,... (default: the harness's grid)")
     p.add_argument("--adam-grid", default=None, help="lr:steps,... for edit_adam (default: the harness's grid)")
+    p.add_argument("--alpha-grid", default=None, help="interpolation coefficients for paint_*, e.g. 0.25,0.5,0.75,1 (crossed with the fine-tuning grid)")
+    p.add_argument("--lambda-grid", default=None, help="relative penalty weights for rrr_*, e.g. 1,10,100 (crossed with the fine-tuning grid)")
 
 
-def grid_overrides(args: argparse.Namespace) -> dict[str, list[list[float]]]:
-    """Config fields for the --finetune-grid / --adam-grid flags that were given."""
-    out = {}
+def grid_overrides(args: argparse.Namespace, config: type | None = None) -> dict[str, list]:
+    """Config fields for the --finetune-grid / --adam-grid / --alpha-grid / --lambda-grid flags that were
+    given; with ``config`` (a dataclass), a ValueError for a flag that config has no field for."""
+    out: dict[str, list] = {}
     for flag, key in (("finetune_grid", "finetune_grid"), ("adam_grid", "adam_grid")):
         text = getattr(args, flag, None)
         if text:
@@ -143,6 +147,21 @@ def grid_overrides(args: argparse.Namespace) -> dict[str, list[list[float]]]:
             except ValueError:
                 raise ValueError(f"--{flag.replace('_', '-')} takes lr:steps pairs (lr > 0, steps >= 1) separated by commas, "
                                  f"e.g. 1e-3:500,1e-4:500; got {text!r}") from None
+    for flag in ("alpha_grid", "lambda_grid"):
+        text = getattr(args, flag, None)
+        if text:
+            try:
+                out[flag] = [float(v) for v in split_list(text)]
+            except ValueError:
+                raise ValueError(f"--{flag.replace('_', '-')} takes numbers separated by commas, e.g. 0.25,0.5,1; got {text!r}") from None
+    if config is not None:
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(config)}
+        for key in out:
+            if key not in known:
+                raise ValueError(f"--{key.replace('_', '-')} is not supported by this command (its config has no {key}); "
+                                 "drop the flag to use the method's default grid")
     return out
 
 

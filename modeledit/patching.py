@@ -1,0 +1,106 @@
+"""Weight-interpolation patching (PAINT; Ilharco et al. 2022, "Patching open-vocabulary models by
+interpolating weights"): fine-tune on the exemplars, then move only part of the way,
+θ = (1 - α) θ₀ + α θ_ft, with α chosen on validation like any other hyperparameter.
+
+The result is the same :class:`~modeledit.edit.Edit` value as every other method, stored as a
+``delta`` α (θ_ft - θ₀) per changed parameter, so it applies, reverts, saves and loads like the rest
+(and, being a delta, can be moved onto another copy of the base with ``force=True`` like a task
+vector). α = 0 is the base model bit for bit; α = 1 is the fine-tuned model up to the float32
+rounding of θ₀ + (θ_ft - θ₀) (at most one unit in the last place of each parameter).
+
+* :func:`interpolate` turns any edit (a fine-tuning's ``replace``, a rewrite's ``lowrank``) into the
+  α-scaled delta, so one fine-tuning serves a whole α grid.
+* :func:`patch` fine-tunes (local or global scope, :func:`modeledit.finetuning.finetune`) and interpolates.
+
+Example:
+    >>> from modeledit.patching import PatchConfig, patch
+    >>> edit = patch(lm.model, site, exemplars, target=3, config=PatchConfig(scope="global", lr=1e-3, alpha=0.5))
+    >>> with edit.applied(lm.model): ...
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from modeledit.config import JsonConfig
+from modeledit.edit import Edit, ParamChange
+from modeledit.exemplars import Exemplars
+from modeledit.finetuning import FinetuneConfig, finetune
+from modeledit.layers import EditSite
+
+log = logging.getLogger(__name__)
+
+#: The interpolation coefficients tried on top of each fine-tuning setting.
+ALPHA_GRID: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class PatchConfig(JsonConfig):
+    """The fine-tuning (``scope``, ``lr``, ``steps``, ``momentum``, ``weight_decay``, ``from_site`` as in
+    :class:`~modeledit.finetuning.FinetuneConfig`) and the interpolation coefficient ``alpha`` in [0, 1]."""
+
+    scope: str = "local"
+    lr: float = 1e-4
+    steps: int = 500
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    from_site: bool = True
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.alpha) <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1] (0: the base model, 1: the fine-tuned one), got {self.alpha}")
+
+    def finetune_config(self) -> FinetuneConfig:
+        return FinetuneConfig(scope=self.scope, lr=self.lr, steps=self.steps, momentum=self.momentum, weight_decay=self.weight_decay,
+                              from_site=self.from_site)
+
+
+def interpolate(model: nn.Module, edit: Edit, alpha: float, method: str | None = None) -> Edit:
+    """The edit that moves ``model`` a fraction ``alpha`` of the way to ``edit``'s parameters, as a ``delta``.
+
+    ``model`` must carry the base the edit was computed on (checked by hash). The new edit keeps the
+    source's sites, config (plus ``alpha``) and metrics (plus ``alpha`` and the source method).
+
+    Example:
+        >>> ft = finetune(lm.model, site, ex, target=3, config=FinetuneConfig(lr=1e-3))
+        >>> halves = {a: interpolate(lm.model, ft, a) for a in (0.25, 0.5, 0.75, 1.0)}
+    """
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1] (0: the base model, 1: the edited one), got {alpha}")
+    edit.check_base(model)
+    changes = {}
+    for name, d in edit.deltas(model).items():
+        # α = 1 keeps the exact difference; α = 0 gives exact zeros (base + 0 is the base bit for bit)
+        changes[name] = ParamChange("delta", {"delta": d if alpha == 1.0 else (d * alpha).to(d.dtype)})
+    name = method or f"paint_{edit.method.removeprefix('finetune_')}"
+    out = Edit.from_changes(model, name, changes, sites=list(edit.sites), config={**edit.config, "alpha": alpha})
+    out.metrics = {**edit.metrics, "alpha": alpha, "source_method": edit.method}
+    return out
+
+
+def patch(
+    model: nn.Module,
+    site: EditSite | int | str,
+    exemplars: Exemplars | torch.Tensor,
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    config: PatchConfig | None = None,
+) -> Edit:
+    """Fine-tune on the transformed exemplars towards ``target`` (see :func:`~modeledit.finetuning.finetune`),
+    then interpolate the weights with ``config.alpha``; the model is left unchanged, the edit returned
+    (method ``paint_local`` or ``paint_global``).
+
+    Example:
+        >>> edit = patch(lm.model, "features.14", ex, target=281, config=PatchConfig(scope="local", lr=1e-3, alpha=0.75))
+    """
+    cfg = config or PatchConfig()
+    ft = finetune(model, site, exemplars, target=target, config=cfg.finetune_config())
+    edit = interpolate(model, ft, cfg.alpha, method=f"paint_{cfg.scope}")
+    edit.config = asdict(cfg)
+    log.info("paint %s: alpha %.3g over %d tensors", cfg.scope, cfg.alpha, len(edit.changes))
+    return edit
