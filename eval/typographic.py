@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.methods import MethodGrid, check_methods
+from modeledit.eval.methods import MethodGrid
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
 from modeledit.counterfactuals.text import TextSpec, paste_text

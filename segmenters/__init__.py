@@ -46,7 +46,7 @@ def get_segmenter(name: str, **kwargs: Any) -> Segmenter:
     return SEGMENTERS.build(name, **kwargs)
 
 
-def concept_mask(image: Any, concept: str, segmenter: Any = "mediapipe", meta: Any = None, **kwargs: Any) -> "torch.Tensor":
+def concept_mask(image: Any, concept: str, segmenter: Any = "mediapipe", meta: Any = None, **kwargs: Any) -> Any:
     """The union of a segmenter's instances of ``concept`` in one image, as an (H, W) bool tensor.
 
     ``image``: a (3, H, W) tensor in [0, 1], an HxWx3 array, a PIL image or a path; ``segmenter``: a

@@ -1,6 +1,7 @@
 """What each segmenter can find, and what it does outside that (items 11, 13, 15 of issue 11)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from modeledit.segmenters import get_segmenter
