@@ -44,14 +44,14 @@ def _patch_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fie
                  stats: Callable[[Any], Any] | None) -> Any:
     from modeledit.patching import PatchConfig, patch
 
-    return patch(lm.model, site, exemplars, target=list(targets), config=PatchConfig(**fields))
+    return patch(lm, site, exemplars, target=list(targets), config=PatchConfig(**fields))
 
 
 def _rrr_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
                stats: Callable[[Any], Any] | None) -> Any:
     from modeledit.rrr import RRRConfig, rrr
 
-    return rrr(lm.model, site, exemplars, target=list(targets), config=RRRConfig(**fields))
+    return rrr(lm, site, exemplars, target=list(targets), config=RRRConfig(**fields))
 
 
 @dataclass(frozen=True)

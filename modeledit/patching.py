@@ -14,14 +14,14 @@ rounding of θ₀ + (θ_ft - θ₀) (at most one unit in the last place of each 
 
 Example:
     >>> from modeledit.patching import PatchConfig, patch
-    >>> edit = patch(lm.model, site, exemplars, target=3, config=PatchConfig(scope="global", lr=1e-3, alpha=0.5))
-    >>> with edit.applied(lm.model): ...
+    >>> edit = patch(lm, site, exemplars, target=3, config=PatchConfig(scope="global", lr=1e-3, alpha=0.5))
+    >>> with edit.applied(lm): ...
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -67,7 +67,7 @@ def interpolate(model: nn.Module, edit: Edit, alpha: float, method: str | None =
     source's sites, config (plus ``alpha``) and metrics (plus ``alpha`` and the source method).
 
     Example:
-        >>> ft = finetune(lm.model, site, ex, target=3, config=FinetuneConfig(lr=1e-3))
+        >>> ft = finetune(lm, site, ex, target=3, config=FinetuneConfig(lr=1e-3))
         >>> halves = {a: interpolate(lm.model, ft, a) for a in (0.25, 0.5, 0.75, 1.0)}
     """
     alpha = float(alpha)
@@ -85,7 +85,7 @@ def interpolate(model: nn.Module, edit: Edit, alpha: float, method: str | None =
 
 
 def patch(
-    model: nn.Module,
+    model: Any,
     site: EditSite | int | str,
     exemplars: Exemplars | torch.Tensor,
     target: int | Sequence[int] | torch.Tensor | None = None,
@@ -96,7 +96,7 @@ def patch(
     (method ``paint_local`` or ``paint_global``).
 
     Example:
-        >>> edit = patch(lm.model, "features.14", ex, target=281, config=PatchConfig(scope="local", lr=1e-3, alpha=0.75))
+        >>> edit = patch(lm, "features.14", ex, target=281, config=PatchConfig(scope="local", lr=1e-3, alpha=0.75))
     """
     cfg = config or PatchConfig()
     ft = finetune(model, site, exemplars, target=target, config=cfg.finetune_config())

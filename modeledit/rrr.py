@@ -23,15 +23,15 @@ parameter; methods ``rrr_local`` / ``rrr_global``).
 
 Example:
     >>> from modeledit.rrr import RRRConfig, rrr
-    >>> ex = Exemplars(lm.normalize(x), lm.normalize(x_snow), road_mask)
-    >>> edit = rrr(lm.model, site, ex, target=0, config=RRRConfig(scope="global", lr=1e-3, lam=10.0))
-    >>> with edit.applied(lm.model): ...
+    >>> ex = Exemplars(x, x_snow, road_mask)                 # [0, 1] images
+    >>> edit = rrr(lm, site, ex, target=0, config=RRRConfig(scope="global", lr=1e-3, lam=10.0))
+    >>> with edit.applied(lm): ...
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,7 @@ from modeledit.edit import Edit
 from modeledit.exemplars import Exemplars
 from modeledit.finetuning import FinetuneConfig, SCOPES, finetune
 from modeledit.layers import EditSite
+from modeledit.models import as_loaded
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def gradient_mass(g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Te
 
 
 def rrr(
-    model: nn.Module,
+    model: Any,
     site: EditSite | int | str,
     exemplars: Exemplars | torch.Tensor,
     target: int | Sequence[int] | torch.Tensor | None = None,
@@ -109,11 +110,17 @@ def rrr(
     the exemplars' mask (everywhere without one); the model is left unchanged, the edit returned.
 
     Example:
-        >>> edit = rrr(lm.model, "features.11", ex, target=0, config=RRRConfig(scope="local", lr=1e-2, steps=200, lam=10.0))
+        >>> edit = rrr(lm, "features.11", ex, target=0, config=RRRConfig(scope="local", lr=1e-2, steps=200, lam=10.0))
+
+    ``model`` is a :class:`~modeledit.models.LoadedModel`; the exemplars are in [0, 1] and the gradient is
+    taken at the network's (normalised) input.
     """
     cfg = config or RRRConfig()
+    lm = as_loaded(model, "rrr")
+    model = lm.model
     ex = exemplars if isinstance(exemplars, Exemplars) else Exemplars(exemplars, exemplars)
-    dev = next(model.parameters()).device
+    dev = lm.device
+    xp = lm.normalize(ex.x_prime.to(dev))
     region = cfg.region
     if region == "mask" and ex.mask is None:
         log.info("rrr: the exemplars carry no mask; penalising the input gradient everywhere")
@@ -122,7 +129,7 @@ def rrr(
     was_training = model.training
     model.eval()
     try:
-        before = float(gradient_mass(input_gradient(model, ex.x_prime.to(dev))[1], mask))
+        before = float(gradient_mass(input_gradient(model, xp)[1], mask))
     finally:
         model.train(was_training)
     lam = float(cfg.lam) / before if before > 0 else float(cfg.lam)
@@ -131,12 +138,12 @@ def rrr(
         logits, g = input_gradient(m, xp, create_graph=True)
         return F.cross_entropy(logits, y) + lam * gradient_mass(g, mask)
 
-    edit = finetune(model, site, ex, target=target, config=cfg.finetune_config(), objective=objective if lam > 0 else None,
+    edit = finetune(lm, site, ex, target=target, config=cfg.finetune_config(), objective=objective if lam > 0 else None,
                     method=f"rrr_{cfg.scope}")
     with edit.applied(model):
         model.eval()
         try:
-            after = float(gradient_mass(input_gradient(model, ex.x_prime.to(dev))[1], mask))
+            after = float(gradient_mass(input_gradient(model, xp)[1], mask))
         finally:
             model.train(was_training)
     edit.config = asdict(cfg)

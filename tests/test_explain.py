@@ -28,8 +28,8 @@ def world_vgg():
 def case(world_vgg):
     """A real edit: RRR on one snowy car (road mask) at site 3; images: the exemplar and two held-out snowy cars."""
     x, xp, m = snowy_cars((0, 3, 4))
-    ex = Exemplars(world_vgg.normalize(x[:1]), world_vgg.normalize(xp[:1]), m[:1, None])
-    edit = rrr(world_vgg.model, 3, ex, target=CAR, config=RRRConfig(scope="global", lr=1e-2, steps=20, lam=5.0))
+    ex = Exemplars(x[:1], xp[:1], m[:1, None])
+    edit = rrr(world_vgg, 3, ex, target=CAR, config=RRRConfig(scope="global", lr=1e-2, steps=20, lam=5.0))
     return xp, m, edit
 
 
@@ -104,7 +104,7 @@ def test_compare_edits_one_column_per_method(world_vgg, case, tmp_path):
     xp, m, edit = case
     x = world_vgg.normalize(xp[:2])
     cfg = ExplainConfig(methods=["gradcam", "input_gradient"])
-    ft = finetune(model, 3, Exemplars(x[:1], x[:1], m[:1, None]), target=CAR, config=FinetuneConfig(scope="global", lr=1e-2, steps=5))
+    ft = finetune(world_vgg, 3, Exemplars(xp[:1], xp[:1], m[:1, None]), target=CAR, config=FinetuneConfig(scope="global", lr=1e-2, steps=5))
     maps = compare_edits(model, {"rrr_global": edit, "finetune_global": ft}, x, config=cfg)
     assert list(maps) == ["before", "rrr_global", "finetune_global"]
     ba = before_after(model, edit, x, config=cfg)
