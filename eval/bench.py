@@ -20,6 +20,7 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -29,7 +30,9 @@ import torch
 from modeledit.config import JsonConfig
 from modeledit.eval.metrics import error_counts, errors_corrected
 from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair, why_no_change
-from modeledit.eval.methods import check_methods, method_edit, method_settings
+from modeledit.eval.methods import check_methods, method_edit, method_settings, method_strengths, scaled_edits
+from modeledit.patching import ALPHA_GRID
+from modeledit.rrr import LAMBDA_GRID
 from modeledit.eval.results import ResultStore
 from modeledit.finetuning import FINETUNE_GRID
 from modeledit.suffix import SuffixCacheConfig
@@ -60,6 +63,13 @@ class BenchConfig(JsonConfig):
     batch_size: int = 128
     from_site: bool = True                                     # edited predictions from cached site inputs (modeledit.suffix)
     cache: SuffixCacheConfig = field(default_factory=SuffixCacheConfig)
+    #: in-cell grids: the fraction of a rewrite's update applied (its strength), PAINT's alphas
+    strength_grid: list[float] = field(default_factory=lambda: [1.0])
+    alpha_grid: list[float] = field(default_factory=lambda: list(ALPHA_GRID))
+    lambda_grid: list[float] = field(default_factory=lambda: list(LAMBDA_GRID))
+    #: target classes per pair: None draws one per seed (the paper's protocol); N draws N distinct classes
+    #: (seeded by ``protocol.seed``) among the pair's affected classes, each its own unit
+    n_targets: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.protocol, Mapping):
@@ -117,6 +127,7 @@ class BenchRunner:
         self._segmenter = None
         self._stylizer = None
         self._suffix: Any = None
+        self._units_sent: set[str] = set()
 
     # -- cached pieces
 
@@ -165,8 +176,8 @@ class BenchRunner:
             self._stylizer = get_stylizer(self.cfg.stylizer)
         return self._stylizer
 
-    def pair(self, concept: str, style: str, candidates: Sequence[str], n_ex: int, seed: int) -> PairData:
-        key = (concept, style, tuple(candidates), n_ex, seed)
+    def pair(self, concept: str, style: str, candidates: Sequence[str], n_ex: int, seed: int, target: str | None = None) -> PairData:
+        key = (concept, style, tuple(candidates), n_ex, seed, target)
         if key in self._pairs:
             return self._pairs[key]
         from modeledit.counterfactuals import restyle
@@ -176,7 +187,8 @@ class BenchRunner:
         labels = {i: int(self.data[i][1]) for i in idx}
         names = self.lm.class_names
         cand_idx = [names.index(c) for c in candidates]
-        split = split_pair(idx, [labels[i] for i in idx], cand_idx, n_ex, self.cfg.protocol.val_fraction, seed)
+        split = split_pair(idx, [labels[i] for i in idx], cand_idx, n_ex, self.cfg.protocol.val_fraction, seed,
+                           target=None if target is None else names.index(target))
         used = sorted(split.exemplars + split.val + split.test)
         originals = {i: self.data[i][0] for i in used}
         transformed: dict[int, dict[int, torch.Tensor]] = {}
@@ -225,7 +237,8 @@ class BenchRunner:
         from modeledit.layers import get_site
 
         t0 = time.perf_counter()
-        p = self.pair(params["concept"], params["style"], params["candidates"], params["n_exemplars"], params["seed"])
+        p = self.pair(params["concept"], params["style"], params["candidates"], params["n_exemplars"], params["seed"],
+                      params.get("target"))
         site = get_site(self.lm.model, params["site"])
         cx, cy, cpre = self.clean_set()
         groups, pre, orig_pre = self._unedited(p)
@@ -233,25 +246,63 @@ class BenchRunner:
             p.image_sets = {g: self.image_set(x) for g, (x, _) in groups.items()}
         if self.cfg.from_site and self._clean_images is None:
             self._clean_images = self.image_set(cx)
-        edit = self.make_edit(params["method"], params["setting"], site, p)
-        with edit.applied(self.lm.model):
-            post = {g: self.predict_edited(x, site, p.image_sets.get(g)) for g, (x, _) in groups.items()}
-            cpost = self.predict_edited(cx, site, self._clean_images)
-        row = dict(params, candidates=",".join(params["candidates"]), setting=json.dumps(params["setting"]),
-                   site_name=site.name, site_index=site.index, target_class=self.lm.class_names[p.target_class],
-                   clean_acc_pre=float((cpre == cy.numpy()).mean()), clean_acc_post=float((cpost == cy.numpy()).mean()))
-        row["clean_drop"] = row["clean_acc_pre"] - row["clean_acc_post"]
+        base_edit = self.make_edit(params["method"], params["setting"], site, p)
+        made = time.perf_counter() - t0
+        rows = []
+        y_clean = cy.numpy()
+        for extra, edit in scaled_edits(self.lm, params["method"], base_edit, method_strengths(self.cfg, params["method"])):
+            t1 = time.perf_counter()
+            with edit.applied(self.lm.model):
+                post = {g: self.predict_edited(x, site, p.image_sets.get(g)) for g, (x, _) in groups.items()}
+                cpost = self.predict_edited(cx, site, self._clean_images)
+            setting = {**params["setting"], **extra}
+            row = dict(params, model=self.cfg.model, candidates=",".join(params["candidates"]), setting=json.dumps(setting),
+                       strength=float(next(iter(extra.values()), 1.0)), site_name=site.name, site_index=site.index,
+                       target_class=self.lm.class_names[p.target_class],
+                       clean_acc_pre=float((cpre == y_clean).mean()), clean_acc_post=float((cpost == y_clean).mean()))
+            row.pop("target", None)
+            row["clean_drop"] = row["clean_acc_pre"] - row["clean_acc_post"]
+            ok_pre, ok_post = cpre == y_clean, cpost == y_clean
+            bad, good = np.flatnonzero(ok_pre & ~ok_post), np.flatnonzero(~ok_pre & ok_post)
+            row.update(clean_n=int(len(y_clean)), clean_flips_bad=int(len(bad)), clean_flips_good=int(len(good)))
+            for g, (_, idx) in groups.items():
+                y = np.array([p.labels[i] for i in idx])
+                for who, sel in (("target", y == p.target_class), ("other", y != p.target_class), ("all", np.ones_like(y, bool))):
+                    a, b, c = orig_pre[g][sel] == y[sel], pre[g][sel] == y[sel], post[g][sel] == y[sel]
+                    n_pre, n_post = error_counts(a, b, c)
+                    row[f"{g}_{who}_n_pre"], row[f"{g}_{who}_n_post"] = n_pre, n_post
+                    row[f"{g}_{who}_corrected"] = errors_corrected(a, b, c)
+            row["val_corrected"] = row["val_all_corrected"]
+            row.update({f"edit_{k}": v for k, v in edit.metrics.items() if isinstance(v, (int, float, str))})
+            row["cell_seconds"] = made + time.perf_counter() - t1
+            # per-image outcomes (not table columns): the pair's post-edit predictions, the clean flips both ways
+            row["_outcomes"] = {**{g: {"post": [int(v) for v in post[g]]} for g in groups},
+                                "clean_bad": bad.tolist(), "clean_good": good.tolist()}
+            rows.append(row)
+            plain = next((f for f, pm in PAINT_OF.items() if pm == params["method"]), None)
+            if plain in self.cfg.methods and extra.get("alpha") == 1.0:
+                rows.append({**row, "method": plain, "setting": json.dumps(params["setting"]), "strength": 1.0})
+        key, rec = self.unit_record(params)
+        if key not in self._units_sent:  # each unit's reference images travel once per worker, in a cell
+            self._units_sent.add(key)
+            rows[0]["_unit"] = {"key": key, **rec}
+        return rows
+
+    def unit_record(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(unit key, the unit's images: per group their indices, labels, whether the unedited model gets the
+        original right, its predictions on the transformed images): the reference every cell's outcomes use."""
+        p = self.pair(params["concept"], params["style"], params["candidates"], params["n_exemplars"], params["seed"],
+                      params.get("target"))
+        groups, pre, orig_pre = self._unedited(p)
+        rec = {}
         for g, (_, idx) in groups.items():
             y = np.array([p.labels[i] for i in idx])
-            for who, sel in (("target", y == p.target_class), ("other", y != p.target_class), ("all", np.ones_like(y, bool))):
-                a, b, c = orig_pre[g][sel] == y[sel], pre[g][sel] == y[sel], post[g][sel] == y[sel]
-                n_pre, n_post = error_counts(a, b, c)
-                row[f"{g}_{who}_n_pre"], row[f"{g}_{who}_n_post"] = n_pre, n_post
-                row[f"{g}_{who}_corrected"] = errors_corrected(a, b, c)
-        row["val_corrected"] = row["val_all_corrected"]
-        row.update({f"edit_{k}": v for k, v in edit.metrics.items() if isinstance(v, (int, float, str))})
-        row["cell_seconds"] = time.perf_counter() - t0
-        return [row]
+            rec[g] = {"idx": [int(i) for i in idx], "y": y.tolist(), "orig_ok": (orig_pre[g] == y).tolist(),
+                      "pre": [int(v) for v in pre[g]]}
+        rec["exemplars"] = [int(i) for i in p.exemplars]
+        key = "|".join([params["concept"], params["style"], self.lm.class_names[p.target_class], str(params["n_exemplars"]),
+                        str(params["seed"])])
+        return key, rec
 
     def _unedited(self, p: PairData) -> tuple[dict, dict, dict]:
         """The pair's evaluation groups and the unedited model's predictions on them (computed once per pair)."""
@@ -314,18 +365,44 @@ def choose_pairs(cfg: BenchConfig) -> list[dict[str, Any]]:
     return [{"concept": r.concept, "style": r.style, "candidates": list(r.classes)} for r in sel.itertuples()]
 
 
+#: a PAINT cell's alpha = 1 row is this fine-tuning (the same computation), so the two are not run twice
+PAINT_OF = {"finetune_local": "paint_local", "finetune_global": "paint_global"}
+
+
 def bench_cells(cfg: BenchConfig, pairs: Sequence[Mapping[str, Any]], model_sites: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
+    """Every cell of the grid: pair x target x exemplar count x seed x method x site x setting (in-cell grids
+    such as strengths are not cells). A fine-tuning whose PAINT variant is also run comes from the PAINT
+    cells' alpha = 1 rows."""
+    from modeledit.eval.protocol import choose_targets
+
     cells = []
     for pair in pairs:
-        for n_ex in cfg.n_exemplars:
-            for seed in cfg.seeds:
-                for method in cfg.methods:
-                    for site in cfg.sites:
-                        for setting in cfg.settings(method):
-                            cells.append({"concept": pair["concept"], "style": pair["style"], "candidates": list(pair["candidates"]),
-                                          "n_exemplars": int(n_ex), "seed": int(seed), "method": method,
-                                          "site": str(site), "setting": setting})
+        targets = choose_targets(pair["candidates"], cfg.n_targets, cfg.protocol.seed) if cfg.n_targets else [None]
+        for target in targets:
+            for n_ex in cfg.n_exemplars:
+                for seed in cfg.seeds:
+                    for method in cfg.methods:
+                        if PAINT_OF.get(method) in cfg.methods and 1.0 in (cfg.alpha_grid or []):
+                            continue
+                        for site in cfg.sites:
+                            for setting in cfg.settings(method):
+                                cell = {"concept": pair["concept"], "style": pair["style"], "candidates": list(pair["candidates"]),
+                                        "n_exemplars": int(n_ex), "seed": int(seed), "method": method,
+                                        "site": str(site), "setting": setting}
+                                if target is not None:
+                                    cell["target"] = target
+                                cells.append(cell)
     return cells
+
+
+def write_units(store: ResultStore) -> Path:
+    """``unedited.json``: every unit's reference images (indices, labels, original correct, unedited
+    predictions per group), gathered from the cells that carried them; the per-image outcomes of the
+    cells (``_outcomes``) are read against it."""
+    from modeledit.atomic import write_json_atomic
+
+    units = {u["key"]: {k: v for k, v in u.items() if k != "key"} for u in store.extras("_unit")}
+    return write_json_atomic(store.root / "unedited.json", {"units": units})
 
 
 @dataclass
@@ -361,6 +438,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
     if table.empty:
         first = next(iter(report.failed.values()), "no cell ran")
         raise RuntimeError(f"every cell failed (first error: {first}); nothing was written to {out_dir}")
+    write_units(store)
     return BenchResult(table, dict(report.failed))
 
 

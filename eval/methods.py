@@ -40,6 +40,17 @@ def _finetune_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], 
     return finetune(lm, site, exemplars, target=list(targets), config=FinetuneConfig(**fields))
 
 
+def _paint_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
+                 stats: Callable[[Any], Any] | None) -> Any:
+    """The fine-tuning PAINT interpolates (its alpha grid is applied in the cell, see ``Method.scaled``);
+    a setting that names ``alpha`` gets the patched edit directly."""
+    if "alpha" in fields:
+        return _patch_maker(lm, site, exemplars, targets, fields, stats)
+    from modeledit.finetuning import FinetuneConfig, finetune
+
+    return finetune(lm, site, exemplars, target=list(targets), config=FinetuneConfig(**fields))
+
+
 def _patch_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
                  stats: Callable[[Any], Any] | None) -> Any:
     from modeledit.patching import PatchConfig, patch
@@ -62,7 +73,10 @@ class Method:
     fields fixed for the method; ``grid_field`` names the config field (of :class:`MethodGrid` or the
     bench's config) listing its hyperparameter settings, or ``None`` for a single setting.
     ``extra_grid`` = (config field, setting key, default values) crosses every setting with each value
-    of that field (the default when the config has no such field).
+    of that field (the default when the config has no such field). ``scaled`` = (config field, setting
+    key, default values) is a grid evaluated *inside* one cell: the method's edit is made once and
+    applied at each fraction s in (0, 1] of its parameter change (:func:`~modeledit.patching.interpolate`):
+    the strength of a rewrite, PAINT's alpha for a fine-tuning.
     """
 
     name: str
@@ -71,6 +85,7 @@ class Method:
     grid_field: str | None = None
     description: str = ""
     extra_grid: tuple[str, str, tuple[float, ...]] | None = None
+    scaled: tuple[str, str, tuple[float, ...]] | None = None
 
 
 #: every method the harnesses know, by name
@@ -81,25 +96,28 @@ def register_method(method: Method) -> None:
     METHODS.register(method.name, method, method.description)
 
 
+#: the strength grid of the rewrites: the fraction of the closed-form update applied, W + s ΔW
+STRENGTH = ("strength_grid", "strength", (1.0,))
+#: PAINT's interpolation grid, applied to one fine-tuning
+ALPHA = ("alpha_grid", "alpha", ALPHA_GRID)
+
 for _m in (
     Method("edit", _rewrite_maker, {"solver": "closed_form", "rank": 1, "mode": "whole"}, None,
-           "rank-one rewrite, closed form, whole-image objective (the paper's method)"),
+           "rank-one rewrite, closed form, whole-image objective (the paper's method)", scaled=STRENGTH),
     Method("edit_adam", _rewrite_maker, {"solver": "adam", "rank": 1, "mode": "whole"}, "adam_grid",
            "rank-one rewrite optimised with Adam (the paper's solver)"),
     Method("edit_full", _rewrite_maker, {"solver": "closed_form", "rank": "full", "mode": "whole"}, None,
-           "unrestricted-rank rewrite (ablation)"),
+           "unrestricted-rank rewrite (ablation)", scaled=STRENGTH),
     Method("edit_masked", _rewrite_maker, {"solver": "closed_form", "rank": 1, "mode": "masked"}, None,
-           "rank-one rewrite, objective only inside the concept mask (ablation)"),
+           "rank-one rewrite, objective only inside the concept mask (ablation)", scaled=STRENGTH),
     Method("finetune_local", _finetune_maker, {"scope": "local"}, "finetune_grid",
            "fine-tune the edited layer on the transformed exemplars"),
     Method("finetune_global", _finetune_maker, {"scope": "global"}, "finetune_grid",
            "fine-tune every layer from the site to the output"),
-    Method("paint_local", _patch_maker, {"scope": "local"}, "finetune_grid",
-           "fine-tune the edited layer, then interpolate the weights by alpha (PAINT, Ilharco et al. 2022)",
-           ("alpha_grid", "alpha", ALPHA_GRID)),
-    Method("paint_global", _patch_maker, {"scope": "global"}, "finetune_grid",
-           "fine-tune from the site to the output, then interpolate the weights by alpha (PAINT)",
-           ("alpha_grid", "alpha", ALPHA_GRID)),
+    Method("paint_local", _paint_maker, {"scope": "local"}, "finetune_grid",
+           "fine-tune the edited layer, then interpolate the weights by alpha (PAINT, Ilharco et al. 2022)", scaled=ALPHA),
+    Method("paint_global", _paint_maker, {"scope": "global"}, "finetune_grid",
+           "fine-tune from the site to the output, then interpolate the weights by alpha (PAINT)", scaled=ALPHA),
     Method("rrr_local", _rrr_maker, {"scope": "local"}, "finetune_grid",
            "fine-tune the edited layer with a penalty on input gradients inside the concept mask (Ross et al. 2017)",
            ("lambda_grid", "lam", LAMBDA_GRID)),
@@ -125,6 +143,7 @@ class MethodGrid(JsonConfig):
     finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [list(g) for g in FINETUNE_GRID[:3]])
     adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000]])
     alpha_grid: list[float] = field(default_factory=lambda: list(ALPHA_GRID))
+    strength_grid: list[float] = field(default_factory=lambda: [1.0])
     lambda_grid: list[float] = field(default_factory=lambda: list(LAMBDA_GRID))
     max_clean_drop: float = 0.0025
 
@@ -143,6 +162,29 @@ def method_settings(cfg: Any, method: str) -> list[dict[str, Any]]:
     name, key, default = m.extra_grid
     values = getattr(cfg, name, None)
     return [{**s, key: float(v)} for s in settings for v in (default if values is None else values)]
+
+
+def method_strengths(cfg: Any, method: str) -> list[float] | None:
+    """The in-cell grid of ``method`` (rewrite strengths, PAINT alphas) from ``cfg``, or None when it has none."""
+    m = METHODS.get(method)
+    if m.scaled is None:
+        return None
+    name, _, default = m.scaled
+    values = [float(v) for v in (getattr(cfg, name, None) or default)]
+    bad = [v for v in values if not 0.0 < v <= 1.0]
+    if bad:
+        raise ValueError(f"{name} values must be in (0, 1] (fractions of the edit), got {bad}")
+    return values
+
+
+def scaled_edits(lm: Any, method: str, edit: Any, values: Sequence[float] | None) -> list[tuple[dict[str, float], Any]]:
+    """(setting extras, edit) for each in-cell value: the edit itself at 1, its interpolation below."""
+    if values is None:
+        return [({}, edit)]
+    from modeledit.patching import interpolate
+
+    key = METHODS.get(method).scaled[1]
+    return [({key: v}, edit if v == 1.0 else interpolate(lm, edit, v, method=method)) for v in values]
 
 
 def method_edit(lm: Any, method: str, setting: Mapping[str, Any], site: Any, x01: torch.Tensor, xp01: torch.Tensor,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.methods import method_edit
+from modeledit.eval.methods import MethodGrid, method_edit, method_strengths, scaled_edits
 from modeledit.eval.protocol import choose_setting, why_no_change
 
 
@@ -39,11 +39,12 @@ class OneShotStudy:
 
     def __init__(self, lm: Any, exemplar: Exemplar, groups: Mapping[str, tuple[torch.Tensor, np.ndarray]],
                  clean: tuple[torch.Tensor, np.ndarray], val_group: str = "val", batch_size: int = 128,
-                 stats_images: torch.Tensor | None = None) -> None:
+                 stats_images: torch.Tensor | None = None, grid: MethodGrid | None = None) -> None:
         if val_group not in groups:
             raise KeyError(f"the validation group {val_group!r} is not among the groups {sorted(groups)}")
         self.lm, self.ex, self.groups, self.clean = lm, exemplar, dict(groups), clean
         self.val_group, self.batch_size = val_group, batch_size
+        self.grid = grid or MethodGrid()   # its strength / alpha grids are evaluated inside each cell
         if stats_images is None:
             raise ValueError("pass stats_images: images for the key statistics, disjoint from every evaluation set "
                              "(the clean set included), e.g. the world's train split")
@@ -73,17 +74,20 @@ class OneShotStudy:
         from modeledit.layers import get_site
 
         site = get_site(self.lm.model, params["site"])
-        edit = method_edit(self.lm, params["method"], params["setting"], site, self.ex.x[None], self.ex.x_prime[None],
+        base = method_edit(self.lm, params["method"], params["setting"], site, self.ex.x[None], self.ex.x_prime[None],
                            self.ex.mask[None], [self.ex.label], stats=self.statistics)
-        with edit.applied(self.lm.model):
-            post = self.measure()
-        row: dict[str, Any] = dict(method=params["method"], site=str(params["site"]), site_name=site.name,
-                                   setting=json.dumps(params["setting"]), exemplar_class=self.lm.class_names[self.ex.label])
-        row.update({f"pre_{k}": v for k, v in self.pre.items()})
-        row.update({f"post_{k}": v for k, v in post.items()})
-        row["clean_drop"] = self.pre["clean"] - post["clean"]
-        row["val_gain"] = post[self.val_group] - self.pre[self.val_group]
-        return [row]
+        rows = []
+        for extra, edit in scaled_edits(self.lm, params["method"], base, method_strengths(self.grid, params["method"])):
+            with edit.applied(self.lm.model):
+                post = self.measure()
+            row: dict[str, Any] = dict(method=params["method"], site=str(params["site"]), site_name=site.name,
+                                       setting=json.dumps({**params["setting"], **extra}), exemplar_class=self.lm.class_names[self.ex.label])
+            row.update({f"pre_{k}": v for k, v in self.pre.items()})
+            row.update({f"post_{k}": v for k, v in post.items()})
+            row["clean_drop"] = self.pre["clean"] - post["clean"]
+            row["val_gain"] = post[self.val_group] - self.pre[self.val_group]
+            rows.append(row)
+        return rows
 
 
 def summarize_oneshot(table: pd.DataFrame, max_clean_drop: float) -> pd.DataFrame:

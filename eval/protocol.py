@@ -65,8 +65,9 @@ class PairSplit:
 
 
 def split_pair(indices: Sequence[int], labels: Sequence[Any], candidates: Sequence[Any], n_exemplars: int,
-               val_fraction: float = 0.30, seed: int = 0) -> PairSplit:
-    """Exemplars from one target class drawn at random among ``candidates``; the rest split per class.
+               val_fraction: float = 0.30, seed: int = 0, target: Any = None) -> PairSplit:
+    """Exemplars from one target class (``target``, or drawn at random among ``candidates``); the rest split
+    per class into validation and test. The exemplars are in neither.
 
     ``indices``/``labels``: the images that contain the concept and their classes.
     """
@@ -78,7 +79,12 @@ def split_pair(indices: Sequence[int], labels: Sequence[Any], candidates: Sequen
     eligible = [c for c in candidates if (lab == c).sum() > n_exemplars]
     if not eligible:
         raise ValueError(f"no candidate class has more than {n_exemplars} images with the concept")
-    target = eligible[int(rng.integers(len(eligible)))]
+    pick = eligible[int(rng.integers(len(eligible)))]
+    if target is None:
+        target = pick
+    elif target not in eligible:
+        raise ValueError(f"target class {target!r} is not a candidate with more than {n_exemplars} images with the concept; "
+                         f"candidates: {eligible}")
     pool = idx[lab == target]
     ex = sorted(rng.choice(pool, size=n_exemplars, replace=False).tolist())
     rest_mask = ~np.isin(idx, ex)
@@ -118,3 +124,10 @@ def why_no_change(results: Sequence[Mapping[str, Any]], max_clean_drop: float = 
     """Why :func:`choose_setting` chose no change: no setting within the budget, or none scoring above 0."""
     ok = [r for r in results if r[clean_drop] <= max_clean_drop + 1e-12 and not np.isnan(r[score])]
     return NO_GAIN if ok else NONE_QUALIFIES
+
+
+def choose_targets(candidates: Sequence[str], n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct target classes drawn at random (seeded) among a pair's affected classes (all when fewer)."""
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(sorted(candidates)))
+    return [str(c) for c in order[: max(1, int(n))]]

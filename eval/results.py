@@ -101,12 +101,19 @@ class ResultStore:
             self.write(params, fn(params))
         return self.table()
 
-    def table(self) -> pd.DataFrame:
-        rows = []
+    def cells(self) -> Iterator[dict[str, Any]]:
+        """Every finished cell's JSON, in file order."""
         for f in sorted(self.cells_dir.glob("*.json")):
-            cell = json.loads(f.read_text())
-            rows.extend(cell["rows"])
+            yield json.loads(f.read_text())
+
+    def table(self) -> pd.DataFrame:
+        """One row per result row; keys starting with "_" (per-image outcomes, reference records) are left out."""
+        rows = [{k: v for k, v in r.items() if not k.startswith("_")} for cell in self.cells() for r in cell["rows"]]
         return pd.DataFrame(rows)
+
+    def extras(self, key: str) -> list[Any]:
+        """The values rows carry under ``key`` (e.g. "_unit"), in file order."""
+        return [r[key] for cell in self.cells() for r in cell["rows"] if key in r]
 
     def manifest(self) -> dict[str, Any]:
         path = self.root / "manifest.json"

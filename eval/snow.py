@@ -103,7 +103,7 @@ def _world_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Ten
     vehicles_clean = np.isin(clean[1], vehicles)
     groups = {"val": val, "snowy_vehicles": test, "vehicles_clean": (clean[0][vehicles_clean], clean[1][vehicles_clean]),
               "to_exemplar_class": (test[0], np.full(len(test[1]), ex_label))}
-    study = OneShotStudy(lm, Exemplar(x, x_snow, torch.as_tensor(mask), ex_label), groups, clean, stats_images=_stats_images(cfg, lm))
+    study = OneShotStudy(lm, Exemplar(x, x_snow, torch.as_tensor(mask), ex_label), groups, clean, stats_images=_stats_images(cfg, lm), grid=cfg)
     return study, [x, x_snow, *list(test[0][:4])]
 
 
@@ -141,7 +141,7 @@ def _photos_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Te
     clean = (torch.stack([clean_ds[i][0] for i in range(len(clean_ds))]), np.array([int(clean_ds[i][1]) for i in range(len(clean_ds))]))
     groups = {"val": (xs[:k], ys[:k]), "photos": (xs[k:], ys[k:])}
     ex = Exemplar(x, x_snow, torch.as_tensor(mask), lm.class_names.index(cfg.exemplar_class))
-    return OneShotStudy(lm, ex, groups, clean, stats_images=_stats_images(cfg, lm)), [x, x_snow, *list(xs[k:][:4])]
+    return OneShotStudy(lm, ex, groups, clean, stats_images=_stats_images(cfg, lm), grid=cfg), [x, x_snow, *list(xs[k:][:4])]
 
 
 STUDIES = {"world": _world_study, "photos": _photos_study}

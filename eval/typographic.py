@@ -113,7 +113,7 @@ def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.T
         "to_exemplar_class": (attacked[not_ex], np.full(int(not_ex.sum()), ex_label)),  # spurious "text -> exemplar class"
     }
     study = OneShotStudy(lm, Exemplar(ex_blank, ex_attacked, ex_mask, ex_label), groups, (clean_x, clean_y),
-                         batch_size=cfg.batch_size, stats_images=stats_x)
+                         batch_size=cfg.batch_size, stats_images=stats_x, grid=cfg)
     return study, {"blank": ex_blank, "attacked": ex_attacked, "examples": attacked[:4]}
 
 

@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sensitivity", default=None, help="a sensitivity table.csv to select pairs from (and their target classes)")
     add_list(p, "--pairs", item=_pair, what="concept:style pair", help="concept:style pairs, e.g. road:snow,grass:wooden (default: selected from --sensitivity)")
     p.add_argument("--max-pairs", type=positive_int, default=3, help="pairs selected from the sensitivity table")
+    p.add_argument("--n-targets", type=positive_int, default=None, help="target classes per pair, drawn (seeded) among its affected "
+                   "classes, each its own unit (default: one per seed, drawn with it)")
     add_list(p, "--n-exemplars", item=positive_int, what="exemplar count", default="3", help="exemplar counts, e.g. 1,3,10")
     add_list(p, "--seeds", item=nonneg_int, what="seed", default="0", help="seeds (exemplar draws), e.g. 0,1,2")
     add_method_arguments(p)
@@ -43,7 +45,7 @@ def config_from_args(args: argparse.Namespace):
         model=args.model, weights=args.weights, dataset=args.dataset, clean=args.clean, stats_dataset=args.stats_dataset,
         pairs=args.pairs or [], sensitivity=args.sensitivity, max_pairs=args.max_pairs,
         protocol=ProtocolConfig(max_clean_drop=args.max_clean_drop),
-        n_exemplars=args.n_exemplars, seeds=args.seeds,
+        n_exemplars=args.n_exemplars, seeds=args.seeds, n_targets=args.n_targets,
         methods=split_list(args.methods), sites=split_list(args.sites),
         segmenter=args.segmenter, stylizer=args.stylizer,
     )

@@ -129,7 +129,10 @@ def add_method_arguments(p: argparse.ArgumentParser, sites: str = "-1") -> None:
                    help="clean accuracy budget for choosing hyperparameters (a fraction: 0.0025 = 0.25 pp)")
     p.add_argument("--finetune-grid", default=None, help="fine-tuning lr:steps,... (default: the harness's grid)")
     p.add_argument("--adam-grid", default=None, help="lr:steps,... for edit_adam (default: the harness's grid)")
-    p.add_argument("--alpha-grid", default=None, help="interpolation coefficients for paint_*, e.g. 0.25,0.5,0.75,1 (crossed with the fine-tuning grid)")
+    p.add_argument("--alpha-grid", default=None, help="interpolation coefficients for paint_*, e.g. 0.25,0.5,0.75,1 (each fine-tuning is "
+                   "interpolated at every alpha in the same cell; its alpha = 1 row is the plain fine-tuning)")
+    p.add_argument("--strength-grid", default=None, help="fractions of the rewrite's update for edit, edit_full, edit_masked, e.g. "
+                   "0.25,0.5,1 (evaluated in the same cell; default 1: the full closed-form edit)")
     p.add_argument("--lambda-grid", default=None, help="relative penalty weights for rrr_*, e.g. 1,10,100 (crossed with the fine-tuning grid)")
 
 
@@ -147,7 +150,7 @@ def grid_overrides(args: argparse.Namespace, config: type | None = None) -> dict
             except ValueError:
                 raise ValueError(f"--{flag.replace('_', '-')} takes lr:steps pairs (lr > 0, steps >= 1) separated by commas, "
                                  f"e.g. 1e-3:500,1e-4:500; got {text!r}") from None
-    for flag in ("alpha_grid", "lambda_grid"):
+    for flag in ("alpha_grid", "lambda_grid", "strength_grid"):
         text = getattr(args, flag, None)
         if text:
             try:

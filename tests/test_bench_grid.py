@@ -1,0 +1,57 @@
+"""The bench's science-run features on a tiny world run: target classes as units, in-cell strength and
+alpha grids (one edit or fine-tuning, evaluated at each fraction), fine-tuning taken from PAINT's alpha = 1,
+per-image outcomes that reproduce every row's numbers, and the units' reference file."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modeledit.cli import main
+
+BW = "black and white"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grid")
+    rows = [dict(concept="road", style=BW, class_name=c, presence=0.9, drop=0.3) for c in ("car", "bus", "truck")]
+    pd.DataFrame(rows).to_csv(root / "s.csv", index=False)
+    out = root / "bench"
+    args = ["bench", "world_vgg", "--dataset", "world:test:108", "--clean", "world:clean:90", "--stats-dataset", "world:train:72",
+            "--pairs", f"road:{BW}", "--sensitivity", str(root / "s.csv"), "--n-targets", "2", "--n-exemplars", "1",
+            "--methods", "edit,finetune_global,paint_global", "--finetune-grid", "1e-2:4", "--strength-grid", "0.5,1",
+            "--alpha-grid", "0.5,1", "--sites=-1", "--max-clean-drop", "0.05", "--out", str(out)]
+    assert main(args) == 0
+    return out
+
+
+def test_units_strengths_and_paint(run):
+    cells = pd.read_csv(run / "cells.csv")
+    assert cells["target_class"].nunique() == 2 and set(cells["target_class"]) <= {"car", "bus", "truck"}
+    for _, g in cells.groupby("target_class"):
+        assert sorted(g.loc[g.method == "edit", "strength"]) == [0.5, 1.0]
+        assert sorted(json.loads(s)["alpha"] for s in g.loc[g.method == "paint_global", "setting"]) == [0.5, 1.0]
+        ft, paint1 = g[g.method == "finetune_global"], g[(g.method == "paint_global") & (g.strength == 1.0)]
+        assert len(ft) == 1 and ft["clean_acc_post"].iloc[0] == paint1["clean_acc_post"].iloc[0]   # the same computation
+    files = list((run / "cells").glob("*.json"))
+    assert len(files) == 2 * 2      # targets x (edit, paint_global): no separate fine-tuning cells
+
+
+def test_outcomes_reproduce_the_rows(run):
+    units = json.loads((run / "unedited.json").read_text())["units"]
+    assert len(units) == 2
+    for f in (run / "cells").glob("*.json"):
+        for row in json.loads(f.read_text())["rows"]:
+            unit = units["|".join([row["concept"], row["style"], row["target_class"], str(row["n_exemplars"]), str(row["seed"])])]
+            assert not set(unit["exemplars"]) & set(unit["val"]["idx"] + unit["test"]["idx"])   # exemplars never evaluated
+            for g in ("val", "test", "heldout"):
+                y, ok, pre = np.array(unit[g]["y"]), np.array(unit[g]["orig_ok"]), np.array(unit[g]["pre"])
+                post = np.array(row["_outcomes"][g]["post"])
+                n_pre, n_post = int(((pre != y) & ok).sum()), int(((post != y) & ok).sum())
+                assert (row[f"{g}_all_n_pre"], row[f"{g}_all_n_post"]) == (n_pre, n_post)
+            bad, good = row["_outcomes"]["clean_bad"], row["_outcomes"]["clean_good"]
+            assert (len(bad), len(good)) == (row["clean_flips_bad"], row["clean_flips_good"])
+            assert row["clean_drop"] == pytest.approx((len(bad) - len(good)) / row["clean_n"])
