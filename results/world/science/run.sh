@@ -27,11 +27,9 @@ declare -A DEEP=([world_vgg]=4 [world_resnet]=3)
 declare -A EARLY_MID=([world_vgg]="2,3" [world_resnet]="1,2")
 MODELS=${MODELS:-"world_vgg world_resnet"}
 
-for M in $MODELS; do
+for M in $MODELS; do   # selection, then the main comparison, one model at a time
   "$ME" sensitivity "$M" --dataset world:val:900 --concepts "$CONCEPTS" --styles "$STYLES" \
       --segmenter oracle --stylizer magenta --out "$OUT/$M/selection"
-done
-for M in $MODELS; do
   "$ME" bench "$M" "${COMMON[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
       --methods edit,edit_full,edit_masked,finetune_local,finetune_global,paint_local,paint_global \
       --sites="${DEEP[$M]}" --out "$OUT/$M/A_deep"
