@@ -40,24 +40,6 @@ def _finetune_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], 
     return finetune(lm, site, exemplars, target=list(targets), config=FinetuneConfig(**fields))
 
 
-def _paint_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
-                 stats: Callable[[Any], Any] | None) -> Any:
-    """The fine-tuning PAINT interpolates (its alpha grid is applied in the cell, see ``Method.scaled``);
-    a setting that names ``alpha`` gets the patched edit directly."""
-    if "alpha" in fields:
-        return _patch_maker(lm, site, exemplars, targets, fields, stats)
-    from modeledit.finetuning import FinetuneConfig, finetune
-
-    return finetune(lm, site, exemplars, target=list(targets), config=FinetuneConfig(**fields))
-
-
-def _patch_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
-                 stats: Callable[[Any], Any] | None) -> Any:
-    from modeledit.patching import PatchConfig, patch
-
-    return patch(lm, site, exemplars, target=list(targets), config=PatchConfig(**fields))
-
-
 def _rrr_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
                stats: Callable[[Any], Any] | None) -> Any:
     from modeledit.rrr import RRRConfig, rrr
@@ -114,9 +96,9 @@ for _m in (
            "fine-tune the edited layer on the transformed exemplars"),
     Method("finetune_global", _finetune_maker, {"scope": "global"}, "finetune_grid",
            "fine-tune every layer from the site to the output"),
-    Method("paint_local", _paint_maker, {"scope": "local"}, "finetune_grid",
+    Method("paint_local", _finetune_maker, {"scope": "local"}, "finetune_grid",
            "fine-tune the edited layer, then interpolate the weights by alpha (PAINT, Ilharco et al. 2022)", scaled=ALPHA),
-    Method("paint_global", _paint_maker, {"scope": "global"}, "finetune_grid",
+    Method("paint_global", _finetune_maker, {"scope": "global"}, "finetune_grid",
            "fine-tune from the site to the output, then interpolate the weights by alpha (PAINT)", scaled=ALPHA),
     Method("rrr_local", _rrr_maker, {"scope": "local"}, "finetune_grid",
            "fine-tune the edited layer with a penalty on input gradients inside the concept mask (Ross et al. 2017)",
@@ -200,4 +182,8 @@ def method_edit(lm: Any, method: str, setting: Mapping[str, Any], site: Any, x01
     dev = lm.device
     mask = None if masks is None else masks.float()[:, None].to(dev)
     ex = Exemplars(x01.to(dev), xp01.to(dev), mask)
-    return m.make(lm, site, ex, targets, {**m.base, **setting}, stats)
+    key = m.scaled[1] if m.scaled else None
+    fields = {k: v for k, v in setting.items() if k != key}
+    edit = m.make(lm, site, ex, targets, {**m.base, **fields}, stats)
+    value = setting.get(key) if key else None
+    return edit if value is None else scaled_edits(lm, method, edit, [float(value)])[0][1]

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from modeledit.cli import main
-from modeledit.eval.methods import METHODS, MethodGrid, method_edit, method_settings
+from modeledit.eval.methods import METHODS, MethodGrid, method_edit, method_settings, method_strengths
 from modeledit.patching import ALPHA_GRID
 from modeledit.rrr import LAMBDA_GRID
 
@@ -19,15 +19,16 @@ BW = "black and white"
 def test_grids_cross_the_finetuning_grid():
     g = MethodGrid(finetune_grid=[[1e-2, 5], [1e-3, 7]], alpha_grid=[0.5, 1.0], lambda_grid=[3.0])
     assert MethodGrid.from_json(g.to_json()) == g
-    assert method_settings(g, "paint_local") == [{"lr": 1e-2, "steps": 5, "alpha": 0.5}, {"lr": 1e-2, "steps": 5, "alpha": 1.0},
-                                                 {"lr": 1e-3, "steps": 7, "alpha": 0.5}, {"lr": 1e-3, "steps": 7, "alpha": 1.0}]
+    # PAINT: one fine-tuning per setting, interpolated at every alpha inside the cell
+    assert method_settings(g, "paint_local") == [{"lr": 1e-2, "steps": 5}, {"lr": 1e-3, "steps": 7}]
+    assert method_strengths(g, "paint_local") == [0.5, 1.0] and method_strengths(g, "finetune_local") is None
     assert method_settings(g, "rrr_global") == [{"lr": 1e-2, "steps": 5, "lam": 3.0}, {"lr": 1e-3, "steps": 7, "lam": 3.0}]
     assert method_settings(g, "finetune_local") == [{"lr": 1e-2, "steps": 5}, {"lr": 1e-3, "steps": 7}]
 
     class NoExtra:  # a config without alpha_grid / lambda_grid (the bench's) gets the methods' defaults
         finetune_grid = [[1e-2, 5]]
 
-    assert [s["alpha"] for s in method_settings(NoExtra(), "paint_global")] == list(ALPHA_GRID)
+    assert method_strengths(NoExtra(), "paint_global") == list(ALPHA_GRID)
     assert [s["lam"] for s in method_settings(NoExtra(), "rrr_local")] == list(LAMBDA_GRID)
     assert all(METHODS.entry(n).description for n in NEW)
 
@@ -75,8 +76,6 @@ def test_bench_runs_the_new_methods(tmp_path, capsys):
     args = ["bench", "world_vgg", "--dataset", "world:test:72", "--clean", "world:val:36", "--stats-dataset", "world:train:36",
             "--pairs", f"road:{BW}", "--sensitivity", _sensitivity_csv(tmp_path / "s.csv"), "--n-exemplars", "1",
             "--methods", "paint_local,rrr_local", "--finetune-grid", "1e-2:3", "--max-clean-drop", "0.05"]
-    assert main(args + ["--alpha-grid", "0.5", "--out", str(out)]) != 0
-    assert "--alpha-grid is not supported by this command" in capsys.readouterr().err
     assert main(args + ["--out", str(out)]) == 0
     cells = pd.read_csv(out / "cells.csv")
     assert dict(cells["method"].value_counts()) == {"paint_local": len(ALPHA_GRID), "rrr_local": len(LAMBDA_GRID)}
