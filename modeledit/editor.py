@@ -23,13 +23,19 @@ Solvers (registry :data:`SOLVERS`):
 
 * ``adam``: the paper's optimisation: Adam on the weight, the change ΔW projected back onto the
   rank-r row space span(d) every ``project_every`` steps and at the end; paper's (lr, steps) grid in
-  :data:`ADAM_GRID`.
+  :data:`ADAM_GRID`. The loop runs on the bound site, on the objective's positions only (their keys
+  gathered once: the positions for 1x1 convs and linear layers, an unfold otherwise), with the L1
+  gradient written out and preallocated buffers: the same function and gradient as autograd through
+  the convolution, at a fraction of the cost.
 * ``closed_form``: with BN in eval mode the site is affine in Λ before its nonlinearity:
   pre-activation z_o = z0_o + s_o · (Λ_o · P), where P stacks the projected keys dᵀk of every kernel tap
   seen by an output position (an unfold), s_o the folded BN scale and z0 the unedited pre-activation.
   Each output channel's Λ_o (kh·kw·r unknowns) solves a small weighted least-squares problem with a
   relative ridge (primal normal equations, or the dual P x P form when there are more unknowns than
-  positions). Identity sites: target z = v* everywhere. ReLU sites: a Gauss-Newton active set per
+  positions; symmetric positive definite, solved by Cholesky on √weight-scaled rows, so positions of
+  weight 0 contribute nothing and are dropped before the solve). With equal weights on an identity
+  site every channel shares one matrix: one linear solve, the MEMIT form ΔW ∝ R Kᵀ(λC + K Kᵀ)⁻¹ in
+  whitened coordinates; this is the first pass, and with ``l1=False`` the only one. Identity sites: target z = v* everywhere. ReLU sites: a Gauss-Newton active set per
   channel, the positions where the current prediction is positive (target v*, which is 0 for the
   violations where v* = 0), re-derived every pass. (Also forcing every v* > 0 position into the set
   stalls: its L2 fit pushes inactive positions above 0 and the L1 objective rises.) The L1 objective is
@@ -240,7 +246,6 @@ class _Ridge:
                 return (_spd_solve(x.T @ x + mu * eye, x.T @ rhs) / s).T
             return (x.T @ _spd_solve(self.gram + mu * eye, rhs) / s).T
         out_c = rhs.shape[1]
-        n = eye.shape[0]
         per = m * m if self.outer is not None else (p * m if not self.dual else p * p)
         # the scaled-rows path works on (c, P, m) copies: keep them cache-sized
         chunk = max(1, int((2e7 if self.outer is not None or self.dual else 2e6) // per))
@@ -265,7 +270,6 @@ class _Ridge:
                 a = self.gram[None] * (w[:, :, None] * w[:, None, :]) * (sc * sc)[:, None, None] + mu[:, None, None] * eye
                 alpha = _spd_solve(a, (w * r.T).unsqueeze(-1)).squeeze(-1)                    # (c, P)
                 lam[sl] = sc[:, None] * ((alpha * w) @ x)
-            assert n == a.shape[-1]
         return lam
 
 
