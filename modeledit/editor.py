@@ -23,13 +23,19 @@ Solvers (registry :data:`SOLVERS`):
 
 * ``adam``: the paper's optimisation: Adam on the weight, the change ΔW projected back onto the
   rank-r row space span(d) every ``project_every`` steps and at the end; paper's (lr, steps) grid in
-  :data:`ADAM_GRID`.
+  :data:`ADAM_GRID`. The loop runs on the bound site, on the objective's positions only (their keys
+  gathered once: the positions for 1x1 convs and linear layers, an unfold otherwise), with the L1
+  gradient written out and preallocated buffers: the same function and gradient as autograd through
+  the convolution, at a fraction of the cost.
 * ``closed_form``: with BN in eval mode the site is affine in Λ before its nonlinearity:
   pre-activation z_o = z0_o + s_o · (Λ_o · P), where P stacks the projected keys dᵀk of every kernel tap
   seen by an output position (an unfold), s_o the folded BN scale and z0 the unedited pre-activation.
   Each output channel's Λ_o (kh·kw·r unknowns) solves a small weighted least-squares problem with a
   relative ridge (primal normal equations, or the dual P x P form when there are more unknowns than
-  positions). Identity sites: target z = v* everywhere. ReLU sites: a Gauss-Newton active set per
+  positions; symmetric positive definite, solved by Cholesky on √weight-scaled rows, so positions of
+  weight 0 contribute nothing and are dropped before the solve). With equal weights on an identity
+  site every channel shares one matrix: one linear solve, the MEMIT form ΔW ∝ R Kᵀ(λC + K Kᵀ)⁻¹ in
+  whitened coordinates; this is the first pass, and with ``l1=False`` the only one. Identity sites: target z = v* everywhere. ReLU sites: a Gauss-Newton active set per
   channel, the positions where the current prediction is positive (target v*, which is 0 for the
   violations where v* = 0), re-derived every pass. (Also forcing every v* > 0 position into the set
   stalls: its L2 fit pushes inactive positions above 0 and the L1 objective rises.) The L1 objective is
@@ -45,6 +51,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -205,61 +212,88 @@ def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _weighted_ridge(x: torch.Tensor, omega: torch.Tensor | None, rhs: torch.Tensor, s: torch.Tensor, ridge: float,
-                    gram: torch.Tensor | None = None) -> torch.Tensor:
+class _Ridge:
     """Per output channel o: argmin_λ Σ_p ω_po (s_o x_p·λ - rhs_po)² + μ_o‖λ‖², μ_o = ridge x mean diagonal.
 
-    x (P, m), omega and rhs (P, out), s (out,) -> λ (out, m). ``omega`` None means weight 1 everywhere:
-    every channel then shares one matrix (the MEMIT-style single solve). Otherwise rows are scaled by
-    √ω (a zero weight gives a zero row, never a division) and each channel solves its own symmetric
-    positive definite system: the primal normal equations (m x m) when m <= P, the dual (kernel) form
-    (P x P, from the Gram matrix ``gram`` = x xᵀ) otherwise; channels in memory-bounded chunks, so
-    Ctrl-C is honoured between chunks.
+    Built once per solve for the fixed projected keys x (P, m); :meth:`solve` takes omega and rhs (P, c)
+    and s (c,) and returns λ (c, m). ``omega`` None means weight 1 everywhere: every channel then shares
+    one matrix (the MEMIT-style single solve). Otherwise each channel solves its own symmetric positive
+    definite system by Cholesky: the primal normal equations (m x m; from the precomputed products
+    x_p x_pᵀ when they are small, else from rows scaled by √ω) when m <= P, the dual (kernel) form
+    (P x P, from the Gram matrix x xᵀ scaled by √ω_p √ω_q) otherwise. A zero weight gives a zero row,
+    never a division. Channels go in memory-bounded chunks, so Ctrl-C is honoured between chunks.
     """
-    p, m = x.shape
-    out_c = rhs.shape[1]
-    sq = (x * x).sum(1)
-    if omega is None:
-        # s_o² (XᵀX + μ'_o I) λ_o = s_o Xᵀ r_o with μ'_o = ridge·Σ‖x_p‖²/m (+1e-12/s_o²): one matrix for all channels
-        mu = ridge * sq.sum() / m
-        if m <= p:
-            a = x.T @ x + mu * torch.eye(m, dtype=x.dtype, device=x.device)
-            return (_spd_solve(a, x.T @ rhs) / s).T
-        g = x @ x.T if gram is None else gram
-        a = g + mu * torch.eye(p, dtype=x.dtype, device=x.device)
-        return (x.T @ _spd_solve(a, rhs) / s).T
-    dual = m > p
-    n = min(m, p)
-    if dual and gram is None:
-        gram = x @ x.T
-    chunk = max(1, int(2e7 // (n * max(n, p if not dual else n))))
-    eye = torch.eye(n, dtype=x.dtype, device=x.device)
-    lam = torch.empty(out_c, m, dtype=x.dtype, device=x.device)
-    for c0 in range(0, out_c, chunk):
-        sl = slice(c0, min(out_c, c0 + chunk))
-        om, r, sc = omega[:, sl], rhs[:, sl], s[sl]
-        mu = ridge * (om * sq[:, None]).sum(0) * sc * sc / m + 1e-12                      # (c,)
-        w = om.clamp_min(0).sqrt().T                                                      # (c, P)
-        if not dual:
-            xw = x[None] * w[:, :, None]                                                  # (c, P, m)
-            a = (xw.transpose(1, 2) @ xw) * (sc * sc)[:, None, None] + mu[:, None, None] * eye
-            b = torch.einsum("cpm,cp->cm", xw, w * r.T) * sc[:, None]
-            lam[sl] = _spd_solve(a, b.unsqueeze(-1)).squeeze(-1)
-        else:
-            a = gram[None] * (w[:, :, None] * w[:, None, :]) * (sc * sc)[:, None, None] + mu[:, None, None] * eye
-            alpha = _spd_solve(a, (w * r.T).unsqueeze(-1)).squeeze(-1)                    # (c, P)
-            lam[sl] = sc[:, None] * ((alpha * w) @ x)
-    return lam
+
+    def __init__(self, x: torch.Tensor, ridge: float) -> None:
+        x = x.contiguous()
+        self.x, self.ridge = x, ridge
+        p, m = x.shape
+        self.dual = m > p
+        self.sq = (x * x).sum(1)
+        self.gram = x @ x.T if self.dual else None
+        small = not self.dual and p * m * m <= 4e6
+        self.outer = (x[:, :, None] * x[:, None, :]).reshape(p, m * m).contiguous() if small else None   # x_p x_pᵀ
+        n = min(m, p)
+        self.eye = torch.eye(n, dtype=x.dtype, device=x.device)
+
+    def solve(self, omega: torch.Tensor | None, rhs: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        x, ridge, eye = self.x, self.ridge, self.eye
+        p, m = x.shape
+        if omega is None:
+            # s_o² (XᵀX + μ'I) λ_o = s_o Xᵀ r_o with μ' = ridge·Σ‖x_p‖²/m: one matrix for all channels
+            mu = ridge * self.sq.sum() / m
+            if not self.dual:
+                return (_spd_solve(x.T @ x + mu * eye, x.T @ rhs) / s).T
+            return (x.T @ _spd_solve(self.gram + mu * eye, rhs) / s).T
+        out_c = rhs.shape[1]
+        per = m * m if self.outer is not None else (p * m if not self.dual else p * p)
+        # the scaled-rows path works on (c, P, m) copies: keep them cache-sized
+        chunk = max(1, int((2e7 if self.outer is not None or self.dual else 2e6) // per))
+        lam = torch.empty(out_c, m, dtype=x.dtype, device=x.device)
+        for c0 in range(0, out_c, chunk):
+            sl = slice(c0, min(out_c, c0 + chunk))
+            om, r, sc = omega[:, sl], rhs[:, sl], s[sl]
+            mu = ridge * (om.T @ self.sq) * sc * sc / m + 1e-12                                # (c,)
+            if self.outer is not None:
+                a = (om.T @ self.outer).view(-1, m, m).mul_((sc * sc)[:, None, None])
+                a.diagonal(dim1=1, dim2=2).add_(mu[:, None])
+                b = torch.mul(om, r).T @ x
+                lam[sl] = _spd_solve(a, b.mul_(sc[:, None]).unsqueeze(-1)).squeeze(-1)
+            elif not self.dual:
+                w = om.clamp_min(0).sqrt().T                                                  # (c, P)
+                xw = x[None] * w[:, :, None]                                                  # (c, P, m)
+                a = (xw.transpose(1, 2) @ xw) * (sc * sc)[:, None, None] + mu[:, None, None] * eye
+                b = ((om * r).T @ x) * sc[:, None]
+                lam[sl] = _spd_solve(a, b.unsqueeze(-1)).squeeze(-1)
+            else:
+                w = om.clamp_min(0).sqrt().T                                                  # (c, P)
+                a = self.gram[None] * (w[:, :, None] * w[:, None, :]) * (sc * sc)[:, None, None] + mu[:, None, None] * eye
+                alpha = _spd_solve(a, (w * r.T).unsqueeze(-1)).squeeze(-1)                    # (c, P)
+                lam[sl] = sc[:, None] * ((alpha * w) @ x)
+        return lam
+
+
+def _weighted_ridge(x: torch.Tensor, omega: torch.Tensor | None, rhs: torch.Tensor, s: torch.Tensor, ridge: float) -> torch.Tensor:
+    """One weighted ridge solve per output channel (see :class:`_Ridge`): x (P, m), omega and rhs (P, out), s (out,) -> λ (out, m)."""
+    return _Ridge(x, ridge).solve(omega, rhs, s)
 
 
 @torch.no_grad()
 def solve_closed_form(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig) -> torch.Tensor:
+    """Λ of the closed form (see the module docstring). On CPU it runs on one thread: its work is many small
+    batched solves, for which threads cost more than they give (on the shared 2-core machine the full rank
+    at MobileNetV2 features.12 took 14 s on two threads and 0.4 s on one)."""
+    with single_threaded() if t.key.device.type == "cpu" else contextlib.nullcontext():
+        return _closed_form(model, site, t, dirs, cfg)
+
+
+def _closed_form(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig) -> torch.Tensor:
     site = bind_site(model, site)
     w0 = site.weight.detach()
     out_c, _, kh, kw = w0.shape
     r = dirs.shape[1]
     m = r * kh * kw
-    x = _unfold_projected(site, t.key, dirs, (kh, kw)).double()               # (P, m)
+    x = _unfold_projected(site, t.key, dirs, (kh, kw)).double().contiguous()  # (P, m)
     s = site.scale.double()
     z0 = site.preactivation(t.key, t.skip, w0)
     z0, v = _positions(z0).double(), _positions(t.value).double()               # (P, out)
@@ -280,50 +314,66 @@ def solve_closed_form(model: nn.Module, site: EditSite | BoundSite, t: ExemplarT
             "use solver 'adam', a smaller rank or fewer exemplar positions"
         )
     relu = site.relu
-    gram = x @ x.T if m > p else None
+    ridge = _Ridge(x, cfg.ridge)
     uniform = bool((pos_w == 1).all())
+    alphas = torch.tensor((1.0, 0.5, 0.25, 0.125, 0.0625), dtype=x.dtype, device=x.device)
+    chan = torch.arange(out_c, device=x.device)
 
-    def channel_objectives(lams: torch.Tensor) -> torch.Tensor:
-        """(K, out, m) candidates -> (K, out) objectives (channels are independent)."""
-        per = max(1, int(2e7 // max(1, p * out_c)))
+    n_a, n_sets = len(alphas), (2 if relu else 1)
+    s_rep = s.repeat(n_sets)
+    rhs_rep = (v - z0).repeat(1, n_sets)
+    vpos = v > 0
+
+    def objectives(z: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Candidates λ + α(λ_LS,k - λ) through their outputs: z = z0 + s·xλᵀ (P, out), xs = s·x stepᵀ (S, P, out) -> (S*A, out)."""
+        per = max(1, int(2e7 // max(1, p * out_c * n_a)))
         outs = []
-        for i in range(0, lams.shape[0], per):
-            z = z0 + torch.einsum("pm,kom->kpo", x, lams[i:i + per]) * s
-            z = z.clamp_min(0) if relu else z
-            outs.append(((z - v).abs() * pos_w[:, None]).sum(1))
+        for i in range(0, xs.shape[0], per):
+            part = xs[i:i + per]
+            zc = buf[:part.shape[0]]                                                             # (S', A, P, out), reused
+            torch.addcmul(z, alphas[None, :, None, None], part[:, None], out=zc)
+            if relu:
+                zc.clamp_min_(0)
+            zc.sub_(v).abs_()
+            outs.append((zc.sum(2) if uniform else (zc * pos_w[:, None]).sum(2)).flatten(0, 1))
         return torch.cat(outs)
 
+    omega_buf = torch.empty(p, n_sets * out_c, dtype=x.dtype, device=x.device)
+    # one preallocated candidate buffer: a fresh multi-megabyte tensor every pass costs page faults
+    buf = torch.empty(min(n_sets, max(1, int(2e7 // max(1, p * out_c * n_a)))), n_a, p, out_c, dtype=x.dtype, device=x.device)
     lam = torch.zeros(out_c, m, dtype=torch.float64, device=x.device)
-    cur = channel_objectives(lam[None])[0]
+    z = z0.clamp_min(0) if relu else z0
+    cur = ((z - v).abs() * pos_w[:, None]).sum(0)
     passes = max(1, cfg.passes) if (relu or cfg.l1) else 1
-    alphas = (1.0, 0.5, 0.25, 0.125, 0.0625)
     for it in range(passes):
-        z = z0 + (x @ lam.T) * s
-        # ReLU: Gauss-Newton active set (prediction > 0), and the same plus every position with v* > 0
-        sets = [z > 0, (z > 0) | (v > 0)] if relu else [None]
+        z = (x @ lam.T).mul_(s).add_(z0)
         irls = None
         if cfg.l1 and it > 0:
-            res = ((z.clamp_min(0) if relu else z) - v).abs()
+            res = z.clamp_min(0) if relu else z.clone()
+            res.sub_(v).abs_()
             total = float(res.sum())
             if rest is not None:
                 zr = rest[1] + (rest[0] @ lam.T) * s
                 total += float(((zr.clamp_min(0) if relu else zr) - rest[2]).abs().sum())
-            irls = 1.0 / res.clamp_min(1e-3 * total / (n_all * out_c) + 1e-12)
-        cands = []
-        for active in sets:
-            if active is None and irls is None and uniform:
-                omega = None                                                     # identity site, first pass: one shared solve
-            else:
-                omega = pos_w[:, None].expand(p, out_c)
-                omega = omega * active if active is not None else omega
-                omega = omega * irls if irls is not None else omega
-            step = _weighted_ridge(x, omega, v - z0, s, cfg.ridge, gram) - lam
-            cands += [lam + a * step for a in alphas]
-        stacked = torch.stack(cands)
-        objs = channel_objectives(stacked).nan_to_num(float("inf"))                 # (K, out)
+            irls = res.clamp_min_(1e-3 * total / (n_all * out_c) + 1e-12).reciprocal_()
+        if relu:
+            # Gauss-Newton active set (prediction > 0), and the same plus every position with v* > 0: both in one solve
+            act = z > 0
+            wpos = pos_w[:, None] if irls is None else (irls if uniform else irls * pos_w[:, None])
+            torch.mul(act, wpos, out=omega_buf[:, :out_c])
+            torch.mul(act | vpos, wpos, out=omega_buf[:, out_c:])
+            omega = omega_buf
+        elif irls is None and uniform:
+            omega = None                                                         # identity site, first pass: one shared solve
+        else:
+            omega = pos_w[:, None].expand(p, out_c)
+            omega = omega * irls if irls is not None else omega
+        step = ridge.solve(omega, rhs_rep, s_rep).view(n_sets, out_c, m) - lam      # (S, out, m)
+        xs = torch.matmul(x, step.transpose(1, 2)).mul_(s)                             # (S, P, out)
+        objs = objectives(z, xs).nan_to_num_(float("inf"))                            # (S*A, out): set-major, then α
         best_obj, k = objs.min(0)
         better = best_obj < cur
-        chosen = stacked[k, torch.arange(out_c, device=x.device)]
+        chosen = lam + alphas[k % n_a][:, None] * step[k // n_a, chan]
         lam = torch.where(better[:, None], chosen, lam)
         before, cur = float(cur.sum()), torch.minimum(best_obj, cur)
         if float(cur.sum()) >= before * (1 - cfg.tol):
@@ -487,7 +537,7 @@ def resolve_stats(lm: Any, site: EditSite, stats: Any, batch_size: int = 32) -> 
 
 def rewrite(
     model: Any,
-    site: EditSite | int | str,
+    site: EditSite | BoundSite | int | str,
     exemplars: Any,
     transformed: Any = None,
     *,
@@ -506,7 +556,8 @@ def rewrite(
     dataset to compute it from); without it C = I, with a warning (edits then move unrelated images far
     more). The model is not changed: apply the returned :class:`~modeledit.edit.Edit`. ``metrics``
     holds ``objective_before``, ``objective_after`` (the paper's L1 on the exemplars), ``seconds``,
-    ``solver`` and which ``statistics`` were used.
+    ``solve_seconds`` (wall) and ``solve_cpu_seconds`` (process CPU time) of the solver, ``solver`` and
+    which ``statistics`` were used.
 
     Example:
         >>> edit = rewrite(lm, "features.14", "road.png", "road_snow.png", mask="road_mask.png", stats="val_images/")
@@ -548,9 +599,9 @@ def rewrite(
         dirs = update_direction(keys, kw, c, rank).to(tens.key.dtype)
         with torch.no_grad():
             before = float(site_objective(model, bound, tens))
-        t_solve = time.perf_counter()
+        t_solve, c_solve = time.perf_counter(), time.process_time()
         lam = SOLVERS[cfg.solver](model, bound, tens, dirs, cfg)
-        solve_seconds = time.perf_counter() - t_solve
+        solve_seconds, solve_cpu = time.perf_counter() - t_solve, time.process_time() - c_solve
         param = f"{site.layer}.weight"
         change = ParamChange("lowrank", {"lam": lam.detach().contiguous(), "dir": dirs.detach().contiguous()})
         edit = Edit.from_changes(model, "rewrite", {param: change}, sites=[site.name], config=asdict(cfg))
@@ -563,6 +614,7 @@ def rewrite(
             "objective_after": after,
             "seconds": time.perf_counter() - t0,
             "solve_seconds": solve_seconds,
+            "solve_cpu_seconds": solve_cpu,
             "solver": cfg.solver,
             "layer": site.layer,
             "site": site.name,

@@ -268,3 +268,26 @@ def test_adam_fast_path_gradient_equals_autograd(arch, idx, mode, mnet, vgg):
         assert prob.cols.shape[0] < tens.value[:, 0].numel()       # only the objective's positions
     g = prob.gradient(delta.detach().reshape(w0.shape[0], -1)).reshape(w0.shape)
     torch.testing.assert_close(g, delta.grad, rtol=1e-4, atol=1e-6 * float(delta.grad.abs().max()))
+
+
+def test_ctrl_c_stops_the_full_rank_closed_form():
+    """The full-rank solve is chunked (no giant LAPACK call): a KeyboardInterrupt (Ctrl-C) raised while it
+    runs stops it, and the model is left as it was (weights and train/eval mode)."""
+    import _thread
+    import threading
+
+    lm = load_model("mobilenet_v2")
+    x, xp, m = restyled_pairs(1, size=224)
+    site = get_site(lm.model, "features.3")                    # 3136 positions x 144 unknowns per channel: seconds
+    before = model_hash(lm.model)
+    lm.model.train()
+    timer = threading.Timer(1.0, _thread.interrupt_main)
+    try:
+        with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            timer.start()
+            rewrite(lm, site, Exemplars(x, xp, m), config=EditConfig(rank="full"))
+    finally:
+        timer.cancel()
+    assert model_hash(lm.model) == before and lm.model.training
+    lm.model.eval()
