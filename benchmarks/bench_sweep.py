@@ -7,7 +7,9 @@ early, the middle and the deepest one) the same closed-form rank-1 cell runs wit
 interleaved (naive, cached, cached, naive, ...), after one warm-up cell that builds the pair, the
 statistics and the site cache (its time is reported apart). Reported per site: the median cell time of
 each path, cells per minute, their ratio, peak memory of each path and a check that both paths give
-identical predictions on every image (clean and pair sets), with the largest logit difference.
+identical predictions on every image (clean and pair sets: the predictions of every timed cell of one path
+are compared with every cell of the other, and all the cells' numbers too), with the largest logit
+difference under one edit on the pair's sets and 500 clean images.
 Fine-tuning steps per second (global scope, 3 exemplars) through the whole network and through the
 suffix only are measured the same way.
 
@@ -19,7 +21,7 @@ the cached path also holds its cache between cells (``cache_mb``), so ``cached_p
 the model, the images).
 
 The 10,000 clean images are rendered once and cached as a uint8 tensor file under
-``$MODELEDIT_CACHE/world`` (``modeledit.eval.world_data.render_tensors``), not in git.
+``$MODELEDIT_CACHE/world`` (``modeledit.eval.world.data.render_tensors``), not in git.
 
     python benchmarks/bench_sweep.py [--models world_vgg,world_resnet] [--repeats 3] [--clean 10000]
                                      [--out results/bench_sweep.json]
@@ -106,10 +108,21 @@ class MemorySampler:
 def make_runner(model: str, n_clean: int, n_test: int, n_stats: int, cache_mb: float) -> Any:
     """A BenchRunner whose clean set is ``n_clean`` world val images read from a cached tensor file."""
     from modeledit.eval.bench import BenchConfig, BenchRunner
-    from modeledit.eval.world_data import WorldDataset, render_tensors
+    from modeledit.eval.world.data import WorldDataset, render_tensors
     from modeledit.suffix import SuffixCacheConfig
 
     class SweepRunner(BenchRunner):
+        """Reads the clean set from the tensor file and records every edited prediction of the last cell."""
+
+        def __init__(self, config: BenchConfig) -> None:
+            super().__init__(config)
+            self.recorded: list[np.ndarray] = []
+
+        def predict_edited(self, x: torch.Tensor, site: Any, images: Any = None) -> np.ndarray:
+            out = super().predict_edited(x, site, images)
+            self.recorded.append(out)
+            return out
+
         def clean_set(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
             if getattr(self, "_sweep_clean", None) is None:
                 x, y = render_tensors(WorldDataset("val", n=n_clean), progress=False)
@@ -131,43 +144,40 @@ def same_rows(a: dict, b: dict) -> bool:
     return all((a[k] == b[k]) or (isinstance(a[k], float) and np.isnan(a[k]) and np.isnan(b[k])) for k in keys)
 
 
-def check_predictions(runner: Any, site: Any) -> dict[str, Any]:
-    """Both paths on the same edit: identical predictions on every image, largest logit difference."""
+def logit_difference(runner: Any, site: Any, n_clean: int = 500) -> float:
+    """Largest |logit| difference between the paths under one edit, on the pair's sets and ``n_clean`` clean images."""
     p = runner.pair(PAIR["concept"], PAIR["style"], PAIR["candidates"], 3, 0)
     edit = runner.make_edit("edit", {}, site, p)
     cx, _, _ = runner.clean_set()
     groups, _, _ = p.unedited
     ev = runner.suffix()
-    sets = {"clean": (cx, ev.image_set(cx)), **{g: (x, p.image_sets[g]) for g, (x, _) in groups.items()}}
-    out: dict[str, Any] = {"images": 0, "identical": True, "max_abs_logit_diff": 0.0}
+    sets = [ev.image_set(cx[:n_clean]), *p.image_sets.values()]
+    diff = 0.0
     with edit.applied(runner.lm.model):
-        for name, (x, images) in sets.items():
+        for images in sets:
             cached = ev.logits(images, site)
             bs = runner.cfg.batch_size
-            naive = torch.cat([runner.lm.predict(x[i:i + bs]) for i in range(0, len(x), bs)])
-            out["images"] += len(x)
-            out["identical"] &= bool(torch.equal(cached.argmax(-1), naive.argmax(-1)))
-            out["max_abs_logit_diff"] = max(out["max_abs_logit_diff"], float((cached - naive).abs().max()))
-    return out
+            naive = torch.cat([runner.lm.predict(images.x[i:i + bs]) for i in range(0, len(images), bs)])
+            diff = max(diff, float((cached - naive).abs().max()))
+    return diff
 
 
 def finetune_steps(runner: Any, site: Any, steps: int, repeats: int) -> dict[str, Any]:
     """Global fine-tuning steps per second through the whole network and through the suffix only."""
     from modeledit.exemplars import Exemplars
-    from modeledit.finetune import FinetuneConfig, finetune
+    from modeledit.finetuning import FinetuneConfig, finetune
 
     p = runner.pair(PAIR["concept"], PAIR["style"], PAIR["candidates"], 3, 0)
     same = runner.cfg.exemplar_style_image
     lm = runner.lm
-    ex = Exemplars(lm.normalize(torch.stack([p.originals[i] for i in p.exemplars])),
-                   lm.normalize(torch.stack([p.transformed[same][i] for i in p.exemplars])))
+    ex = Exemplars(torch.stack([p.originals[i] for i in p.exemplars]), torch.stack([p.transformed[same][i] for i in p.exemplars]))
     times: dict[bool, list[float]] = {True: [], False: []}
     edits = {}
     for r in range(repeats):
         for from_site in ((False, True) if r % 2 == 0 else (True, False)):
             cfg = FinetuneConfig(scope="global", lr=1e-3, steps=steps, from_site=from_site)
             t0 = time.perf_counter()
-            edits[from_site] = finetune(lm.model, site, ex, target=p.target_class, config=cfg)
+            edits[from_site] = finetune(lm, site, ex, target=p.target_class, config=cfg)
             times[from_site].append(time.perf_counter() - t0)
     naive, fast = statistics.median(times[False]), statistics.median(times[True])
     diff = max(float((edits[True].changes[n].tensors["value"] - edits[False].changes[n].tensors["value"]).abs().max())
@@ -176,18 +186,32 @@ def finetune_steps(runner: Any, site: Any, steps: int, repeats: int) -> dict[str
             "max_abs_param_diff": diff, "note": "seconds include the steps and the loss before/after on the exemplars"}
 
 
-def bench_model(model: str, sites: list[int] | None, args: argparse.Namespace, sampler: MemorySampler, log: Callable) -> dict[str, Any]:
+def share_pairs(donor: Any, runner: Any) -> None:
+    """Give ``runner`` the concept masks and restyled pair sets ``donor`` made (they do not depend on the
+    model: same world images, same classes); the unedited predictions are the runner's own."""
+    import dataclasses
+
+    runner._masks.update(donor._masks)
+    runner._pairs.update({k: dataclasses.replace(p, unedited=None, image_sets={}) for k, p in donor._pairs.items()})
+
+
+def bench_model(model: str, sites: list[int] | None, args: argparse.Namespace, sampler: MemorySampler, log: Callable,
+                out: dict[str, Any], save: Callable[[], None], donor: Any = None) -> Any:
+    """Fill ``out`` (saved after every site) and return the runner (its pair sets serve the next model)."""
     from modeledit.layers import list_sites
 
     runner = make_runner(model, args.clean, args.test_images, args.stats_images, args.cache_mb)
+    if donor is not None:
+        share_pairs(donor, runner)
     all_sites = list_sites(runner.lm.model)
     n = len(all_sites)
-    picks = sites if sites is not None else [0, (n - 1) // 2, n - 1]
-    labels = ["early", "middle", "deepest"] if sites is None else [f"site{i}" for i in picks]
+    # deepest first: a run cut short keeps the sites that matter most
+    picks = sites if sites is not None else [n - 1, (n - 1) // 2, 0]
+    labels = ["deepest", "middle", "early"] if sites is None else [f"site{i}" for i in picks]
     t0 = time.perf_counter()
     runner.clean_set()
     setup = {"clean_set_seconds": time.perf_counter() - t0}
-    out: dict[str, Any] = {"model": model, "sites": [], "setup": setup, "baseline_rss_mb": sampler.rss() / 2**20}
+    out.update({"model": model, "sites": [], "setup": setup, "baseline_rss_mb": sampler.rss() / 2**20})
     for label, idx in zip(labels, picks):
         site = all_sites[idx]
         runner.cfg.from_site = True
@@ -198,26 +222,36 @@ def bench_model(model: str, sites: list[int] | None, args: argparse.Namespace, s
         extra: dict[str, float] = {"naive": 0.0, "cached": 0.0}
         rss_extra: dict[str, float] = {"naive": 0.0, "cached": 0.0}
         rows: dict[str, list[dict]] = {"naive": [], "cached": []}
-        for r in range(args.repeats):
+        preds: dict[str, list[np.ndarray]] = {"naive": [], "cached": []}
+        repeats = args.early_repeats if label == "early" and args.early_repeats else args.repeats
+        for r in range(repeats):
             for path in (("naive", "cached") if r % 2 == 0 else ("cached", "naive")):
                 runner.cfg.from_site = path == "cached"
+                runner.recorded = []
                 res, dt, mem = sampler.measure(lambda: runner(cell(str(idx)))[0])
+                preds[path].append(np.concatenate(runner.recorded))
                 times[path].append(dt)
                 extra[path] = max(extra[path], mem["alloc_peak"] - mem["alloc_start"])
                 rss_extra[path] = max(rss_extra[path], mem["rss_peak"] - mem["rss_start"])
                 rows[path].append(res)
         runner.cfg.from_site = True
-        check = check_predictions(runner, site)
-        check["cells_identical"] = all(same_rows(a, b) for a in rows["naive"] for b in rows["cached"])
+        check = {"images": int(len(preds["naive"][0])),
+                 "identical": all(np.array_equal(a, b) for a in preds["naive"] for b in preds["cached"]),
+                 "cells_identical": all(same_rows(a, b) for a in rows["naive"] for b in rows["cached"]),
+                 "max_abs_logit_diff": logit_difference(runner, site)}
         med = {k: statistics.median(v) for k, v in times.items()}
+        # the predictions alone: the cell minus making the edit (the same computation on both paths)
+        evals = {k: statistics.median(t - r["edit_seconds"] for t, r in zip(times[k], rows[k])) for k in times}
         images = args.clean + sum(len(v) for v in (p.val, p.test)) + len(p.test) * len(runner.cfg.heldout_style_images)
         entry = {
             "position": label, "site_index": idx, "site": site.name, "layer": site.layer, "skip": site.skip,
             "crossing_tensors": ev.split(site).inputs if ev.split(site) else None,
-            "images_per_cell": images, "repeats": args.repeats,
+            "images_per_cell": images, "repeats": repeats,
             "naive_cell_seconds": times["naive"], "cached_cell_seconds": times["cached"],
             "naive_cells_per_min": 60 / med["naive"], "cached_cells_per_min": 60 / med["cached"],
             "ratio": med["naive"] / med["cached"],
+            "naive_predict_seconds": evals["naive"], "cached_predict_seconds": evals["cached"],
+            "predict_ratio": evals["naive"] / evals["cached"],
             "first_cached_cell_seconds": warm, "cache_mb": ev.memory_bytes / 2**20, "cache_disk_mb": ev.disk_bytes() / 2**20,
             "naive_peak_mb": extra["naive"], "cached_peak_mb": ev.memory_bytes / 2**20 + extra["cached"],
             "naive_peak_extra_mb": extra["naive"], "cached_peak_extra_mb": extra["cached"],
@@ -227,26 +261,29 @@ def bench_model(model: str, sites: list[int] | None, args: argparse.Namespace, s
         }
         out["sites"].append(entry)
         log(f"{model} {label} {site.name}: naive {med['naive']:.2f}s cached {med['cached']:.2f}s ratio {entry['ratio']:.1f}x "
+            f"(predictions alone {entry['predict_ratio']:.1f}x, edit {entry['edit_seconds']:.1f}s) "
             f"identical={check['identical'] and check['cells_identical']} cache {entry['cache_mb']:.0f} MB")
         if args.finetune_steps:
-            entry["finetune_global"] = finetune_steps(runner, site, args.finetune_steps, args.repeats)
+            entry["finetune_global"] = finetune_steps(runner, site, args.finetune_steps, 1)
             log(f"  finetune global: {entry['finetune_global']['naive_steps_per_s']:.1f} -> "
                 f"{entry['finetune_global']['suffix_steps_per_s']:.1f} steps/s")
         ev.clear()          # the next site starts from an empty cache (its own first cell builds it)
-    out["suffix_stats"] = dict(runner.suffix().stats)
-    return out
+        out["suffix_stats"] = dict(runner.suffix().stats)
+        save()
+    return runner
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="world_vgg,world_resnet")
     ap.add_argument("--sites", default=None, help="site indices (default: first, middle (n-1)//2, last)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved naive/cached cell pairs per site (median)")
+    ap.add_argument("--early-repeats", type=int, default=1, help="pairs at the early site (0: --repeats); it gains little")
     ap.add_argument("--clean", type=int, default=10000)
     ap.add_argument("--test-images", type=int, default=900, help="world test images the pair's sets are drawn from")
     ap.add_argument("--stats-images", type=int, default=600, help="world train images for the editor's statistics")
     ap.add_argument("--cache-mb", type=float, default=2048)
-    ap.add_argument("--finetune-steps", type=int, default=40, help="0: skip the fine-tuning measurement")
+    ap.add_argument("--finetune-steps", type=int, default=30, help="0: skip the fine-tuning measurement")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/bench_sweep.json")
     args = ap.parse_args()
@@ -272,16 +309,18 @@ def main() -> None:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:6.0f}s] {msg}", flush=True)
 
-    for model in args.models.split(","):
-        result["models"].append(bench_model(model, sites, args, sampler, log))
+    def save() -> None:
         result["seconds"] = time.perf_counter() - t_start
+        result["machine"]["load_average_at_end"] = os.getloadavg()
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=1))
         os.replace(tmp, out)
-    result["machine"]["load_average_at_end"] = os.getloadavg()
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)
+
+    donor = None
+    for model in args.models.split(","):
+        result["models"].append({})
+        donor = bench_model(model, sites, args, sampler, log, result["models"][-1], save, donor)
+    save()
     log(f"wrote {out}")
 
 
