@@ -211,7 +211,7 @@ def _explanations(lm: Any, p: Any, edits: dict[str, Any], show: list[int], style
     targets = [p.labels[i] for i in show]
     site = next((e.sites[0] for e in edits.values() if e.sites), None)  # Grad-CAM needs a site: none when no method changed
     cfg = ExplainConfig(methods=[k for k in ExplainConfig().methods if site or k != "gradcam"], ig_steps=16)
-    maps = compare_edits(lm.model, edits, lm.normalize(x01), target=targets, site=site, config=cfg)
+    maps = compare_edits(lm, edits, x01, target=targets, site=site, config=cfg)
     rows = [f"{'exemplar' if k == 0 else 'test'}: {names[t]}" for k, t in enumerate(targets)]
     titles = {"gradcam": f"Grad-CAM at {site}" if site else "Grad-CAM", "input_gradient": "input gradient", "integrated_gradients": "integrated gradients"}
     figs = []
