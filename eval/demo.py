@@ -219,11 +219,17 @@ def _explanations(lm: Any, p: Any, edits: dict[str, Any], show: list[int], style
         path = explanation_figure(x01, {stage: {kind: m[kind]} for stage, m in maps.items()}, out / f"explain_{kind}.png", rows)
         figs.append((path.name, f"where the model looks ({titles[kind]}, true class) on the exemplar and test images with {p.style} "
                                 f"{p.concept}: before and with each method's edit (one colour scale per row)"))
+    # the share of each map inside the mask, and the mass inside relative to before (a map can shrink
+    # everywhere, as the input-gradient penalty makes it, while its share inside stays put)
     share = {stage: mask_share(m, masks) for stage, m in maps.items()}
+    inside = {stage: {k: float(np.mean((np.clip(a, 0, None) * masks).sum(axis=(-2, -1)))) for k, a in m.items()} for stage, m in maps.items()}
     kinds = list(cfg.methods)
-    table = {"title": f"share of each explanation inside the {p.concept} mask (mean over the {len(show)} images shown)",
-             "columns": ["model", *kinds],
-             "rows": [{"model": stage, **{k: float(np.mean(share[stage][k])) for k in kinds}} for stage in maps]}
+    cols = [c for k in kinds for c in (f"{k} share", f"{k} inside / before")]
+    rows = [{"model": stage, **{c: v for k in kinds for c, v in ((f"{k} share", float(np.mean(share[stage][k]))),
+                                                               (f"{k} inside / before", inside[stage][k] / max(inside["before"][k], 1e-12)))}}
+            for stage in maps]
+    table = {"title": f"explanations inside the {p.concept} mask (mean over the {len(show)} images shown): share of each map, "
+                      "and its mass there relative to the unedited model", "columns": ["model", *cols], "rows": rows}
     return figs, [table]
 
 
