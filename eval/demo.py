@@ -211,7 +211,7 @@ def _explanations(lm: Any, p: Any, edits: dict[str, Any], show: list[int], style
     targets = [p.labels[i] for i in show]
     site = next((e.sites[0] for e in edits.values() if e.sites), None)  # Grad-CAM needs a site: none when no method changed
     cfg = ExplainConfig(methods=[k for k in ExplainConfig().methods if site or k != "gradcam"], ig_steps=16)
-    maps = compare_edits(lm.model, edits, lm.normalize(x01), target=targets, site=site, config=cfg)
+    maps = compare_edits(lm, edits, x01, target=targets, site=site, config=cfg)
     rows = [f"{'exemplar' if k == 0 else 'test'}: {names[t]}" for k, t in enumerate(targets)]
     titles = {"gradcam": f"Grad-CAM at {site}" if site else "Grad-CAM", "input_gradient": "input gradient", "integrated_gradients": "integrated gradients"}
     figs = []
@@ -219,11 +219,17 @@ def _explanations(lm: Any, p: Any, edits: dict[str, Any], show: list[int], style
         path = explanation_figure(x01, {stage: {kind: m[kind]} for stage, m in maps.items()}, out / f"explain_{kind}.png", rows)
         figs.append((path.name, f"where the model looks ({titles[kind]}, true class) on the exemplar and test images with {p.style} "
                                 f"{p.concept}: before and with each method's edit (one colour scale per row)"))
+    # the share of each map inside the mask, and the mass inside relative to before (a map can shrink
+    # everywhere, as the input-gradient penalty makes it, while its share inside stays put)
     share = {stage: mask_share(m, masks) for stage, m in maps.items()}
+    inside = {stage: {k: float(np.mean((np.clip(a, 0, None) * masks).sum(axis=(-2, -1)))) for k, a in m.items()} for stage, m in maps.items()}
     kinds = list(cfg.methods)
-    table = {"title": f"share of each explanation inside the {p.concept} mask (mean over the {len(show)} images shown)",
-             "columns": ["model", *kinds],
-             "rows": [{"model": stage, **{k: float(np.mean(share[stage][k])) for k in kinds}} for stage in maps]}
+    cols = [c for k in kinds for c in (f"{k} share", f"{k} inside / before")]
+    rows = [{"model": stage, **{c: v for k in kinds for c, v in ((f"{k} share", float(np.mean(share[stage][k]))),
+                                                               (f"{k} inside / before", inside[stage][k] / max(inside["before"][k], 1e-12)))}}
+            for stage in maps]
+    table = {"title": f"explanations inside the {p.concept} mask (mean over the {len(show)} images shown): share of each map, "
+                      "and its mass there relative to the unedited model", "columns": ["model", *cols], "rows": rows}
     return figs, [table]
 
 

@@ -7,8 +7,11 @@ Three attribution maps per image, each reduced to one (H, W) array at the image'
   edited layer passes on);
 * ``input_gradient``: |∂ logit / ∂x| summed over colour channels (captum ``Saliency``);
 * ``integrated_gradients``: |integrated gradients| summed over channels (captum
-  ``IntegratedGradients``; the baseline is the zero input of the model's normalised space, i.e. the
-  dataset's mean colour).
+  ``IntegratedGradients``; the baseline is the image of the model's mean colour, the zero of its
+  normalised input space).
+
+Like everywhere in the library, the model is a :class:`~modeledit.models.LoadedModel` and images are
+[0, 1] tensors (N, 3, H, W); gradients are taken with respect to those pixels.
 
 :func:`before_after` computes them for a model without and with an :class:`~modeledit.edit.Edit`
 applied (for the same class, by default the unedited model's prediction, so the maps compare), and
@@ -21,9 +24,9 @@ captum is an optional dependency: ``pip install 'modeledit[explain]'``.
 
 Example:
     >>> from modeledit.eval.explain import before_after, explanation_figure
-    >>> maps = before_after(lm.model, edit, lm.normalize(x01))        # {"before": {...}, "after": {...}}
+    >>> maps = before_after(lm, edit, x01)        # {"before": {...}, "after": {...}}
     >>> explanation_figure(x01, maps, "explain.png")
-    >>> compare_edits(lm.model, {"edit": e1, "rrr_global": e2}, lm.normalize(x01))   # one column per method
+    >>> compare_edits(lm, {"edit": e1, "rrr_global": e2}, x01)   # one column per method
 """
 from __future__ import annotations
 
@@ -35,10 +38,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from modeledit.config import JsonConfig
 from modeledit.layers import EditSite, get_site, resolve_module
+from modeledit.models import LoadedModel, as_loaded
 
 
 def _captum_attr() -> Any:
@@ -47,28 +50,33 @@ def _captum_attr() -> Any:
     return optional_import("captum.attr", "explain")
 
 
-def _gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, site: EditSite | None, cfg: "ExplainConfig") -> torch.Tensor:
+def _forward(lm: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x01: lm.model(lm.normalize(x01))
+
+
+def _gradcam(lm: LoadedModel, x: torch.Tensor, target: torch.Tensor, site: EditSite | None, cfg: "ExplainConfig") -> torch.Tensor:
     if site is None:
         raise ValueError("Grad-CAM needs an edit site (the layer whose output it explains); pass site= or an edit")
     ca = _captum_attr()
-    gc = ca.LayerGradCam(model, resolve_module(model, site.output))
+    gc = ca.LayerGradCam(_forward(lm), resolve_module(lm.model, site.output))
     a = gc.attribute(x, target=target, relu_attributions=True)
     if a.dim() == 3:  # token layouts (N, T, C) are not spatial maps
         raise ValueError(f"Grad-CAM needs a spatial (N, C, H, W) output at site {site.name}; use the gradient maps for token models")
     return F.interpolate(a.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
-def _input_gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor, site: EditSite | None, cfg: "ExplainConfig") -> torch.Tensor:
-    return _captum_attr().Saliency(model).attribute(x, target=target, abs=True).float().sum(1)
+def _input_gradient(lm: LoadedModel, x: torch.Tensor, target: torch.Tensor, site: EditSite | None, cfg: "ExplainConfig") -> torch.Tensor:
+    return _captum_attr().Saliency(_forward(lm)).attribute(x, target=target, abs=True).float().sum(1)
 
 
-def _integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, site: EditSite | None, cfg: "ExplainConfig") -> torch.Tensor:
-    ig = _captum_attr().IntegratedGradients(model)
-    a = ig.attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=cfg.ig_steps, internal_batch_size=cfg.batch_size)
+def _integrated_gradients(lm: LoadedModel, x: torch.Tensor, target: torch.Tensor, site: EditSite | None, cfg: "ExplainConfig") -> torch.Tensor:
+    ig = _captum_attr().IntegratedGradients(_forward(lm))
+    mean = torch.tensor(lm.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1).expand_as(x).contiguous()
+    a = ig.attribute(x, baselines=mean, target=target, n_steps=cfg.ig_steps, internal_batch_size=cfg.batch_size)
     return a.abs().float().sum(1)
 
 
-#: name -> fn(model, x, target, site, config) -> (N, H, W) tensor. Register more by adding entries.
+#: name -> fn(lm, x01, target, site, config) -> (N, H, W) tensor. Register more by adding entries.
 EXPLAINERS: dict[str, Callable[..., torch.Tensor]] = {
     "gradcam": _gradcam,
     "input_gradient": _input_gradient,
@@ -92,10 +100,10 @@ class ExplainConfig(JsonConfig):
             raise ValueError(f"ig_steps must be at least 1, got {self.ig_steps}")
 
 
-def _target_tensor(model: nn.Module, x: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor:
+def _target_tensor(lm: LoadedModel, x: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor:
     if target is None:
         with torch.no_grad():
-            return model(x).argmax(-1)
+            return lm.model(lm.normalize(x)).argmax(-1)
     t = torch.as_tensor(target, device=x.device).long().reshape(-1)
     if t.numel() == 1:
         t = t.expand(len(x))
@@ -105,56 +113,58 @@ def _target_tensor(model: nn.Module, x: torch.Tensor, target: int | Sequence[int
 
 
 def attribution_maps(
-    model: nn.Module,
+    model: Any,
     x: torch.Tensor,
     target: int | Sequence[int] | torch.Tensor | None = None,
     site: EditSite | int | str | None = None,
     config: ExplainConfig | None = None,
 ) -> dict[str, np.ndarray]:
-    """Attribution maps of ``model`` for images ``x`` (N, 3, H, W) in its normalised input space, towards
-    ``target`` (class index, one per image, or None = the model's prediction): ``{method: (N, H, W)}``.
+    """Attribution maps of ``model`` (a :class:`~modeledit.models.LoadedModel`) for [0, 1] images ``x``
+    (N, 3, H, W), towards ``target`` (class index, one per image, or None = the model's prediction):
+    ``{method: (N, H, W)}``.
 
     The model runs in eval mode (its mode is restored); captum's hooks are removed when it returns.
 
     Example:
-        >>> maps = attribution_maps(lm.model, lm.normalize(x01), target=281, site=13)
+        >>> maps = attribution_maps(lm, x01, target=281, site=13)
         >>> maps["gradcam"].shape                                    # (N, H, W)
     """
     cfg = config or ExplainConfig()
-    dev = next(model.parameters()).device
-    x = x.to(dev)
+    lm = as_loaded(model, "attribution_maps")
+    x = x.to(lm.device)
     if x.dim() == 3:
         x = x[None]
-    site_ = None if site is None else get_site(model, site)
-    was_training = model.training
-    model.eval()
+    site_ = None if site is None else get_site(lm.model, site)
+    was_training = lm.model.training
+    lm.model.eval()
     try:
-        t = _target_tensor(model, x, target)
+        t = _target_tensor(lm, x, target)
         out = {}
         for name in cfg.methods:
             with torch.enable_grad():
-                m = EXPLAINERS[name](model, x.detach().requires_grad_(True), t, site_, cfg)
+                m = EXPLAINERS[name](lm, x.detach().requires_grad_(True), t, site_, cfg)
             out[name] = m.detach().cpu().numpy().astype(np.float32)
     finally:
-        model.train(was_training)
+        lm.model.train(was_training)
     return out
 
 
 def before_after(
-    model: nn.Module,
+    model: Any,
     edit: Any,
     x: torch.Tensor,
     target: int | Sequence[int] | torch.Tensor | None = None,
     site: EditSite | int | str | None = None,
     config: ExplainConfig | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """``{"before": maps, "after": maps}`` for ``model`` without and with ``edit`` applied (reverted after).
+    """``{"before": maps, "after": maps}`` for ``model`` (a LoadedModel) without and with ``edit`` applied
+    (reverted after), for [0, 1] images ``x``.
 
     Both use the same class per image (default: the unedited model's prediction) and the same site
     (default: the edit's first site).
 
     Example:
-        >>> maps = before_after(lm.model, edit, lm.normalize(x01), target=0)
+        >>> maps = before_after(lm, edit, x01, target=0)
         >>> maps["after"]["gradcam"].shape
     """
     out = compare_edits(model, {"after": edit}, x, target, site, config)
@@ -162,7 +172,7 @@ def before_after(
 
 
 def compare_edits(
-    model: nn.Module,
+    model: Any,
     edits: Mapping[str, Any],
     x: torch.Tensor,
     target: int | Sequence[int] | torch.Tensor | None = None,
@@ -174,25 +184,25 @@ def compare_edits(
     (default: the first edit's first site), so every column compares with "before".
 
     Example:
-        >>> maps = compare_edits(lm.model, {"edit": e1, "finetune_global": e2}, lm.normalize(x01))
+        >>> maps = compare_edits(lm, {"edit": e1, "finetune_global": e2}, x01)
         >>> explanation_figure(x01, maps, "methods.png")
     """
-    dev = next(model.parameters()).device
-    x = x.to(dev) if x.dim() == 4 else x[None].to(dev)
+    lm = as_loaded(model, "compare_edits")
+    x = x.to(lm.device) if x.dim() == 4 else x[None].to(lm.device)
     if "before" in edits:
         raise ValueError("'before' names the unedited model; give the edits other names")
     if site is None:
         site = next((e.sites[0] for e in edits.values() if getattr(e, "sites", None)), None)
-    was_training = model.training
-    model.eval()
+    was_training = lm.model.training
+    lm.model.eval()
     try:
-        t = _target_tensor(model, x, target)
+        t = _target_tensor(lm, x, target)
     finally:
-        model.train(was_training)
-    out = {"before": attribution_maps(model, x, t, site, config)}
+        lm.model.train(was_training)
+    out = {"before": attribution_maps(lm, x, t, site, config)}
     for name, edit in edits.items():
-        with edit.applied(model):
-            out[name] = attribution_maps(model, x, t, site, config)
+        with edit.applied(lm):
+            out[name] = attribution_maps(lm, x, t, site, config)
     return out
 
 
@@ -231,7 +241,7 @@ def explanation_figure(
     one colour scale, so a region that stops lighting up after an edit looks darker.
 
     Example:
-        >>> explanation_figure(x01, before_after(lm.model, edit, lm.normalize(x01)), "explain.png", ["exemplar", "test 1"])
+        >>> explanation_figure(x01, before_after(lm, edit, x01), "explain.png", ["exemplar", "test 1"])
     """
     import matplotlib
 

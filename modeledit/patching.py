@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
 from modeledit.config import JsonConfig
 from modeledit.edit import Edit, ParamChange
@@ -60,15 +59,15 @@ class PatchConfig(JsonConfig):
                               from_site=self.from_site)
 
 
-def interpolate(model: nn.Module, edit: Edit, alpha: float, method: str | None = None) -> Edit:
+def interpolate(model: Any, edit: Edit, alpha: float, method: str | None = None) -> Edit:
     """The edit that moves ``model`` a fraction ``alpha`` of the way to ``edit``'s parameters, as a ``delta``.
 
-    ``model`` must carry the base the edit was computed on (checked by hash). The new edit keeps the
+    ``model`` (a LoadedModel or its module) must carry the base the edit was computed on (checked by hash). The new edit keeps the
     source's sites, config (plus ``alpha``) and metrics (plus ``alpha`` and the source method).
 
     Example:
         >>> ft = finetune(lm, site, ex, target=3, config=FinetuneConfig(lr=1e-3))
-        >>> halves = {a: interpolate(lm.model, ft, a) for a in (0.25, 0.5, 0.75, 1.0)}
+        >>> halves = {a: interpolate(lm, ft, a) for a in (0.25, 0.5, 0.75, 1.0)}
     """
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
@@ -93,7 +92,8 @@ def patch(
 ) -> Edit:
     """Fine-tune on the transformed exemplars towards ``target`` (see :func:`~modeledit.finetuning.finetune`),
     then interpolate the weights with ``config.alpha``; the model is left unchanged, the edit returned
-    (method ``paint_local`` or ``paint_global``).
+    (method ``paint_local`` or ``paint_global``). ``model`` is a :class:`~modeledit.models.LoadedModel`,
+    ``exemplars`` are in [0, 1], as for fine-tuning.
 
     Example:
         >>> edit = patch(lm, "features.14", ex, target=281, config=PatchConfig(scope="local", lr=1e-3, alpha=0.75))

@@ -9,8 +9,9 @@ so the model is pushed to stop using that region (the text patch, the snow). The
 differentiated through the input gradient (double backpropagation). Scopes as in
 :mod:`modeledit.finetuning`: ``local`` trains the site's rewritten weight, ``global`` every parameter
 from the site to the output. With ``region="everywhere"`` (or exemplars without a mask) the gradient is
-penalised over the whole image, the thesis's mask-free variant. Gradients are taken in the model's
-(normalised) input space.
+penalised over the whole image, the thesis's mask-free variant. Exemplars are [0, 1] images like
+everywhere in the library; the gradients are taken in the model's normalised input space (what the
+network sees; the per-channel scale of the normalisation is a constant folded into λ).
 
 λ is *relative*: the penalty is divided by its value M(θ₀) for the unedited model on the exemplars, a
 constant, so Ross et al.'s λ is ``lam / M(θ₀)`` (recorded as ``lam_absolute``). The raw mass grows
@@ -23,7 +24,7 @@ parameter; methods ``rrr_local`` / ``rrr_global``).
 
 Example:
     >>> from modeledit.rrr import RRRConfig, rrr
-    >>> ex = Exemplars(x, x_snow, road_mask)                 # [0, 1] images
+    >>> ex = Exemplars(x, x_snow, road_mask)                       # [0, 1] images, (N, 1, H, W) mask
     >>> edit = rrr(lm, site, ex, target=0, config=RRRConfig(scope="global", lr=1e-3, lam=10.0))
     >>> with edit.applied(lm): ...
 """
@@ -76,18 +77,12 @@ class RRRConfig(JsonConfig):
         return FinetuneConfig(scope=self.scope, lr=self.lr, steps=self.steps, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
-def input_gradient(model: nn.Module, x: torch.Tensor, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, ∂ Σ_k log p_k / ∂x) at ``x`` (the explanation Ross et al. regularise), per image.
-
-    With ``create_graph`` the gradient can itself be differentiated (double backpropagation).
-
-    Example:
-        >>> logits, g = input_gradient(lm.model, lm.normalize(x))
-    """
-    x = x.detach().requires_grad_(True)
+def _input_gradient(module: nn.Module, xn: torch.Tensor, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, ∂ Σ_k log p_k / ∂xn) at normalised inputs ``xn``; with ``create_graph`` differentiable again."""
+    xn = xn.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits = model(x)
-        (g,) = torch.autograd.grad(logits.float().log_softmax(-1).sum(), x, create_graph=create_graph)
+        logits = module(xn)
+        (g,) = torch.autograd.grad(logits.float().log_softmax(-1).sum(), xn, create_graph=create_graph)
     return logits, g
 
 
@@ -99,6 +94,22 @@ def gradient_mass(g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Te
     return g.pow(2).mean()
 
 
+def explanation_penalty(model: Any, x01: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """M(θ): the mean squared input gradient of Σ_k log p_k inside ``mask`` ((N, 1, H, W); None: everywhere)
+    for [0, 1] images ``x01`` at the model's current weights (the quantity :func:`rrr` penalises).
+
+    Example:
+        >>> explanation_penalty(lm, x_snow, road_mask)      # lower after an rrr edit is applied
+    """
+    lm = as_loaded(model, "explanation_penalty")
+    was_training = lm.model.training
+    lm.model.eval()
+    try:
+        return float(gradient_mass(_input_gradient(lm.model, lm.normalize(x01.to(lm.device)))[1], mask))
+    finally:
+        lm.model.train(was_training)
+
+
 def rrr(
     model: Any,
     site: EditSite | int | str,
@@ -108,44 +119,31 @@ def rrr(
 ) -> Edit:
     """Fine-tune on the transformed exemplars towards ``target`` with the input-gradient penalty inside
     the exemplars' mask (everywhere without one); the model is left unchanged, the edit returned.
+    ``model`` is a :class:`~modeledit.models.LoadedModel`; ``exemplars`` hold [0, 1] images.
 
     Example:
         >>> edit = rrr(lm, "features.11", ex, target=0, config=RRRConfig(scope="local", lr=1e-2, steps=200, lam=10.0))
-
-    ``model`` is a :class:`~modeledit.models.LoadedModel`; the exemplars are in [0, 1] and the gradient is
-    taken at the network's (normalised) input.
     """
     cfg = config or RRRConfig()
     lm = as_loaded(model, "rrr")
-    model = lm.model
     ex = exemplars if isinstance(exemplars, Exemplars) else Exemplars(exemplars, exemplars)
     dev = lm.device
-    xp = lm.normalize(ex.x_prime.to(dev))
     region = cfg.region
     if region == "mask" and ex.mask is None:
         log.info("rrr: the exemplars carry no mask; penalising the input gradient everywhere")
         region = "everywhere"
     mask = ex.mask.to(dev) if region == "mask" else None
-    was_training = model.training
-    model.eval()
-    try:
-        before = float(gradient_mass(input_gradient(model, xp)[1], mask))
-    finally:
-        model.train(was_training)
+    before = explanation_penalty(lm, ex.x_prime, mask)
     lam = float(cfg.lam) / before if before > 0 else float(cfg.lam)
 
     def objective(m: nn.Module, xp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits, g = input_gradient(m, xp, create_graph=True)
+        logits, g = _input_gradient(m, xp, create_graph=True)
         return F.cross_entropy(logits, y) + lam * gradient_mass(g, mask)
 
     edit = finetune(lm, site, ex, target=target, config=cfg.finetune_config(), objective=objective if lam > 0 else None,
                     method=f"rrr_{cfg.scope}")
-    with edit.applied(model):
-        model.eval()
-        try:
-            after = float(gradient_mass(input_gradient(model, xp)[1], mask))
-        finally:
-            model.train(was_training)
+    with edit.applied(lm):
+        after = explanation_penalty(lm, ex.x_prime, mask)
     edit.config = asdict(cfg)
     edit.metrics.update({"penalty_before": before, "penalty_after": after, "lam": float(cfg.lam), "lam_absolute": lam,
                          "region": region})

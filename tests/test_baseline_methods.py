@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from modeledit.cli import main
-from modeledit.eval.methods import METHODS, MethodGrid, method_edit, method_settings, method_strengths
+from modeledit.eval.methods import METHODS, MethodGrid, method_edit, method_settings, method_strengths, scaled_edits
 from modeledit.patching import ALPHA_GRID
 from modeledit.rrr import LAMBDA_GRID
 
@@ -19,9 +19,9 @@ BW = "black and white"
 def test_grids_cross_the_finetuning_grid():
     g = MethodGrid(finetune_grid=[[1e-2, 5], [1e-3, 7]], alpha_grid=[0.5, 1.0], lambda_grid=[3.0])
     assert MethodGrid.from_json(g.to_json()) == g
-    # PAINT: one fine-tuning per setting, interpolated at every alpha inside the cell
+    # PAINT: one fine-tuning per (lr, steps) cell, its alpha grid evaluated inside the cell
     assert method_settings(g, "paint_local") == [{"lr": 1e-2, "steps": 5}, {"lr": 1e-3, "steps": 7}]
-    assert method_strengths(g, "paint_local") == [0.5, 1.0] and method_strengths(g, "finetune_local") is None
+    assert method_strengths(g, "paint_local") == [0.5, 1.0]
     assert method_settings(g, "rrr_global") == [{"lr": 1e-2, "steps": 5, "lam": 3.0}, {"lr": 1e-3, "steps": 7, "lam": 3.0}]
     assert method_settings(g, "finetune_local") == [{"lr": 1e-2, "steps": 5}, {"lr": 1e-3, "steps": 7}]
 
@@ -43,7 +43,7 @@ def test_method_edit_builds_each_new_method():
     base = {k: v.clone() for k, v in lm.model.state_dict().items()}
     for name in NEW:
         setting = {"lr": 1e-2, "steps": 3, **({"alpha": 0.5} if name.startswith("paint") else {"lam": 10.0})}
-        edit = method_edit(lm, name, setting, site, x, xp, m, [CAR])
+        edit = method_edit(lm, name, setting, site, x, xp, m, [CAR])   # a setting naming alpha: the patched edit itself
         assert edit.method == name and edit.config["scope"] == name.split("_")[1]
         assert edit.config.get("alpha", edit.config.get("lam")) in (0.5, 10.0)
         assert {c.op for c in edit.changes.values()} == ({"delta"} if name.startswith("paint") else {"replace"})
@@ -52,6 +52,11 @@ def test_method_edit_builds_each_new_method():
         with edit.applied(lm.model):
             assert not all(torch.equal(v, base[k]) for k, v in lm.model.state_dict().items())
     assert all(torch.equal(v, base[k]) for k, v in lm.model.state_dict().items())
+    # in a cell: one fine-tuning, interpolated at each alpha (alpha = 1 is the fine-tuning itself)
+    ft = method_edit(lm, "paint_global", {"lr": 1e-2, "steps": 3}, site, x, xp, m, [CAR])
+    scaled = scaled_edits(lm, "paint_global", ft, [0.5, 1.0])
+    assert [e for e, _ in scaled] == [{"alpha": 0.5}, {"alpha": 1.0}] and scaled[1][1] is ft
+    assert scaled[0][1].method == "paint_global" and {c.op for c in scaled[0][1].changes.values()} == {"delta"}
 
 
 def test_typographic_runs_the_new_methods(tmp_path, capsys):
@@ -76,9 +81,9 @@ def test_bench_runs_the_new_methods(tmp_path, capsys):
     args = ["bench", "world_vgg", "--dataset", "world:test:72", "--clean", "world:val:36", "--stats-dataset", "world:train:36",
             "--pairs", f"road:{BW}", "--sensitivity", _sensitivity_csv(tmp_path / "s.csv"), "--n-exemplars", "1",
             "--methods", "paint_local,rrr_local", "--finetune-grid", "1e-2:3", "--max-clean-drop", "0.05"]
-    assert main(args + ["--out", str(out)]) == 0
+    assert main(args + ["--alpha-grid", "0.5,1", "--lambda-grid", "1,10", "--out", str(out)]) == 0
     cells = pd.read_csv(out / "cells.csv")
-    assert dict(cells["method"].value_counts()) == {"paint_local": len(ALPHA_GRID), "rrr_local": len(LAMBDA_GRID)}
+    assert dict(cells["method"].value_counts()) == {"paint_local": 2, "rrr_local": 2}
     assert cells["test_all_n_pre"].nunique() == 1 and cells["clean_acc_post"].notna().all()
     summary = pd.read_csv(out / "summary.csv")
     assert sorted(summary["method"]) == ["paint_local", "rrr_local"]

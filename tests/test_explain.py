@@ -44,7 +44,7 @@ def test_maps_before_after_a_real_edit(world_vgg, case, tmp_path):
     hooks = _hooks(model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()  # the caller's mode comes back
-    maps = before_after(model, edit, world_vgg.normalize(xp), target=CAR, config=ExplainConfig(ig_steps=8))
+    maps = before_after(world_vgg, edit, xp, target=CAR, config=ExplainConfig(ig_steps=8))
     assert model.training
     model.eval()
     assert _hooks(model) == hooks  # captum's hooks are gone
@@ -74,19 +74,21 @@ def test_maps_before_after_a_real_edit(world_vgg, case, tmp_path):
 def test_prediction_default_single_image_and_errors(world_vgg, case):
     model = world_vgg.model
     xp, _, edit = case
-    x = world_vgg.normalize(xp[0])
+    x = xp[0]
     with torch.no_grad():
-        pred = int(model(x[None]).argmax(-1))
-    a = attribution_maps(model, x, site=3, config=ExplainConfig(methods=["gradcam", "input_gradient"]))
-    b = attribution_maps(model, x, target=pred, site=3, config=ExplainConfig(methods=["gradcam", "input_gradient"]))
+        pred = int(model(world_vgg.normalize(x[None])).argmax(-1))
+    a = attribution_maps(world_vgg, x, site=3, config=ExplainConfig(methods=["gradcam", "input_gradient"]))
+    b = attribution_maps(world_vgg, x, target=pred, site=3, config=ExplainConfig(methods=["gradcam", "input_gradient"]))
     assert set(a) == {"gradcam", "input_gradient"} and all(np.array_equal(a[k], b[k]) for k in a)
     assert ExplainConfig.from_json(ExplainConfig(ig_steps=4).to_json()) == ExplainConfig(ig_steps=4)
     with pytest.raises(ValueError, match="needs an edit site"):
-        attribution_maps(model, x, config=ExplainConfig(methods=["gradcam"]))
+        attribution_maps(world_vgg, x, config=ExplainConfig(methods=["gradcam"]))
     with pytest.raises(KeyError, match="unknown explanation methods"):
         ExplainConfig(methods=["lime"])
+    with pytest.raises(TypeError, match="takes a LoadedModel"):
+        attribution_maps(model, x, site=3)  # a bare module: the image convention needs the model's normalisation
     with pytest.raises(ValueError, match="2 targets for 1 images"):
-        attribution_maps(model, x, target=[0, 1], site=3)
+        attribution_maps(world_vgg, x, target=[0, 1], site=3)
 
 
 def test_missing_captum_names_the_extra(world_vgg, monkeypatch):
@@ -94,7 +96,7 @@ def test_missing_captum_names_the_extra(world_vgg, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "captum.attr", None)  # import of captum.attr now fails
     with pytest.raises(ImportError, match=r"modeledit\[explain\]"):
-        attribution_maps(world_vgg.model, torch.zeros(1, 3, 64, 64), target=0, config=ExplainConfig(methods=["input_gradient"]))
+        attribution_maps(world_vgg, torch.zeros(1, 3, 64, 64), target=0, config=ExplainConfig(methods=["input_gradient"]))
 
 
 def test_compare_edits_one_column_per_method(world_vgg, case, tmp_path):
@@ -102,16 +104,16 @@ def test_compare_edits_one_column_per_method(world_vgg, case, tmp_path):
 
     model = world_vgg.model
     xp, m, edit = case
-    x = world_vgg.normalize(xp[:2])
+    x = xp[:2]
     cfg = ExplainConfig(methods=["gradcam", "input_gradient"])
-    ft = finetune(world_vgg, 3, Exemplars(xp[:1], xp[:1], m[:1, None]), target=CAR, config=FinetuneConfig(scope="global", lr=1e-2, steps=5))
-    maps = compare_edits(model, {"rrr_global": edit, "finetune_global": ft}, x, config=cfg)
+    ft = finetune(world_vgg, 3, Exemplars(x[:1], x[:1], m[:1, None]), target=CAR, config=FinetuneConfig(scope="global", lr=1e-2, steps=5))
+    maps = compare_edits(world_vgg, {"rrr_global": edit, "finetune_global": ft}, x, config=cfg)
     assert list(maps) == ["before", "rrr_global", "finetune_global"]
-    ba = before_after(model, edit, x, config=cfg)
+    ba = before_after(world_vgg, edit, x, config=cfg)
     for k in cfg.methods:
         assert np.array_equal(maps["before"][k], ba["before"][k]) and np.array_equal(maps["rrr_global"][k], ba["after"][k])
         assert not np.array_equal(maps["finetune_global"][k], maps["rrr_global"][k])
     png = explanation_figure(xp[:2], maps, tmp_path / "methods.png")
     assert png.stat().st_size > 1000
     with pytest.raises(ValueError, match="names the unedited model"):
-        compare_edits(model, {"before": edit}, x, config=cfg)
+        compare_edits(world_vgg, {"before": edit}, x, config=cfg)

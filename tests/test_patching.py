@@ -37,18 +37,19 @@ def _rounding_close(new: torch.Tensor, ft: torch.Tensor, base: torch.Tensor) -> 
 @pytest.mark.parametrize("scope", ["local", "global"])
 def test_alpha_zero_is_the_base_and_alpha_one_the_finetuned_model(world_vgg, ex, scope):
     model = world_vgg.model
+    xn = world_vgg.normalize(ex.x_prime)
     base = _state(model)
     ft = finetune(world_vgg, 3, ex, target=CAR, config=FinetuneConfig(scope=scope, lr=1e-2, steps=15))
     assert all(torch.equal(v, base[k]) for k, v in _state(model).items())  # the model is left alone
     with torch.no_grad():
-        logits0 = model(world_vgg.normalize(ex.x_prime))
+        logits0 = model(xn)
         with ft.applied(model):
-            ft_state, logits_ft = _state(model), model(world_vgg.normalize(ex.x_prime))
+            ft_state, logits_ft = _state(model), model(xn)
 
     with interpolate(model, ft, 0.0).applied(model):  # bit for bit the base
         assert all(torch.equal(v, base[k]) for k, v in _state(model).items())
         with torch.no_grad():
-            assert torch.equal(model(world_vgg.normalize(ex.x_prime)), logits0)
+            assert torch.equal(model(xn), logits0)
 
     one = interpolate(model, ft, 1.0)
     assert set(one.changes) == set(ft.changes) and all(c.op == "delta" for c in one.changes.values())
@@ -57,7 +58,7 @@ def test_alpha_zero_is_the_base_and_alpha_one_the_finetuned_model(world_vgg, ex,
         exact = sum(int((state[k] == ft_state[k]).sum()) for k in ft.changes)
         assert all(_rounding_close(state[k], ft_state[k], base[k]) for k in ft.changes)
         with torch.no_grad():
-            torch.testing.assert_close(model(world_vgg.normalize(ex.x_prime)), logits_ft, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(model(xn), logits_ft, rtol=1e-5, atol=1e-5)
     assert exact >= 0.99 * sum(base[k].numel() for k in ft.changes)  # nearly every element comes back exactly
     assert all(torch.equal(v, base[k]) for k, v in _state(model).items())
 
@@ -65,7 +66,7 @@ def test_alpha_zero_is_the_base_and_alpha_one_the_finetuned_model(world_vgg, ex,
     lp = []
     for a in (0.0, *ALPHA_GRID):
         with interpolate(model, ft, a).applied(model), torch.no_grad():
-            lp.append(float(model(world_vgg.normalize(ex.x_prime)).log_softmax(-1)[:, CAR].mean()))
+            lp.append(float(model(xn).log_softmax(-1)[:, CAR].mean()))
     assert lp == sorted(lp) and lp[-1] > lp[0]
 
 
@@ -75,19 +76,20 @@ def test_patch_saves_reloads_and_reverts(world_vgg, ex, tmp_path):
     cfg = PatchConfig(scope="global", lr=1e-2, steps=10, alpha=0.5)
     assert PatchConfig.from_json(cfg.to_json()) == cfg
     edit = patch(world_vgg, 3, ex, target=CAR, config=cfg)
+    xn = world_vgg.normalize(ex.x_prime)
     assert edit.method == "paint_global" and edit.config["alpha"] == 0.5 and edit.metrics["source_method"] == "finetune_global"
     assert "classifier" in " ".join(edit.changes) or len(edit.changes) > 1
     with edit.applied(model), torch.no_grad():
-        a = model(world_vgg.normalize(ex.x_prime))
+        a = model(xn)
     edit.save(tmp_path / "paint")
     loaded = Edit.load(tmp_path / "paint", model=model)
     assert loaded.method == "paint_global" and loaded.config == edit.config
     with loaded.applied(model), torch.no_grad():
-        assert torch.equal(model(world_vgg.normalize(ex.x_prime)), a)
+        assert torch.equal(model(xn), a)
     assert all(torch.equal(v, base[k]) for k, v in _state(model).items())
     # the same fine-tuning at α = 0.5 from patch() and from interpolate() agree bit for bit
     ft = finetune(world_vgg, 3, ex, target=CAR, config=cfg.finetune_config())
-    half = interpolate(model, ft, 0.5)
+    half = interpolate(world_vgg, ft, 0.5)
     assert all(torch.equal(half.changes[k].tensors["delta"], edit.changes[k].tensors["delta"]) for k in edit.changes)
 
 
@@ -96,6 +98,6 @@ def test_errors(world_vgg, ex):
         PatchConfig(alpha=1.5)
     ft = finetune(world_vgg, 3, ex, target=CAR, config=FinetuneConfig(lr=1e-2, steps=2))
     with pytest.raises(ValueError, match="alpha must be in"):
-        interpolate(world_vgg.model, ft, -0.1)
-    with ft.applied(world_vgg.model), pytest.raises(ValueError, match="different base weight"):
+        interpolate(world_vgg, ft, -0.1)
+    with ft.applied(world_vgg), pytest.raises(ValueError, match="different base weight"):
         interpolate(world_vgg.model, ft, 0.5)  # computed on another base

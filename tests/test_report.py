@@ -69,8 +69,8 @@ def test_quick_demo_report_in_headless_chromium(tmp_path, capsys):
     for name in shown:
         assert re.search(rf'<img[^>]+src="[^"]*{re.escape(name)}"', dom), name
     assert "where the model looks" in dom
-    share = next(t for t in bench["tables"] if t["title"].startswith("share of each explanation"))
-    assert [r["model"] for r in share["rows"]][0] == "before" and len(share["rows"]) >= 2
+    share = next(t for t in bench["tables"] if t["title"].startswith("explanations inside the"))
+    assert share["rows"][0]["model"] == "before" and share["rows"][0]["input_gradient inside / before"] == 1.0
     from modeledit.eval.report import _fmt
 
     for section in results["sections"]:

@@ -10,7 +10,7 @@ from modeledit import load_model
 from modeledit.edit import Edit
 from modeledit.exemplars import Exemplars
 from modeledit.finetuning import FinetuneConfig, finetune
-from modeledit.rrr import LAMBDA_GRID, RRRConfig, gradient_mass, input_gradient, rrr
+from modeledit.rrr import LAMBDA_GRID, RRRConfig, explanation_penalty, rrr
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,7 +31,7 @@ def _state(model):
 
 
 def _mass(lm, ex, mask):
-    return float(gradient_mass(input_gradient(lm.model, lm.normalize(ex.x_prime))[1], mask))
+    return explanation_penalty(lm, ex.x_prime, mask)
 
 
 @pytest.mark.parametrize("scope", ["local", "global"])
