@@ -125,3 +125,37 @@ def test_sigint_before_any_unit_leaves_nothing(tmp_path, command):
     _, err = proc.communicate(timeout=300)
     _check_interrupt_output(proc.returncode, err.decode(), command)
     assert not out.exists() or not (out / "manifest.json").exists()
+
+
+TRAIN_SCRIPT = """
+import sys
+from modeledit.eval.world.train import TrainConfig, train
+cfg = TrainConfig(net_kwargs={"plan": [8, "M", 16, "M", 16, "M"]}, n_train=540, n_test=90, epochs=3, batch_size=36)
+train(cfg, out=sys.argv[1], progress=False)
+"""
+
+
+def test_world_train_interrupted_resumes_to_the_same_weights(tmp_path):
+    import torch
+
+    from modeledit.eval.world.train import TrainConfig, train
+
+    out = tmp_path / "net.pt"
+    resume = tmp_path / "net.pt.resume.pt"
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not resume.is_file():
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=600)
+    assert resume.is_file() and not out.exists()  # the finished epoch is kept, the checkpoint not yet written
+    assert torch.load(str(resume), weights_only=False)["epoch"] in (1, 2)
+    cfg = TrainConfig(net_kwargs={"plan": [8, "M", 16, "M", 16, "M"]}, n_train=540, n_test=90, epochs=3, batch_size=36)
+    resumed = train(cfg, out=out, progress=False)
+    assert not resume.exists() and len(resumed["history"]) == 3
+    clean = train(cfg, out=tmp_path / "clean.pt", progress=False)
+    a = torch.load(str(out), weights_only=False)["state_dict"]
+    b = torch.load(str(tmp_path / "clean.pt"), weights_only=False)["state_dict"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+    assert resumed["clean_test_accuracy"] == clean["clean_test_accuracy"]
