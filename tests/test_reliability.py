@@ -206,7 +206,7 @@ def test_verbose_does_not_flood_and_warnings_are_one_line(capsys, monkeypatch):
 
     def run(args):
         logging.getLogger("PIL.PngImagePlugin").debug("STREAM b'IHDR' 16 13")
-        logging.getLogger("modeledit.test").debug("our own debug line")
+        logging.getLogger("a_users_tool").debug("our own debug line")
         warnings.warn("ill-conditioned statistics", RuntimeWarning)
         return 0
 
