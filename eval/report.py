@@ -133,14 +133,17 @@ def _read_bench(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
     cfg = manifest.get("config", {})
     budget = cfg.get("protocol", {}).get("max_clean_drop", float("nan"))
     s = _no_change_text(pd.read_csv(folder / "summary.csv"))
-    means = s.groupby("method")[["test_target_corrected", "test_other_corrected"]].mean()
-    numbers = {f"{m}: errors corrected, other classes (test)": float(means.loc[m, "test_other_corrected"]) for m in means.index}
+    numbers = {}
+    if "test_other_corrected" in s.columns:
+        means = s.groupby("method")["test_other_corrected"].mean()
+        numbers = {f"{m}: errors corrected, other classes (test)": float(v) for m, v in means.items()}
     tables = [{"title": f"chosen settings at a {100 * budget:.2f} pp clean-accuracy budget", "columns": BENCH_COLUMNS,
                "rows": _records(s, BENCH_COLUMNS)}]
     cols = ["test_target_corrected", "test_other_corrected", "heldout_target_corrected", "heldout_other_corrected", "clean_drop"]
     for f in sorted(folder.glob("summary_budget_*.csv"), key=lambda p: float(p.stem.rsplit("_", 1)[1])):
         b = pd.read_csv(f)
-        g = b.groupby("method").agg(**{c: (c, "mean") for c in cols if c in b.columns}, changed=("changed", "sum")).reset_index()
+        present = [c for c in cols if c in b.columns]
+        g = b.groupby("method").agg(**{c: (c, "mean") for c in present}, **({"changed": ("changed", "sum")} if "changed" in b.columns else {})).reset_index()
         tables.append({"title": f"budget {100 * float(f.stem.rsplit('_', 1)[1]):.2f} pp: mean over pairs ('changed' = pairs where a "
                                 "setting qualified)", "columns": ["method", *cols, "changed"], "rows": _records(g, ["method", *cols, "changed"])})
     return {"kind": "bench", "title": f"Editing vs fine-tuning, {cfg.get('model', '?')} ({folder.name})",
