@@ -1,10 +1,14 @@
 """A self-contained HTML report built from harness outputs.
 
-Every harness writes a ``summary.json`` in its output folder: ``kind``, ``title``, ``text`` (a short
-reading), ``numbers`` (flat dict of key figures), ``tables`` (list of ``{title, columns, rows}``),
-``figures`` and ``images`` (paths relative to that folder, with captions). :func:`build_report` collects
-every summary under a results folder, copies the pictures next to the page, and writes ``index.html``
-(no network needed to view it) and ``results.json`` with every number shown.
+A section is ``kind``, ``title``, ``text`` (a short reading), ``numbers`` (flat dict of key figures),
+``tables`` (list of ``{title, columns, rows}``), ``figures`` and ``images`` (paths relative to its folder,
+with captions). The demo writes each section as a ``summary.json``; every other harness output is read
+from its own manifest and tables by a registered reader (:data:`READERS`: ``sensitivity`` from
+``table.csv``, ``bench`` from ``summary.csv`` and ``summary_budget_*.csv``, ``typographic`` and ``snow``
+from ``summary.csv``; each with its ``figures/`` and ``examples.png``). :func:`build_report` collects
+every section under a results folder (the demo's output, one harness's ``--out``, or a tree of them
+such as the committed ``results/world``), copies the pictures next to the page, and writes
+``index.html`` (no network needed to view it) and ``results.json`` with every number shown.
 
 Example:
     >>> build_report("report/")            # -> report/index.html, report/results.json
@@ -13,13 +17,16 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from modeledit.atomic import write_json_atomic, write_text_atomic
 from modeledit.provenance import package_versions
+
+log = logging.getLogger(__name__)
 
 ORDER = {"sensitivity": 0, "bench": 1, "typographic": 2, "snow": 3, "photos": 4}
 
@@ -38,6 +45,8 @@ def write_summary(out_dir: str | os.PathLike, kind: str, title: str, numbers: Ma
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v != v:
+        return "-"
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
     return html.escape(str(v))
@@ -61,20 +70,176 @@ for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}
 document.body.setAttribute('data-images-loaded',ok+'/'+im.length);});"""
 
 
-def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, title: str = "modeledit report") -> Path:
-    """Collect ``summary.json`` files under ``results_dir`` into ``out_dir/index.html`` (default: results_dir)."""
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"results folder {str(root)!r} does not exist")
-    out = Path(out_dir) if out_dir else root
-    summaries = []
+# ---------------------------------------------------------------------------------------------
+# reading each harness's own output (manifest.json + its tables)
+
+
+def _records(df: Any, columns: list[str]) -> list[dict[str, Any]]:
+    cols = [c for c in columns if c in df.columns]
+    return [{c: (r[c].item() if hasattr(r[c], "item") else r[c]) for c in cols} for _, r in df[cols].iterrows()]
+
+
+def _figures(folder: Path, first: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    figs = sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []
+    figs.sort(key=lambda p: (p.stem not in first, first.index(p.stem) if p.stem in first else 0, p.stem))
+    out = [(str(p.relative_to(folder)), p.stem.replace("_", " ")) for p in figs]
+    if (folder / "examples.png").is_file():
+        out.append(("examples.png", "examples: exemplar and evaluation images"))
+    return out
+
+
+def _no_change_text(df: Any) -> Any:
+    """Rows whose method made no change say so (older tables left the site and setting blank)."""
+    df = df.copy()
+    if "changed" in df.columns:
+        unchanged = ~df["changed"].astype(bool)
+        for c in ("site_name", "setting"):
+            if c in df.columns:
+                df[c] = df[c].astype(object)
+                blank = unchanged & (df[c].isna() | (df[c].astype(str).isin(["", "-"])))
+                df.loc[blank, c] = "-" if c == "site_name" else "no setting qualifies: no change"
+    return df
+
+
+def _read_sensitivity(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    import pandas as pd
+
+    t = pd.read_csv(folder / "table.csv")
+    cfg = manifest.get("config", {})
+    present = t[(t["presence"] >= 0.2) & t["drop"].notna()]
+    pivot = present.groupby(["concept", "style"])["drop"].mean().unstack("style")
+    rows = [{"concept": c, **{s: float(pivot.loc[c, s]) for s in pivot.columns}} for c in pivot.index]
+    worst = t.dropna(subset=["drop"]).sort_values("drop", ascending=False).head(12)
+    numbers = {"concept-style pairs": int(t.groupby(["concept", "style"]).ngroups), "classes": int(t["class_name"].nunique()),
+               "largest per-class accuracy drop": float(worst["drop"].iloc[0]) if len(worst) else float("nan")}
+    return {"kind": "sensitivity", "title": f"Concept sensitivity of {cfg.get('model', '?')} ({folder.name})",
+            "text": "Mean per-class accuracy drop when only the concept is restyled, over the classes whose images contain "
+                    "the concept in at least 20% of cases; then the largest single drops with 95% bootstrap intervals.",
+            "numbers": numbers,
+            "tables": [{"title": "mean drop (concept x style)", "columns": ["concept", *map(str, pivot.columns)], "rows": rows},
+                       {"title": "largest drops", "columns": ["concept", "style", "class_name", "presence", "acc_clean",
+                                                              "acc_transformed", "drop", "drop_low", "drop_high"],
+                        "rows": _records(worst, ["concept", "style", "class_name", "presence", "acc_clean", "acc_transformed", "drop", "drop_low", "drop_high"])}],
+            "figures": _figures(folder, ("heatmap",)), "images": [], "config": cfg}
+
+
+BENCH_COLUMNS = ["concept", "style", "n_exemplars", "method", "target_class", "test_target_corrected", "test_other_corrected",
+                 "heldout_target_corrected", "heldout_other_corrected", "clean_drop", "site_name", "setting"]
+
+
+def _read_bench(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    import pandas as pd
+
+    cfg = manifest.get("config", {})
+    budget = cfg.get("protocol", {}).get("max_clean_drop", float("nan"))
+    s = _no_change_text(pd.read_csv(folder / "summary.csv"))
+    numbers = {}
+    if "test_other_corrected" in s.columns:
+        means = s.groupby("method")["test_other_corrected"].mean()
+        numbers = {f"{m}: errors corrected, other classes (test)": float(v) for m, v in means.items()}
+    tables = [{"title": f"chosen settings at a {100 * budget:.2f} pp clean-accuracy budget", "columns": BENCH_COLUMNS,
+               "rows": _records(s, BENCH_COLUMNS)}]
+    cols = ["test_target_corrected", "test_other_corrected", "heldout_target_corrected", "heldout_other_corrected", "clean_drop"]
+    for f in sorted(folder.glob("summary_budget_*.csv"), key=lambda p: float(p.stem.rsplit("_", 1)[1])):
+        b = pd.read_csv(f)
+        present = [c for c in cols if c in b.columns]
+        g = b.groupby("method").agg(**{c: (c, "mean") for c in present}, **({"changed": ("changed", "sum")} if "changed" in b.columns else {})).reset_index()
+        tables.append({"title": f"budget {100 * float(f.stem.rsplit('_', 1)[1]):.2f} pp: mean over pairs ('changed' = pairs where a "
+                                "setting qualified)", "columns": ["method", *cols, "changed"], "rows": _records(g, ["method", *cols, "changed"])})
+    return {"kind": "bench", "title": f"Editing vs fine-tuning, {cfg.get('model', '?')} ({folder.name})",
+            "text": "Per pair and method, the setting with the most validation errors corrected within the clean-accuracy budget, "
+                    "and its test numbers; 'no change' is always a candidate (0 errors corrected).",
+            "numbers": numbers, "tables": tables, "figures": _figures(folder, ("methods", "budget")), "images": [], "config": cfg}
+
+
+def _read_oneshot(kind: str, title: str, text: str) -> Callable[[Path, Mapping[str, Any]], dict[str, Any]]:
+    def read(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        import pandas as pd
+
+        cfg = manifest.get("config", {})
+        s = _no_change_text(pd.read_csv(folder / "summary.csv"))
+        groups = [c[4:] for c in s.columns if c.startswith("pre_")]
+        cols = ["method", *[f"{p}_{g}" for g in groups for p in ("pre", "post")], "clean_drop", "site_name", "setting"]
+        numbers = {}
+        for _, r in s.iterrows():
+            for g in groups[:3]:
+                numbers[f"{r['method']}: {g.replace('_', ' ')} (before -> after)"] = f"{r[f'pre_{g}']:.3f} -> {r[f'post_{g}']:.3f}"
+        return {"kind": kind, "title": f"{title}, {cfg.get('model', '?')} ({folder.name})", "text": text, "numbers": numbers,
+                "tables": [{"title": "per method, the setting chosen on validation within the budget", "columns": cols,
+                            "rows": _records(s, cols)}],
+                "figures": _figures(folder), "images": [], "config": cfg}
+
+    return read
+
+
+def _is(kind: str) -> Callable[[Path, Mapping[str, Any]], bool]:
+    def detect(folder: Path, manifest: Mapping[str, Any]) -> bool:
+        cfg = manifest.get("config", {})
+        if kind == "sensitivity":
+            return (folder / "table.csv").is_file() and "concepts" in cfg
+        if not (folder / "summary.csv").is_file():
+            return False
+        if kind == "bench":
+            return "protocol" in cfg and "pairs" in cfg
+        if kind == "typographic":
+            return "attack_class" in cfg
+        return "exemplar_class" in cfg  # snow
+
+    return detect
+
+
+#: kind -> (does this folder hold that harness's output?, read it into a section)
+READERS: dict[str, tuple[Callable[[Path, Mapping[str, Any]], bool], Callable[[Path, Mapping[str, Any]], dict[str, Any]]]] = {
+    "sensitivity": (_is("sensitivity"), _read_sensitivity),
+    "bench": (_is("bench"), _read_bench),
+    "typographic": (_is("typographic"), _read_oneshot(
+        "typographic", "Typographic attack and its one-exemplar fix",
+        "Accuracy under attack, attack success and clean accuracy before and after each method's chosen setting.")),
+    "snow": (_is("snow"), _read_oneshot(
+        "snow", "Snow adaptation from one synthetic exemplar",
+        "Accuracy on snowy vehicles (or photos), clean accuracy, and how often snowy images go to the exemplar's class.")),
+}
+
+
+def collect_sections(root: Path) -> list[dict[str, Any]]:
+    """Every section under ``root``: ``summary.json`` files, and harness folders (``manifest.json``) read by
+    :data:`READERS`; a harness folder under (or at) a ``summary.json`` is that summary's own data."""
+    sections = []
+    described = []
     for f in sorted(root.rglob("summary.json")):
         s = json.loads(f.read_text())
-        s["folder"] = str(f.parent.relative_to(root))
-        s["_dir"] = f.parent
-        summaries.append(s)
+        s["folder"], s["_dir"] = str(f.parent.relative_to(root)), f.parent
+        sections.append(s)
+        described.append(f.parent.resolve())
+    for m in sorted(root.rglob("manifest.json")):
+        folder = m.parent
+        if any(folder.resolve().is_relative_to(d) for d in described):
+            continue
+        try:
+            manifest = json.loads(m.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{m} is not valid JSON ({exc}); is the results folder damaged?") from None
+        for kind, (detect, read) in READERS.items():
+            if detect(folder, manifest):
+                s = read(folder, manifest)
+                s["folder"], s["_dir"] = str(folder.relative_to(root)), folder
+                sections.append(s)
+                break
+        else:
+            log.info("%s: a results folder without finished tables (run the harness to the end); skipped", folder)
+    return sections
+
+
+def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, title: str = "modeledit report") -> Path:
+    """Every harness output under ``results_dir`` as ``out_dir/index.html`` (default: results_dir)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder {str(root)!r} does not exist; pass a folder written by a harness's --out")
+    summaries = collect_sections(root)
     if not summaries:
-        raise ValueError(f"no harness results (summary.json) under {str(root)!r}; run a harness with --out there first")
+        raise ValueError(f"no harness results under {str(root)!r} (no summary.json, and no sensitivity/bench/typographic/snow "
+                         "folder with its manifest.json and tables); run a harness with --out there first")
+    out = Path(out_dir) if out_dir else root
     summaries.sort(key=lambda s: (ORDER.get(s["kind"], 99), s["folder"]))
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)

@@ -155,6 +155,12 @@ def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.Dat
 
     if cfg.mode not in STUDIES:
         raise KeyError(f"unknown snow mode {cfg.mode!r}; valid: {sorted(STUDIES)}")
+    if cfg.mode == "photos":
+        if not (cfg.photos and cfg.exemplar and cfg.exemplar_mask):
+            raise ValueError("photos mode needs --photos DIR, --exemplar IMAGE and --exemplar-mask MASK (and --exemplar-class)")
+        for flag, path in (("--exemplar", cfg.exemplar), ("--exemplar-mask", cfg.exemplar_mask)):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{flag} {path!r} does not exist")
     evaluation = ({"--clean": cfg.clean, "the validation scenes": "world:val", "the test scenes": "world:test"} if cfg.mode == "world"
                   else {"--clean": cfg.clean, "--photos": cfg.photos})
     check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[cfg.style], stylizer=cfg.stylizer, methods=cfg.methods,

@@ -36,6 +36,7 @@ _EXPORTS = {
     "Exemplars": "modeledit.exemplars",
     "second_moment": "modeledit.stats",
     "ImageFiles": "modeledit.stats",
+    "ImageFolder": "modeledit.image_folder",
     "rewrite": "modeledit.editor",
     "EditConfig": "modeledit.editor",
     "finetune": "modeledit.finetuning",

@@ -76,3 +76,29 @@ def test_quick_demo_report_in_headless_chromium(tmp_path, capsys):
     for section in results["sections"]:
         for value in section["numbers"].values():
             assert _fmt(value) in dom
+
+
+def test_report_from_each_harness_own_output(tmp_path):
+    """`modeledit report` reads sensitivity, bench, typographic and snow folders (no summary.json): the
+    committed results/world builds a page with one section per harness folder."""
+    import json
+    from pathlib import Path
+
+    from modeledit.cli import main
+
+    root = Path(__file__).resolve().parent.parent / "results" / "world"
+    assert main(["report", str(root), "--out", str(tmp_path / "r")]) == 0
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    kinds = {s["folder"]: s["kind"] for s in results["sections"]}
+    assert kinds == {"sensitivity": "sensitivity", "bench": "bench", "bench_exemplars": "bench", "typographic": "typographic",
+                     "snow": "snow"}
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "no setting qualifies: no change" in page  # a method that made no change says so, not a blank site
+    bench = next(s for s in results["sections"] if s["folder"] == "bench")
+    assert any("2.00 pp" in t["title"] for t in bench["tables"])  # the re-selected budgets (summary_budget_0.02.csv)
+    for s in results["sections"]:
+        assert s["tables"] and s["figures"], s["folder"]
+        for rel, _ in s["figures"]:
+            assert (root / s["folder"] / rel).is_file()
+    # one harness folder on its own works too
+    assert main(["report", str(root / "snow"), "--out", str(tmp_path / "s")]) == 0

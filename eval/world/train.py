@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from modeledit.atomic import write_text_atomic
+from modeledit.atomic import atomic_path, write_text_atomic
 from modeledit.eval.world.scene import CLASSES, WorldConfig
 from modeledit.eval.world.data import WorldDataset, render_tensors
 from modeledit.config import JsonConfig
@@ -103,6 +103,11 @@ def accuracy(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean: torch.
 def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str = "", progress: bool = True) -> dict[str, Any]:
     """Train ``cfg`` on its world, report clean test accuracy, and save the checkpoint to ``out``.
 
+    With ``out``, every finished epoch is kept in ``OUT.resume.pt`` (model, optimiser, schedule and random
+    states, written atomically): a run killed or interrupted (Ctrl-C) mid-epoch loses only that epoch, and
+    the same call resumes after the last finished one, to the same weights as an uninterrupted run. The
+    resume file is removed once the checkpoint is written.
+
     Example:
         >>> train(TrainConfig(epochs=1, n_train=720, n_test=180), out="/tmp/tiny.pt")["clean_test_accuracy"]
     """
@@ -127,9 +132,22 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str =
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((cfg.n_train + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.25)
-    history = []
+    history: list[dict[str, Any]] = []
+    resume_path = Path(f"{out}.resume.pt") if out is not None else None
+    first_epoch = 0
+    if resume_path is not None and resume_path.is_file():
+        state = torch.load(str(resume_path), map_location="cpu", weights_only=False)
+        if state.get("train_config") != json.loads(cfg.to_json()):
+            raise ValueError(f"{resume_path} holds an interrupted run of another configuration; delete it to start afresh")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        mean, std, history, first_epoch = state["mean"], state["std"], state["history"], state["epoch"]
+        log.info("%s: resuming after epoch %d of %d (%s)", cfg.name, first_epoch, cfg.epochs, resume_path)
     model.train()
-    for epoch in range(cfg.epochs):
+    for epoch in range(first_epoch, cfg.epochs):
         order = torch.randperm(cfg.n_train, generator=gen)
         total, seen = 0.0, 0
         bar = tqdm(range(0, cfg.n_train, cfg.batch_size), desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", disable=not progress, mininterval=5)
@@ -141,10 +159,15 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str =
             loss.backward()
             opt.step()
             sched.step()
-            total, seen = total + float(loss) * len(idx), seen + len(idx)
+            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
         acc, _ = accuracy(model, x_te, y_te, mean, std)
         history.append({"epoch": epoch + 1, "train_loss": round(total / seen, 4), "test_accuracy": round(acc, 4)})
         log.info("%s epoch %d: loss %.4f, test accuracy %.4f", cfg.name, epoch + 1, total / seen, acc)
+        if resume_path is not None and epoch + 1 < cfg.epochs:  # the finished epoch is kept
+            with atomic_path(resume_path) as tmp:
+                torch.save({"train_config": json.loads(cfg.to_json()), "epoch": epoch + 1, "model": model.state_dict(),
+                            "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                            "torch_rng": torch.get_rng_state(), "mean": mean, "std": std, "history": history}, str(tmp))
     model.eval()
     acc, _ = accuracy(model, x_te, y_te, mean, std)
     result = {
@@ -159,6 +182,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str =
             "input_size": cfg.world.image_size, "name": cfg.name,
         }
         save_project_checkpoint(out, model, spec, CLASSES, world=result["world_config"], train=result)
+        if resume_path is not None:
+            resume_path.unlink(missing_ok=True)
     return result
 
 

@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exemplar", default=None, help="photos mode: the exemplar image")
     p.add_argument("--exemplar-mask", default=None, help="photos mode: the exemplar's road mask (PNG)")
     p.add_argument("--clean", default="world:val:600", help="images for clean accuracy")
+    p.add_argument("--stats-dataset", default="world:train:1500", help="images for the second-moment statistics C (disjoint from every evaluation set)")
     p.add_argument("--n-val", type=positive_int, default=300, help="world mode: snowy vehicle scenes for validation")
     p.add_argument("--n-test", type=positive_int, default=900, help="world mode: snowy vehicle scenes for test")
     p.add_argument("--style", default="snow", help="the exemplar's style from the style bank")
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_out(args.out)
     cfg = SnowConfig(model=args.model, weights=args.weights, mode=args.mode, exemplar_class=args.exemplar_class,
-                     photos=args.photos, n_val=args.n_val, n_test=args.n_test, exemplar=args.exemplar, exemplar_mask=args.exemplar_mask, clean=args.clean,
+                     photos=args.photos, n_val=args.n_val, n_test=args.n_test, exemplar=args.exemplar, exemplar_mask=args.exemplar_mask, clean=args.clean, stats_dataset=args.stats_dataset,
                      style=args.style, stylizer=args.stylizer, methods=split_list(args.methods), sites=split_list(args.sites),
                      max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args))
     table, summary = run_snow(cfg, args.out)

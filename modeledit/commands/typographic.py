@@ -13,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", default=None, help="comma-separated class names (CLIP zero-shot head)")
     p.add_argument("--dataset", default="world:test:900", help="labelled images (world:SPLIT[:N] or an ImageFolder tree)")
     p.add_argument("--clean", default="world:val:600", help="images for clean accuracy")
+    p.add_argument("--stats-dataset", default="world:train:1500", help="images for the second-moment statistics C (disjoint from --dataset and --clean)")
     p.add_argument("--attack-class", default="car", help="the class whose name is pasted")
     p.add_argument("--word", default=None, help="the pasted word (default: the attack class's name)")
     add_list(p, "--fonts", default="sans,serif,hand", what="font", help="fonts for the typed paster")
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     check_out(args.out)
     cfg = TypographicConfig(
         model=args.model, weights=args.weights, class_names=split_list(args.classes) or None,
-        dataset=args.dataset, clean=args.clean, attack_class=args.attack_class, word=args.word,
+        dataset=args.dataset, clean=args.clean, stats_dataset=args.stats_dataset, attack_class=args.attack_class, word=args.word,
         fonts=args.fonts, paster=args.paster, size=args.size, methods=split_list(args.methods), sites=split_list(args.sites),
         max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args),
     )

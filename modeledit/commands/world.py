@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from modeledit.commands.common import check_out, positive_int
@@ -123,5 +122,4 @@ ACTIONS = {"info": _info, "render": _render, "train": _train, "context": _contex
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.getLogger("modeledit").setLevel(logging.INFO)
     return ACTIONS[args.world_command](args)
