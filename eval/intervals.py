@@ -61,7 +61,7 @@ class Estimate:
 
     def negated(self) -> "Estimate":
         """The estimate of minus the statistic (e.g. a drop from a change): value negated, bounds swapped."""
-        return Estimate(-self.value, -self.high, -self.low, self.n_units, self.n_excluded, self.n_boot_valid)
+        return Estimate(0.0 - self.value, 0.0 - self.high, 0.0 - self.low, self.n_units, self.n_excluded, self.n_boot_valid)
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)

@@ -182,14 +182,15 @@ def select(bench: BenchData, budget: float, per_site: bool = False, methods: Seq
 
     Among all rows (site, setting, strength) whose paired clean drop is at most ``budget``, the one with
     the most validation errors corrected; "no change" (score 0, clean drop 0) is always a candidate and
-    wins ties and negatives. ``row`` = -1 and ``reason`` (no setting qualifies / none beats no change)
+    wins ties and negatives. Ties between settings go to the smaller clean drop (then the shallower site,
+    the smaller strength). ``row`` = -1 and ``reason`` (no setting qualifies / none beats no change)
     when no change is made.
     """
     t = bench.rows if methods is None else bench.rows[bench.rows["method"].isin(list(methods))]
     by = ["unit", "method"] + (["site_index", "site_name"] if per_site else [])
     out = []
     for key, g in t.groupby(by, sort=True):
-        records = g.to_dict("records")
+        records = g.sort_values(["clean_drop", "site_index", "strength", "row"], kind="stable").to_dict("records")
         for r in records:   # as the bench's summary: no validation error to correct scores as no change
             r["val_corrected"] = 0.0 if pd.isna(r["val_corrected"]) else r["val_corrected"]
         best = choose_setting(records, budget)
@@ -504,12 +505,15 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
                 line, = ax.plot(100 * g["budget"], 100 * g[col], marker="o", label=method)
                 ax.fill_between(100 * g["budget"], 100 * g[f"{col}_lo"], 100 * g[f"{col}_hi"], color=line.get_color(), alpha=0.15)
             ax.set_xscale("log")
+            ticks = sorted(100 * main["budget"].unique())
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.axhline(0, color="k", lw=0.6)
             ax.set_xlabel("clean accuracy budget (pp)")
             ax.set_title(f"other classes, {label}")
         axes[0].set_ylabel("% errors corrected (95% CI)")
         axes[1].legend(fontsize=7)
-        fig.suptitle(f"{model}: {nex} exemplars")
+        fig.suptitle(f"{model}: {nex} exemplars", y=1.02)
         paths.append(_save(fig, out / f"fig6_4_{model}.png"))
         # 6-7: vs site depth (best setting per site), unconstrained and at the budget
         bs = result.by_site[(result.by_site["model"] == model) & (result.by_site["n_exemplars"] == nex)] if not result.by_site.empty else None
@@ -527,7 +531,7 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
                 ax.tick_params(axis="x", labelrotation=20)
             axes[0][0].set_ylabel("% errors corrected, other classes (95% CI)")
             axes[0][-1].legend(fontsize=7)
-            fig.suptitle(f"{model}: {nex} exemplars, best setting per site")
+            fig.suptitle(f"{model}: {nex} exemplars, best setting per site", y=1.02)
             paths.append(_save(fig, out / f"fig6_7_{model}.png"))
         # 6-8: vs exemplar count at the budget
         at_b = s[np.isclose(s["budget"], budget)]
@@ -540,6 +544,7 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
             ax.axhline(0, color="k", lw=0.6)
             ax.set_xscale("log")
             ax.set_xticks(sorted(at_b["n_exemplars"].unique()), [str(v) for v in sorted(at_b["n_exemplars"].unique())])
+            ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.set_xlabel("exemplars")
             ax.set_ylabel("% errors corrected, other classes (95% CI)")
             ax.set_title(f"{model}: clean budget {_budget_label(budget)}")
