@@ -1,12 +1,13 @@
 """The science summary of bench runs: the paper's selection at each clean budget, with 95% intervals.
 
-Reads bench folders (one per world classifier) whose cells store per-image outcomes (the format of
-``notes/SCIENCE_FORMAT.md``: rows with ``_outcomes``, units' reference images in ``unedited.json`` or in
-the cells' ``_unit`` records) and writes:
+Reads bench folders whose cells store per-image outcomes (the format of ``notes/SCIENCE_FORMAT.md``:
+rows with ``_outcomes``, units' reference images in ``unedited.json`` or in the cells' ``_unit`` records);
+the folders of one model (stages at other sites, exemplar counts, methods) are pooled. Writes:
 
 * ``selection.csv``: per unit (pair x target class x exemplar count x seed), method and budget, the
   setting chosen on validation among those whose *paired* clean change (``clean_drop``) is within the
-  budget; "no change" is always a candidate (:func:`~modeledit.eval.protocol.choose_setting`).
+  budget; "no change" is always a candidate (:func:`~modeledit.eval.protocol.choose_setting`). The main
+  comparison selects at each model's deepest site (``--sites all``: the site is one more hyperparameter).
 * ``summary.csv``: per model x method x budget x exemplar count, errors corrected on target and other
   classes, same-style (test) and held-out-style images, and the clean drop, each with a 95% interval
   (a hierarchical bootstrap: units resampled, then the images within each unit; the clean images,
@@ -169,6 +170,69 @@ def load_bench(folder: str | Path, class_names: Sequence[str] | None = None) -> 
     return BenchData(root, model, config, table, outcomes, units, names, clean_n)
 
 
+def is_bench_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` is a bench results folder (cells/ and a manifest whose config has methods)."""
+    root = Path(folder)
+    if not (root / "cells").is_dir() or not (root / "manifest.json").is_file():
+        return False
+    try:
+        return "methods" in json.loads((root / "manifest.json").read_text()).get("config", {})
+    except json.JSONDecodeError:
+        return False
+
+
+def bench_folders(paths: Sequence[str | Path]) -> list[Path]:
+    """The bench folders among ``paths``: a bench folder itself, or every bench folder one or two levels
+    below it (e.g. ``results/world/science`` -> ``world_vgg/A_deep``, ...; sensitivity folders are skipped)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if is_bench_folder(p):
+            found.append(p)
+            continue
+        if not p.is_dir():
+            raise FileNotFoundError(f"{p} does not exist; pass bench folders (the --out of `modeledit bench`) or their parent")
+        below = sorted({q.parent for q in [*p.glob("*/cells"), *p.glob("*/*/cells")] if is_bench_folder(q.parent)})
+        if not below:
+            raise FileNotFoundError(f"{p} holds no bench folder (cells/ with a bench manifest); pass the --out of `modeledit bench`")
+        found.extend(below)
+    return found
+
+
+def merge_benches(benches: Sequence[BenchData]) -> BenchData:
+    """One model's folders as one pool of rows (e.g. stages at different sites or exemplar counts). The same
+    unit must have the same reference images in every folder, and the clean sets the same size; rows that
+    repeat a (unit, method, site, setting) already read are dropped."""
+    if len(benches) == 1:
+        return benches[0]
+    models = {b.model for b in benches}
+    if len(models) != 1:
+        raise ValueError(f"cannot merge folders of different models {sorted(models)}")
+    if len({b.clean_n for b in benches}) != 1:
+        raise ValueError(f"the folders of {benches[0].model} measure clean accuracy on different clean sets "
+                         f"({[b.clean_n for b in benches]} images); merge only runs of one configuration")
+    units: dict[str, dict[str, Any]] = {}
+    for b in benches:
+        for k, rec in b.units.items():
+            if k in units and any(units[k].get(g, {}).get("idx") != rec.get(g, {}).get("idx") for g in ("val", "test", "heldout")):
+                raise ValueError(f"unit {k} has different images in {b.folder} than in another folder of {b.model}; "
+                                 "were they run on different datasets or seeds?")
+            units.setdefault(k, rec)
+    parts, outcomes = [], []
+    for b in benches:
+        t = b.rows.copy()
+        t["row"] = t["row"] + len(outcomes)
+        t["folder"] = b.folder.name
+        parts.append(t)
+        outcomes.extend(b.outcomes)
+    rows = pd.concat(parts, ignore_index=True)
+    dup = rows.duplicated(["unit", "method", "site_index", "setting", "strength"], keep="first")
+    if dup.any():
+        log.info("%s: %d rows repeat a (unit, method, site, setting) of another folder; keeping the first", benches[0].model, int(dup.sum()))
+    rows = rows[~dup].reset_index(drop=True)
+    first = benches[0]
+    return BenchData(first.folder.parent, first.model, first.config, rows, outcomes, units, first.class_names, first.clean_n)
+
+
 def _unit_key(r: Mapping[str, Any]) -> str:
     return "|".join([str(r["concept"]), str(r["style"]), str(r["target_class"]), str(int(r["n_exemplars"])), str(int(r["seed"]))])
 
@@ -177,16 +241,19 @@ def _unit_key(r: Mapping[str, Any]) -> str:
 # selection
 
 
-def select(bench: BenchData, budget: float, per_site: bool = False, methods: Sequence[str] | None = None) -> pd.DataFrame:
+def select(bench: BenchData, budget: float, per_site: bool = False, methods: Sequence[str] | None = None,
+           sites: Sequence[int] | None = None) -> pd.DataFrame:
     """Per unit x method (x site when ``per_site``): the setting the protocol chooses within ``budget``.
 
     Among all rows (site, setting, strength) whose paired clean drop is at most ``budget``, the one with
     the most validation errors corrected; "no change" (score 0, clean drop 0) is always a candidate and
     wins ties and negatives. Ties between settings go to the smaller clean drop (then the shallower site,
     the smaller strength). ``row`` = -1 and ``reason`` (no setting qualifies / none beats no change)
-    when no change is made.
+    when no change is made. ``sites``: only rows at these site indices (default: every site is a candidate).
     """
     t = bench.rows if methods is None else bench.rows[bench.rows["method"].isin(list(methods))]
+    if sites is not None:
+        t = t[t["site_index"].isin(list(sites))]
     by = ["unit", "method"] + (["site_index", "site_name"] if per_site else [])
     out = []
     for key, g in t.groupby(by, sort=True):
@@ -364,13 +431,26 @@ class ScienceResult:
     consistency: dict[str, list[str]]
 
 
+def main_sites(bench: BenchData, which: str = "deepest") -> list[int] | None:
+    """The sites the main comparison selects among: ``"deepest"`` (the deepest site run, the paper's main
+    setting; other sites feed the site-depth table) or ``"all"`` (the site is one more hyperparameter)."""
+    if which == "all":
+        return None
+    if which == "deepest":
+        return [int(bench.rows["site_index"].max())]
+    raise ValueError(f"main sites must be 'deepest' or 'all', got {which!r}")
+
+
 def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDGETS,
                    site_budgets: Sequence[float] = (math.inf, PAPER_BUDGET, 0.01), n_boot: int = N_BOOT, seed: int = 0,
-                   level: float = LEVEL) -> ScienceResult:
-    """The tables of the summary for each bench (see the module docstring)."""
-    sels, sums, sites, abl, res, cons = [], [], [], [], [], {}
+                   level: float = LEVEL, sites: str = "deepest") -> ScienceResult:
+    """The tables of the summary for each bench (one per model; see the module docstring). ``sites``: which
+    sites the main selection (summary, ablations) chooses among, see :func:`main_sites`."""
+    sels, sums, sites_, abl, res, cons = [], [], [], [], [], {}
     for b in benches:
-        sel = pd.concat([select(b, x) for x in budgets], ignore_index=True)
+        chosen_sites = main_sites(b, sites)
+        sel = pd.concat([select(b, x, sites=chosen_sites) for x in budgets], ignore_index=True)
+        sel["sites"] = "all" if chosen_sites is None else ",".join(map(str, chosen_sites))
         sels.append(sel)
         chosen = sorted({int(r) for r in sel["row"] if r >= 0})
         cons[b.model] = check_consistency(b, chosen)
@@ -378,7 +458,7 @@ def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDG
             log.warning("%s: %s", b.model, p)
         sums.append(aggregate(b, sel, n_boot=n_boot, seed=seed, level=level))
         site_sel = pd.concat([select(b, x, per_site=True) for x in site_budgets], ignore_index=True)
-        sites.append(aggregate(b, site_sel, by=("method", "budget", "n_exemplars", "site_index", "site"), n_boot=n_boot,
+        sites_.append(aggregate(b, site_sel, by=("method", "budget", "n_exemplars", "site_index", "site"), n_boot=n_boot,
                                seed=seed, level=level))
         for name, base, variant in COMPARISONS:
             if {base, variant} <= set(sel["method"]):
@@ -387,7 +467,7 @@ def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDG
                 abl.append(c)
         res.append(resolution(b, budgets))
     cat = lambda parts: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()  # noqa: E731
-    return ScienceResult(cat(sels), cat(sums), cat(sites), cat(abl), cat(res), cons)
+    return ScienceResult(cat(sels), cat(sums), cat(sites_), cat(abl), cat(res), cons)
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -409,12 +489,13 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, budgets: Sequence[float] = BUDGETS,
                           n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL, figure_budget: float = PAPER_BUDGET,
-                          class_names: Mapping[str, Sequence[str]] | None = None) -> ScienceResult:
-    """Read bench folders (one per world classifier), write the summary CSVs (interval columns ``*_lo`` /
+                          class_names: Mapping[str, Sequence[str]] | None = None, sites: str = "deepest") -> ScienceResult:
+    """Read bench folders (or their parents; a model's folders are merged, see :func:`merge_benches`), write the summary CSVs (interval columns ``*_lo`` /
     ``*_hi``), ``science.json`` with every number and the figures under ``out_dir``.
 
     ``figure_budget``: the budget of figures 6-3, 6-7 (besides unconstrained), 6-8 and 6-9.
-    ``class_names``: per folder (as given) the model's classes, instead of loading the model.
+    ``class_names``: per folder (as given) the model's classes, instead of loading the model. ``sites``:
+    the main comparison at each model's deepest site (default) or among all sites (:func:`main_sites`).
 
     Example:
         >>> write_science_summary(["results/world/bench_vgg"], "results/world/science", n_boot=1000)
@@ -422,11 +503,14 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
     from modeledit.atomic import write_json_atomic, write_text_atomic
     from modeledit.provenance import package_versions
 
-    benches = [load_bench(f, None if class_names is None else class_names.get(str(f))) for f in folders]
+    paths = bench_folders(folders)
+    loaded = [load_bench(f, None if class_names is None else class_names.get(str(f))) for f in paths]
+    by_model: dict[str, list[BenchData]] = {}
+    for b in loaded:
+        by_model.setdefault(b.model, []).append(b)
+    benches = [merge_benches(v) for v in by_model.values()]
     models = [b.model for b in benches]
-    if len(set(models)) != len(models):
-        raise ValueError(f"two folders hold the same model ({models}); give one bench folder per world classifier")
-    result = science_tables(benches, budgets, n_boot=n_boot, seed=seed, level=level)
+    result = science_tables(benches, budgets, n_boot=n_boot, seed=seed, level=level, sites=sites)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("selection", "summary", "by_site", "ablations", "resolution"):
@@ -434,7 +518,7 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
         write_text_atomic(out / f"{name}.csv", df.to_csv(index=False))
     figures = write_figures(result, out / "figures", figure_budget)
     write_json_atomic(out / "science.json", {
-        "folders": [str(f) for f in folders], "models": models, "budgets": list(budgets), "n_boot": n_boot, "seed": seed,
+        "folders": {m: [str(b.folder) for b in v] for m, v in by_model.items()}, "models": models, "main_sites": sites, "budgets": list(budgets), "n_boot": n_boot, "seed": seed,
         "level": level, "figure_budget": figure_budget,
         "intervals": "errors corrected: mean over units of each unit's (N_pre - N_post) / N_pre; 95% percentile interval "
                      "of a hierarchical bootstrap (units with replacement, then images within each unit); units without "
@@ -576,7 +660,9 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m modeledit.eval.science FOLDER [FOLDER ...] --out DIR``: write the science summary."""
     ap = argparse.ArgumentParser(prog="python -m modeledit.eval.science", description=__doc__.split("\n\n")[0])
-    ap.add_argument("folders", nargs="+", help="bench folders (one per world classifier)")
+    ap.add_argument("folders", nargs="+", help="bench folders, or folders holding them (a model's folders are merged)")
+    ap.add_argument("--sites", choices=["deepest", "all"], default="deepest",
+                    help="the main comparison at each model's deepest site run (default) or selecting among all sites")
     ap.add_argument("--out", required=True, help="folder for the summary CSVs, science.json and figures/")
     ap.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS), help="clean-accuracy budgets (fractions)")
     ap.add_argument("--n-boot", type=int, default=N_BOOT)
@@ -589,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--budgets must be comma-separated fractions such as 0.0025,0.01, got {args.budgets!r}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = write_science_summary(args.folders, args.out, budgets, n_boot=args.n_boot, seed=args.seed,
-                                   figure_budget=args.figure_budget)
+                                   figure_budget=args.figure_budget, sites=args.sites)
     log.info("wrote %s (%d summary rows, %d units)", args.out, len(result.summary), result.selection["unit"].nunique())
     return 0
 

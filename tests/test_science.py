@@ -14,8 +14,8 @@ import pytest
 from modeledit.eval.metrics import error_counts, errors_corrected
 from modeledit.eval.protocol import NO_GAIN, NONE_QUALIFIES
 from modeledit.eval.results import ResultStore
-from modeledit.eval.science import (BenchData, check_consistency, check_disjoint, load_bench, main, science_tables, select,
-                                    write_science_summary)
+from modeledit.eval.science import (BenchData, bench_folders, check_consistency, check_disjoint, load_bench, main, merge_benches,
+                                    science_tables, select, write_science_summary)
 from modeledit.eval.world.scene import CLASSES
 
 NAMES = list(CLASSES)
@@ -75,24 +75,26 @@ def make_row(unit: dict, key: dict, method: str, site: int, strength: float, val
 
 @pytest.fixture
 def folder(tmp_path):
-    """Units U1 = road|snow|cow|3|0 and U2 = grass|graffiti|tree|3|0; methods edit and finetune_local.
+    """Units U1 = road|snow|cow|3|0 and U2 = grass|graffiti|tree|3|0; methods edit and finetune_local; the
+    deepest site (4) in world_vgg/A_deep (the returned folder), site 2 in world_vgg/B_sites.
 
-    val (fix_t, fix_o, break_o) decides the validation score (10 errors: 4 target + 3 other + ... see post_of):
-      U1 edit  site 4 s=1   val (4,3,0)=7/7=1.0 clean drop 0.02 (bad 0,1)   test (4,2,0) held (2,0,0)
+    val (fix_t, fix_o, break_o) decides the validation score (7 errors: 4 target + 3 other, see post_of):
+      U1 edit  site 4 s=1   val (4,2,0)=6/7     clean drop 0.02 (bad 0,1)   test (4,2,0) held (2,0,0)
       U1 edit  site 4 s=0.5 val (2,1,0)=3/7     clean drop 0    (bad 2, good 3)  test (2,0,0) held (1,0,0)
       U1 edit  site 2 s=1   val (4,3,0)=1.0     clean drop 0.05 (bad 10..14)     test (4,3,0) held (4,3,0)
       U1 ft    site 4       val (0,0,2)=-2/7    clean drop 0                     test (0,0,2) held (0,0,3)
       U2 edit  site 4 s=1   val (4,0,0)=4/7     clean drop 0.01 (bad 5)          test (4,0,1) held (3,0,0)
       U2 ft    site 4       val (1,0,0)=1/7     clean drop 0.03 (bad 6,7,8)      test (1,0,0) held (1,0,0)
     """
-    root = tmp_path / "bench_vgg"
-    store = ResultStore(root, config={"model": "world_vgg", "n_exemplars": [3]})
+    root = tmp_path / "world_vgg" / "A_deep"
+    store = ResultStore(root, config={"model": "world_vgg", "n_exemplars": [3], "methods": ["edit", "finetune_local"]})
+    store_b = ResultStore(tmp_path / "world_vgg" / "B_sites", config={"model": "world_vgg", "methods": ["edit"]})
     u1 = {"key": {"concept": "road", "style": "snow", "target_class": "cow", "n_exemplars": 3, "seed": 0},
           "rec": unit_record("cow", "car")}
     u2 = {"key": {"concept": "grass", "style": "graffiti", "target_class": "tree", "n_exemplars": 3, "seed": 0},
           "rec": unit_record("tree", "tractor")}
     cells = [
-        (u1, "edit", 4, [(1.0, (4, 3, 0), (4, 2, 0), (2, 0, 0), [0, 1], []), (0.5, (2, 1, 0), (2, 0, 0), (1, 0, 0), [2], [3])]),
+        (u1, "edit", 4, [(1.0, (4, 2, 0), (4, 2, 0), (2, 0, 0), [0, 1], []), (0.5, (2, 1, 0), (2, 0, 0), (1, 0, 0), [2], [3])]),
         (u1, "edit", 2, [(1.0, (4, 3, 0), (4, 3, 0), (4, 3, 0), list(range(10, 15)), [])]),
         (u1, "finetune_local", 4, [(1.0, (0, 0, 2), (0, 0, 2), (0, 0, 3), [], [])]),
         (u2, "edit", 4, [(1.0, (4, 0, 0), (4, 0, 1), (3, 0, 0), [5], [])]),
@@ -100,9 +102,9 @@ def folder(tmp_path):
     ]
     for unit, method, site, specs in cells:
         rows = [make_row(unit, unit["key"], method, site, *s) for s in specs]
-        if unit is u1 and method == "edit" and site == 4:   # U1's reference images travel in a cell, as from a worker
+        if unit is u1 and method == "edit":   # U1's reference images travel in a cell of each folder, as from a worker
             rows[0]["_unit"] = {"key": "road|snow|cow|3|0", **unit["rec"]}
-        store.write({**unit["key"], "method": method, "site": str(site)}, rows)
+        (store if site == 4 else store_b).write({**unit["key"], "method": method, "site": str(site)}, rows)
     (root / "unedited.json").write_text(json.dumps({"units": {"grass|graffiti|tree|3|0": u2["rec"]}}))
     return root
 
@@ -113,17 +115,22 @@ def chosen(sel, unit_prefix, method, budget):
     return r.iloc[0]
 
 
+def both(folder):
+    return merge_benches([load_bench(folder, NAMES), load_bench(folder.parent / "B_sites", NAMES)])
+
+
 def test_selection_by_hand(folder):
-    b = load_bench(folder, NAMES)
+    b = both(folder)
     assert set(b.units) == {"road|snow|cow|3|0", "grass|graffiti|tree|3|0"}
     assert check_consistency(b) == []
     sel = {x: select(b, x) for x in (0.0025, 0.01, 0.02, 0.05)}
-    # U1 edit: 0.25 pp and 1 pp -> the half-strength row (free), 2 pp -> full strength; at 5 pp site 2 scores the
-    # same as full strength at site 4 (1.0): the tie goes to the smaller clean drop (2 pp < 5 pp)
+    # U1 edit: 0.25 pp and 1 pp -> the half-strength row (free), 2 pp -> full strength, 5 pp -> site 2 (7/7 > 6/7)
     assert chosen(sel[0.0025], "road", "edit", 0.0025)[["site_name", "strength"]].tolist() == ["features.4", 0.5]
     assert chosen(sel[0.01], "road", "edit", 0.01)["strength"] == 0.5
     assert chosen(sel[0.02], "road", "edit", 0.02)["strength"] == 1.0
-    assert chosen(sel[0.05], "road", "edit", 0.05)[["site_name", "strength"]].tolist() == ["features.4", 1.0]
+    assert chosen(sel[0.05], "road", "edit", 0.05)[["site_name", "strength"]].tolist() == ["features.2", 1.0]
+    # restricted to the deepest site, 5 pp keeps full strength at site 4
+    assert chosen(select(b, 0.05, sites=[4]), "road", "edit", 0.05)[["site_name", "strength"]].tolist() == ["features.4", 1.0]
     # fine-tuning on U1 scores below zero at every budget: no change, because no setting beats it
     r = chosen(sel[0.05], "road", "finetune_local", 0.05)
     assert not r["changed"] and r["reason"] == NO_GAIN and r["row"] == -1
@@ -133,8 +140,17 @@ def test_selection_by_hand(folder):
     assert chosen(sel[0.01], "grass", "edit", 0.01)["changed"]
 
 
+def test_ties_go_to_the_smaller_clean_drop(folder):
+    b = both(folder)
+    rows = b.rows.copy()
+    site2 = rows["site_index"] == 2
+    rows.loc[site2, "val_corrected"] = 6 / 7   # now site 2 (5 pp) ties with site 4 full strength (2 pp)
+    tied = BenchData(b.folder, b.model, b.config, rows, b.outcomes, b.units, b.class_names, b.clean_n)
+    assert chosen(select(tied, 0.05), "road", "edit", 0.05)["site_name"] == "features.4"
+
+
 def test_summary_numbers_by_hand(folder):
-    b = load_bench(folder, NAMES)
+    b = both(folder)
     res = science_tables([b], budgets=(0.0025, 0.01), site_budgets=(math.inf,), n_boot=400)
     s = res.summary.set_index(["method", "budget"])
     # at 1 pp, edit: U1 half strength fixes 2 of 4 target errors (test) -> 0.5; U2 fixes 4 of 4 -> 1.0
@@ -162,7 +178,7 @@ def test_summary_numbers_by_hand(folder):
 
 
 def test_site_depth_and_ablation_tables(folder):
-    b = load_bench(folder, NAMES)
+    b = both(folder)
     res = science_tables([b], budgets=(0.05,), site_budgets=(math.inf, 0.0025), n_boot=300)
     bs = res.by_site
     # site 2 exists only for U1: unconstrained it fixes everything (test target 1.0, other 1.0)
@@ -177,7 +193,7 @@ def test_site_depth_and_ablation_tables(folder):
 
 def test_rank_ablation_is_a_paired_difference(folder, tmp_path):
     # copy the edit rows as "edit_full" with U1's test outcome changed: a paired difference known by hand
-    b = load_bench(folder, NAMES)
+    b = both(folder)
     rows = b.rows[b.rows["method"] == "edit"].copy()
     extra = []
     for r in rows.to_dict("records"):
@@ -203,16 +219,31 @@ def test_rank_ablation_is_a_paired_difference(folder, tmp_path):
 
 def test_write_summary_and_cli(folder, tmp_path):
     out = tmp_path / "science"
-    main([str(folder), "--out", str(out), "--n-boot", "200", "--budgets", "0.0025,0.01,0.05"])   # class names from world_vgg
+    # the parent folder: both stages found and merged; class names from the real world_vgg
+    (folder.parent / "selection" / "cells").mkdir(parents=True)   # a sensitivity folder beside them is skipped
+    (folder.parent / "selection" / "manifest.json").write_text(json.dumps({"config": {"model": "world_vgg", "concepts": []}}))
+    assert bench_folders([folder.parent]) == [folder, folder.parent / "B_sites"]
+    main([str(folder.parent), "--out", str(out), "--n-boot", "200", "--budgets", "0.0025,0.01,0.05"])
     for f in ("selection.csv", "summary.csv", "by_site.csv", "ablations.csv", "resolution.csv", "science.json"):
         assert (out / f).is_file(), f
     doc = json.loads((out / "science.json").read_text())
     assert doc["models"] == ["world_vgg"] and doc["consistency"] == {"world_vgg": []}
+    assert len(doc["folders"]["world_vgg"]) == 2 and doc["main_sites"] == "deepest"
     assert {"fig6_3_world_vgg.png", "fig6_4_world_vgg.png", "fig6_7_world_vgg.png"} <= {p.split("/")[-1] for p in doc["figures"]}
     row = next(r for r in doc["summary"] if r["method"] == "edit" and r["budget"] == 0.01)
     assert row["test_target_corrected"] == pytest.approx(0.75)
-    with pytest.raises(ValueError, match="same model"):
-        write_science_summary([folder, folder], tmp_path / "twice", n_boot=10, class_names={str(folder): NAMES})
+    at5 = next(r for r in doc["summary"] if r["method"] == "edit" and r["budget"] == 0.05)
+    assert "features.2" not in at5["chosen"]   # the main comparison stays at the deepest site
+    res = write_science_summary([folder, folder.parent / "B_sites"], tmp_path / "all", budgets=(0.05,), n_boot=50,
+                                class_names={str(folder): NAMES, str(folder.parent / "B_sites"): NAMES}, sites="all")
+    assert "features.2 x1" in res.summary.set_index("method").loc["edit", "chosen"]
+
+
+def test_merge_refuses_units_with_other_images(folder):
+    a, b = load_bench(folder, NAMES), load_bench(folder.parent / "B_sites", NAMES)
+    b.units["road|snow|cow|3|0"] = {**b.units["road|snow|cow|3|0"], "test": {**b.units["road|snow|cow|3|0"]["test"], "idx": [9]}}
+    with pytest.raises(ValueError, match="different images"):
+        merge_benches([a, b])
 
 
 def test_old_cells_without_outcomes_are_refused(tmp_path):
