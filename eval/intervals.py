@@ -319,10 +319,16 @@ def hierarchical_change_interval(good: Sequence[Sequence[int]], bad: Sequence[Se
         # counts of the flipped images among n draws (the other images contribute 0): how many draws land
         # on a flipped image is binomial(n, m / n), and those draws are uniform over the m flipped images
         hits = rng.binomial(n, m / n, size=n_boot)
-        which = np.repeat(np.arange(n_boot), hits) * m + rng.integers(0, m, size=int(hits.sum()))
-        weights = np.bincount(which, minlength=n_boot * m).reshape(n_boot, m).astype(float)
-        per_unit = weights @ sign.T / n                           # (n_boot, k)
-        boots = np.take_along_axis(per_unit, units, axis=1).mean(1)
+        picks = rng.integers(0, m, size=int(hits.sum()))
+        starts = np.r_[0, np.cumsum(hits)]
+        nz = [np.flatnonzero(sign[u]) for u in range(k)]          # each unit's own flips (sparse rows)
+        boots = np.empty(n_boot)
+        for b0 in range(0, n_boot, 256):                          # in blocks: (block, m) weights at a time
+            b1 = min(b0 + 256, n_boot)
+            which = np.repeat(np.arange(b1 - b0), hits[b0:b1]) * m + picks[starts[b0]:starts[b1]]
+            weights = np.bincount(which, minlength=(b1 - b0) * m).reshape(b1 - b0, m)
+            per_unit = np.stack([weights[:, cols] @ sign[u, cols] for u, cols in enumerate(nz)], axis=1) / n  # (block, k)
+            boots[b0:b1] = np.take_along_axis(per_unit, units[b0:b1], axis=1).mean(1)
     lo, hi, valid = percentile_interval(boots, level)
     return Estimate(float(values.mean()), lo, hi, k, 0, valid)
 

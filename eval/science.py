@@ -314,12 +314,14 @@ def check_consistency(bench: BenchData, rows: Iterable[int] | None = None, tol: 
                 counts = code_counts(unit_codes(bench, r["unit"], r["row"], g, w))
                 mine, theirs = float(corrected_from_counts(counts)), r.get(f"{g}_{w}_corrected")
                 n_pre = int(counts[2] + counts[3])
+                if theirs is None:
+                    continue
                 if n_pre != r.get(f"{g}_{w}_n_pre", n_pre) or not (
                         (math.isnan(mine) and pd.isna(theirs)) or abs(mine - float(theirs)) <= tol):
                     problems.append(f"row {r['row']} ({r['unit']}, {r['method']}): {g}_{w} from outcomes {mine:.4f} "
                                     f"(N_pre {n_pre}) vs cell {theirs} (N_pre {r.get(f'{g}_{w}_n_pre')})")
         good, bad = clean_flips(bench, r["row"])
-        if abs((len(bad) - len(good)) / bench.clean_n - r["clean_drop"]) > 1e-6:
+        if "clean_drop" in r and abs((len(bad) - len(good)) / bench.clean_n - r["clean_drop"]) > 1e-6:
             problems.append(f"row {r['row']} ({r['unit']}, {r['method']}): clean flips give a drop of "
                             f"{(len(bad) - len(good)) / bench.clean_n:.5f} vs clean_drop {r['clean_drop']:.5f}")
     return problems
