@@ -16,7 +16,7 @@ the folders of one model (stages at other sites, exemplar counts, methods) are p
 * ``by_site.csv``: the same with the selection restricted to one site (site depth), unconstrained and
   within budgets; ``ablations.csv``: paired differences on the same units and images (rank: edit_full
   - edit, mask: edit_masked - edit); ``resolution.csv``: clean-set size and what one budget is in images.
-* ``science.json``: every number above; ``figures/``: the paper's figures 6-3, 6-4, 6-7, 6-8 and 6-9 with
+* ``science.json``: every number above; ``summary.md``: the tables as markdown; ``figures/``: the paper's figures 6-3, 6-4, 6-7, 6-8 and 6-9 with
   error bars, one set per world classifier.
 
 Example:
@@ -518,6 +518,7 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
     for name in ("selection", "summary", "by_site", "ablations", "resolution"):
         df = getattr(result, name)
         write_text_atomic(out / f"{name}.csv", df.to_csv(index=False))
+    write_text_atomic(out / "summary.md", markdown_summary(result))
     figures = write_figures(result, out / "figures", figure_budget)
     write_json_atomic(out / "science.json", {
         "folders": {m: [str(b.folder) for b in v] for m, v in by_model.items()}, "models": models, "main_sites": sites, "budgets": list(budgets), "n_boot": n_boot, "seed": seed,
@@ -534,6 +535,60 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
         "figures": [str(p.relative_to(out)) for p in figures], "versions": package_versions(),
     })
     return result
+
+
+# ---------------------------------------------------------------------------------------------------
+# text
+
+
+def _pp(frame: Mapping[str, Any], col: str) -> str:
+    """'23.1 [12.0, 35.2]' (percent, or percentage points for the clean drop); '-' when undefined."""
+    v = frame.get(col)
+    if v is None or pd.isna(v):
+        return "-"
+    lo, hi = frame.get(f"{col}_lo"), frame.get(f"{col}_hi")
+    if lo is None or pd.isna(lo):
+        return f"{100 * v:.1f}"
+    return f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def markdown_summary(result: ScienceResult) -> str:
+    """The summary as markdown tables (percent, 95% intervals in brackets), for reading and the README."""
+    cols = ["test_target_corrected", "test_other_corrected", "heldout_target_corrected", "heldout_other_corrected"]
+    head = "| method | target, same style | other, same style | target, held-out | other, held-out | clean drop (pp) | units: changed / none qualifies / no gain | chosen |"
+    lines = []
+    for model, res in result.resolution.groupby("model", sort=True):
+        r0 = res.iloc[0]
+        lines += [f"## {model}", "",
+                  f"Clean set: {int(r0['clean_n'])} images (unedited accuracy {100 * r0['clean_acc_pre']:.2f}%); one image = "
+                  f"{r0['one_image_pp']:.3f} pp; budgets in images: "
+                  + ", ".join(f"{b['budget_pp']:g} pp = {b['budget_images']:g}" for b in res.to_dict("records")), ""]
+        s = result.summary[result.summary["model"] == model]
+        for (nex, budget), g in s.groupby(["n_exemplars", "budget"], sort=True):
+            lines += [f"### {nex} exemplars, clean budget {_budget_label(budget)}", "", head, "|" + " --- |" * 8]
+            for r in g.to_dict("records"):
+                lines.append(f"| {r['method']} | " + " | ".join(_pp(r, c) for c in cols) + f" | {_pp(r, 'clean_drop')} | "
+                             f"{r['n_changed']} / {r['n_none_qualifies']} / {r['n_no_gain']} of {r['n_units']} | {r['chosen']} |")
+            lines.append("")
+        a = result.ablations[result.ablations["model"] == model] if not result.ablations.empty else result.ablations
+        if not a.empty:
+            lines += ["### ablations (variant - base, paired on the same units and images)", "",
+                      "| ablation | exemplars | budget | target, same style | other, same style | target, held-out | other, held-out | clean drop (pp) | units |",
+                      "|" + " --- |" * 9]
+            for r in a.to_dict("records"):
+                lines.append(f"| {r['ablation']}: {r['variant']} - {r['base']} | {r['n_exemplars']} | {_budget_label(r['budget'])} | "
+                             + " | ".join(_pp(r, f"diff_{c}") for c in cols) + f" | {_pp(r, 'diff_clean_drop')} | {r['n_units']} |")
+            lines.append("")
+        bs = result.by_site[result.by_site["model"] == model] if not result.by_site.empty else result.by_site
+        if not bs.empty:
+            lines += ["### best setting per site", "", "| method | exemplars | budget | site | " + " | ".join(
+                ["target, same style", "other, same style", "target, held-out", "other, held-out", "clean drop (pp)", "units changed"])
+                + " |", "|" + " --- |" * 10]
+            for r in bs.sort_values(["method", "n_exemplars", "budget", "site_index"]).to_dict("records"):
+                lines.append(f"| {r['method']} | {r['n_exemplars']} | {_budget_label(r['budget'])} | {r['site_index']}: {r['site']} | "
+                             + " | ".join(_pp(r, c) for c in cols) + f" | {_pp(r, 'clean_drop')} | {r['n_changed']} of {r['n_units']} |")
+            lines.append("")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------

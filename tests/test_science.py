@@ -224,8 +224,11 @@ def test_write_summary_and_cli(folder, tmp_path):
     (folder.parent / "selection" / "manifest.json").write_text(json.dumps({"config": {"model": "world_vgg", "concepts": []}}))
     assert bench_folders([folder.parent]) == [folder, folder.parent / "B_sites"]
     main([str(folder.parent), "--out", str(out), "--n-boot", "200", "--budgets", "0.0025,0.01,0.05"])
-    for f in ("selection.csv", "summary.csv", "by_site.csv", "ablations.csv", "resolution.csv", "science.json"):
+    for f in ("selection.csv", "summary.csv", "by_site.csv", "ablations.csv", "resolution.csv", "science.json", "summary.md"):
         assert (out / f).is_file(), f
+    md = (out / "summary.md").read_text()
+    # edit at 1 pp: 75% of target errors (same style), clean drop 0.5 pp, both units changed
+    assert "| edit | 75.0 [" in md and "1 pp" in md and "2 / 0 / 0 of 2" in md
     doc = json.loads((out / "science.json").read_text())
     assert doc["models"] == ["world_vgg"] and doc["consistency"] == {"world_vgg": []}
     assert len(doc["folders"]["world_vgg"]) == 2 and doc["main_sites"] == "deepest"
