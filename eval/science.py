@@ -645,8 +645,9 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
                 g = g.sort_values("budget")
                 line, = ax.plot(100 * g["budget"], 100 * g[col], marker="o", label=method)
                 ax.fill_between(100 * g["budget"], 100 * g[f"{col}_lo"], 100 * g[f"{col}_hi"], color=line.get_color(), alpha=0.15)
-            ax.set_xscale("log")
             ticks = sorted(100 * main["budget"].unique())
+            ax.set_xscale("log")
+            ax.set_xlim(ticks[0] / 1.3, ticks[-1] * 1.3)     # explicit: a panel without data has no limits of its own
             ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
             ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.axhline(0, color="k", lw=0.6)
@@ -683,8 +684,10 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
                 ax.errorbar(g["n_exemplars"], 100 * g["test_other_corrected"], yerr=_err(g, "test_other_corrected"),
                             marker="o", capsize=3, label=method)
             ax.axhline(0, color="k", lw=0.6)
+            counts = sorted(at_b["n_exemplars"].unique())
             ax.set_xscale("log")
-            ax.set_xticks(sorted(at_b["n_exemplars"].unique()), [str(v) for v in sorted(at_b["n_exemplars"].unique())])
+            ax.set_xlim(counts[0] / 1.3, counts[-1] * 1.3)
+            ax.set_xticks(counts, [str(v) for v in counts])
             ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.set_xlabel("exemplars")
             ax.set_ylabel("% errors corrected, other classes (95% CI)")

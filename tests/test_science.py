@@ -266,3 +266,15 @@ def test_check_disjoint_names_the_overlapping_splits():
     assert "exemplars" not in str(err.value)
     with pytest.raises(ValueError, match="selection & exemplars share 2 items.*test & exemplars"):
         check_disjoint({"selection": [1, 2], "test": [3], "exemplars": [1, 2, 3]})
+
+
+def test_figures_survive_units_without_errors(folder, tmp_path):
+    # a run whose images hold no error to correct (every metric NaN) still draws its figures
+    from modeledit.eval.science import write_figures
+
+    res = science_tables([both(folder)], budgets=(0.0025, 0.01), site_budgets=(math.inf,), n_boot=50)
+    for frame in (res.summary, res.by_site):
+        for c in [c for c in frame.columns if "_corrected" in c]:
+            frame[c] = np.nan
+    names = {p.name for p in write_figures(res, tmp_path / "figs", 0.0025)}
+    assert {"fig6_3_world_vgg.png", "fig6_4_world_vgg.png", "fig6_7_world_vgg.png"} <= names
