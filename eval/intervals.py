@@ -26,9 +26,8 @@ Example:
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -242,8 +241,35 @@ def paired_difference_interval(before: Sequence[float], after: Sequence[float], 
 # means over units
 
 
+def draw_units(rng: np.random.Generator, n_boot: int, k: int, clusters: Sequence[Hashable] | None = None) -> np.ndarray:
+    """Bootstrap draws of unit indices, (n_boot, L) with -1 padding: k units with replacement, or, with
+    ``clusters`` (one label per unit, e.g. its concept-style pair), as many clusters with replacement as
+    there are, each bringing all its units."""
+    if clusters is None:
+        return rng.integers(0, k, size=(n_boot, k))
+    if len(clusters) != k:
+        raise ValueError(f"need one cluster label per unit, got {len(clusters)} for {k} units")
+    labels = list(dict.fromkeys(clusters))
+    members = [[u for u in range(k) if clusters[u] == lab] for lab in labels]
+    width = max(len(m) for m in members)
+    table = np.full((len(labels), width), -1, dtype=np.int64)
+    for i, m in enumerate(members):
+        table[i, :len(m)] = m
+    picked = rng.integers(0, len(labels), size=(n_boot, len(labels)))
+    return table[picked].reshape(n_boot, -1)
+
+
+def _masked_mean(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Row means over the valid, finite entries (NaN where none)."""
+    ok = valid & np.isfinite(values)
+    n = ok.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.where(ok, values, 0.0).sum(1) / np.where(n > 0, n, 1), np.nan)
+
+
 def hierarchical_interval(unit_counts: np.ndarray | Sequence[Sequence[int]], metric: Callable[[np.ndarray], np.ndarray] = corrected_from_counts,
-                          n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Estimate:
+                          n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL,
+                          clusters: Sequence[Hashable] | None = None) -> Estimate:
     """The mean over units of a per-unit metric of category counts, with a two-stage bootstrap.
 
     ``unit_counts`` (K, C): each unit's image counts per category (for errors corrected, the codes of
@@ -251,7 +277,9 @@ def hierarchical_interval(unit_counts: np.ndarray | Sequence[Sequence[int]], met
     whose metric is NaN (no error to correct) are excluded up front and counted in ``n_excluded``. Each
     replicate draws the remaining units with replacement, then the images of each drawn unit (a
     multinomial on its counts); a drawn unit whose resample has an undefined metric is left out of that
-    replicate's mean.
+    replicate's mean. ``clusters`` (one label per unit, e.g. the unit's concept-style pair): resample
+    clusters instead of units, each drawn cluster bringing all its units (for units that are not
+    independent, such as several target classes of one pair).
 
     Example:
         >>> hierarchical_interval([[0, 0, 2, 0], [0, 0, 0, 2]]).value   # one unit fixes all, one none
@@ -268,23 +296,23 @@ def hierarchical_interval(unit_counts: np.ndarray | Sequence[Sequence[int]], met
     if len(c) == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0, n_excl, 0)
     rng = np.random.default_rng(seed)
-    units = rng.integers(0, len(c), size=(n_boot, len(c)))
+    units = draw_units(rng, n_boot, len(c), None if clusters is None else [x for x, k in zip(clusters, keep) if k])
+    present = units >= 0
+    units = np.where(present, units, 0)
     drawn = multinomial_counts(rng, c.sum(-1)[units], c[units])
-    per = metric(drawn)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)       # a replicate where every drawn unit is undefined
-        boots = np.nanmean(per, axis=1)
+    boots = _masked_mean(metric(drawn), present)   # a drawn unit whose resample is undefined drops out of the mean
     lo, hi, valid = percentile_interval(boots, level)
     return Estimate(float(values.mean()), lo, hi, int(len(c)), n_excl, valid)
 
 
 def hierarchical_change_interval(good: Sequence[Sequence[int]], bad: Sequence[Sequence[int]], n: int, n_boot: int = N_BOOT,
-                                 seed: int = 0, level: float = LEVEL) -> Estimate:
+                                 seed: int = 0, level: float = LEVEL, clusters: Sequence[Hashable] | None = None) -> Estimate:
     """The mean over units of a paired accuracy change (good - bad) / n measured on one shared set of n images.
 
     ``good[u]`` / ``bad[u]``: the indices (into the shared set) of images unit u's edit turned right /
     wrong. Each replicate draws units with replacement and resamples the n shared images once, for all
     units alike (their changes are measured on the same images, so they are crossed, not nested).
+    ``clusters``: as in :func:`hierarchical_interval`.
 
     Example:
         >>> hierarchical_change_interval(good=[[], []], bad=[[0], [1]], n=100).value
@@ -311,7 +339,9 @@ def hierarchical_change_interval(good: Sequence[Sequence[int]], bad: Sequence[Se
             sign[u, pos[int(i)]] -= 1.0
     values = sign.sum(1) / n
     rng = np.random.default_rng(seed)
-    units = rng.integers(0, k, size=(n_boot, k))
+    units = draw_units(rng, n_boot, k, clusters)
+    present = units >= 0
+    units = np.where(present, units, 0)
     if m == 0:
         boots = np.zeros(n_boot)
     else:
@@ -328,7 +358,7 @@ def hierarchical_change_interval(good: Sequence[Sequence[int]], bad: Sequence[Se
             which = np.repeat(np.arange(b1 - b0), hits[b0:b1]) * m + picks[starts[b0]:starts[b1]]
             weights = np.bincount(which, minlength=(b1 - b0) * m).reshape(b1 - b0, m)
             per_unit = np.stack([weights[:, cols] @ sign[u, cols] for u, cols in enumerate(nz)], axis=1) / n  # (block, k)
-            boots[b0:b1] = np.take_along_axis(per_unit, units[b0:b1], axis=1).mean(1)
+            boots[b0:b1] = _masked_mean(np.take_along_axis(per_unit, units[b0:b1], axis=1), present[b0:b1])
     lo, hi, valid = percentile_interval(boots, level)
     return Estimate(float(values.mean()), lo, hi, k, 0, valid)
 

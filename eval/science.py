@@ -338,13 +338,23 @@ def _chosen(sel: pd.DataFrame) -> str:
     return "; ".join(f"{k} x{v}" for k, v in sorted(Counter(labels).items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _clusters(units: Sequence[str], resample: str) -> list[str] | None:
+    """Cluster labels of units for the bootstrap: None (resample units) or each unit's concept-style pair."""
+    if resample == "units":
+        return None
+    if resample == "pairs":
+        return ["|".join(u.split("|")[:2]) for u in units]
+    raise ValueError(f"resample must be 'units' or 'pairs', got {resample!r}")
+
+
 def aggregate(bench: BenchData, selection: pd.DataFrame, by: Sequence[str] = ("method", "budget", "n_exemplars"),
-              n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+              n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL, resample: str = "units") -> pd.DataFrame:
     """Per group of selected units: the mean over units of each metric with its interval.
 
     Errors corrected: hierarchical bootstrap (units, then images within units); units without an error
     to correct are excluded and counted (``*_units_nan``). Clean drop: units resampled, the shared clean
     images resampled once per replicate. Same ``seed`` for every group (common random numbers).
+    ``resample="pairs"``: the first stage draws concept-style pairs (each with all its units) instead of units.
     """
     out = []
     for key, sel in selection.groupby(list(by), sort=True, dropna=False):
@@ -357,11 +367,12 @@ def aggregate(bench: BenchData, selection: pd.DataFrame, by: Sequence[str] = ("m
                     rec.update({name: np.nan, f"{name}_lo": np.nan, f"{name}_hi": np.nan, f"{name}_units_nan": np.nan})
                     continue
                 counts = np.stack([code_counts(unit_codes(bench, u, r, g, w)) for u, r in zip(units, rows)])
-                est = hierarchical_interval(counts, corrected_from_counts, n_boot, seed, level)
+                est = hierarchical_interval(counts, corrected_from_counts, n_boot, seed, level, _clusters(units, resample))
                 rec.update(est.as_dict(name))
                 rec[f"{name}_units_nan"] = est.n_excluded
         flips = [clean_flips(bench, r) for r in rows]
-        drop = hierarchical_change_interval([f[0] for f in flips], [f[1] for f in flips], bench.clean_n, n_boot, seed, level).negated()
+        drop = hierarchical_change_interval([f[0] for f in flips], [f[1] for f in flips], bench.clean_n, n_boot, seed, level,
+                                            _clusters(units, resample)).negated()
         rec.update(drop.as_dict("clean_drop"))
         rec.update(n_units=len(sel), n_changed=int(sel["changed"].sum()),
                    n_none_qualifies=int((sel["reason"] == NONE_QUALIFIES).sum()), n_no_gain=int((sel["reason"] == NO_GAIN).sum()),
@@ -371,7 +382,7 @@ def aggregate(bench: BenchData, selection: pd.DataFrame, by: Sequence[str] = ("m
 
 
 def compare(bench: BenchData, selection: pd.DataFrame, base: str, variant: str, by: Sequence[str] = ("budget", "n_exemplars"),
-            n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+            n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL, resample: str = "units") -> pd.DataFrame:
     """Paired differences variant - base on the units both were run on: errors corrected (same images,
     so per-image joint outcomes; hierarchical bootstrap) and clean drop (crossed on the shared clean set)."""
     a = selection[selection["method"] == base]
@@ -395,7 +406,8 @@ def compare(bench: BenchData, selection: pd.DataFrame, base: str, variant: str, 
                     yy, pre = arr["y"][keep], arr["pre"][keep]
                     pa, pb = _post(bench, x, g, arr["pre"])[keep], _post(bench, y, g, arr["pre"])[keep]
                     counts.append(code_counts(joint_codes(pre != yy, pa != yy, pb != yy), 8))
-                est = hierarchical_interval(np.stack(counts), corrected_difference_from_counts, n_boot, seed, level)
+                est = hierarchical_interval(np.stack(counts), corrected_difference_from_counts, n_boot, seed, level,
+                                            _clusters(units, resample))
                 rec.update(est.as_dict(f"diff_{name}"))
                 rec[f"diff_{name}_units_nan"] = est.n_excluded
         fa = [clean_flips(bench, r) for r in ra]
@@ -403,7 +415,8 @@ def compare(bench: BenchData, selection: pd.DataFrame, base: str, variant: str, 
         # change_b - change_a = (good_b + bad_a) - (bad_b + good_a), per unit
         good = [gb + ba for (ga, ba), (gb, bb) in zip(fa, fb)]
         bad = [bb + ga for (ga, ba), (gb, bb) in zip(fa, fb)]
-        rec.update(hierarchical_change_interval(good, bad, bench.clean_n, n_boot, seed, level).negated().as_dict("diff_clean_drop"))
+        rec.update(hierarchical_change_interval(good, bad, bench.clean_n, n_boot, seed, level,
+                                                _clusters(units, resample)).negated().as_dict("diff_clean_drop"))
         rec["n_units"] = len(sel)
         out.append(rec)
     return pd.DataFrame(out)
@@ -445,9 +458,11 @@ def main_sites(bench: BenchData, which: str = "deepest") -> list[int] | None:
 
 def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDGETS,
                    site_budgets: Sequence[float] = (math.inf, PAPER_BUDGET, 0.01), n_boot: int = N_BOOT, seed: int = 0,
-                   level: float = LEVEL, sites: str = "deepest") -> ScienceResult:
+                   level: float = LEVEL, sites: str = "deepest", resample: str = "units") -> ScienceResult:
     """The tables of the summary for each bench (one per model; see the module docstring). ``sites``: which
-    sites the main selection (summary, ablations) chooses among, see :func:`main_sites`."""
+    sites the main selection (summary, ablations) chooses among, see :func:`main_sites`; ``resample``: the
+    first bootstrap stage draws units or concept-style pairs (:func:`aggregate`)."""
+    _clusters([], resample)
     sels, sums, sites_, abl, res, cons = [], [], [], [], [], {}
     for b in benches:
         chosen_sites = main_sites(b, sites)
@@ -458,13 +473,13 @@ def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDG
         cons[b.model] = check_consistency(b, chosen)
         for p in cons[b.model][:5]:
             log.warning("%s: %s", b.model, p)
-        sums.append(aggregate(b, sel, n_boot=n_boot, seed=seed, level=level))
+        sums.append(aggregate(b, sel, n_boot=n_boot, seed=seed, level=level, resample=resample))
         site_sel = pd.concat([select(b, x, per_site=True) for x in site_budgets], ignore_index=True)
         sites_.append(aggregate(b, site_sel, by=("method", "budget", "n_exemplars", "site_index", "site"), n_boot=n_boot,
-                               seed=seed, level=level))
+                               seed=seed, level=level, resample=resample))
         for name, base, variant in COMPARISONS:
             if {base, variant} <= set(sel["method"]):
-                c = compare(b, sel, base, variant, n_boot=n_boot, seed=seed, level=level)
+                c = compare(b, sel, base, variant, n_boot=n_boot, seed=seed, level=level, resample=resample)
                 c.insert(1, "ablation", name)
                 abl.append(c)
         res.append(resolution(b, budgets))
@@ -491,13 +506,16 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, budgets: Sequence[float] = BUDGETS,
                           n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL, figure_budget: float = PAPER_BUDGET,
-                          class_names: Mapping[str, Sequence[str]] | None = None, sites: str = "deepest") -> ScienceResult:
+                          class_names: Mapping[str, Sequence[str]] | None = None, sites: str = "deepest",
+                          resample: str = "units") -> ScienceResult:
     """Read bench folders (or their parents; a model's folders are merged, see :func:`merge_benches`), write the summary CSVs (interval columns ``*_lo`` /
     ``*_hi``), ``science.json`` with every number and the figures under ``out_dir``.
 
     ``figure_budget``: the budget of figures 6-3, 6-7 (besides unconstrained), 6-8 and 6-9.
     ``class_names``: per folder (as given) the model's classes, instead of loading the model. ``sites``:
     the main comparison at each model's deepest site (default) or among all sites (:func:`main_sites`).
+    ``resample``: the bootstrap's first stage draws units (default) or concept-style pairs (more conservative
+    when a pair's target classes are alike).
 
     Example:
         >>> write_science_summary(["results/world/bench_vgg"], "results/world/science", n_boot=1000)
@@ -512,7 +530,7 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
         by_model.setdefault(b.model, []).append(b)
     benches = [merge_benches(v) for v in by_model.values()]
     models = [b.model for b in benches]
-    result = science_tables(benches, budgets, n_boot=n_boot, seed=seed, level=level, sites=sites)
+    result = science_tables(benches, budgets, n_boot=n_boot, seed=seed, level=level, sites=sites, resample=resample)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("selection", "summary", "by_site", "ablations", "resolution"):
@@ -522,11 +540,11 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
     figures = write_figures(result, out / "figures", figure_budget)
     write_json_atomic(out / "science.json", {
         "folders": {m: [str(b.folder) for b in v] for m, v in by_model.items()}, "models": models, "main_sites": sites, "budgets": list(budgets), "n_boot": n_boot, "seed": seed,
-        "level": level, "figure_budget": figure_budget,
-        "intervals": "errors corrected: mean over units of each unit's (N_pre - N_post) / N_pre; 95% percentile interval "
-                     "of a hierarchical bootstrap (units with replacement, then images within each unit); units without "
+        "level": level, "figure_budget": figure_budget, "resample": resample,
+        "intervals": f"errors corrected: mean over units of each unit's (N_pre - N_post) / N_pre; {100 * level:g}% percentile "
+                     f"interval of a hierarchical bootstrap ({resample} with replacement, then images within each unit); units without "
                      "an error to correct excluded (*_units_nan). Clean drop: mean over units of (bad - good) / clean_n; "
-                     "units resampled, the shared clean images resampled once per replicate for all units.",
+                     f"{resample} resampled, the shared clean images resampled once per replicate for all units.",
         "selection_rule": "per unit and method, among rows with clean_drop <= budget the max val_corrected; no change "
                           "(score 0, drop 0) always a candidate, winning ties and negatives",
         "consistency": result.consistency,
@@ -725,6 +743,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="the main comparison at each model's deepest site run (default) or selecting among all sites")
     ap.add_argument("--out", required=True, help="folder for the summary CSVs, science.json and figures/")
     ap.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS), help="clean-accuracy budgets (fractions)")
+    ap.add_argument("--resample", choices=["units", "pairs"], default="units",
+                    help="the bootstrap's first stage: units (pair x target x exemplars x seed) or concept-style pairs")
     ap.add_argument("--n-boot", type=int, default=N_BOOT)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--figure-budget", type=float, default=PAPER_BUDGET)
@@ -735,7 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--budgets must be comma-separated fractions such as 0.0025,0.01, got {args.budgets!r}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result = write_science_summary(args.folders, args.out, budgets, n_boot=args.n_boot, seed=args.seed,
-                                   figure_budget=args.figure_budget, sites=args.sites)
+                                   figure_budget=args.figure_budget, sites=args.sites, resample=args.resample)
     log.info("wrote %s (%d summary rows, %d units)", args.out, len(result.summary), result.selection["unit"].nunique())
     return 0
 

@@ -126,3 +126,23 @@ def test_multinomial_counts_keep_totals_and_zero_categories():
 def test_percentile_interval_ignores_nan():
     lo, hi, valid = percentile_interval(np.array([np.nan, 1.0, 1.0, np.nan]))
     assert (lo, hi, valid) == (1.0, 1.0, 2)
+
+
+def test_cluster_resampling_keeps_a_clusters_units_together():
+    from modeledit.eval.intervals import draw_units
+
+    rng = np.random.default_rng(0)
+    draws = draw_units(rng, 200, 5, clusters=["a", "a", "a", "b", "b"])
+    assert draws.shape == (200, 2 * 3)
+    for row in draws:
+        got = sorted(v for v in row if v >= 0)
+        # each drawn cluster brings all its units: rows are made of {0, 1, 2} and {3, 4} blocks
+        assert got.count(0) == got.count(1) == got.count(2) and got.count(3) == got.count(4)
+    # pair a: two units both fix everything (1.0), pair b: two units fix nothing (0.0); unit mean 0.5 either way
+    counts = [[0, 0, 3, 0], [0, 0, 3, 0], [0, 0, 0, 3], [0, 0, 0, 3]]
+    by_pair = hierarchical_interval(counts, n_boot=2000, seed=1, clusters=["a", "a", "b", "b"])
+    assert by_pair.value == pytest.approx(0.5)
+    # two clusters: replicates are means over {a, a}, {a, b}, {b, b} -> 1, 0.5, 0
+    assert (by_pair.low, by_pair.high) == (0.0, 1.0)
+    change = hierarchical_change_interval([[], [], [], []], [[0], [0], [], []], n=10, n_boot=500, clusters=["a", "a", "b", "b"])
+    assert change.value == pytest.approx(-0.05)

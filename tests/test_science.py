@@ -278,3 +278,14 @@ def test_figures_survive_units_without_errors(folder, tmp_path):
             frame[c] = np.nan
     names = {p.name for p in write_figures(res, tmp_path / "figs", 0.0025)}
     assert {"fig6_3_world_vgg.png", "fig6_4_world_vgg.png", "fig6_7_world_vgg.png"} <= names
+
+
+def test_resampling_pairs(folder):
+    b = both(folder)
+    units = science_tables([b], budgets=(0.01,), site_budgets=(0.01,), n_boot=300).summary
+    pairs = science_tables([b], budgets=(0.01,), site_budgets=(0.01,), n_boot=300, resample="pairs").summary
+    # each pair here has one unit: drawing pairs is drawing units (same numbers, same seed)
+    pd_testing = __import__("pandas").testing
+    pd_testing.assert_frame_equal(units, pairs)
+    with pytest.raises(ValueError, match="resample"):
+        science_tables([b], budgets=(0.01,), resample="images")
