@@ -374,6 +374,8 @@ def aggregate(bench: BenchData, selection: pd.DataFrame, by: Sequence[str] = ("m
         drop = hierarchical_change_interval([f[0] for f in flips], [f[1] for f in flips], bench.clean_n, n_boot, seed, level,
                                             _clusters(units, resample)).negated()
         rec.update(drop.as_dict("clean_drop"))
+        # the net drop can hide offsetting flips: how many clean images each chosen edit broke and fixed, on average
+        rec.update(clean_bad_mean=float(np.mean([len(f[1]) for f in flips])), clean_good_mean=float(np.mean([len(f[0]) for f in flips])))
         rec.update(n_units=len(sel), n_changed=int(sel["changed"].sum()),
                    n_none_qualifies=int((sel["reason"] == NONE_QUALIFIES).sum()), n_no_gain=int((sel["reason"] == NO_GAIN).sum()),
                    chosen=_chosen(sel))

@@ -164,6 +164,7 @@ def test_summary_numbers_by_hand(folder):
     # clean drop: U1 (1 bad - 1 good) = 0, U2 1 bad of 100 -> mean 0.005
     assert e["clean_drop"] == pytest.approx(0.005)
     assert e["clean_drop_lo"] <= 0.005 <= e["clean_drop_hi"]
+    assert (e["clean_bad_mean"], e["clean_good_mean"]) == (1.0, 0.5)   # U1 breaks 1 and fixes 1, U2 breaks 1
     assert (e["n_units"], e["n_changed"], e["n_none_qualifies"], e["n_no_gain"]) == (2, 2, 0, 0)
     assert "features.4 s=0.5 x1" in e["chosen"] and "features.4 x1" in e["chosen"]
     # at 0.25 pp: U2 makes no change (0 corrected, counted), U1 keeps 0.5
