@@ -656,7 +656,7 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
             ax.axhline(0, color="k", lw=0.6)
             ax.set_ylabel("% errors corrected (95% CI)")
             ax.set_title(f"{model}: {nex} exemplars, clean budget {_budget_label(budget)}")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
             paths.append(_save(fig, out / f"fig6_3_{model}.png"))
         # 6-4: other classes vs the clean budget, one curve per method, with bands
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
@@ -674,7 +674,7 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
             ax.set_xlabel("clean accuracy budget (pp)")
             ax.set_title(f"other classes, {label}")
         axes[0].set_ylabel("% errors corrected (95% CI)")
-        axes[1].legend(fontsize=7)
+        axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.suptitle(f"{model}: {nex} exemplars", y=1.02)
         paths.append(_save(fig, out / f"fig6_4_{model}.png"))
         # 6-7: vs site depth (best setting per site), unconstrained and at the budget
@@ -692,7 +692,7 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
                 ax.set_title(_budget_label(b))
                 ax.tick_params(axis="x", labelrotation=20)
             axes[0][0].set_ylabel("% errors corrected, other classes (95% CI)")
-            axes[0][-1].legend(fontsize=7)
+            axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
             fig.suptitle(f"{model}: {nex} exemplars, best setting per site", y=1.02)
             paths.append(_save(fig, out / f"fig6_7_{model}.png"))
         # 6-8: vs exemplar count at the budget
@@ -712,7 +712,7 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
             ax.set_xlabel("exemplars")
             ax.set_ylabel("% errors corrected, other classes (95% CI)")
             ax.set_title(f"{model}: clean budget {_budget_label(budget)}")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
             paths.append(_save(fig, out / f"fig6_8_{model}.png"))
         # 6-9: rank and mask ablations at the budget
         abl = at[at.index.isin(["edit", "edit_full", "edit_masked"])]
@@ -728,7 +728,7 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
             ax.axhline(0, color="k", lw=0.6)
             ax.set_ylabel("% errors corrected (95% CI)")
             ax.set_title(f"{model}: rank and mask, {nex} exemplars, {_budget_label(budget)}")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
             paths.append(_save(fig, out / f"fig6_9_{model}.png"))
     return paths
 
