@@ -20,9 +20,11 @@ the folders of one model (stages at other sites, exemplar counts, methods) are p
   error bars, one set per world classifier.
 
 Example:
-    >>> write_science_summary(["results/world/bench_vgg", "results/world/bench_resnet"], "results/world/science")
+    >>> write_science_summary(["results/world/science/world_vgg", "results/world/science/world_resnet"],
+    ...                       "results/world/science/summary")
 
-or ``python -m modeledit.eval.science results/world/bench_vgg results/world/bench_resnet --out results/world/science``.
+or ``python -m modeledit.eval.science results/world/science/world_vgg results/world/science/world_resnet --out
+results/world/science/summary`` (a folder holding bench folders stands for all of them).
 """
 from __future__ import annotations
 
@@ -165,6 +167,11 @@ def load_bench(folder: str | Path, class_names: Sequence[str] | None = None) -> 
         table["strength"] = 1.0
     table["strength"] = table["strength"].fillna(1.0)
     table["unit"] = [_unit_key(r) for r in table[UNIT_KEYS].to_dict("records")]
+    orphans = ~table["unit"].isin(list(units))
+    if orphans.any():   # a unit whose reference images are in no cell yet (a run in progress): its rows cannot be read
+        log.warning("%s: %d rows of %d units without reference images (no unedited.json entry or _unit record) left out",
+                    root, int(orphans.sum()), table.loc[orphans, "unit"].nunique())
+        table = table[~orphans].reset_index(drop=True)
     names = list(class_names) if class_names is not None else _class_names(config.get("model", model), config.get("weights"))
     clean_n = int(table["clean_n"].iloc[0])
     return BenchData(root, model, config, table, outcomes, units, names, clean_n)

@@ -250,6 +250,14 @@ def test_merge_refuses_units_with_other_images(folder):
         merge_benches([a, b])
 
 
+def test_units_without_reference_images_are_left_out(folder):
+    # a run in progress: U2's reference images not written yet (no unedited.json): its rows are left out
+    (folder / "unedited.json").unlink()
+    b = load_bench(folder, NAMES)
+    assert set(b.rows["unit"]) == {"road|snow|cow|3|0"}
+    assert check_consistency(b) == []
+
+
 def test_old_cells_without_outcomes_are_refused(tmp_path):
     store = ResultStore(tmp_path / "old", config={"model": "world_vgg"})
     store.write({"a": 1}, [{"model": "world_vgg", "clean_drop": 0.0}])
