@@ -2,7 +2,8 @@
 
     modeledit world info [--json]                 version, classes, concepts, co-occurrence, shipped accuracies
     modeledit world render --n 24 --out DIR       sample images with their masks (PNG) and records (JSON)
-    modeledit world train vgg|resnet|vgg_text     reproduce a shipped classifier into eval/world/zoo/
+    modeledit world train vgg|resnet|vgg_text|clip   reproduce a shipped classifier into eval/world/zoo/
+    modeledit world clip-eval --out results/world/clip   zero-shot accuracy and typographic attack of clip:world-RN
     modeledit world context --out results/world_context.json   texture-swap and text-tag measurements
 """
 from __future__ import annotations
@@ -25,10 +26,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     render.add_argument("--text-tags", action="store_true", help="render with the text-tag world (as world_vgg_text saw it)")
     render.add_argument("--grid", default=None, help="also write a picture grid of images and masks to this PNG path")
     train = sub.add_parser("train", help="reproduce a shipped classifier")
-    train.add_argument("arch", help="preset: vgg, resnet or vgg_text")
+    train.add_argument("arch", help="preset: vgg, resnet, vgg_text, or clip (the world CLIP, clip:world-RN)")
     train.add_argument("--out", default=None, help="checkpoint path (default: the package's eval/world/zoo/world_ARCH.pt)")
     train.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epochs")
     train.add_argument("--n-train", type=positive_int, default=None, help="override the preset's number of training scenes")
+    train.add_argument("--steps", type=positive_int, default=None, help="clip only: override the last stage's number of steps")
+    train.add_argument("--resume", default=None, help="clip only: resumable state file, written every few minutes and continued from")
+    ce = sub.add_parser("clip-eval", help="zero-shot accuracy of clip:world-RN and the typographic attack on it")
+    ce.add_argument("--out", default="results/world/clip", help="folder for eval.json, manifest.json, examples.png")
+    ce.add_argument("--weights", default=None, help="world CLIP checkpoint (default: the shipped one)")
+    ce.add_argument("--n-test", type=positive_int, default=1800, help="number of clean test scenes")
+    ce.add_argument("--seed", type=int, default=0, help="seed of the attack words and placements")
     ctx = sub.add_parser("context", help="measure context reliance (texture swaps) and the text-tag flip rate")
     ctx.add_argument("--out", default="results/world_context.json", help="JSON result path")
     ctx.add_argument("--models", default="world_vgg,world_resnet", help="comma-separated models for the texture swaps")
@@ -84,6 +92,10 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.arch == "clip":
+        from modeledit.eval.world.clip import train_clip_command
+
+        return train_clip_command(args)
     import dataclasses
 
     from modeledit.eval.world.train import PRESETS, train, update_zoo_index
@@ -118,7 +130,18 @@ def _context(args: argparse.Namespace) -> int:
     return 0
 
 
-ACTIONS = {"info": _info, "render": _render, "train": _train, "context": _context}
+def _clip_eval(args: argparse.Namespace) -> int:
+    from modeledit.eval.world.clip import evaluate_clip
+
+    r = evaluate_clip(weights=args.weights, n_test=args.n_test, seed=args.seed, out=args.out)
+    print(f"clip:world-RN zero-shot clean accuracy {r['clean_accuracy']:.4f} on {r['n_test']} test scenes")
+    for cond, a in r["attacks"].items():
+        print(f"  {cond:<12} flip to word {a['flip_to_word']:.3f}  blank patch changed {a['blank_changed']:.3f}  (n={a['n']})")
+    print(f"wrote {args.out}/eval.json")
+    return 0
+
+
+ACTIONS = {"info": _info, "render": _render, "train": _train, "clip-eval": _clip_eval, "context": _context}
 
 
 def run(args: argparse.Namespace) -> int:
