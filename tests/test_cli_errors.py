@@ -7,7 +7,6 @@ counterfactual run); each case runs the real command in-process.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path

@@ -102,7 +102,6 @@ def test_missing_captum_names_the_extra(world_vgg, monkeypatch):
 def test_compare_edits_one_column_per_method(world_vgg, case, tmp_path):
     from modeledit.finetuning import FinetuneConfig, finetune
 
-    model = world_vgg.model
     xp, m, edit = case
     x = xp[:2]
     cfg = ExplainConfig(methods=["gradcam", "input_gradient"])

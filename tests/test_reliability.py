@@ -2,7 +2,6 @@
 "no change" as a candidate (16), mask files with --max-size (2), and the console (17)."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
