@@ -377,6 +377,10 @@ def aggregate(bench: BenchData, selection: pd.DataFrame, by: Sequence[str] = ("m
                 est = hierarchical_interval(counts, corrected_from_counts, n_boot, seed, level, _clusters(units, resample))
                 rec.update(est.as_dict(name))
                 rec[f"{name}_units_nan"] = est.n_excluded
+                per_unit = corrected_from_counts(counts)   # the range over units, for prose that must cover every unit
+                finite = per_unit[np.isfinite(per_unit)]
+                rec[f"{name}_unit_min"] = float(finite.min()) if finite.size else np.nan
+                rec[f"{name}_unit_max"] = float(finite.max()) if finite.size else np.nan
         flips = [clean_flips(bench, r) for r in rows]
         drop = hierarchical_change_interval([f[0] for f in flips], [f[1] for f in flips], bench.clean_n, n_boot, seed, level,
                                             _clusters(units, resample)).negated()

@@ -157,6 +157,7 @@ def test_summary_numbers_by_hand(folder):
     e = s.loc[("edit", 0.01)]
     assert e["test_target_corrected"] == pytest.approx(0.75)
     assert e["test_target_corrected_lo"] <= 0.75 <= e["test_target_corrected_hi"]
+    assert (e["test_target_corrected_unit_min"], e["test_target_corrected_unit_max"]) == (0.5, 1.0)
     # other classes: U1 fixes none of 3 (0), U2 fixes none and breaks one right image: -1/3
     assert e["test_other_corrected"] == pytest.approx((0 - 1 / 3) / 2)
     # held-out: U1 1 of 4 target, U2 3 of 4
