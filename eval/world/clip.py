@@ -365,7 +365,7 @@ def render_scenes(split: str, n: int, world: WorldConfig, progress: bool = True)
     from modeledit.eval.world.data import WorldDataset, cache_dir
 
     ds = WorldDataset(split, n, world, with_masks=False)
-    key = hashlib.sha1(("clip-scenes:" + ds.identity()).encode()).hexdigest()[:16]
+    key = hashlib.sha1(("clip-scenes:" + ds.identity).encode()).hexdigest()[:16]
     path = cache_dir() / f"clip-{split}-{n}-{key}.pt"
     if path.is_file():
         return torch.load(str(path), weights_only=True)
