@@ -527,7 +527,6 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
         first, history_before, seconds_before = _train_stage(
             cfg.init, None if resume is None else f"{resume}.stage1", progress, save_every, monitor_every)
         init_state = first.state_dict()
-        history_before = [{**row, "stage": 1} for row in history_before]
     torch.set_num_threads(int(cfg.threads))
     data = render_scenes("train", cfg.n_train, cfg.world, progress=progress)
     mon = _monitor_set(cfg)
@@ -585,6 +584,7 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
             os.replace(tmp, resume)
             last_save = time.time()
     model.eval()
+    history = [{**row, "stage": _n_stages(cfg)} for row in history]
     return model, history_before + history, seconds_before + elapsed_before + time.time() - t_start
 
 
