@@ -578,9 +578,10 @@ def _pp(frame: Mapping[str, Any], col: str) -> str:
     if v is None or pd.isna(v):
         return "-"
     lo, hi = frame.get(f"{col}_lo"), frame.get(f"{col}_hi")
+    f = lambda x: f"{round(100 * x, 1) + 0.0:.1f}"  # noqa: E731  (+ 0.0: no "-0.0")
     if lo is None or pd.isna(lo):
-        return f"{100 * v:.1f}"
-    return f"{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+        return f(v)
+    return f"{f(v)} [{f(lo)}, {f(hi)}]"
 
 
 def markdown_summary(result: ScienceResult) -> str:
