@@ -442,7 +442,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
     return BenchResult(table, dict(report.failed))
 
 
-SELECT_KEYS = ["concept", "style", "n_exemplars", "seed", "method"]
+SELECT_KEYS = ["concept", "style", "target_class", "n_exemplars", "seed", "method"]
 REPORTED = ["test_target_corrected", "test_other_corrected", "heldout_target_corrected", "heldout_other_corrected",
             "test_target_n_pre", "test_other_n_pre", "clean_drop"]
 
