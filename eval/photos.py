@@ -186,6 +186,14 @@ class PhotosConfig(MethodGrid):
     stats_scale: list[float] = field(default_factory=lambda: [0.2, 0.45])
     batch_size: int = 64
     seed: int = 0
+    #: the study's methods and grids (rrr_* are left out by default: the input-gradient penalty's double
+    #: backward through the whole network costs ~11 s of CPU per step here, see the README's reading)
+    methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global", "paint_local", "paint_global"])
+    sites: list[str] = field(default_factory=lambda: ["-3", "-1"])
+    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 20]])
+    strength_grid: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0])
+    #: the locality budget: the largest share of clean views whose prediction may change
+    max_clean_drop: float = 0.05
 
     def __post_init__(self) -> None:
         from modeledit.eval.methods import check_methods
@@ -200,10 +208,8 @@ class PhotosConfig(MethodGrid):
     @classmethod
     def demo(cls) -> "PhotosConfig":
         """The demo's version (a few minutes): one style, one exemplar, two draws, the demo's methods."""
-        return cls(styles=["floral"], n_exemplars=[1], seeds=[0, 1], sites=["-2", "-1"],
-                   methods=["edit", "finetune_local", "finetune_global", "paint_global", "rrr_global"],
-                   finetune_grid=[[1e-2, 50], [1e-3, 50]], strength_grid=[0.25, 0.5, 1.0], lambda_grid=[10.0],
-                   stats_crops_per_photo=8, max_clean_drop=0.05)
+        return cls(crops=[[0.7, 0.5, 0.5]], styles=["floral"], n_exemplars=[1], seeds=[0], sites=["-1"],
+                   methods=["edit", "finetune_local", "finetune_global", "paint_global"], stats_crops_per_photo=8)
 
     @classmethod
     def quick(cls) -> "PhotosConfig":
@@ -619,7 +625,7 @@ def grid_figure(study: PhotoStudy, summary: pd.DataFrame, path: Path, max_photos
     sel = summary[(summary["style"] == style) & (summary["n_exemplars"] == n_ex) & (summary["seed"] == seed)]
     for r in sel.itertuples():
         if not r.changed:
-            preds[r.method] = preds["before"]
+            preds[f"{r.method} (no change)"] = preds["before"]
             continue
         setting = json.loads(r.setting)
         scale = {k: setting.pop(k) for k in ("strength", "alpha") if k in setting}
