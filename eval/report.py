@@ -71,10 +71,14 @@ def format_value(v: Any, key: str = "", kind: str | None = None) -> str:
         ('73.1%', '0.0 pp', '0')
     """
     import math
+    import numbers
 
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if isinstance(v, bool) or type(v).__name__ == "bool_" or not isinstance(v, numbers.Real):
         return str(v)
-    if isinstance(v, float) and math.isnan(v):
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    v = float(v)
+    if math.isnan(v):
         return "-"
     kind = _kind(key) if kind is None else kind
     if kind in ("frac", "diff", "pp"):
@@ -82,8 +86,6 @@ def format_value(v: Any, key: str = "", kind: str | None = None) -> str:
         text = f"{x:.1f}"
         text = "0.0" if text in ("-0.0", "0.0") else text
         return f"{text}%" if kind == "frac" else f"{text} pp"
-    if isinstance(v, int):
-        return str(v)
     text = f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
     text = text.rstrip("0").rstrip(".") if "." in text else text
     return "0" if text in ("-0", "") else text
