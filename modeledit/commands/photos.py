@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_list(p, "--photos", what="photo", help="photos to use (default: every shipped colour photo; see eval/photos.py PHOTOS)")
     add_list(p, "--styles", "--style", what="style", help="Magenta styles for the foreground (default: floral,graffiti,wooden)")
     add_list(p, "--n-exemplars", item=positive_int, what="exemplar count", help="exemplar photos per edit (default: 1,3)")
-    add_list(p, "--seeds", item=nonneg_int, what="seed", help="exemplar draws (default: 0,1)")
+    add_list(p, "--seeds", item=nonneg_int, what="seed", help="exemplar draws (default: 0)")
     p.add_argument("--min-confidence", type=fraction, default=None, help="keep views whose top-1 probability is at least this "
                    "(the top-1 is their label; default 0.25)")
     add_method_arguments(p)
