@@ -64,3 +64,22 @@ def test_sensitivity_cli_with_predicted_labels(folder, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())["config"]
     assert manifest["labels"] == "predicted" and manifest["min_confidence"] == 0.5
     assert [i["label"] for i in manifest["label_source"]["items"]] == ["Egyptian cat", "espresso"]
+
+
+def test_bench_takes_predicted_labels(folder, mobilenet):
+    """bench's evaluation and clean sets from an unlabelled folder: the model's own labels, so the clean
+    accuracy before any edit is 1 and a clean 'drop' is the share of clean images whose prediction changes."""
+    from modeledit.commands.bench import add_arguments, config_from_args
+    from modeledit.cli import Parser
+    from modeledit.eval.bench import labelled_datasets
+    from modeledit.eval.sensitivity import predictions
+
+    p = Parser(prog="bench")
+    add_arguments(p)
+    args = p.parse_args(["mobilenet_v2", "--dataset", str(folder), "--clean", str(folder), "--stats-dataset", str(folder),
+                         "--pairs", "object:floral", "--labels", "predicted", "--min-confidence", "0.5", "--out", "x"])
+    cfg = config_from_args(args)
+    assert cfg.labels == "predicted" and cfg.min_confidence == 0.5
+    data, clean = labelled_datasets(cfg, mobilenet)
+    assert isinstance(data, PredictedLabels) and len(clean) == 2
+    assert (predictions(mobilenet, clean, range(len(clean))) == np.array(clean.labels)).all()
