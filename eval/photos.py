@@ -174,7 +174,7 @@ class PhotosConfig(MethodGrid):
     min_confidence: float = 0.25
     concept: str = "object"
     segmenter: str = "foreground"
-    styles: list[str] = field(default_factory=lambda: ["floral", "graffiti", "wooden"])
+    styles: list[str] = field(default_factory=lambda: ["floral", "graffiti"])
     stylizer: str = "magenta"
     exemplar_style_image: int = 0
     heldout_style_images: list[int] = field(default_factory=lambda: [1, 2])

@@ -11,7 +11,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default="mobilenet_v2", help="model name (see `modeledit models`)")
     add_weights_argument(p)
     add_list(p, "--photos", what="photo", help="photos to use (default: every shipped colour photo; see eval/photos.py PHOTOS)")
-    add_list(p, "--styles", "--style", what="style", help="Magenta styles for the foreground (default: floral,graffiti,wooden)")
+    add_list(p, "--styles", "--style", what="style", help="Magenta styles for the foreground (default: floral,graffiti)")
     add_list(p, "--n-exemplars", item=positive_int, what="exemplar count", help="exemplar photos per edit (default: 1,3)")
     add_list(p, "--seeds", item=nonneg_int, what="seed", help="exemplar draws (default: 0)")
     p.add_argument("--min-confidence", type=fraction, default=None, help="keep views whose top-1 probability is at least this "
