@@ -77,12 +77,14 @@ def prediction_figure(images: list[torch.Tensor], captions: list[str], path: Pat
     n = len(images)
     ncols = ncols or n
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 2.5 * nrows), squeeze=False)
+    lines = max((c.count("\n") + 1 for c in captions), default=1)   # room for the longest caption above each row
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, (2.1 + 0.13 * lines) * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, im, cap in zip(axes.flat, images, captions):
         ax.imshow(im.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
         ax.set_title(cap, fontsize=7)
+    fig.tight_layout()
     return _save(fig, path)
 
 
