@@ -443,7 +443,10 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
                 datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
     manifest = asdict(cfg)
-    if cfg.labels != "given":  # which label each image got, for the record (the workers compute the same)
+    if cfg.labels == "given" and not cfg.min_confidence:  # the default leaves the manifest as before (older runs resume)
+        manifest.pop("labels")
+        manifest.pop("min_confidence")
+    else:  # which label each image got, for the record (the workers compute the same)
         from modeledit.eval.datasets import label_record
         from modeledit.models import load_model
 

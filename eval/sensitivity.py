@@ -99,8 +99,13 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
                          "as labels (--labels predicted)")
     clean_pred = predictions(lm, dataset, range(n), config.batch_size)
     masks = concept_masks(dataset, segmenter, config.concepts, config.min_pixels_at_224, progress)
-    store = ResultStore(out_dir, config={"model": lm.name, "dataset_size": n, **asdict(config),
-                                                 "label_source": label_record(dataset)}) if out_dir else None
+    manifest = {"model": lm.name, "dataset_size": n, **asdict(config)}
+    if isinstance(dataset, PredictedLabels):
+        manifest["label_source"] = label_record(dataset)
+    else:  # the default leaves the manifest as before (older runs resume)
+        manifest.pop("labels")
+        manifest.pop("min_confidence")
+    store = ResultStore(out_dir, config=manifest) if out_dir else None
     rows: list[dict[str, Any]] = []
     with (store.discarded_if_empty() if store is not None else _nothing()):
         _cells(lm, dataset, config, store, masks, labels, clean_pred, stylizer, progress, rows)
