@@ -12,7 +12,7 @@ Example:
     >>> seg = get_segmenter("foreground")
     >>> inst = seg.segment(skimage.data.coffee())[0]
     >>> inst.concept, inst.score, round(float(inst.mask.mean()), 2)
-    ('object', 1.0, 0.37)
+    ('object', 1.0, 0.29)
     >>> mask = modeledit.concept_mask(lm.preprocess(skimage.data.coffee()), "object")   # the same, as a tensor
 """
 from __future__ import annotations
