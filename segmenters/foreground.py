@@ -10,7 +10,7 @@ ellipse inscribed in the box, and says so in the instance's score (1.0: GrabCut,
 
 Example:
     >>> seg = get_segmenter("foreground")
-    >>> inst = seg.segment(skimage.data.coffee())[0]
+    >>> inst = seg.segment(to_uint8(lm.preprocess(skimage.data.coffee())))[0]     # the model's 224 px view
     >>> inst.concept, inst.score, round(float(inst.mask.mean()), 2)
     ('object', 1.0, 0.29)
     >>> mask = modeledit.concept_mask(lm.preprocess(skimage.data.coffee()), "object")   # the same, as a tensor
