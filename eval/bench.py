@@ -70,6 +70,10 @@ class BenchConfig(JsonConfig):
     #: target classes per pair: None draws one per seed (the paper's protocol); N draws N distinct classes
     #: (seeded by ``protocol.seed``) among the pair's affected classes, each its own unit
     n_targets: int | None = None
+    #: "given" or "predicted": the model's own top-1 on each original of --dataset and --clean is its label
+    #: (kept where its probability is at least ``min_confidence``); see :func:`modeledit.eval.datasets.with_labels`
+    labels: str = "given"
+    min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.protocol, Mapping):
@@ -115,8 +119,7 @@ class BenchRunner:
 
         self.cfg = config
         self.lm = load_model(config.model, weights=config.weights)
-        self.data = load_dataset(config.dataset, class_names=self.lm.class_names, size=self.lm.input_size)
-        self.clean = load_dataset(config.clean, class_names=self.lm.class_names, size=self.lm.input_size)
+        self.data, self.clean = labelled_datasets(config, self.lm)
         self._clean_x: torch.Tensor | None = None
         self._clean_y: torch.Tensor | None = None
         self._clean_pre: np.ndarray | None = None
@@ -324,6 +327,17 @@ class BenchRunner:
         return out
 
 
+def labelled_datasets(cfg: BenchConfig, lm: Any) -> tuple[Any, Any]:
+    """The evaluation and clean datasets of ``cfg`` with their labels (given, or ``lm``'s own predictions)."""
+    from modeledit.eval.datasets import load_dataset, with_labels
+
+    out = []
+    for spec in (cfg.dataset, cfg.clean):
+        ds = load_dataset(spec, class_names=lm.class_names, size=lm.input_size)
+        out.append(with_labels(ds, lm, cfg.labels, cfg.min_confidence, cfg.batch_size))
+    return out[0], out[1]
+
+
 @dataclass
 class RunnerFactory:
     """Picklable: builds a :class:`BenchRunner` once per worker."""
@@ -428,7 +442,17 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
                 concepts=[p["concept"] for p in pairs], segmenter=cfg.segmenter, stylizer=cfg.stylizer, methods=cfg.methods,
                 datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
-    store = ResultStore(out_dir, config=asdict(cfg))
+    manifest = asdict(cfg)
+    if cfg.labels == "given" and not cfg.min_confidence:  # the default leaves the manifest as before (older runs resume)
+        manifest.pop("labels")
+        manifest.pop("min_confidence")
+    else:  # which label each image got, for the record (the workers compute the same)
+        from modeledit.eval.datasets import label_record
+        from modeledit.models import load_model
+
+        data, clean = labelled_datasets(cfg, load_model(cfg.model, weights=cfg.weights))
+        manifest["label_source"] = {"dataset": label_record(data), "clean": label_record(clean)}
+    store = ResultStore(out_dir, config=manifest)
     cells = bench_cells(cfg, pairs)
     with store.discarded_if_empty():
         report = ex.run(cells, RunnerFactory(cfg), store)

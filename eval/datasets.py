@@ -9,6 +9,12 @@ Datasets are looked up by a spec string through a registry:
   folder named like one of the model's classes or its index, e.g. ``n01440764`` needs ``--classes``)
   gives labels, a flat folder gives label -1.
 
+Any of them can take its labels from the model under test instead (:func:`with_labels`, ``--labels
+predicted``): the model's own top-1 on each original is its label, optionally only where the model is
+confident (``min_confidence``; the other images are left out). Every original then counts as correct by
+definition, so the protocol's metric (6.3) means on unlabelled photos exactly what it means on a labelled
+set: errors the transformation causes, among images the model gets "right".
+
 Example:
     >>> ds = load_dataset("world:test:200")
     >>> image01, label, meta = ds[0]
@@ -105,6 +111,101 @@ def load_dataset(spec: str, class_names: Sequence[str] | None = None, size: int 
     if kind not in DATASETS:
         raise KeyError(f"unknown dataset kind {kind!r} in {spec!r}; use one of {sorted(DATASETS)} or a folder path")
     return DATASETS[kind](spec, class_names=class_names, size=size)
+
+
+#: where labels come from: the dataset's own ("given") or the model's top-1 on each original ("predicted")
+LABEL_SOURCES = ("given", "predicted")
+
+
+class PredictedLabels(torch.utils.data.Dataset):
+    """``dataset`` labelled by ``lm``'s own top-1 prediction on each original; images whose top-1
+    probability is below ``min_confidence`` are left out.
+
+    Items are ``(image01, predicted label, meta)`` (meta as the underlying dataset gives it);
+    :attr:`indices` maps items to the underlying dataset, :attr:`given` keeps its labels (-1: none),
+    :attr:`confidence` the top-1 probabilities, and :meth:`record` lists all of it for a manifest.
+
+    Example:
+        >>> ds = PredictedLabels(load_dataset("photos/", size=224), load_model("mobilenet_v2"), min_confidence=0.3)
+        >>> x, label, meta = ds[0]        # label: the model's own top-1 on x
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, lm: Any, min_confidence: float = 0.0, batch_size: int = 64) -> None:
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise ValueError(f"min_confidence is a probability between 0 and 1, got {min_confidence}")
+        self.dataset, self.min_confidence = dataset, float(min_confidence)
+        self.class_names = list(getattr(lm, "class_names", []) or [])
+        self.model_name = str(getattr(lm, "name", type(lm).__name__))
+        labels, probs, given = [], [], []
+        all_idx = list(range(len(dataset)))
+        for _, x, y, _ in iterate_batches(dataset, all_idx, batch_size):
+            p = lm.predict(x).softmax(-1).cpu()
+            conf, top = p.max(-1)
+            labels += top.tolist()
+            probs += conf.tolist()
+            given += y.tolist()
+        keep = [i for i in all_idx if probs[i] >= self.min_confidence]
+        if not keep:
+            best = max(probs) if probs else float("nan")
+            raise ValueError(f"no image has a top-1 probability of at least {self.min_confidence} (the highest is {best:.3f}); "
+                             "lower --min-confidence")
+        self.indices = keep
+        self.labels = [int(labels[i]) for i in keep]
+        self.confidence = [float(probs[i]) for i in keep]
+        self.given = [int(given[i]) for i in keep]
+        self.n_dropped = len(all_idx) - len(keep)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, Any]:
+        x, _, meta = self.dataset[self.indices[i]]
+        return x, self.labels[i], meta
+
+    @property
+    def identity(self) -> str:
+        """The underlying dataset's identity, the model and every kept item's predicted label."""
+        import hashlib
+
+        base = getattr(self.dataset, "identity", type(self.dataset).__name__)
+        blob = f"{base}|predicted:{self.model_name}:{self.min_confidence}:{self.indices}:{self.labels}"
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def record(self) -> dict[str, Any]:
+        """What a manifest records: the rule, how many images were left out, and every kept image's label."""
+        names = self.class_names
+        items = []
+        for k, (i, y, c) in enumerate(zip(self.indices, self.labels, self.confidence)):
+            item: dict[str, Any] = {"index": int(i), "label": names[y] if y < len(names) else y, "confidence": round(c, 4)}
+            files = getattr(self.dataset, "files", None)
+            if files is not None:
+                item["file"] = str(files[i])
+            items.append(item)
+        return {"labels": "predicted", "model": self.model_name, "min_confidence": self.min_confidence,
+                "n_kept": len(self.indices), "n_dropped": self.n_dropped, "items": items}
+
+
+def with_labels(dataset: torch.utils.data.Dataset, lm: Any, labels: str = "given", min_confidence: float = 0.0,
+                batch_size: int = 64) -> torch.utils.data.Dataset:
+    """``dataset`` as it is (``labels="given"``) or labelled by ``lm``'s own predictions (``"predicted"``,
+    see :class:`PredictedLabels`).
+
+    Example:
+        >>> ds = with_labels(load_dataset("photos/", size=224), lm, "predicted", min_confidence=0.3)
+    """
+    if labels not in LABEL_SOURCES:
+        raise ValueError(f"unknown label source {labels!r}; choose from {LABEL_SOURCES}")
+    if labels == "given":
+        if min_confidence:
+            raise ValueError("--min-confidence only applies with --labels predicted")
+        return dataset
+    return PredictedLabels(dataset, lm, min_confidence, batch_size)
+
+
+def label_record(dataset: torch.utils.data.Dataset) -> dict[str, Any]:
+    """The labels' provenance for a manifest: ``{"labels": "given"}`` or a :class:`PredictedLabels` record."""
+    rec = getattr(dataset, "record", None)
+    return rec() if callable(rec) else {"labels": "given"}
 
 
 def iterate_batches(dataset: torch.utils.data.Dataset, indices: Sequence[int], batch_size: int):

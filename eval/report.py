@@ -10,6 +10,13 @@ every section under a results folder (the demo's output, one harness's ``--out``
 such as the committed ``results/world``), copies the pictures next to the page, and writes
 ``index.html`` (no network needed to view it) and ``results.json`` with every number shown.
 
+A section may also carry ``finding`` (one sentence stating the result in words; the section opens with
+it), and a table ``percent`` (columns holding fractions) and ``intervals`` (``{column: [low column,
+high column]}``). Numbers are formatted for people (:func:`format_value`): fractions (accuracies,
+errors corrected, presence, locality) as percentages with one decimal, differences of fractions (drops)
+in percentage points with one decimal, keys already in points (``(pp)``) likewise, never ``-0.0``; a
+method with no setting within the clean-accuracy budget shows :data:`NO_SETTING` instead of zeros.
+
 Example:
     >>> build_report("report/")            # -> report/index.html, report/results.json
 """
@@ -30,44 +37,148 @@ log = logging.getLogger(__name__)
 
 ORDER = {"sensitivity": 0, "bench": 1, "typographic": 2, "snow": 3, "photos": 4}
 
+#: what a table shows for a method none of whose settings stays within the budget
+NO_SETTING = "no setting within budget"
+#: ... and for a method whose settings within the budget correct nothing on validation
+NO_GAIN_SHOWN = "no change (none helps)"
+
+#: column/key words marking a fraction in [0, 1] (shown as a percentage)
+FRACTION_WORDS = ("corrected", "acc", "presence", "success", "locality", "share", "confidence", "spurious", "rule",
+                  "fraction", "unchanged", "back to", "prob")
+#: words marking a difference of fractions (shown in percentage points)
+DIFFERENCE_WORDS = ("drop", "gain", "change")
+
+
+def _kind(key: str) -> str:
+    """"pp" (already in points), "diff" (a difference of fractions), "frac" (a fraction) or "" by the key's words."""
+    k = key.lower()
+    if "(pp)" in k or k.endswith("_pp"):
+        return "pp"
+    if any(w in k for w in DIFFERENCE_WORDS):
+        return "diff"
+    if any(w in k for w in FRACTION_WORDS):
+        return "frac"
+    return ""
+
+
+def format_value(v: Any, key: str = "", kind: str | None = None) -> str:
+    """``v`` for people: a fraction as ``73.1%``, a difference of fractions as ``-1.2 pp``, other floats
+    with three significant decimals at most; never ``-0.0``; NaN as ``-``. ``kind`` overrides the guess
+    from ``key`` ("frac", "diff", "pp", "").
+
+    Example:
+        >>> format_value(0.7312, "test_other_corrected"), format_value(-0.00001, "clean_drop"), format_value(-0.0)
+        ('73.1%', '0.0 pp', '0')
+    """
+    import math
+    import numbers
+
+    if isinstance(v, bool) or type(v).__name__ == "bool_" or not isinstance(v, numbers.Real):
+        return str(v)
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    v = float(v)
+    if math.isnan(v):
+        return "-"
+    kind = _kind(key) if kind is None else kind
+    if kind in ("frac", "diff", "pp"):
+        x = 100 * float(v) if kind != "pp" else float(v)
+        text = f"{x:.1f}"
+        text = "0.0" if text in ("-0.0", "0.0") else text
+        return f"{text}%" if kind == "frac" else f"{text} pp"
+    text = f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text in ("-0", "") else text
+
+
+def budget_rows(rows: list[Mapping[str, Any]], columns: list[str]) -> list[dict[str, Any]]:
+    """Summary rows for a table: a method that makes no change shows why (:data:`NO_SETTING` when no
+    setting was within the budget) in its measured columns, not zeros."""
+    from modeledit.eval.protocol import NONE_QUALIFIES
+
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r.get("changed") is False or r.get("changed") == 0:
+            none = r.get("choice") == NONE_QUALIFIES or str(r.get("setting", "")).startswith(NONE_QUALIFIES)
+            for c in columns:
+                if c.startswith("post_") or c.endswith(("corrected", "drop", "locality", "_rule")):
+                    r[c] = NO_SETTING if none else NO_GAIN_SHOWN
+        out.append(r)
+    return out
+
+
+def display_table(table: Any, columns: list[str]) -> str:
+    """A table as aligned text for the terminal, its numbers formatted as in the report."""
+    rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
+    cells = [[str(c) for c in columns]] + [[format_value(r.get(c, ""), c) for c in columns] for r in rows]
+    widths = [max(len(row[k]) for row in cells) for k in range(len(columns))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells)
+
 
 def write_summary(out_dir: str | os.PathLike, kind: str, title: str, numbers: Mapping[str, Any], text: str = "",
                   tables: list[Mapping[str, Any]] | None = None, figures: list[tuple[str, str]] | None = None,
-                  images: list[tuple[str, str]] | None = None, config: Mapping[str, Any] | None = None) -> Path:
-    """Write a harness's ``summary.json`` (figures/images: ``(relative path, caption)``)."""
+                  images: list[tuple[str, str]] | None = None, config: Mapping[str, Any] | None = None,
+                  finding: str = "") -> Path:
+    """Write a harness's ``summary.json`` (figures/images: ``(relative path, caption)``; ``finding``: the
+    result in one sentence, which opens the report's section)."""
     path = Path(out_dir) / "summary.json"
     write_json_atomic(path, {
-        "kind": kind, "title": title, "text": text, "numbers": dict(numbers), "tables": list(tables or []),
+        "kind": kind, "title": title, "finding": finding, "text": text, "numbers": dict(numbers), "tables": list(tables or []),
         "figures": [list(f) for f in figures or []], "images": [list(i) for i in images or []],
         "config": dict(config or {}), "versions": package_versions(),
     })
     return path
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float) and v != v:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
-    return html.escape(str(v))
+def _fmt(v: Any, key: str = "", kind: str | None = None) -> str:
+    """A value as the page shows it (HTML-escaped :func:`format_value`)."""
+    return html.escape(format_value(v, key, kind))
+
+
+def _cell(r: Mapping[str, Any], c: str, t: Mapping[str, Any]) -> str:
+    kind = "frac" if c in t.get("percent", ()) else None
+    v = r.get(c, "")
+    text = _fmt(v, c, kind)
+    lo_hi = t.get("intervals", {}).get(c)
+    if lo_hi and isinstance(v, (int, float)) and all(isinstance(r.get(k), (int, float)) for k in lo_hi):
+        lo, hi = (format_value(r[k], c, kind) for k in lo_hi)
+        if lo != "-":
+            text += f"<br><small>[{html.escape(lo)}, {html.escape(hi)}]</small>"
+    return text
 
 
 def _table(t: Mapping[str, Any]) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t["columns"])
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in t["columns"]) + "</tr>" for r in t["rows"])
-    return f"<h3>{html.escape(t.get('title', ''))}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    head = "".join(f"<th>{html.escape(str(c).replace('_', ' '))}</th>" for c in t["columns"])
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r, c, t)}</td>" for c in t["columns"]) + "</tr>" for r in t["rows"])
+    note = " <small>(95% intervals in brackets)</small>" if t.get("intervals") else ""
+    return (f"<h3>{html.escape(t.get('title', ''))}{note}</h3><div class='tw'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}.num{display:inline-block;margin:0 1.2em .6em 0}.num b{font-size:1.3em;display:block}
-figure{display:inline-block;margin:.5em;vertical-align:top;max-width:520px}figure img{max-width:100%;border:1px solid #ddd}
-figcaption{font-size:.85em;color:#555}.meta{font-size:.8em;color:#777}"""
+p.finding{font-size:1.1em;font-weight:600;margin:.4em 0 .8em}
+.tw{max-width:100%}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em;max-width:100%;table-layout:auto}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;overflow-wrap:anywhere;word-break:break-word;max-width:22em}
+th{background:#f3f3f3}.num{display:inline-block;margin:0 1.2em .6em 0;max-width:30em;vertical-align:top}.num b{font-size:1.3em;display:block}
+figure{display:inline-block;margin:.5em;vertical-align:top;max-width:100%}figure img{max-width:100%;border:1px solid #ddd}
+figure.wide img{width:100%}
+figcaption{font-size:.85em;color:#555}.meta{font-size:.8em;color:#777;overflow-wrap:anywhere}"""
 
+#: on load: how many pictures loaded, the widest element beyond the window (overflow), and the data-keys
+#: of key numbers not visible (zero size or outside the window) - the browser test reads them from the DOM
 CHECK_JS = """window.addEventListener('load',function(){var im=document.images,ok=0;
 for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}
-document.body.setAttribute('data-images-loaded',ok+'/'+im.length);});"""
+var b=document.body,W=document.documentElement.clientWidth,over=[];
+var all=b.getElementsByTagName('*');for(var j=0;j<all.length;j++){var r=all[j].getBoundingClientRect();
+if(r.right>W+1&&r.width>0)over.push(all[j].tagName.toLowerCase());}
+var hidden=[],nums=document.querySelectorAll('[data-key]');for(var k=0;k<nums.length;k++){var q=nums[k].getBoundingClientRect();
+if(q.width<1||q.height<1||q.right>W+1||q.left<0)hidden.push(nums[k].getAttribute('data-key'));}
+b.setAttribute('data-images-loaded',ok+'/'+im.length);b.setAttribute('data-window-width',W);
+b.setAttribute('data-scroll-width',document.documentElement.scrollWidth);
+b.setAttribute('data-overflow',over.length+':'+over.slice(0,5).join(','));b.setAttribute('data-hidden-numbers',hidden.length+':'+hidden.slice(0,5).join('|'));});"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,7 +223,10 @@ def _read_sensitivity(folder: Path, manifest: Mapping[str, Any]) -> dict[str, An
     worst = t.dropna(subset=["drop"]).sort_values("drop", ascending=False).head(12)
     numbers = {"concept-style pairs": int(t.groupby(["concept", "style"]).ngroups), "classes": int(t["class_name"].nunique()),
                "largest per-class accuracy drop": float(worst["drop"].iloc[0]) if len(worst) else float("nan")}
-    return {"kind": "sensitivity", "title": f"Concept sensitivity of {cfg.get('model', '?')} ({folder.name})",
+    top = worst.iloc[0] if len(worst) else None
+    finding = (f"Restyling only the {top['concept']} ({top['style']}) costs '{top['class_name']}' the most accuracy: "
+               f"{format_value(float(top['drop']), 'drop')}." if top is not None else "No class loses accuracy in this run.")
+    return {"kind": "sensitivity", "title": f"Concept sensitivity of {cfg.get('model', '?')} ({folder.name})", "finding": finding,
             "text": "Mean per-class accuracy drop when only the concept is restyled, over the classes whose images contain "
                     "the concept in at least 20% of cases; then the largest single drops with 95% bootstrap intervals.",
             "numbers": numbers,
@@ -138,7 +252,12 @@ def _read_bench(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
         means = s.groupby("method")["test_other_corrected"].mean()
         numbers = {f"{m}: errors corrected, other classes (test)": float(v) for m, v in means.items()}
     tables = [{"title": f"chosen settings at a {100 * budget:.2f} pp clean-accuracy budget", "columns": BENCH_COLUMNS,
-               "rows": _records(s, BENCH_COLUMNS)}]
+               "rows": budget_rows(_records(s, BENCH_COLUMNS + ["changed", "choice"]), BENCH_COLUMNS)}]
+    finding = "No method corrects errors on other classes within the budget."
+    if numbers:
+        m, v = max(numbers.items(), key=lambda kv: kv[1] if kv[1] == kv[1] else -1)
+        if v > 0:
+            finding = f"{m.split(':')[0]} corrects the most errors on other classes on average ({format_value(v, 'corrected')})."
     cols = ["test_target_corrected", "test_other_corrected", "heldout_target_corrected", "heldout_other_corrected", "clean_drop"]
     for f in sorted(folder.glob("summary_budget_*.csv"), key=lambda p: float(p.stem.rsplit("_", 1)[1])):
         b = pd.read_csv(f)
@@ -146,7 +265,7 @@ def _read_bench(folder: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
         g = b.groupby("method").agg(**{c: (c, "mean") for c in present}, **({"changed": ("changed", "sum")} if "changed" in b.columns else {})).reset_index()
         tables.append({"title": f"budget {100 * float(f.stem.rsplit('_', 1)[1]):.2f} pp: mean over pairs ('changed' = pairs where a "
                                 "setting qualified)", "columns": ["method", *cols, "changed"], "rows": _records(g, ["method", *cols, "changed"])})
-    return {"kind": "bench", "title": f"Editing vs fine-tuning, {cfg.get('model', '?')} ({folder.name})",
+    return {"kind": "bench", "title": f"Editing vs fine-tuning, {cfg.get('model', '?')} ({folder.name})", "finding": finding,
             "text": "Per pair and method, the setting with the most validation errors corrected within the clean-accuracy budget, "
                     "and its test numbers; 'no change' is always a candidate (0 errors corrected).",
             "numbers": numbers, "tables": tables, "figures": _figures(folder, ("methods", "budget")), "images": [], "config": cfg}
@@ -163,10 +282,17 @@ def _read_oneshot(kind: str, title: str, text: str) -> Callable[[Path, Mapping[s
         numbers = {}
         for _, r in s.iterrows():
             for g in groups[:3]:
-                numbers[f"{r['method']}: {g.replace('_', ' ')} (before -> after)"] = f"{r[f'pre_{g}']:.3f} -> {r[f'post_{g}']:.3f}"
+                numbers[f"{r['method']}: {g.replace('_', ' ')} (before -> after)"] = (
+                    f"{format_value(r[f'pre_{g}'], kind='frac')} -> {format_value(r[f'post_{g}'], kind='frac')}")
+        finding = ""
+        if groups and len(s):
+            b = s.loc[(s[f"post_{groups[0]}"] - s[f"pre_{groups[0]}"]).idxmax()]
+            finding = (f"{b['method']} moves {groups[0].replace('_', ' ')} the most: {format_value(b[f'pre_{groups[0]}'], kind='frac')} -> "
+                       f"{format_value(b[f'post_{groups[0]}'], kind='frac')} (setting chosen on validation within the budget).")
         return {"kind": kind, "title": f"{title}, {cfg.get('model', '?')} ({folder.name})", "text": text, "numbers": numbers,
+                "finding": finding,
                 "tables": [{"title": "per method, the setting chosen on validation within the budget", "columns": cols,
-                            "rows": _records(s, cols)}],
+                            "rows": budget_rows(_records(s, cols + ["changed"]), cols), "percent": [c for c in cols if c.startswith(("pre_", "post_"))]}],
                 "figures": _figures(folder), "images": [], "config": cfg}
 
     return read
@@ -246,9 +372,11 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     parts = [f"<h1>{html.escape(title)}</h1>"]
     for k, s in enumerate(summaries):
         parts.append(f"<h2 id='s{k}'>{html.escape(s['title'])}</h2>")
+        if s.get("finding"):
+            parts.append(f"<p class='finding'>{html.escape(s['finding'])}</p>")
         if s.get("text"):
             parts.append(f"<p>{html.escape(s['text'])}</p>")
-        parts.append("<div>" + "".join(f"<span class='num' data-key='{html.escape(n)}'><b>{_fmt(v)}</b>{html.escape(n)}</span>" for n, v in s["numbers"].items()) + "</div>")
+        parts.append("<div>" + "".join(f"<span class='num' data-key='{html.escape(n)}'><b>{_fmt(v, n)}</b>{html.escape(n)}</span>" for n, v in s["numbers"].items()) + "</div>")
         parts += [_table(t) for t in s.get("tables", [])]
         for rel, caption in s.get("figures", []) + s.get("images", []):
             src = s["_dir"] / rel
@@ -260,7 +388,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
             parts.append(f"<figure><img src='assets/{html.escape(name)}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
     versions = package_versions()
     parts.append(f"<p class='meta'>versions: {html.escape(json.dumps(versions))}</p>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'><title>{html.escape(title)}</title><style>{CSS}</style>"
             f"<script>{CHECK_JS}</script></head><body>{''.join(parts)}</body></html>")
     write_text_atomic(out / "index.html", page)
     write_json_atomic(out / "results.json", {

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from modeledit.eval.datasets import iterate_batches
+from modeledit.eval.datasets import PredictedLabels, iterate_batches, label_record, with_labels
 from modeledit.eval.metrics import accuracy_drop_ci
 from modeledit.eval.results import ResultStore
 from modeledit.models import LoadedModel
@@ -45,6 +45,10 @@ class SensitivityConfig(JsonConfig):
     seed: int = 0
     min_pixels_at_224: int = 100
     segmenter_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: "given" (the dataset's labels) or "predicted" (the model's own top-1 on each original, kept where its
+    #: probability is at least ``min_confidence``): see :func:`modeledit.eval.datasets.with_labels`
+    labels: str = "given"
+    min_confidence: float = 0.0
 
 def concept_masks(dataset: torch.utils.data.Dataset, segmenter: Any, concepts: Sequence[str],
                   min_pixels_at_224: int = 100, progress: bool = True) -> dict[str, dict[int, np.ndarray]]:
@@ -86,13 +90,22 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
     segmenter = segmenter or get_segmenter(config.segmenter, **config.segmenter_kwargs)
     config = dataclasses.replace(config, concepts=resolve_concepts(segmenter, config.concepts))
     stylizer = stylizer or get_stylizer(config.stylizer)
+    if not isinstance(dataset, PredictedLabels):
+        dataset = with_labels(dataset, lm, config.labels, config.min_confidence, config.batch_size)
     n = len(dataset)
     labels = np.array([int(dataset[i][1]) for i in range(n)])
     if (labels < 0).all():
-        raise ValueError("the dataset has no class labels; sensitivity needs labelled images (an ImageFolder tree)")
+        raise ValueError("the dataset has no class labels; pass an ImageFolder tree, or take the model's own predictions "
+                         "as labels (--labels predicted)")
     clean_pred = predictions(lm, dataset, range(n), config.batch_size)
     masks = concept_masks(dataset, segmenter, config.concepts, config.min_pixels_at_224, progress)
-    store = ResultStore(out_dir, config={"model": lm.name, "dataset_size": n, **asdict(config)}) if out_dir else None
+    manifest = {"model": lm.name, "dataset_size": n, **asdict(config)}
+    if isinstance(dataset, PredictedLabels):
+        manifest["label_source"] = label_record(dataset)
+    else:  # the default leaves the manifest as before (older runs resume)
+        manifest.pop("labels")
+        manifest.pop("min_confidence")
+    store = ResultStore(out_dir, config=manifest) if out_dir else None
     rows: list[dict[str, Any]] = []
     with (store.discarded_if_empty() if store is not None else _nothing()):
         _cells(lm, dataset, config, store, masks, labels, clean_pred, stylizer, progress, rows)

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-summary": ("modeledit.commands.bench_summary", "re-select a finished bench at other clean-accuracy budgets"),
     "report": ("modeledit.commands.report", "build the HTML report from harness outputs"),
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
+    "photos": ("modeledit.commands.photos", "the protocol on the shipped colour photos with the real MobileNetV2"),
 }
 
 INTERRUPTED = "interrupted: rerun the same command to resume"

@@ -3,7 +3,7 @@
 Example:
     >>> from modeledit.segmenters import get_segmenter, available_segmenters
     >>> available_segmenters()
-    ['detectron2', 'files', 'grabcut', 'mediapipe', 'oracle', 'torchvision']
+    ['detectron2', 'files', 'foreground', 'grabcut', 'mediapipe', 'oracle', 'torchvision']
     >>> seg = get_segmenter("grabcut", box=(10, 10, 200, 200), concept="cat")
 """
 from __future__ import annotations
@@ -30,6 +30,11 @@ SEGMENTERS.register("torchvision", "modeledit.segmenters.torchvision_backend:Tor
 SEGMENTERS.register("mediapipe", "modeledit.segmenters.mediapipe_backend:MediapipeSegmenter", "MediaPipe selfie segmentation: person, offline")
 SEGMENTERS.register("files", "modeledit.segmenters.files:FileSegmenter", "masks from PNG files or a COCO json")
 SEGMENTERS.register("grabcut", "modeledit.segmenters.grabcut:GrabCutSegmenter", "OpenCV GrabCut from a box")
+SEGMENTERS.register("foreground", "modeledit.segmenters.foreground:ForegroundSegmenter",
+                    "object: GrabCut from a centre box (an ellipse when it fails), any photo, offline")
+
+#: the segmenter :func:`concept_mask` uses for a concept when none is named
+DEFAULT_SEGMENTER = {"object": "foreground"}
 
 
 def available_segmenters() -> list[str]:
@@ -46,14 +51,16 @@ def get_segmenter(name: str, **kwargs: Any) -> Segmenter:
     return SEGMENTERS.build(name, **kwargs)
 
 
-def concept_mask(image: Any, concept: str, segmenter: Any = "mediapipe", meta: Any = None, **kwargs: Any) -> Any:
+def concept_mask(image: Any, concept: str, segmenter: Any = None, meta: Any = None, **kwargs: Any) -> Any:
     """The union of a segmenter's instances of ``concept`` in one image, as an (H, W) bool tensor.
 
     ``image``: a (3, H, W) tensor in [0, 1], an HxWx3 array, a PIL image or a path; ``segmenter``: a
-    registry name (built with ``kwargs``) or an instance. A ValueError when the concept is not found.
+    registry name (built with ``kwargs``) or an instance; by default ``foreground`` for ``object`` and
+    ``mediapipe`` otherwise. A ValueError when the concept is not found.
 
     Example:
         >>> mask = concept_mask(lm.preprocess(skimage.data.astronaut()), "person")     # MediaPipe, offline
+        >>> mask = concept_mask(lm.preprocess(skimage.data.coffee()), "object")        # GrabCut from a centre box
     """
     import numpy as np
     import torch
@@ -61,6 +68,7 @@ def concept_mask(image: Any, concept: str, segmenter: Any = "mediapipe", meta: A
     from modeledit.images import to_pil
 
     arr = np.asarray(to_pil(image))
+    segmenter = segmenter or DEFAULT_SEGMENTER.get(concept, "mediapipe")
     seg = get_segmenter(segmenter, **kwargs) if isinstance(segmenter, str) else segmenter
     m = merge_instances(seg.segment(arr, [concept], meta), concept, arr.shape[:2])
     if not m.any():

@@ -10,7 +10,7 @@ from PIL import Image
 
 from modeledit.eval.report import build_report, write_summary
 
-from browser import chromium, dump_dom
+from browser import WINDOW, chromium, dump_dom, screenshot
 
 
 def _fake_harness(folder, kind, value):
@@ -46,7 +46,61 @@ def test_report_loads_in_headless_chromium(tmp_path):
     dom = dump_dom(build_report(tmp_path))
     m = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
     assert m and m.group(1) == m.group(2) == "2", m
-    assert "0.731" in dom
+    assert "73.1%" in dom
+
+
+def test_number_formats():
+    from modeledit.eval.report import NO_SETTING, budget_rows, format_value
+
+    assert format_value(0.7312, "test_other_corrected") == "73.1%"
+    assert format_value(-0.00001, "clean_drop") == "0.0 pp" and format_value(0.0123, "drop") == "1.2 pp"
+    assert format_value(-1.04, "clean accuracy change (pp)") == "-1.0 pp"
+    assert format_value(-0.0) == "0" and format_value(-0.0004) == "0" and format_value(np.float64(-0.0), "locality") == "0.0%"
+    assert format_value(np.int64(3), "units_changed") == "3" and format_value(float("nan"), "acc_clean") == "-"
+    assert format_value(0.25, "presence", kind="frac") == "25.0%" and format_value(12.3456) == "12.346"
+    rows = budget_rows([{"method": "edit", "changed": False, "choice": "no setting qualifies", "test_other_corrected": 0.0},
+                        {"method": "ft", "changed": True, "choice": "setting", "test_other_corrected": 0.5}],
+                       ["method", "test_other_corrected"])
+    assert rows[0]["test_other_corrected"] == NO_SETTING and rows[1]["test_other_corrected"] == 0.5
+
+
+def _wide_harness(folder):
+    """A section with every hard case: a wide table with long settings, intervals, a big figure, many numbers."""
+    folder.mkdir(parents=True)
+    Image.fromarray((np.random.default_rng(1).random((300, 2600, 3)) * 255).astype(np.uint8)).save(folder / "wide.png")
+    cols = [f"a_long_column_name_{k}_corrected" for k in range(14)] + ["setting"]
+    rows = [{**{c: 0.1 * k for c in cols[:-1]}, "a_long_column_name_0_corrected": -0.0, "a_long_column_name_0_low": -0.1,
+             "a_long_column_name_0_high": 0.2,
+             "setting": json.dumps({"lr": 0.001, "steps": 500, "alpha": 0.25, "note": "x" * 120})} for k in range(4)]
+    numbers = {f"method {k}: errors corrected on other photos in held-out style images": 0.1 * k for k in range(12)}
+    numbers["clean accuracy change (pp)"] = -0.0
+    write_summary(folder, "photos", "wide results", numbers, finding="One sentence that states the finding.",
+                  tables=[{"title": "wide", "columns": cols, "rows": rows,
+                           "intervals": {"a_long_column_name_0_corrected": ["a_long_column_name_0_low", "a_long_column_name_0_high"]}}],
+                  figures=[("wide.png", "a wide figure")])
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian chromium not installed (make test installs it)")
+def test_report_fits_a_1300px_window(tmp_path):
+    """Nothing overflows horizontally at 1300 px, every picture loads, every key number is visible; the
+    screenshot shows a page (not blank)."""
+    _fake_harness(tmp_path / "sens", "sensitivity", 0.25)
+    _wide_harness(tmp_path / "photos")
+    page = build_report(tmp_path)
+    dom = dump_dom(page)
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
+    assert attrs["window-width"] == str(WINDOW[0]) or int(attrs["window-width"]) >= WINDOW[0] - 20, attrs
+    assert attrs["overflow"].startswith("0:"), attrs
+    assert int(attrs["scroll-width"]) <= int(attrs["window-width"]), attrs
+    assert attrs["hidden-numbers"].startswith("0:"), attrs
+    loaded, total = attrs["images-loaded"].split("/")
+    assert loaded == total == "2"
+    assert "-0.0" not in re.sub(r"<[^>]+>", " ", dom).replace("-0.1", "")   # no negative zero anywhere on the page
+    assert "One sentence that states the finding." in dom and "[-10.0%, 20.0%]" in dom
+    shot = screenshot(page, tmp_path / "shot.png")
+    im = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert im.shape[1] == WINDOW[0] and im.std() > 5        # a rendered page, not a blank one
 
 
 @pytest.mark.skipif(chromium() is None, reason="Debian chromium not installed (make test installs it)")
@@ -74,8 +128,17 @@ def test_quick_demo_report_in_headless_chromium(tmp_path, capsys):
     from modeledit.eval.report import _fmt
 
     for section in results["sections"]:
-        for value in section["numbers"].values():
-            assert _fmt(value) in dom
+        for key, value in section["numbers"].items():
+            assert _fmt(value, key) in dom
+    # at a 1300 px window nothing overflows and every key number is visible; each section states its finding
+    body = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    assert body["overflow"].startswith("0:") and body["hidden-numbers"].startswith("0:"), body
+    assert all(s.get("finding") for s in results["sections"])
+    assert dom.count("class=\"finding\"") == len(results["sections"])
+    assert "-0.0" not in re.sub(r"<[^>]+>", " ", dom)
+    photos = next(s for s in results["sections"] if s["kind"] == "photos")
+    assert {"masks.png", "grid.png"} <= {f for f, _ in photos["figures"]}
+    assert photos["tables"][0]["title"].startswith("errors corrected on other photos")
 
 
 def test_report_from_each_harness_own_output(tmp_path):

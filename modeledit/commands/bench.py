@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import check_out, add_list, add_method_arguments, add_weights_argument, grid_overrides, nonneg_int, positive_int, split_list
+from modeledit.commands.common import add_label_arguments, check_out, add_list, add_method_arguments, add_weights_argument, grid_overrides, nonneg_int, positive_int, split_list
 import json
 from pathlib import Path
 
@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_list(p, "--n-exemplars", item=positive_int, what="exemplar count", default="3", help="exemplar counts, e.g. 1,3,10")
     add_list(p, "--seeds", item=nonneg_int, what="seed", default="0", help="seeds (exemplar draws), e.g. 0,1,2")
     add_method_arguments(p)
+    add_label_arguments(p)
     p.add_argument("--segmenter", default="oracle", help="segmenter backend")
     p.add_argument("--stylizer", default="magenta", help="stylizer backend")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
@@ -47,7 +48,7 @@ def config_from_args(args: argparse.Namespace):
         protocol=ProtocolConfig(max_clean_drop=args.max_clean_drop),
         n_exemplars=args.n_exemplars, seeds=args.seeds, n_targets=args.n_targets,
         methods=split_list(args.methods), sites=split_list(args.sites),
-        segmenter=args.segmenter, stylizer=args.stylizer,
+        segmenter=args.segmenter, stylizer=args.stylizer, labels=args.labels, min_confidence=args.min_confidence,
     )
     return BenchConfig(**kw, **grid_overrides(args, BenchConfig))
 

@@ -118,6 +118,16 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
     return load_model(args.model, weights=args.weights, **kwargs)
 
 
+def add_label_arguments(p: argparse.ArgumentParser) -> None:
+    """``--labels given|predicted`` and ``--min-confidence`` (sensitivity, bench): labels from the dataset, or the
+    model's own top-1 on each original (for unlabelled photos; recorded in the results' manifest)."""
+    p.add_argument("--labels", default="given", choices=["given", "predicted"],
+                   help="given: the dataset's labels (ImageFolder sub-folders, the world's); predicted: the model's own top-1 on "
+                        "each original (any image folder: every original then counts as correct)")
+    p.add_argument("--min-confidence", type=fraction, default=0.0,
+                   help="with --labels predicted: keep only images whose top-1 probability is at least this")
+
+
 def add_method_arguments(p: argparse.ArgumentParser, sites: str = "-1") -> None:
     """The comparison's methods, edit sites and clean-accuracy budget (bench, typographic, snow)."""
     add_list(p, "--methods", default="edit,finetune_local,finetune_global", what="method",

@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modeledit.eval.demo import SECTIONS, DemoConfig, run_demo
+    from modeledit.eval.report import format_value
 
     check_out(args.out)
     sections = tuple(args.sections)
@@ -27,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     for sec in results["sections"]:
         print(f"  {sec['title']}")
         for k, v in sec["numbers"].items():
-            print(f"    {k:<72} {v:.3f}" if isinstance(v, float) else f"    {k:<72} {v}")
+            print(f"    {k:<72} {format_value(v, k)}")
     print(f"\nreport: {page}")
     return 0

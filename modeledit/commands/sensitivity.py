@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modeledit.commands.common import check_out, add_list, add_model_arguments, load_from_args, nonneg_int, positive_int
+from modeledit.commands.common import add_label_arguments, check_out, add_list, add_model_arguments, load_from_args, nonneg_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style-image", type=nonneg_int, default=0, help="which one image of each style is used (the others are held out)")
     p.add_argument("--segmenter", default="oracle", help="segmenter backend (oracle = the world's true masks)")
     p.add_argument("--stylizer", default="magenta", help="stylizer backend (magenta, magenta-onnx, texture, tfhub)")
+    add_label_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (also the unit kept on Ctrl-C)")
     p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         concepts=args.concepts, styles=args.styles,
         style_image=args.style_image, segmenter=args.segmenter, stylizer=args.stylizer,
         batch_size=args.batch_size, n_boot=args.bootstrap, seed=args.seed,
+        labels=args.labels, min_confidence=args.min_confidence,
     )
     ds = load_dataset(args.dataset, class_names=lm.class_names, size=lm.input_size)
     table = concept_sensitivity(lm, ds, cfg, out_dir=args.out)
