@@ -114,7 +114,6 @@ class BenchRunner:
     """Computes cells; built once per worker (model, datasets, statistics and counterfactuals cached)."""
 
     def __init__(self, config: BenchConfig) -> None:
-        from modeledit.eval.datasets import load_dataset
         from modeledit.models import load_model
 
         self.cfg = config

@@ -153,8 +153,10 @@ def test_report_from_each_harness_own_output(tmp_path):
     assert main(["report", str(root), "--out", str(tmp_path / "r")]) == 0
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     kinds = {s["folder"]: s["kind"] for s in results["sections"]}
-    assert kinds == {"sensitivity": "sensitivity", "bench": "bench", "bench_exemplars": "bench", "typographic": "typographic",
-                     "snow": "snow"}
+    want = {"sensitivity": "sensitivity", "bench": "bench", "bench_exemplars": "bench", "typographic": "typographic",
+            "snow": "snow", "typographic_baselines": "typographic", "snow_baselines": "snow"}
+    assert {k: kinds.get(k) for k in want} == want
+    assert set(kinds.values()) <= {"sensitivity", "bench", "typographic", "snow"}   # every section is a known harness
     page = (tmp_path / "r" / "index.html").read_text()
     assert "no setting qualifies: no change" in page  # a method that made no change says so, not a blank site
     bench = next(s for s in results["sections"] if s["folder"] == "bench")
