@@ -55,3 +55,20 @@ def test_readme_block_runs(standins, line, code):
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
     res = subprocess.run([sys.executable, "-c", code], cwd=standins, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, f"README.md block at line {line} failed:\n{res.stderr[-3000:]}"
+
+
+def test_every_name_the_readme_imports_from_modeledit_is_public():
+    """Every ``from modeledit import ...`` name and ``modeledit.NAME`` the README's Python uses is in
+    ``modeledit.__all__`` and resolves (the flat public API)."""
+    import modeledit
+
+    names: set[str] = set()
+    for _, code in python_blocks():
+        for m in re.finditer(r"^from modeledit import (.+)$", code, re.M):
+            names |= {n.strip() for n in m.group(1).split(",")}
+        names |= set(re.findall(r"\bmodeledit\.([a-z_A-Z]+)\(", code))
+    assert {"load_model", "rewrite", "restyle", "concept_mask"} <= names
+    missing = sorted(n for n in names if n not in modeledit.__all__)
+    assert not missing, f"README uses names outside modeledit.__all__: {missing}"
+    for n in names:
+        assert getattr(modeledit, n) is not None
