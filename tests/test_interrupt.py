@@ -20,9 +20,16 @@ from modeledit.cli import main
 INTERRUPTED = "interrupted: rerun the same command to resume"
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so Python installs its KeyboardInterrupt handler
+    even when the test runner itself was started with SIGINT ignored (e.g. as a background job of a shell)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_after_first(argv: list[str], done_glob: Path, pattern: str, timeout: float = 600) -> tuple[int, str]:
     """Run the CLI in a subprocess; send SIGINT once the first unit is on disk; return (exit code, stderr)."""
-    proc = subprocess.Popen([sys.executable, "-m", "modeledit.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "modeledit.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and proc.poll() is None and not list(done_glob.glob(pattern)):
@@ -117,7 +124,8 @@ def test_sigint_before_any_unit_leaves_nothing(tmp_path, command):
     """Interrupted before its first unit finished, a run leaves no manifest behind to block the next one."""
     out = tmp_path / "sens"
     proc = subprocess.Popen([sys.executable, "-m", "modeledit.cli", "sensitivity", "world_vgg", "--dataset", "world:test:400",
-                             "--concepts", "road", "--styles", "snow", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--concepts", "road", "--styles", "snow", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (out / "manifest.json").is_file():
         time.sleep(0.01)
@@ -142,7 +150,8 @@ def test_world_train_interrupted_resumes_to_the_same_weights(tmp_path):
 
     out = tmp_path / "net.pt"
     resume = tmp_path / "net.pt.resume.pt"
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None and not resume.is_file():
         time.sleep(0.01)

@@ -274,6 +274,7 @@ def test_ctrl_c_stops_the_full_rank_closed_form():
     """The full-rank solve is chunked (no giant LAPACK call): a KeyboardInterrupt (Ctrl-C) raised while it
     runs stops it, and the model is left as it was (weights and train/eval mode)."""
     import _thread
+    import signal
     import threading
 
     lm = load_model("mobilenet_v2")
@@ -282,6 +283,8 @@ def test_ctrl_c_stops_the_full_rank_closed_form():
     before = model_hash(lm.model)
     lm.model.train()
     timer = threading.Timer(1.0, _thread.interrupt_main)
+    # the default handler, also when the runner was started with SIGINT ignored (a background job of a shell)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -289,5 +292,6 @@ def test_ctrl_c_stops_the_full_rank_closed_form():
             rewrite(lm, site, Exemplars(x, xp, m), config=EditConfig(rank="full"))
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert model_hash(lm.model) == before and lm.model.training
     lm.model.eval()
