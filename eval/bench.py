@@ -30,7 +30,8 @@ import torch
 from modeledit.config import JsonConfig
 from modeledit.eval.metrics import error_counts, errors_corrected
 from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair, why_no_change
-from modeledit.eval.methods import check_methods, method_edit, method_settings, method_strengths, scaled_edits
+from modeledit.eval.methods import (check_methods, grid_cells, method_edit, method_settings, method_strengths,
+                                    plain_finetune_row, scaled_edits)
 from modeledit.patching import ALPHA_GRID
 from modeledit.rrr import LAMBDA_GRID
 from modeledit.eval.results import ResultStore
@@ -281,9 +282,9 @@ class BenchRunner:
             row["_outcomes"] = {**{g: {"post": [int(v) for v in post[g]]} for g in groups},
                                 "clean_bad": bad.tolist(), "clean_good": good.tolist()}
             rows.append(row)
-            plain = next((f for f, pm in PAINT_OF.items() if pm == params["method"]), None)
-            if plain in self.cfg.methods and extra.get("alpha") == 1.0:
-                rows.append({**row, "method": plain, "setting": json.dumps(params["setting"]), "strength": 1.0})
+            plain = plain_finetune_row(self.cfg.methods, params["method"], extra, row, params["setting"])
+            if plain is not None:
+                rows.append(plain)
         key, rec = self.unit_record(params)
         if key not in self._units_sent:  # each unit's reference images travel once per worker, in a cell
             self._units_sent.add(key)
@@ -378,10 +379,6 @@ def choose_pairs(cfg: BenchConfig) -> list[dict[str, Any]]:
     return [{"concept": r.concept, "style": r.style, "candidates": list(r.classes)} for r in sel.itertuples()]
 
 
-#: a PAINT cell's alpha = 1 row is this fine-tuning (the same computation), so the two are not run twice
-PAINT_OF = {"finetune_local": "paint_local", "finetune_global": "paint_global"}
-
-
 def bench_cells(cfg: BenchConfig, pairs: Sequence[Mapping[str, Any]], model_sites: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
     """Every cell of the grid: pair x target x exemplar count x seed x method x site x setting (in-cell grids
     such as strengths are not cells). A fine-tuning whose PAINT variant is also run comes from the PAINT
@@ -394,17 +391,12 @@ def bench_cells(cfg: BenchConfig, pairs: Sequence[Mapping[str, Any]], model_site
         for target in targets:
             for n_ex in cfg.n_exemplars:
                 for seed in cfg.seeds:
-                    for method in cfg.methods:
-                        if PAINT_OF.get(method) in cfg.methods and 1.0 in (cfg.alpha_grid or []):
-                            continue
-                        for site in cfg.sites:
-                            for setting in cfg.settings(method):
-                                cell = {"concept": pair["concept"], "style": pair["style"], "candidates": list(pair["candidates"]),
-                                        "n_exemplars": int(n_ex), "seed": int(seed), "method": method,
-                                        "site": str(site), "setting": setting}
-                                if target is not None:
-                                    cell["target"] = target
-                                cells.append(cell)
+                    for g in grid_cells(cfg):
+                        cell = {"concept": pair["concept"], "style": pair["style"], "candidates": list(pair["candidates"]),
+                                "n_exemplars": int(n_ex), "seed": int(seed), **g}
+                        if target is not None:
+                            cell["target"] = target
+                        cells.append(cell)
     return cells
 
 

@@ -146,6 +146,31 @@ def method_settings(cfg: Any, method: str) -> list[dict[str, Any]]:
     return [{**s, key: float(v)} for s in settings for v in (default if values is None else values)]
 
 
+#: a PAINT cell's alpha = 1 row is this fine-tuning (the same computation), so the two are not run twice
+PAINT_OF = {"finetune_local": "paint_local", "finetune_global": "paint_global"}
+
+
+def grid_cells(cfg: Any) -> list[dict[str, Any]]:
+    """(method, site, setting) for every method of ``cfg`` (a config with ``methods``, ``sites``, the grids
+    and ``settings(method)``); a fine-tuning whose PAINT variant also runs is left out: its rows come from
+    the PAINT cells' alpha = 1 (:func:`plain_finetune_row`)."""
+    alphas = getattr(cfg, "alpha_grid", None) or []
+    return [{"method": mth, "site": str(site), "setting": setting}
+            for mth in cfg.methods if not (PAINT_OF.get(mth) in cfg.methods and 1.0 in alphas)
+            for site in cfg.sites for setting in cfg.settings(mth)]
+
+
+def plain_finetune_row(methods: Sequence[str], method: str, extra: Mapping[str, Any], row: Mapping[str, Any],
+                       setting: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The plain fine-tuning row a PAINT cell's alpha = 1 row stands for, when that fine-tuning is also asked for."""
+    import json
+
+    plain = next((f for f, pm in PAINT_OF.items() if pm == method), None)
+    if plain in methods and extra.get("alpha") == 1.0:
+        return {**row, "method": plain, "setting": json.dumps(dict(setting)), "strength": 1.0}
+    return None
+
+
 def method_strengths(cfg: Any, method: str) -> list[float] | None:
     """The in-cell grid of ``method`` (rewrite strengths, PAINT alphas) from ``cfg``, or None when it has none."""
     m = METHODS.get(method)

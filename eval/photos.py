@@ -362,7 +362,7 @@ class PhotoStudy:
     def __call__(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         import time
 
-        from modeledit.eval.bench import PAINT_OF
+        from modeledit.eval.methods import plain_finetune_row
         from modeledit.layers import get_site
 
         t0 = time.perf_counter()
@@ -410,9 +410,9 @@ class PhotoStudy:
             row["cell_seconds"] = made + time.perf_counter() - t1
             row["_outcomes"] = outcomes
             rows.append(row)
-            plain = next((f for f, pm in PAINT_OF.items() if pm == params["method"]), None)
-            if plain in cfg.methods and extra.get("alpha") == 1.0:
-                rows.append({**row, "method": plain, "setting": json.dumps(params["setting"]), "strength": 1.0})
+            plain = plain_finetune_row(cfg.methods, params["method"], extra, row, params["setting"])
+            if plain is not None:
+                rows.append(plain)
         return rows
 
     def views_table(self) -> pd.DataFrame:
@@ -425,20 +425,10 @@ class PhotoStudy:
 def photo_cells(cfg: PhotosConfig) -> list[dict[str, Any]]:
     """Every cell: style x exemplar count x seed x method x site x setting (in-cell grids are not cells);
     a fine-tuning whose PAINT variant also runs comes from PAINT's alpha = 1 rows."""
-    from modeledit.eval.bench import PAINT_OF
+    from modeledit.eval.methods import grid_cells
 
-    cells = []
-    for style in cfg.styles:
-        for n_ex in cfg.n_exemplars:
-            for seed in cfg.seeds:
-                for method in cfg.methods:
-                    if PAINT_OF.get(method) in cfg.methods and 1.0 in (cfg.alpha_grid or []):
-                        continue
-                    for site in cfg.sites:
-                        for setting in cfg.settings(method):
-                            cells.append({"style": style, "n_exemplars": int(n_ex), "seed": int(seed), "method": method,
-                                          "site": str(site), "setting": setting})
-    return cells
+    return [{"style": style, "n_exemplars": int(n_ex), "seed": int(seed), **g}
+            for style in cfg.styles for n_ex in cfg.n_exemplars for seed in cfg.seeds for g in grid_cells(cfg)]
 
 
 # ---------------------------------------------------------------------------------------------------
