@@ -6,10 +6,13 @@
 #   pair selection: world:val (sensitivity)   bench exemplars/val/test: world:test   clean: world:clean
 #   statistics C: world:train                 exemplars are never in val/test (split_pair)
 # Stages run in order of importance, so an interrupted run has the main comparison first:
-#   A  all methods at the deepest site, 3 exemplars
-#   B  the same at an early and a middle site (figure 6-7)
+#   A  all methods at the deepest site, 3 exemplars: 6 pairs x 3 target classes (the full scale)
 #   C  exemplar counts 1 and 10 (figure 6-8): edit and PAINT/fine-tuning (global), deepest site
+#   B  the same methods as A at an early and a middle site (figure 6-7)
 #   D  edit_adam (paper's solver, a stated subset of its grid) and RRR (input-gradient penalty), deepest site
+# Stated subset (the ablations, issue 14 item 4): B, C and D run on the top 3 pairs x the first of A's 3 seeded
+# target classes (a subset of A's units, so every ablation compares like with like); A costs ~45 min of the
+# 2-core machine per classifier, and B..D at A's scale would need ~6 h more.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 ME=${MODELEDIT:-.venv/bin/modeledit}
@@ -19,9 +22,10 @@ CONCEPTS="road,grass,water,sky,sand,floor"
 FT_GRID="1e-2:500,1e-3:500,1e-4:500,1e-5:800,1e-6:800"        # the paper's five fine-tuning settings
 STRENGTHS="0.125,0.25,0.5,0.75,1"                              # fraction of the closed-form update
 ALPHAS="0.25,0.5,1"                                            # PAINT; alpha = 1 is plain fine-tuning
-MAX_PAIRS=${MAX_PAIRS:-6}
+FULL=(--max-pairs 6 --n-targets 3)                             # stage A
+SUBSET=(--max-pairs 3 --n-targets 1)                           # stages B, C, D
 COMMON=(--dataset world:test:1800 --clean world:clean:10000 --stats-dataset world:train:1500
-        --max-pairs "$MAX_PAIRS" --n-targets 3 --strength-grid "$STRENGTHS" --alpha-grid "$ALPHAS"
+        --strength-grid "$STRENGTHS" --alpha-grid "$ALPHAS"
         --finetune-grid "$FT_GRID" --max-clean-drop 0.0025 --executor local)
 declare -A DEEP=([world_vgg]=4 [world_resnet]=3)
 declare -A EARLY_MID=([world_vgg]="2,3" [world_resnet]="1,2")
@@ -30,21 +34,21 @@ MODELS=${MODELS:-"world_vgg world_resnet"}
 for M in $MODELS; do   # selection, then the main comparison, one model at a time
   "$ME" sensitivity "$M" --dataset world:val:900 --concepts "$CONCEPTS" --styles "$STYLES" \
       --segmenter oracle --stylizer magenta --out "$OUT/$M/selection"
-  "$ME" bench "$M" "${COMMON[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
+  "$ME" bench "$M" "${COMMON[@]}" "${FULL[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
       --methods edit,edit_full,edit_masked,finetune_local,finetune_global,paint_local,paint_global \
       --sites="${DEEP[$M]}" --out "$OUT/$M/A_deep"
 done
 for M in $MODELS; do
-  "$ME" bench "$M" "${COMMON[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
+  "$ME" bench "$M" "${COMMON[@]}" "${SUBSET[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 1,10 \
+      --methods edit,finetune_global,paint_global --sites="${DEEP[$M]}" --out "$OUT/$M/C_exemplars"
+done
+for M in $MODELS; do
+  "$ME" bench "$M" "${COMMON[@]}" "${SUBSET[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
       --methods edit,edit_full,edit_masked,finetune_local,finetune_global,paint_local,paint_global \
       --sites="${EARLY_MID[$M]}" --out "$OUT/$M/B_sites"
 done
 for M in $MODELS; do
-  "$ME" bench "$M" "${COMMON[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 1,10 \
-      --methods edit,finetune_global,paint_global --sites="${DEEP[$M]}" --out "$OUT/$M/C_exemplars"
-done
-for M in $MODELS; do
-  "$ME" bench "$M" "${COMMON[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
+  "$ME" bench "$M" "${COMMON[@]}" "${SUBSET[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
       --methods edit_adam,rrr_local,rrr_global --adam-grid 1e-3:10000,1e-4:20000 \
       --finetune-grid 1e-2:500,1e-3:500,1e-4:500 --lambda-grid 10,100 --sites="${DEEP[$M]}" --out "$OUT/$M/D_adam_rrr"
 done
