@@ -84,6 +84,85 @@ def check_disjoint(splits: Mapping[str, Iterable[Hashable]]) -> None:
         raise ValueError(f"splits overlap: {'; '.join(clashes)}; every split must use its own images")
 
 
+def _split_items(spec: str) -> set[Hashable]:
+    """What a dataset spec's images are, comparable across specs: world scene indices (each split is its
+    own range of scenes), or resolved file paths of a folder."""
+    import os
+
+    from modeledit.eval.datasets import load_dataset
+
+    ds = load_dataset(spec)
+    if hasattr(ds, "scene_index"):
+        return {("scene", ds.scene_index(i)) for i in range(len(ds))}
+    samples = getattr(ds, "samples", None)
+    if samples is not None:
+        return {("file", os.path.realpath(s[0] if isinstance(s, (tuple, list)) else s)) for s in samples}
+    raise ValueError(f"cannot tell which images {spec!r} holds (neither world scenes nor a folder of files)")
+
+
+def _selection_dataset(config: Mapping[str, Any]) -> str | None:
+    """The dataset the pair-selection (sensitivity) run used, from its manifest beside ``--sensitivity``."""
+    sens = config.get("sensitivity")
+    if not sens:
+        return None
+    manifest = Path(sens).parent / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return json.loads(manifest.read_text()).get("config", {}).get("dataset")
+
+
+def verify_splits(benches: Sequence["BenchData"]) -> dict[str, Any]:
+    """Check that one model's splits never share an image: the pair-selection set, the bench's dataset
+    (exemplars, validation, test), the clean set and the statistics set, and within every unit its
+    exemplars, validation and test images (held-out-style images are the test images in other styles).
+
+    Returns what was checked (the datasets by role and the number of units); raises ValueError naming
+    the overlapping splits. A role whose dataset a run did not record is listed under ``not_recorded``.
+    """
+    roles: dict[str, set[str]] = {"selection": set(), "bench": set(), "clean": set(), "statistics": set()}
+    for b in benches:
+        c = b.config
+        for role, spec in (("selection", _selection_dataset(c)), ("bench", c.get("dataset")), ("clean", c.get("clean")),
+                           ("statistics", c.get("stats_dataset"))):
+            if spec:
+                roles[role].add(str(spec))
+    items = {f"{role} ({spec})": _split_items(spec) for role, specs in roles.items() for spec in sorted(specs)}
+    check_disjoint(items)
+    n_units = 0
+    for b in benches:
+        for key, rec in b.units.items():
+            check_disjoint({f"{key}: {g}": rec.get(g, {}).get("idx", []) for g in ("val", "test")}
+                           | {f"{key}: exemplars": rec.get("exemplars", [])})
+            n_units += 1
+    return {"datasets": {role: sorted(specs) for role, specs in roles.items() if specs},
+            "not_recorded": [role for role, specs in roles.items() if not specs], "units_checked": n_units,
+            "disjoint": True}
+
+
+#: the bench settings a run record repeats per folder (the rest is in each folder's manifest.json)
+RUN_KEYS = ("dataset", "clean", "stats_dataset", "sensitivity", "max_pairs", "n_targets", "n_exemplars", "seeds", "methods",
+            "sites", "strength_grid", "alpha_grid", "finetune_grid", "adam_grid", "lambda_grid", "protocol")
+
+
+def run_record(by_model: Mapping[str, Sequence["BenchData"]]) -> dict[str, Any]:
+    """The manifest of a science run, per model and folder: its settings, the pairs and target classes its
+    units cover, their exemplar counts and seeds, and the clean-set size."""
+    out: dict[str, Any] = {}
+    for model, benches in by_model.items():
+        folders = {}
+        for b in benches:
+            units = sorted(b.units)
+            pairs = sorted({"|".join(u.split("|")[:2]) for u in units})
+            folders[b.folder.name] = {
+                "settings": {k: b.config[k] for k in RUN_KEYS if k in b.config},
+                "selection_dataset": _selection_dataset(b.config), "clean_n": b.clean_n,
+                "pairs": pairs, "targets": {p: sorted({u.split("|")[2] for u in units if u.startswith(p + "|")}) for p in pairs},
+                "n_exemplars": sorted({int(u.split("|")[3]) for u in units}), "seeds": sorted({int(u.split("|")[4]) for u in units}),
+                "units": len(units), "rows": len(b.rows)}
+        out[model] = folders
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------
 # reading a bench folder
 
@@ -457,6 +536,7 @@ class ScienceResult:
     ablations: pd.DataFrame
     resolution: pd.DataFrame
     consistency: dict[str, list[str]]
+    splits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def main_sites(bench: BenchData, which: str = "deepest") -> list[int] | None:
@@ -541,9 +621,11 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
     by_model: dict[str, list[BenchData]] = {}
     for b in loaded:
         by_model.setdefault(b.model, []).append(b)
+    splits = {m: verify_splits(v) for m, v in by_model.items()}   # a leak stops the summary before any number
     benches = [merge_benches(v) for v in by_model.values()]
     models = [b.model for b in benches]
     result = science_tables(benches, budgets, n_boot=n_boot, seed=seed, level=level, sites=sites, resample=resample)
+    result.splits = splits
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("selection", "summary", "by_site", "ablations", "resolution"):
@@ -560,7 +642,7 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
                      f"{resample} resampled, the shared clean images resampled once per replicate for all units.",
         "selection_rule": "per unit and method, among rows with clean_drop <= budget the max val_corrected; no change "
                           "(score 0, drop 0) always a candidate, winning ties and negatives",
-        "consistency": result.consistency,
+        "consistency": result.consistency, "splits": result.splits, "run": run_record(by_model),
         "resolution": _records(result.resolution), "summary": _records(result.summary), "by_site": _records(result.by_site),
         "ablations": _records(result.ablations), "selection": _records(result.selection),
         "figures": [str(p.relative_to(out)) for p in figures], "versions": package_versions(),

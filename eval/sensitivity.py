@@ -49,6 +49,9 @@ class SensitivityConfig(JsonConfig):
     #: probability is at least ``min_confidence``): see :func:`modeledit.eval.datasets.with_labels`
     labels: str = "given"
     min_confidence: float = 0.0
+    #: the dataset's spec (e.g. ``world:val:900``), recorded so a later reader can check that pair selection
+    #: ran on images disjoint from the bench's (``None``: not recorded, as in runs before it existed)
+    dataset: str | None = None
 
 def concept_masks(dataset: torch.utils.data.Dataset, segmenter: Any, concepts: Sequence[str],
                   min_pixels_at_224: int = 100, progress: bool = True) -> dict[str, dict[int, np.ndarray]]:
@@ -105,6 +108,8 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
     else:  # the default leaves the manifest as before (older runs resume)
         manifest.pop("labels")
         manifest.pop("min_confidence")
+    if manifest.get("dataset") is None:   # older runs resume
+        manifest.pop("dataset", None)
     store = ResultStore(out_dir, config=manifest) if out_dir else None
     rows: list[dict[str, Any]] = []
     with (store.discarded_if_empty() if store is not None else _nothing()):

@@ -30,7 +30,8 @@ def unit_record(target: str, other: str) -> dict:
     y = [t] * N_T + [o] * N_O + [o]
     pre = [o] * N_T + [t] * 3 + [o] * 3 + [t]
     ok = [True] * (N_T + N_O) + [False]
-    return {g: {"idx": list(range(len(y))), "y": y, "orig_ok": ok, "pre": pre} for g in ("val", "test", "heldout")}
+    first = {"val": 0, "test": 100, "heldout": 100}   # held-out-style images are the test images in other styles
+    return {g: {"idx": list(range(first[g], first[g] + len(y))), "y": y, "orig_ok": ok, "pre": pre} for g in ("val", "test", "heldout")}
 
 
 def post_of(rec: dict, fix_t: int, fix_o: int, break_o: int) -> list[int]:
@@ -299,3 +300,37 @@ def test_resampling_pairs(folder):
     pd_testing.assert_frame_equal(units, pairs)
     with pytest.raises(ValueError, match="resample"):
         science_tables([b], budgets=(0.01,), resample="images")
+
+
+def test_the_committed_science_run_uses_disjoint_splits():
+    # the real run: selection on world:val, exemplars/val/test from world:test, clean on world:clean, C from world:train
+    from pathlib import Path
+
+    from modeledit.eval.science import verify_splits
+
+    folder = Path(__file__).resolve().parents[1] / "results/world/science/world_vgg/A_deep"
+    b = load_bench(folder, NAMES)
+    rec = verify_splits([b])
+    assert rec["disjoint"] and rec["not_recorded"] == []
+    assert rec["datasets"] == {"selection": ["world:val:900"], "bench": ["world:test:1800"], "clean": ["world:clean:10000"],
+                               "statistics": ["world:train:1500"]}
+    assert rec["units_checked"] == len(b.units) >= 18
+    for u in b.units.values():   # the exemplars are images of the bench set, in neither val nor test
+        assert len(u["exemplars"]) == 3 and not set(u["exemplars"]) & (set(u["val"]["idx"]) | set(u["test"]["idx"]))
+
+
+def test_verify_splits_names_a_leak(folder):
+    import dataclasses
+
+    from modeledit.eval.science import verify_splits
+
+    b = load_bench(folder, NAMES)
+    leak = dataclasses.replace(b, config={**b.config, "dataset": "world:test:40", "clean": "world:test:20"})
+    with pytest.raises(ValueError, match="overlap"):
+        verify_splits([leak])
+    ok = dataclasses.replace(b, config={**b.config, "dataset": "world:test:40", "clean": "world:clean:50", "stats_dataset": "world:train:30"})
+    assert verify_splits([ok])["datasets"]["clean"] == ["world:clean:50"]
+    unit = next(iter(b.units))
+    bad = {**b.units, unit: {**b.units[unit], "exemplars": [b.units[unit]["val"]["idx"][0]]}}
+    with pytest.raises(ValueError, match="val & .*exemplars share"):
+        verify_splits([dataclasses.replace(ok, units=bad)])

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         concepts=args.concepts, styles=args.styles,
         style_image=args.style_image, segmenter=args.segmenter, stylizer=args.stylizer,
         batch_size=args.batch_size, n_boot=args.bootstrap, seed=args.seed,
-        labels=args.labels, min_confidence=args.min_confidence,
+        labels=args.labels, min_confidence=args.min_confidence, dataset=args.dataset,
     )
     ds = load_dataset(args.dataset, class_names=lm.class_names, size=lm.input_size)
     table = concept_sensitivity(lm, ds, cfg, out_dir=args.out)
