@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from modeledit.eval.intervals import flip_change_interval
 from modeledit.eval.methods import MethodGrid, method_edit, method_strengths, scaled_edits
 from modeledit.eval.protocol import choose_setting, why_no_change
 
@@ -50,16 +51,20 @@ class OneShotStudy:
                              "(the clean set included), e.g. the world's train split")
         self.stats_images = stats_images
         self._stats: dict[str, Any] = {}
-        self.pre = self.measure()
+        self.pre_ok = self.correct()
+        self.pre = {k: float(v.mean()) if len(v) else float("nan") for k, v in self.pre_ok.items()}
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
         return self.lm.predict_labels(x, self.batch_size)
 
+    def correct(self) -> dict[str, np.ndarray]:
+        """Per group (and ``clean``), whether each image is predicted right under the group's labels."""
+        return {name: (self.predict(x) == np.asarray(y)) if len(x) else np.zeros(0, bool)
+                for name, (x, y) in {**self.groups, "clean": self.clean}.items()}
+
     def measure(self) -> dict[str, float]:
-        out = {}
-        for name, (x, y) in {**self.groups, "clean": self.clean}.items():
-            out[name] = float((self.predict(x) == np.asarray(y)).mean()) if len(x) else float("nan")
-        return out
+        """Per group, its accuracy (NaN for an empty group)."""
+        return {k: float(v.mean()) if len(v) else float("nan") for k, v in self.correct().items()}
 
     def statistics(self, site: Any) -> Any:
         from modeledit.stats import second_moment
@@ -79,11 +84,16 @@ class OneShotStudy:
         rows = []
         for extra, edit in scaled_edits(self.lm, params["method"], base, method_strengths(self.grid, params["method"])):
             with edit.applied(self.lm.model):
-                post = self.measure()
+                post_ok = self.correct()
+            post = {k: float(v.mean()) if len(v) else float("nan") for k, v in post_ok.items()}
             row: dict[str, Any] = dict(method=params["method"], site=str(params["site"]), site_name=site.name,
                                        setting=json.dumps({**params["setting"], **extra}), exemplar_class=self.lm.class_names[self.ex.label])
             row.update({f"pre_{k}": v for k, v in self.pre.items()})
             row.update({f"post_{k}": v for k, v in post.items()})
+            for k, ok in post_ok.items():   # paired flips on the same images, for the intervals of the summary
+                row[f"flips_{k}_good"] = int((ok & ~self.pre_ok[k]).sum())
+                row[f"flips_{k}_bad"] = int((~ok & self.pre_ok[k]).sum())
+                row[f"n_{k}"] = len(ok)
             row["clean_drop"] = self.pre["clean"] - post["clean"]
             row["val_gain"] = post[self.val_group] - self.pre[self.val_group]
             rows.append(row)
@@ -91,7 +101,9 @@ class OneShotStudy:
 
 
 def summarize_oneshot(table: pd.DataFrame, max_clean_drop: float) -> pd.DataFrame:
-    """Per method, the setting with the best validation gain within the clean budget (else: no change)."""
+    """Per method, the setting with the best validation gain within the clean budget (else: no change), with
+    each group's paired change ``change_<group>`` and its 95% interval (``_lo``/``_hi``; bootstrap over the
+    group's images from the flip counts) when the cells recorded flips."""
     groups = sorted(c[4:] for c in table.columns if c.startswith("pre_"))
     rows = []
     for method, g in table.groupby("method", sort=True):
@@ -105,6 +117,13 @@ def summarize_oneshot(table: pd.DataFrame, max_clean_drop: float) -> pd.DataFram
         r: dict[str, Any] = {"method": method, "changed": changed}
         for k in groups:
             r[f"pre_{k}"], r[f"post_{k}"] = base[f"pre_{k}"], best[f"post_{k}"]
+            if f"n_{k}" in g:   # the paired change post - pre on the same images, 95% bootstrap interval
+                n = int(base[f"n_{k}"])
+                good, bad = (int(best[f"flips_{k}_good"]), int(best[f"flips_{k}_bad"])) if changed else (0, 0)
+                est = flip_change_interval(good, bad, n) if n else None
+                r[f"change_{k}"] = est.value if est else float("nan")
+                r[f"change_{k}_lo"] = est.low if est else float("nan")
+                r[f"change_{k}_hi"] = est.high if est else float("nan")
         r.update(site_name=best["site_name"], setting=best["setting"], clean_drop=best["clean_drop"])
         rows.append(r)
     return pd.DataFrame(rows)

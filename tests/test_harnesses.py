@@ -144,3 +144,21 @@ def test_snow_cli_world(tmp_path, capsys):
     assert {"pre_snowy_vehicles", "post_snowy_vehicles", "pre_vehicles_clean", "pre_clean"} <= set(s.columns)
     cfg = json.loads((out / "manifest.json").read_text())["config"]
     assert cfg["exemplar_class"] == "cow" and cfg["mode"] == "world"
+
+
+def test_oneshot_summary_has_paired_intervals_by_hand():
+    from modeledit.eval.oneshot import summarize_oneshot
+
+    def row(method, val_gain, drop, good, bad):
+        return {"method": method, "site_name": "features.15", "setting": "{}", "pre_val": 0.5, "post_val": 0.5 + val_gain,
+                "pre_clean": 0.9, "post_clean": 0.9 - drop, "clean_drop": drop, "val_gain": val_gain,
+                "flips_val_good": good, "flips_val_bad": bad, "n_val": 100,
+                "flips_clean_good": 0, "flips_clean_bad": round(drop * 1000), "n_clean": 1000}
+
+    table = pd.DataFrame([row("edit", 0.2, 0.002, 25, 5), row("edit", 0.3, 0.01, 35, 5), row("finetune_global", -0.1, 0.0, 0, 10)])
+    s = summarize_oneshot(table, 0.0025).set_index("method")
+    e = s.loc["edit"]      # the second row costs 1 pp: out of budget; the first: +25 -5 of 100 = +0.20
+    assert e["changed"] and e["change_val"] == pytest.approx(0.2) and e["change_val_lo"] < 0.2 < e["change_val_hi"]
+    assert e["change_clean"] == pytest.approx(-0.002) and e["change_clean_hi"] <= 0.0
+    f = s.loc["finetune_global"]   # scores below zero: no change, a point interval at 0
+    assert not f["changed"] and (f["change_val"], f["change_val_lo"], f["change_val_hi"]) == (0.0, 0.0, 0.0)
