@@ -8,6 +8,7 @@
 # Stages run in order of importance, so an interrupted run has the main comparison first:
 #   A  all methods at the deepest site, 3 exemplars: 6 pairs x 3 target classes (the full scale)
 #   C  exemplar counts 1 and 10 (figure 6-8): edit and PAINT/fine-tuning (global), deepest site
+#   (studies.sh: the typographic and snow one-exemplar studies under the same rules)
 #   B  the same methods as A at an early and a middle site (figure 6-7)
 #   D  edit_adam (paper's solver, a stated subset of its grid) and RRR (input-gradient penalty), deepest site
 # Stated subsets (the ablations, issue 14 item 4), each a subset of A's units so an ablation compares like with
@@ -43,6 +44,8 @@ for M in $MODELS; do
   "$ME" bench "$M" "${COMMON[@]}" "${FULL[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 1,10 \
       --methods edit,finetune_global,paint_global --sites="${DEEP[$M]}" --out "$OUT/$M/C_exemplars"
 done
+# the one-exemplar studies (typographic attack, snow) under the same rules, before the site ablation
+[ -n "${SKIP_STUDIES:-}" ] || bash "$OUT/studies.sh"
 for M in $MODELS; do
   "$ME" bench "$M" "${COMMON[@]}" "${PAIRS[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
       --methods edit,edit_full,edit_masked,finetune_local,finetune_global,paint_local,paint_global \
