@@ -45,7 +45,7 @@ for M in $MODELS; do
       --methods edit,finetune_global,paint_global --sites="${DEEP[$M]}" --out "$OUT/$M/C_exemplars"
 done
 # the one-exemplar studies (typographic attack, snow) under the same rules, before the site ablation
-[ -n "${SKIP_STUDIES:-}" ] || bash "$OUT/studies.sh"
+[ -n "${SKIP_STUDIES:-}" ] || bash "$OUT/studies.sh" main
 for M in $MODELS; do
   "$ME" bench "$M" "${COMMON[@]}" "${PAIRS[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
       --methods edit,edit_full,edit_masked,finetune_local,finetune_global,paint_local,paint_global \
@@ -56,3 +56,4 @@ for M in $MODELS; do
       --methods edit_adam,rrr_local,rrr_global --adam-grid 1e-3:10000,1e-4:20000 \
       --finetune-grid 1e-2:500,1e-3:500,1e-4:500 --lambda-grid 10,100 --sites="${DEEP[$M]}" --out "$OUT/$M/D_adam_rrr"
 done
+[ -n "${SKIP_STUDIES:-}" ] || bash "$OUT/studies.sh" rrr
