@@ -15,7 +15,7 @@ the folders of one model (stages at other sites, exemplar counts, methods) are p
   qualifying setting / no setting beating no change, and the sites and strengths chosen.
 * ``by_site.csv``: the same with the selection restricted to one site (site depth), unconstrained and
   within budgets; ``ablations.csv``: paired differences on the same units and images (rank: edit_full
-  - edit, mask: edit_masked - edit); ``resolution.csv``: clean-set size and what one budget is in images.
+  - edit, mask: edit_masked - edit, solver: edit_adam - edit, vs: edit - each baseline); ``resolution.csv``: clean-set size and what one budget is in images.
 * ``science.json``: every number above; ``summary.md``: the tables as markdown; ``figures/``: the paper's figures 6-3, 6-4, 6-7, 6-8 and 6-9 with
   error bars, one set per world classifier.
 
@@ -54,8 +54,11 @@ UNIT_KEYS = ["concept", "style", "target_class", "n_exemplars", "seed"]
 GROUPS = ("test", "heldout")
 WHO = ("target", "other")
 METRICS = [f"{g}_{w}_corrected" for g in GROUPS for w in WHO]
-#: the ablation comparisons: (name, baseline method, variant method)
-COMPARISONS = (("rank", "edit", "edit_full"), ("mask", "edit", "edit_masked"))
+#: the paired comparisons: (name, baseline method, variant method); the ablations (rank, mask, solver) and the
+#: edit against each baseline (the paper's main claim, as a difference on the same units and images)
+COMPARISONS = (("rank", "edit", "edit_full"), ("mask", "edit", "edit_masked"), ("solver", "edit", "edit_adam"),
+               ("vs", "finetune_local", "edit"), ("vs", "finetune_global", "edit"), ("vs", "paint_local", "edit"),
+               ("vs", "paint_global", "edit"), ("vs", "rrr_local", "edit"), ("vs", "rrr_global", "edit"))
 NO_CHANGE = "no change"
 
 

@@ -190,7 +190,12 @@ def test_site_depth_and_ablation_tables(folder):
     # within 0.25 pp site 2 (5 pp) does not qualify: no change
     s2b = bs[(bs["method"] == "edit") & (bs["site_index"] == 2) & np.isclose(bs["budget"], 0.0025)].iloc[0]
     assert (s2b["test_target_corrected"], s2b["n_none_qualifies"]) == (0.0, 1)
-    assert res.ablations.empty   # no edit_full / edit_masked in this folder
+    # no edit_full / edit_masked in this folder: the one comparison is edit - finetune_local, paired per unit
+    a = res.ablations
+    assert a[["ablation", "base", "variant"]].drop_duplicates().values.tolist() == [["vs", "finetune_local", "edit"]]
+    s = res.summary.set_index("method")
+    assert a["diff_test_target_corrected"].iloc[0] == pytest.approx(
+        s.loc["edit", "test_target_corrected"] - s.loc["finetune_local", "test_target_corrected"])
     assert res.resolution["budget_images"].tolist() == [5.0]
 
 
