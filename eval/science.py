@@ -166,6 +166,27 @@ def run_record(by_model: Mapping[str, Sequence["BenchData"]]) -> dict[str, Any]:
     return out
 
 
+def selection_table(benches: Sequence["BenchData"]) -> pd.DataFrame:
+    """The pair-selection sensitivity of one model, per concept x style: the mean accuracy drop over the
+    classes whose images contain the concept often enough (the protocol's ``min_presence``), how many such
+    classes, and whether the selection rule admits the pair. Empty when no run names a sensitivity table."""
+    from modeledit.eval.protocol import ProtocolConfig, select_pairs
+
+    for b in benches:
+        sens = b.config.get("sensitivity")
+        if sens and Path(sens).is_file():
+            table = pd.read_csv(sens)
+            proto = ProtocolConfig(**{k: v for k, v in b.config.get("protocol", {}).items() if k in ProtocolConfig.__dataclass_fields__})
+            present = table[table["presence"] >= proto.min_presence]
+            out = present.groupby(["concept", "style"], sort=True).agg(mean_drop=("drop", "mean"), n_classes=("drop", "size")).reset_index()
+            admitted = {(r["concept"], r["style"]) for r in select_pairs(table, proto).to_dict("records")}
+            out["admitted"] = [(c, st) in admitted for c, st in zip(out["concept"], out["style"])]
+            out.insert(0, "model", b.model)
+            out["dataset"] = _selection_dataset(b.config)
+            return out
+    return pd.DataFrame()
+
+
 # ---------------------------------------------------------------------------------------------------
 # reading a bench folder
 
@@ -625,6 +646,7 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
     for b in loaded:
         by_model.setdefault(b.model, []).append(b)
     splits = {m: verify_splits(v) for m, v in by_model.items()}   # a leak stops the summary before any number
+    sens = [selection_table(v) for v in by_model.values()]
     benches = [merge_benches(v) for v in by_model.values()]
     models = [b.model for b in benches]
     result = science_tables(benches, budgets, n_boot=n_boot, seed=seed, level=level, sites=sites, resample=resample)
@@ -634,7 +656,10 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
     for name in ("selection", "summary", "by_site", "ablations", "resolution"):
         df = getattr(result, name)
         write_text_atomic(out / f"{name}.csv", df.to_csv(index=False))
-    write_text_atomic(out / "summary.md", markdown_summary(result))
+    sens = [t for t in sens if not t.empty]
+    if sens:
+        write_text_atomic(out / "sensitivity.csv", pd.concat(sens, ignore_index=True).to_csv(index=False))
+    write_text_atomic(out / "summary.md", markdown_summary(result) + "".join(sensitivity_markdown(t) for t in sens))
     figures = write_figures(result, out / "figures", figure_budget)
     write_json_atomic(out / "science.json", {
         "folders": {m: [str(b.folder) for b in v] for m, v in by_model.items()}, "models": models, "main_sites": sites, "budgets": list(budgets), "n_boot": n_boot, "seed": seed,
@@ -667,6 +692,21 @@ def _pp(frame: Mapping[str, Any], col: str) -> str:
     if lo is None or pd.isna(lo):
         return f(v)
     return f"{f(v)} [{f(lo)}, {f(hi)}]"
+
+
+def sensitivity_markdown(table: pd.DataFrame) -> str:
+    """One model's selection table (:func:`selection_table`) as a concept x style grid of mean drops (pp);
+    a star marks the pairs the selection rule admits."""
+    if table.empty:
+        return ""
+    styles = sorted(table["style"].unique())
+    lines = ["", f"## {table['model'].iloc[0]}: pair selection on {table['dataset'].iloc[0]}", "",
+             "Mean accuracy drop (pp) over the classes whose images contain the concept in at least the protocol's share; "
+             "* = admitted by the selection rule", "", "| concept | " + " | ".join(styles) + " |", "|" + " --- |" * (len(styles) + 1)]
+    for concept, g in table.groupby("concept", sort=True):
+        cell = {r["style"]: f"{100 * r['mean_drop']:.0f}" + ("*" if r["admitted"] else "") for r in g.to_dict("records")}
+        lines.append(f"| {concept} | " + " | ".join(cell.get(st, "-") for st in styles) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_summary(result: ScienceResult) -> str:
