@@ -17,9 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from tqdm.auto import tqdm
-
 from modeledit.eval.results import ResultStore
+from modeledit.progress import tqdm
 from modeledit.registry import Registry
 
 log = logging.getLogger(__name__)

@@ -272,7 +272,7 @@ class PhotoStudy:
 
     def _masks(self, cache_dir: Path | None, progress: bool) -> tuple[np.ndarray, np.ndarray]:
         """The concept's mask on every view (cached next to the results: GrabCut takes a second per view)."""
-        from tqdm.auto import tqdm
+        from modeledit.progress import tqdm
 
         from modeledit.images import to_uint8
         from modeledit.segmenters import get_segmenter

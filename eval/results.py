@@ -92,7 +92,7 @@ class ResultStore:
     def run(self, cells: Sequence[Mapping[str, Any]], fn: Callable[[Mapping[str, Any]], Sequence[Mapping[str, Any]]],
             progress: bool = True) -> pd.DataFrame:
         """Compute the cells not yet written (in order), writing each as soon as it is done."""
-        from tqdm.auto import tqdm
+        from modeledit.progress import tqdm
 
         todo = self.pending(cells)
         if len(todo) < len(cells):

@@ -22,12 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from modeledit.eval.datasets import PredictedLabels, iterate_batches, label_record, with_labels
 from modeledit.eval.metrics import accuracy_drop_ci
 from modeledit.eval.results import ResultStore
 from modeledit.models import LoadedModel
+from modeledit.progress import tqdm
 from modeledit.config import JsonConfig
 
 log = logging.getLogger(__name__)

@@ -444,7 +444,7 @@ def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
 
 
 def solve_adam(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig) -> torch.Tensor:
-    from tqdm.auto import tqdm
+    from modeledit.progress import tqdm
 
     site = bind_site(model, site)
     w0 = site.weight.detach()

@@ -159,7 +159,7 @@ def finetune(
         opt = torch.optim.SGD(chosen, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         with torch.no_grad():
             loss_before = float(F.cross_entropy(model(xp), y))
-        from tqdm.auto import tqdm
+        from modeledit.progress import tqdm
 
         from modeledit.suffix import suffix_forward
 

@@ -374,7 +374,7 @@ def render_scenes(split: str, n: int, world: WorldConfig, progress: bool = True)
     path = cache_dir() / f"clip-{split}-{n}-{key}.pt"
     if path.is_file():
         return torch.load(str(path), weights_only=True)
-    from tqdm.auto import tqdm
+    from modeledit.progress import tqdm
 
     size = world.image_size
     x = torch.empty((n, 3, size, size), dtype=torch.uint8)
@@ -728,7 +728,7 @@ def evaluate_clip(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, n_test: 
         >>> r = evaluate_clip(n_test=180)
         >>> r["clean_accuracy"] > 0.8, r["attacks"]["typed_serif"]["flip_to_word"] > 0.5
     """
-    from tqdm.auto import tqdm
+    from modeledit.progress import tqdm
 
     from modeledit.models import load_model
     from modeledit.provenance import model_hash, package_versions

@@ -110,7 +110,7 @@ def render_tensors(dataset: WorldDataset, cache: bool = True, progress: bool = T
     if cache and path.is_file():
         blob = torch.load(str(path), weights_only=True)
         return blob["x"], blob["y"]
-    from tqdm.auto import tqdm
+    from modeledit.progress import tqdm
 
     size = dataset.config.image_size
     x = torch.empty((dataset.n, 3, size, size), dtype=torch.uint8)

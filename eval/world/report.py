@@ -169,7 +169,7 @@ def measure_context(models: Sequence[str], text_model: str | None = "world_vgg_t
         >>> r = measure_context(["world_vgg"], text_model=None, n_per_cell=10)
         >>> r["models"]["world_vgg"]["contexts"]["road"]["cooccurring_drop"] > 0.15
     """
-    from tqdm.auto import tqdm
+    from modeledit.progress import tqdm
 
     from modeledit.models import load_model
 

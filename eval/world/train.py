@@ -113,7 +113,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str =
     """
     from modeledit.eval.world.models import save_project_checkpoint
     from modeledit.eval.world.nets import build_net
-    from tqdm.auto import tqdm
+    from modeledit.progress import tqdm
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -323,7 +323,7 @@ def generate_counterfactuals(
 
 def _generate(out: Path, created: bool, header: dict[str, Any], sources: list[SourceImage], seg: Any, sty: Any,
               concept_names: list[str], style_objs: list[Any], style_sel: dict[str, list[int]], cfg: CounterfactualConfig) -> Path:
-    from tqdm.auto import tqdm
+    from modeledit.progress import tqdm
 
     todo = [s for s in sources if not (out / "records" / f"{s.image_id}.json").is_file()]
     log.info("%d of %d images already done in %s", len(sources) - len(todo), len(sources), out)
