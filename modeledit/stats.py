@@ -4,7 +4,9 @@ For conv sites every spatial position gives one key in input-channel space (toke
 The sum streams over a DataLoader, per batch in float32 and accumulated in float64, in O(d²) memory
 whatever the dataset size, with a progress bar. Results are cached as safetensors under a key that
 hashes the model's weights (every parameter and buffer), the site and the dataset's identity, so a
-changed model or dataset never reuses a stale file.
+changed model or dataset never reuses a stale file. A cache file that cannot be read (or whose tensor
+does not match its checksum) is reported in one warning and recomputed; a cache folder that cannot be
+written is reported in one warning and the statistics are returned uncached.
 
 For real use C comes from a large dataset (the paper uses ImageNet validation images); tests use a
 few scikit-image photos with crops and flips.
@@ -97,20 +99,52 @@ class SecondMoment:
     def save(self, path: str | os.PathLike) -> None:
         from safetensors.torch import save_file
 
+        total = self.total.detach().cpu().contiguous()
         meta = {"site": self.site, "count": str(self.count), "model_hash": self.model_hash, "dataset_id": self.dataset_id,
-                "format": str(CACHE_FORMAT)}
+                "format": str(CACHE_FORMAT), "sha256": _tensor_digest(total)}
         with atomic_path(path) as tmp:
-            save_file({"total": self.total.detach().cpu().contiguous()}, str(tmp), metadata=meta)
+            save_file({"total": total}, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SecondMoment":
+        """Read a saved C; ValueError when its tensor does not match the checksum it was saved with."""
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             total = f.get_tensor("total")
+        if meta.get("sha256") and meta["sha256"] != _tensor_digest(total):
+            raise ValueError("the stored tensor does not match its checksum")
         return cls(site=meta.get("site", ""), total=total, count=int(meta.get("count", 0)),
                    model_hash=meta.get("model_hash", ""), dataset_id=meta.get("dataset_id", ""))
+
+
+def _tensor_digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.numpy().tobytes()).hexdigest()
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
+
+
+def _load_cached(path: Path, digest: str, dataset_id: str, site: EditSite) -> SecondMoment | None:
+    """The cached C at ``path`` if it is there, readable and for this (weights, dataset, site); None otherwise."""
+    from safetensors import SafetensorError
+
+    try:
+        if not path.is_file():
+            return None
+        st = SecondMoment.load(path)
+        d = site.key_channels
+        if tuple(st.total.shape) != (d, d) or st.total.dtype != torch.float64 or st.count <= 0:
+            raise ValueError(f"it holds a {tuple(st.total.shape)} {st.total.dtype} sum over {st.count} keys, not ({d}, {d}) float64")
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+        log.warning("statistics cache %s is corrupt or unreadable (%s); recomputing", path, _one_line(exc))
+        return None
+    if st.model_hash == digest and st.dataset_id == dataset_id and st.site == site.name:
+        return st
+    return None
 
 
 def cache_path(model_digest: str, site: EditSite, dataset_id: str, root: str | os.PathLike | None = None) -> Path:
@@ -150,9 +184,10 @@ def second_moment(
     Example:
         >>> st = second_moment(lm, site, loader, dataset_id="imagenet-val")
     """
-    from tqdm.auto import tqdm
+    from safetensors import SafetensorError
 
     from modeledit.models import LoadedModel
+    from modeledit.progress import tqdm
 
     if isinstance(model, LoadedModel):
         transform = transform or model.normalize
@@ -163,11 +198,9 @@ def second_moment(
 
     digest = model_hash(model)
     path = cache_path(digest, site, dataset_id, cache_dir) if (cache and dataset_id) else None
-    if path is not None and path.is_file():
-        st = SecondMoment.load(path)
-        if st.model_hash == digest and st.dataset_id == dataset_id and st.site == site.name:
-            log.info("statistics for %s from cache %s", site.name, path)
-            return st
+    if path is not None and (st := _load_cached(path, digest, dataset_id, site)) is not None:
+        log.info("statistics for %s from cache %s", site.name, path)
+        return st
     dev = next(model.parameters()).device
     d = site.key_channels
     total = torch.zeros(d, d, dtype=torch.float64, device=dev)
@@ -186,8 +219,11 @@ def second_moment(
         raise ValueError("the statistics dataset produced no images; check the folder or loader")
     st = SecondMoment(site=site.name, total=total.cpu(), count=count, model_hash=digest, dataset_id=dataset_id or "")
     if path is not None:
-        st.save(path)
-        log.info("statistics for %s cached at %s", site.name, path)
+        try:
+            st.save(path)
+            log.info("statistics for %s cached at %s", site.name, path)
+        except (OSError, SafetensorError) as exc:   # safetensors reports I/O errors as SafetensorError
+            log.warning("cannot write the statistics cache under %s (%s); continuing without caching", path.parent, _one_line(exc))
     return st
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 
 import numpy as np
@@ -61,6 +62,51 @@ def test_cache_reused_and_invalidated_by_model_and_dataset(mobilenet, tmp_path):
     assert st2.count == st.count * 4 // 3
     assert len(list((cache / "stats").glob("*.safetensors"))) == 3
     assert cache_path(st.model_hash, site, data.identity, cache) != cache_path(st.model_hash, get_site(mobilenet.model, 4), data.identity, cache)
+
+
+def _cache_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "modeledit.stats" and r.levelno == logging.WARNING]
+
+
+def test_a_corrupt_cache_file_is_reported_once_and_recomputed(mobilenet, tmp_path, caplog):
+    site = get_site(mobilenet.model, 3)
+    batches = [photos(64)[:3]]
+    kw = dict(dataset_id="three-photos", transform=mobilenet.normalize, cache_dir=tmp_path / "cache", progress=False)
+    st = second_moment(mobilenet.model, site, batches, **kw)
+    path = cache_path(st.model_hash, site, "three-photos", tmp_path / "cache")
+    good = path.read_bytes()
+    # garbage, a truncated file, a flipped byte in the tensor (caught by its checksum), a tensor of the wrong size
+    wrong_size = tmp_path / "wrong.safetensors"
+    SecondMoment(site.name, torch.ones(3, 3, dtype=torch.float64), 5, st.model_hash, "three-photos").save(wrong_size)
+    flipped = bytearray(good)
+    flipped[-3] ^= 0xFF
+    for broken in (b"not a safetensors file", good[: len(good) // 2], bytes(flipped), wrong_size.read_bytes()):
+        path.write_bytes(broken)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="modeledit.stats"):
+            again = second_moment(mobilenet.model, site, batches, **kw)
+        warned = _cache_warnings(caplog)
+        assert len(warned) == 1 and "unreadable" in warned[0] and "recomputing" in warned[0] and "\n" not in warned[0], warned
+        assert torch.equal(again.total, st.total) and again.count == st.count
+        # the recomputed statistics replaced the broken file, and are read from it next time without a warning
+        assert torch.equal(SecondMoment.load(path).total, st.total)
+        caplog.clear()
+        assert torch.equal(second_moment(mobilenet.model, site, batches, **kw).total, st.total) and not _cache_warnings(caplog)
+
+
+def test_an_unwritable_cache_dir_warns_once_and_still_returns_the_statistics(mobilenet, tmp_path, caplog):
+    site = get_site(mobilenet.model, 3)
+    batches = [photos(64)[:3]]
+    (tmp_path / "afile").write_text("a file, not a folder")
+    expected = second_moment(mobilenet.model, site, batches, transform=mobilenet.normalize, cache=False, progress=False)
+    with caplog.at_level(logging.INFO, logger="modeledit.stats"):
+        st = second_moment(mobilenet.model, site, batches, dataset_id="three-photos", transform=mobilenet.normalize,
+                           cache_dir=tmp_path / "afile" / "cache", progress=False)
+    warned = _cache_warnings(caplog)
+    assert len(warned) == 1 and "cannot write the statistics cache" in warned[0] and "without caching" in warned[0], warned
+    assert torch.equal(st.total, expected.total) and st.count == expected.count
+    assert (tmp_path / "afile").read_text() == "a file, not a folder"
+    assert not list(tmp_path.glob("**/*.tmp*"))
 
 
 def test_singular_statistics_are_regularised_with_a_warning(mobilenet):
