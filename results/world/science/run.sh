@@ -8,10 +8,10 @@
 # Stages run in order of importance, so an interrupted run has the main comparison first:
 #   A  all methods at the deepest site, 3 exemplars: 6 pairs x 3 target classes (the full scale)
 #   C  exemplar counts 1 and 10 (figure 6-8): edit and PAINT/fine-tuning (global), deepest site
-#   (studies.sh: the typographic and snow one-exemplar studies under the same rules)
 #   B  the same methods as A at an early and a middle site (figure 6-7)
 #   D  edit_adam (paper's solver, a stated subset of its grid: lr 1e-3 x 10,000 and 1e-4 x 20,000 steps) and RRR
 #      (input-gradient penalty; lr 1e-3 and 1e-4 x 500 steps, lambda 10 and 100), deepest site
+#   then studies.sh: the typographic and snow one-exemplar studies under the same rules
 # Stated subsets (the ablations, issue 14 item 4), each a subset of A's units so an ablation compares like with
 # like: C runs A's 6 pairs x 3 target classes; B the 6 pairs x the first of A's 3 seeded target classes; D the
 # top 3 pairs x that first target class (edit_adam's 10,000-20,000 steps per cell are the expensive part).
@@ -45,8 +45,6 @@ for M in $MODELS; do
   "$ME" bench "$M" "${COMMON[@]}" "${FULL[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 1,10 \
       --methods edit,finetune_global,paint_global --sites="${DEEP[$M]}" --out "$OUT/$M/C_exemplars"
 done
-# the one-exemplar studies (typographic attack, snow) under the same rules, before the site ablation
-[ -n "${SKIP_STUDIES:-}" ] || bash "$OUT/studies.sh" main
 for M in $MODELS; do
   "$ME" bench "$M" "${COMMON[@]}" "${PAIRS[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
       --methods edit,edit_full,edit_masked,finetune_local,finetune_global,paint_local,paint_global \
@@ -57,4 +55,6 @@ for M in $MODELS; do
       --methods edit_adam,rrr_local,rrr_global --adam-grid 1e-3:10000,1e-4:20000 \
       --finetune-grid 1e-3:500,1e-4:500 --lambda-grid 10,100 --sites="${DEEP[$M]}" --out "$OUT/$M/D_adam_rrr"
 done
+# the one-exemplar studies (typographic attack, snow) under the same rules, then their RRR cells
+[ -n "${SKIP_STUDIES:-}" ] || bash "$OUT/studies.sh" main
 [ -n "${SKIP_STUDIES:-}" ] || bash "$OUT/studies.sh" rrr

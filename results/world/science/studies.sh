@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../../.."
 ME=${MODELEDIT:-.venv/bin/modeledit}
 OUT=results/world/science
 FT_GRID="1e-2:500,1e-3:500,1e-4:500,1e-5:800,1e-6:800"
-GRIDS=(--clean world:clean:10000 --stats-dataset world:train:1500 --sites 3,4 --finetune-grid "$FT_GRID"
+GRIDS=(--clean world:clean:10000 --stats-dataset world:train:1500 --sites 4 --finetune-grid "$FT_GRID"
        --strength-grid 0.125,0.25,0.5,0.75,1 --alpha-grid 0.25,0.5,1 --lambda-grid 10,100 --max-clean-drop 0.0025)
 METHODS=edit,edit_masked,finetune_local,finetune_global,paint_local,paint_global
 PART=${1:-all}
