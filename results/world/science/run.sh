@@ -8,7 +8,9 @@
 # Stages run in order of importance, so an interrupted run has the main comparison first:
 #   A  all methods at the deepest site, 3 exemplars: 6 pairs x 3 target classes (the full scale)
 #   C  exemplar counts 1 and 10 (figure 6-8): edit and PAINT/fine-tuning (global), deepest site
-#   B  the same methods as A at an early and a middle site (figure 6-7)
+#   B  the edit (rank 1 and unrestricted) at an early and a middle site (figure 6-7; fine-tuning at those sites is
+#      left out: at features.8 one cell evaluates the 10,000 clean images through most of the network per
+#      strength or alpha, ~60 s a cell, and the five settings x three alphas would need ~1.5 h per classifier)
 #   D  edit_adam (paper's solver, a stated subset of its grid: lr 1e-3 x 10,000 and 1e-4 x 20,000 steps) and RRR
 #      (input-gradient penalty; lr 1e-3 and 1e-4 x 500 steps, lambda 10 and 100), deepest site
 #   then studies.sh: the typographic and snow one-exemplar studies under the same rules
@@ -47,8 +49,7 @@ for M in $MODELS; do
 done
 for M in $MODELS; do
   "$ME" bench "$M" "${COMMON[@]}" "${PAIRS[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
-      --methods edit,edit_full,edit_masked,finetune_local,finetune_global,paint_local,paint_global \
-      --sites="${EARLY_MID[$M]}" --out "$OUT/$M/B_sites"
+      --methods edit,edit_full --sites="${EARLY_MID[$M]}" --out "$OUT/$M/B_sites"
 done
 for M in $MODELS; do
   "$ME" bench "$M" "${COMMON[@]}" "${SUBSET[@]}" --sensitivity "$OUT/$M/selection/table.csv" --n-exemplars 3 \
