@@ -14,8 +14,10 @@ the folders of one model (stages at other sites, exemplar counts, methods) are p
   shared by all units, resampled once per replicate), the number of units, of units with no
   qualifying setting / no setting beating no change, and the sites and strengths chosen.
 * ``by_site.csv``: the same with the selection restricted to one site (site depth), unconstrained and
-  within budgets; ``ablations.csv``: paired differences on the same units and images (rank: edit_full
-  - edit, mask: edit_masked - edit, solver: edit_adam - edit, vs: edit - each baseline); ``resolution.csv``: clean-set size and what one budget is in images.
+  within budgets, on the units run at every site of the method (:func:`common_units`);
+  ``ablations.csv``: paired differences on the same units and images (rank: edit_full - edit, mask:
+  edit_masked - edit, solver: edit_adam - edit, vs: edit - each baseline); ``resolution.csv``: clean-set
+  size and what one budget is in images.
 * ``science.json``: every number above; ``summary.md``: the tables as markdown; ``figures/``: the paper's figures 6-3, 6-4, 6-7, 6-8 and 6-9 with
   error bars, one set per world classifier.
 
@@ -573,6 +575,21 @@ def main_sites(bench: BenchData, which: str = "deepest") -> list[int] | None:
     raise ValueError(f"main sites must be 'deepest' or 'all', got {which!r}")
 
 
+def common_units(bench: BenchData, site_sel: pd.DataFrame) -> pd.DataFrame:
+    """The per-site selection restricted, per method and exemplar count, to the units run at every site
+    of that method, so a site-depth comparison is made on the same units (a stage run at fewer sites, or
+    on a subset of the units, would otherwise compare different pairs)."""
+    keep = []
+    rows = bench.rows
+    for (method, nex), g in site_sel.groupby(["method", "n_exemplars"], sort=False):
+        r = rows[(rows["method"] == method) & (rows["n_exemplars"] == nex)]
+        sites = set(r["site_index"])
+        per_unit = r.groupby("unit")["site_index"].agg(lambda v: set(v))
+        ok = {u for u, v in per_unit.items() if v == sites}
+        keep.append(g[g["unit"].isin(ok)])
+    return pd.concat(keep, ignore_index=True) if keep else site_sel
+
+
 def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDGETS,
                    site_budgets: Sequence[float] = (math.inf, PAPER_BUDGET, 0.01), n_boot: int = N_BOOT, seed: int = 0,
                    level: float = LEVEL, sites: str = "deepest", resample: str = "units") -> ScienceResult:
@@ -591,7 +608,7 @@ def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDG
         for p in cons[b.model][:5]:
             log.warning("%s: %s", b.model, p)
         sums.append(aggregate(b, sel, n_boot=n_boot, seed=seed, level=level, resample=resample))
-        site_sel = pd.concat([select(b, x, per_site=True) for x in site_budgets], ignore_index=True)
+        site_sel = common_units(b, pd.concat([select(b, x, per_site=True) for x in site_budgets], ignore_index=True))
         sites_.append(aggregate(b, site_sel, by=("method", "budget", "n_exemplars", "site_index", "site"), n_boot=n_boot,
                                seed=seed, level=level, resample=resample))
         for name, base, variant in COMPARISONS:

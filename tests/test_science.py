@@ -187,6 +187,10 @@ def test_site_depth_and_ablation_tables(folder):
     # site 2 exists only for U1: unconstrained it fixes everything (test target 1.0, other 1.0)
     s2 = bs[(bs["method"] == "edit") & (bs["site_index"] == 2) & np.isinf(bs["budget"])].iloc[0]
     assert (s2["n_units"], s2["test_target_corrected"], s2["test_other_corrected"]) == (1, 1.0, 1.0)
+    # depth is compared on the units run at every site: U2 (site 4 only) is left out of the edit's rows
+    s4 = bs[(bs["method"] == "edit") & (bs["site_index"] == 4) & np.isinf(bs["budget"])].iloc[0]
+    assert s4["n_units"] == 1
+    assert set(bs.loc[bs["method"] == "finetune_local", "n_units"]) == {2}   # one site: every unit
     # within 0.25 pp site 2 (5 pp) does not qualify: no change
     s2b = bs[(bs["method"] == "edit") & (bs["site_index"] == 2) & np.isclose(bs["budget"], 0.0025)].iloc[0]
     assert (s2b["test_target_corrected"], s2b["n_none_qualifies"]) == (0.0, 1)
