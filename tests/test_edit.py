@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +144,12 @@ def test_cli_stats_edit_apply(tmp_path, capsys, monkeypatch):
     assert main(["stats", "mobilenet_v2", "--layer", "features.17", "--images", str(folder), "--size", "128"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["site"] == "features.17" and out["images"] == 3 and out["keys"] == 3 * 16 and not out["from_cache"]
+    stats_args = ["stats", "mobilenet_v2", "--layer", "features.17", "--images", str(folder), "--size", "128"]
+    assert main(stats_args) == 0 and json.loads(capsys.readouterr().out)["from_cache"]
+    Path(out["cache"]).write_bytes(b"not a cache file")   # a corrupt file is recomputed, so not "from cache"
+    assert main(stats_args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert not again["from_cache"] and again["keys"] == out["keys"]
     args = ["edit", "mobilenet_v2", "--layer", "features.17", "--original", str(tmp_path / "x.png"),
             "--transformed", str(tmp_path / "xp.png"), "--mask", str(tmp_path / "m.png"), "--images", str(folder),
             "--size", "128", "--out", str(tmp_path / "e")]

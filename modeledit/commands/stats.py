@@ -31,10 +31,14 @@ def run(args: argparse.Namespace) -> int:
     data = ImageFolder(args.images, size=args.size or lm.input_size)
     ident = data.identity
     path = cache_path(model_hash(lm.model), site, ident, args.cache_dir)
-    cached = path.is_file()
+    before = path.stat().st_mtime_ns if path.is_file() else None
     t0 = time.perf_counter()
     st = second_moment(lm.model, site, DataLoader(data, batch_size=args.batch_size, num_workers=args.workers),
                        dataset_id=ident, transform=lm.normalize, cache_dir=args.cache_dir)
+    after = path.stat().st_mtime_ns if path.is_file() else None
+    # read from the cache only if the file was there and was not rewritten (a corrupt one is recomputed);
+    # no cache path when nothing could be written there
     print(json.dumps({"site_index": site.index, "site": site.name, "layer": site.layer, "images": len(data), "keys": st.count, "dim": site.key_channels,
-                      "cache": str(path), "from_cache": cached, "seconds": round(time.perf_counter() - t0, 3)}, indent=1))
+                      "cache": str(path) if after is not None else None, "from_cache": before is not None and before == after,
+                      "seconds": round(time.perf_counter() - t0, 3)}, indent=1))
     return 0
