@@ -52,7 +52,7 @@ class OneShotStudy:
         self.stats_images = stats_images
         self._stats: dict[str, Any] = {}
         self.pre_ok = self.correct()
-        self.pre = {k: float(v.mean()) if len(v) else float("nan") for k, v in self.pre_ok.items()}
+        self.pre = _accuracies(self.pre_ok)
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
         return self.lm.predict_labels(x, self.batch_size)
@@ -61,10 +61,6 @@ class OneShotStudy:
         """Per group (and ``clean``), whether each image is predicted right under the group's labels."""
         return {name: (self.predict(x) == np.asarray(y)) if len(x) else np.zeros(0, bool)
                 for name, (x, y) in {**self.groups, "clean": self.clean}.items()}
-
-    def measure(self) -> dict[str, float]:
-        """Per group, its accuracy (NaN for an empty group)."""
-        return {k: float(v.mean()) if len(v) else float("nan") for k, v in self.correct().items()}
 
     def statistics(self, site: Any) -> Any:
         from modeledit.stats import second_moment
@@ -85,7 +81,7 @@ class OneShotStudy:
         for extra, edit in scaled_edits(self.lm, params["method"], base, method_strengths(self.grid, params["method"])):
             with edit.applied(self.lm.model):
                 post_ok = self.correct()
-            post = {k: float(v.mean()) if len(v) else float("nan") for k, v in post_ok.items()}
+            post = _accuracies(post_ok)
             row: dict[str, Any] = dict(method=params["method"], site=str(params["site"]), site_name=site.name,
                                        setting=json.dumps({**params["setting"], **extra}), exemplar_class=self.lm.class_names[self.ex.label])
             row.update({f"pre_{k}": v for k, v in self.pre.items()})
@@ -98,6 +94,11 @@ class OneShotStudy:
             row["val_gain"] = post[self.val_group] - self.pre[self.val_group]
             rows.append(row)
         return rows
+
+
+def _accuracies(correct: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Per group, its accuracy from the per-image outcomes (NaN for an empty group)."""
+    return {k: float(v.mean()) if len(v) else float("nan") for k, v in correct.items()}
 
 
 def summarize_oneshot(table: pd.DataFrame, max_clean_drop: float) -> pd.DataFrame:
@@ -120,10 +121,8 @@ def summarize_oneshot(table: pd.DataFrame, max_clean_drop: float) -> pd.DataFram
             if f"n_{k}" in g:   # the paired change post - pre on the same images, 95% bootstrap interval
                 n = int(base[f"n_{k}"])
                 good, bad = (int(best[f"flips_{k}_good"]), int(best[f"flips_{k}_bad"])) if changed else (0, 0)
-                est = flip_change_interval(good, bad, n) if n else None
-                r[f"change_{k}"] = est.value if est else float("nan")
-                r[f"change_{k}_lo"] = est.low if est else float("nan")
-                r[f"change_{k}_hi"] = est.high if est else float("nan")
+                r.update(flip_change_interval(good, bad, n).as_dict(f"change_{k}") if n
+                         else {f"change_{k}{end}": float("nan") for end in ("", "_lo", "_hi")})
         r.update(site_name=best["site_name"], setting=best["setting"], clean_drop=best["clean_drop"])
         rows.append(r)
     return pd.DataFrame(rows)

@@ -156,13 +156,13 @@ def run_record(by_model: Mapping[str, Sequence["BenchData"]]) -> dict[str, Any]:
     for model, benches in by_model.items():
         folders = {}
         for b in benches:
-            units = sorted(b.units)
-            pairs = sorted({"|".join(u.split("|")[:2]) for u in units})
+            units = [dict(zip(UNIT_KEYS, u.split("|"))) for u in sorted(b.units)]   # the fields of _unit_key
+            pairs = sorted({f"{u['concept']}|{u['style']}" for u in units})
             folders[b.folder.name] = {
                 "settings": {k: b.config[k] for k in RUN_KEYS if k in b.config},
-                "selection_dataset": _selection_dataset(b.config), "clean_n": b.clean_n,
-                "pairs": pairs, "targets": {p: sorted({u.split("|")[2] for u in units if u.startswith(p + "|")}) for p in pairs},
-                "n_exemplars": sorted({int(u.split("|")[3]) for u in units}), "seeds": sorted({int(u.split("|")[4]) for u in units}),
+                "selection_dataset": _selection_dataset(b.config), "clean_n": b.clean_n, "pairs": pairs,
+                "targets": {p: sorted({u["target_class"] for u in units if f"{u['concept']}|{u['style']}" == p}) for p in pairs},
+                "n_exemplars": sorted({int(u["n_exemplars"]) for u in units}), "seeds": sorted({int(u["seed"]) for u in units}),
                 "units": len(units), "rows": len(b.rows)}
         out[model] = folders
     return out
@@ -178,7 +178,7 @@ def selection_table(benches: Sequence["BenchData"]) -> pd.DataFrame:
         sens = b.config.get("sensitivity")
         if sens and Path(sens).is_file():
             table = pd.read_csv(sens)
-            proto = ProtocolConfig(**{k: v for k, v in b.config.get("protocol", {}).items() if k in ProtocolConfig.__dataclass_fields__})
+            proto = ProtocolConfig.from_json(b.config.get("protocol", {}))
             present = table[table["presence"] >= proto.min_presence]
             out = present.groupby(["concept", "style"], sort=True).agg(mean_drop=("drop", "mean"), n_classes=("drop", "size")).reset_index()
             admitted = {(r["concept"], r["style"]) for r in select_pairs(table, proto).to_dict("records")}
