@@ -49,7 +49,7 @@ class BenchConfig(JsonConfig):
     stats_dataset: str = "world:train:1500"
     pairs: list[list[str]] = field(default_factory=list)       # [[concept, style], ...]; empty: select
     sensitivity: str | None = None                             # a sensitivity table.csv to select pairs from
-    max_pairs: int = 3
+    max_pairs: int | None = 3                                 # the top pairs by mean drop; None: every admitted pair
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     n_exemplars: list[int] = field(default_factory=lambda: [3])
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -373,7 +373,8 @@ def choose_pairs(cfg: BenchConfig) -> list[dict[str, Any]]:
         return out
     if table is None:
         raise ValueError("give concept-style pairs (--pairs road:snow) or a sensitivity table to select them from (--sensitivity)")
-    sel = select_pairs(table, cfg.protocol).sort_values("mean_drop", ascending=False).head(cfg.max_pairs)
+    sel = select_pairs(table, cfg.protocol).sort_values("mean_drop", ascending=False, kind="stable")
+    sel = sel if cfg.max_pairs is None else sel.head(cfg.max_pairs)
     if sel.empty:
         raise ValueError("no concept-style pair passes the selection rule in that sensitivity table; relax the protocol thresholds")
     return [{"concept": r.concept, "style": r.style, "candidates": list(r.classes)} for r in sel.itertuples()]
@@ -418,6 +419,11 @@ class BenchResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+#: a bench folder run with a few of the selected pairs resumes with more of them (the top pairs stay the same;
+#: every cell is keyed by its own pair, target and setting)
+SCALE_KEYS = ("max_pairs",)
+
+
 def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executor_kwargs: Any) -> BenchResult:
     """Run every cell not yet in ``out_dir``; the raw table holds every finished cell (old and new)."""
     from modeledit.eval.datasets import check_disjoint
@@ -443,7 +449,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
 
         data, clean = labelled_datasets(cfg, load_model(cfg.model, weights=cfg.weights))
         manifest["label_source"] = {"dataset": label_record(data), "clean": label_record(clean)}
-    store = ResultStore(out_dir, config=manifest)
+    store = ResultStore(out_dir, config=manifest, scale_keys=SCALE_KEYS)
     cells = bench_cells(cfg, pairs)
     with store.discarded_if_empty():
         report = ex.run(cells, RunnerFactory(cfg), store)

@@ -38,21 +38,36 @@ def cell_id(params: Mapping[str, Any]) -> str:
 class ResultStore:
     """One folder of cell results; see the module docstring."""
 
-    def __init__(self, root: str | os.PathLike, config: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, config: Mapping[str, Any] | None = None,
+                 scale_keys: Sequence[str] = ()) -> None:
+        """``scale_keys``: configuration keys that only choose how many cells a run has (e.g. how many of the
+        selected pairs), never what a cell computes; cells are keyed by their own parameters, so a folder run
+        with one value resumes under another (its manifest records the new value and the earlier ones under
+        ``"extended_from"``). Any other difference refuses the folder."""
         self.root = Path(root)
         self._created = not self.root.exists()
         self.cells_dir = self.root / "cells"
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         manifest = self.root / "manifest.json"
         if config is not None:
+            new = json.loads(json.dumps(dict(config), default=str))
             old = json.loads(manifest.read_text()) if manifest.is_file() else None
-            if old is not None and old.get("config") != json.loads(json.dumps(dict(config), default=str)):
-                if self.n_done():
+            if old is not None and old.get("config") != new:
+                old_config = old.get("config") or {}
+                differ = {k for k in set(old_config) | set(new) if old_config.get(k) != new.get(k)}
+                if self.n_done() and differ <= set(scale_keys):
+                    log.info("%s: extending the run (%s)", self.root,
+                             ", ".join(f"{k} {old_config.get(k)} -> {new.get(k)}" for k in sorted(differ)))
+                    history = [*old.get("extended_from", []), {k: old_config.get(k) for k in sorted(differ)}]
+                    write_json_atomic(manifest, {**old, "config": dict(config), "extended_from": history})
+                elif self.n_done():
                     raise ValueError(
-                        f"{self.root} holds results of another configuration; use a new --out folder or delete it"
+                        f"{self.root} holds results of another configuration (differs in {', '.join(sorted(differ))}); "
+                        "use a new --out folder or delete it"
                     )
-                log.info("%s holds the manifest of a run that finished no cell; replacing it", self.root)
-                old = None
+                else:
+                    log.info("%s holds the manifest of a run that finished no cell; replacing it", self.root)
+                    old = None
             if old is None:
                 write_json_atomic(manifest, {"config": dict(config), "versions": package_versions()})
 

@@ -98,3 +98,31 @@ def test_result_store_resumes_and_refuses_other_config(tmp_path):
     assert "torch" in store.manifest()["versions"]
     with pytest.raises(ValueError, match="another configuration"):
         ResultStore(tmp_path / "r", config={"seed": 1})
+
+
+def test_result_store_extends_along_scale_keys_only(tmp_path):
+    """A run made with a few pairs resumes with more (the manifest records the growth); any other change of
+    configuration is refused, also when a scale key changes with it."""
+    store = ResultStore(tmp_path / "r", config={"seed": 0, "max_pairs": 6})
+    store.run([{"x": 0}], lambda p: [{"x": p["x"]}], progress=False)
+    grown = ResultStore(tmp_path / "r", config={"seed": 0, "max_pairs": None}, scale_keys=("max_pairs",))
+    assert grown.manifest()["config"]["max_pairs"] is None
+    assert grown.manifest()["extended_from"] == [{"max_pairs": 6}]
+    assert grown.done({"x": 0})
+    with pytest.raises(ValueError, match="differs in max_pairs, seed"):
+        ResultStore(tmp_path / "r", config={"seed": 1, "max_pairs": 3}, scale_keys=("max_pairs",))
+    with pytest.raises(ValueError, match="another configuration"):
+        ResultStore(tmp_path / "r", config={"seed": 0, "max_pairs": 3})
+
+
+def test_bench_max_pairs_all_takes_every_admitted_pair(tmp_path):
+    from modeledit.eval.bench import BenchConfig, choose_pairs
+
+    table = pd.DataFrame([{"concept": c, "style": s, "class_name": k, "presence": 0.9, "drop": d}
+                          for c, s, d in [("road", "snow", 0.5), ("grass", "snow", 0.4), ("sky", "wooden", 0.3)]
+                          for k in ("car", "bus", "cow")])
+    table.to_csv(tmp_path / "table.csv", index=False)
+    chosen = {n: [(p["concept"], p["style"]) for p in choose_pairs(BenchConfig(max_pairs=n, sensitivity=str(tmp_path / "table.csv")))]
+              for n in (2, None)}
+    assert chosen[2] == [("road", "snow"), ("grass", "snow")]
+    assert chosen[None] == chosen[2] + [("sky", "wooden")]

@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats-dataset", default="world:train:1500", help="images for the second-moment statistics C")
     p.add_argument("--sensitivity", default=None, help="a sensitivity table.csv to select pairs from (and their target classes)")
     add_list(p, "--pairs", item=_pair, what="concept:style pair", help="concept:style pairs, e.g. road:snow,grass:wooden (default: selected from --sensitivity)")
-    p.add_argument("--max-pairs", type=positive_int, default=3, help="pairs selected from the sensitivity table")
+    p.add_argument("--max-pairs", type=_max_pairs, default=3, help="pairs selected from the sensitivity table, those with "
+                   "the largest mean drop first, or 'all' (every admitted pair); a folder resumes with a larger value")
     p.add_argument("--n-targets", type=positive_int, default=None, help="target classes per pair, drawn (seeded) among its affected "
                    "classes, each its own unit (default: one per seed, drawn with it)")
     add_list(p, "--n-exemplars", item=positive_int, what="exemplar count", default="3", help="exemplar counts, e.g. 1,3,10")
@@ -29,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
     p.add_argument("--workers", type=positive_int, default=2, help="parallel workers (ray executor)")
     p.add_argument("--out", required=True, help="results folder (resumable)")
+
+
+def _max_pairs(text: str) -> int | None:
+    return None if text.strip().lower() == "all" else positive_int(text)
 
 
 def _pair(text: str) -> list[str]:
