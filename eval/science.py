@@ -14,7 +14,8 @@ the folders of one model (stages at other sites, exemplar counts, methods) are p
   shared by all units, resampled once per replicate), the number of units, of units with no
   qualifying setting / no setting beating no change, and the sites and strengths chosen.
 * ``by_site.csv``: the same with the selection restricted to one site (site depth), unconstrained and
-  within budgets, on the units run at every site of the method (:func:`common_units`);
+  within budgets, on the units run at every site of the method (:func:`common_units`); ``by_exemplars.csv``:
+  the main selection per exemplar count on the units run at every count of the method (:func:`common_exemplar_units`);
   ``ablations.csv``: paired differences on the same units and images (rank: edit_full - edit, mask:
   edit_masked - edit, solver: edit_adam - edit, vs: edit - each baseline); ``resolution.csv``: clean-set
   size and what one budget is in images.
@@ -563,6 +564,7 @@ class ScienceResult:
     resolution: pd.DataFrame
     consistency: dict[str, list[str]]
     splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_exemplars: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def main_sites(bench: BenchData, which: str = "deepest") -> list[int] | None:
@@ -590,6 +592,24 @@ def common_units(bench: BenchData, site_sel: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(keep, ignore_index=True) if keep else site_sel
 
 
+def common_exemplar_units(selection: pd.DataFrame) -> pd.DataFrame:
+    """The selection restricted, per method, to the units (pair x target class x seed) run at every exemplar
+    count of that method, so an exemplar-count comparison is made on the same units (a stage run with other
+    exemplar counts on a subset of the pairs would otherwise compare different pairs)."""
+    if selection.empty:
+        return selection
+    keep = []
+    base = selection["unit"].map(lambda u: "|".join(u.split("|")[:3] + u.split("|")[4:]))   # the unit key without the count
+    for method, g in selection.groupby("method", sort=False):
+        counts = set(g["n_exemplars"])
+        if len(counts) < 2:      # a method run at one count has nothing to compare
+            continue
+        per_base = g.groupby(base[g.index])["n_exemplars"].agg(lambda v: set(v))
+        ok = {b for b, v in per_base.items() if v == counts}
+        keep.append(g[base[g.index].isin(ok)])
+    return pd.concat(keep, ignore_index=True) if keep else selection.iloc[:0]
+
+
 def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDGETS,
                    site_budgets: Sequence[float] = (math.inf, PAPER_BUDGET, 0.01), n_boot: int = N_BOOT, seed: int = 0,
                    level: float = LEVEL, sites: str = "deepest", resample: str = "units") -> ScienceResult:
@@ -597,7 +617,7 @@ def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDG
     sites the main selection (summary, ablations) chooses among, see :func:`main_sites`; ``resample``: the
     first bootstrap stage draws units or concept-style pairs (:func:`aggregate`)."""
     _clusters([], resample)
-    sels, sums, sites_, abl, res, cons = [], [], [], [], [], {}
+    sels, sums, sites_, abl, res, exs, cons = [], [], [], [], [], [], {}
     for b in benches:
         chosen_sites = main_sites(b, sites)
         sel = pd.concat([select(b, x, sites=chosen_sites) for x in budgets], ignore_index=True)
@@ -608,6 +628,9 @@ def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDG
         for p in cons[b.model][:5]:
             log.warning("%s: %s", b.model, p)
         sums.append(aggregate(b, sel, n_boot=n_boot, seed=seed, level=level, resample=resample))
+        ex_sel = common_exemplar_units(sel)
+        if not ex_sel.empty:
+            exs.append(aggregate(b, ex_sel, n_boot=n_boot, seed=seed, level=level, resample=resample))
         site_sel = common_units(b, pd.concat([select(b, x, per_site=True) for x in site_budgets], ignore_index=True))
         sites_.append(aggregate(b, site_sel, by=("method", "budget", "n_exemplars", "site_index", "site"), n_boot=n_boot,
                                seed=seed, level=level, resample=resample))
@@ -618,7 +641,7 @@ def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDG
                 abl.append(c)
         res.append(resolution(b, budgets))
     cat = lambda parts: pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()  # noqa: E731
-    return ScienceResult(cat(sels), cat(sums), cat(sites_), cat(abl), cat(res), cons)
+    return ScienceResult(cat(sels), cat(sums), cat(sites_), cat(abl), cat(res), cons, by_exemplars=cat(exs))
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -670,7 +693,7 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
     result.splits = splits
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("selection", "summary", "by_site", "ablations", "resolution"):
+    for name in ("selection", "summary", "by_site", "by_exemplars", "ablations", "resolution"):
         df = getattr(result, name)
         write_text_atomic(out / f"{name}.csv", df.to_csv(index=False))
     sens = [t for t in sens if not t.empty]
@@ -689,7 +712,7 @@ def write_science_summary(folders: Sequence[str | Path], out_dir: str | Path, bu
                           "(score 0, drop 0) always a candidate, winning ties and negatives",
         "consistency": result.consistency, "splits": result.splits, "run": run_record(by_model),
         "resolution": _records(result.resolution), "summary": _records(result.summary), "by_site": _records(result.by_site),
-        "ablations": _records(result.ablations), "selection": _records(result.selection),
+        "by_exemplars": _records(result.by_exemplars), "ablations": _records(result.ablations), "selection": _records(result.selection),
         "figures": [str(p.relative_to(out)) for p in figures], "versions": package_versions(),
     })
     return result
@@ -752,6 +775,16 @@ def markdown_summary(result: ScienceResult) -> str:
             for r in a.to_dict("records"):
                 lines.append(f"| {r['ablation']}: {r['variant']} - {r['base']} | {r['n_exemplars']} | {_budget_label(r['budget'])} | "
                              + " | ".join(_pp(r, f"diff_{c}") for c in cols) + f" | {_pp(r, 'diff_clean_drop')} | {r['n_units']} |")
+            lines.append("")
+        ex = result.by_exemplars[result.by_exemplars["model"] == model] if not result.by_exemplars.empty else result.by_exemplars
+        if not ex.empty:
+            lines += ["### exemplar counts (on the units run at every count of the method)", "",
+                      "| method | budget | exemplars | " + " | ".join(
+                          ["target, same style", "other, same style", "target, held-out", "other, held-out", "clean drop (pp)", "units changed"])
+                      + " |", "|" + " --- |" * 9]
+            for r in ex.sort_values(["method", "budget", "n_exemplars"]).to_dict("records"):
+                lines.append(f"| {r['method']} | {_budget_label(r['budget'])} | {r['n_exemplars']} | "
+                             + " | ".join(_pp(r, c) for c in cols) + f" | {_pp(r, 'clean_drop')} | {r['n_changed']} of {r['n_units']} |")
             lines.append("")
         bs = result.by_site[result.by_site["model"] == model] if not result.by_site.empty else result.by_site
         if not bs.empty:
@@ -849,9 +882,10 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
             axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
             fig.suptitle(f"{model}: {nex} exemplars, best setting per site", y=1.02)
             paths.append(_save(fig, out / f"fig6_7_{model}.png"))
-        # 6-8: vs exemplar count at the budget
-        at_b = s[np.isclose(s["budget"], budget)]
-        if at_b["n_exemplars"].nunique() > 1:
+        # 6-8: vs exemplar count at the budget, on the units run at every count (by_exemplars)
+        ex = result.by_exemplars
+        at_b = ex[(ex["model"] == model) & np.isclose(ex["budget"], budget)] if not ex.empty else ex
+        if not at_b.empty and at_b["n_exemplars"].nunique() > 1:
             fig, ax = plt.subplots(figsize=(5.5, 3.4))
             for method, g in at_b.groupby("method", sort=True):
                 g = g.sort_values("n_exemplars")
@@ -865,7 +899,8 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
             ax.xaxis.set_minor_formatter(plt.NullFormatter())
             ax.set_xlabel("exemplars")
             ax.set_ylabel("% errors corrected, other classes (95% CI)")
-            ax.set_title(f"{model}: clean budget {_budget_label(budget)}")
+            n_units = ", ".join(f"{m} {int(g['n_units'].iloc[0])}" for m, g in at_b.groupby("method", sort=True))
+            ax.set_title(f"{model}: clean budget {_budget_label(budget)}\nunits run at every count: {n_units}", fontsize=9)
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
             paths.append(_save(fig, out / f"fig6_8_{model}.png"))
         # 6-9: rank and mask ablations at the budget

@@ -349,3 +349,16 @@ def test_verify_splits_names_a_leak(folder):
     bad = {**b.units, unit: {**b.units[unit], "exemplars": [b.units[unit]["val"]["idx"][0]]}}
     with pytest.raises(ValueError, match="val & .*exemplars share"):
         verify_splits([dataclasses.replace(ok, units=bad)])
+
+
+def test_exemplar_counts_compared_on_common_units():
+    from modeledit.eval.science import common_exemplar_units
+
+    # edit: pair a run at 1, 3 and 10 exemplars, pair b only at 3 (a wider stage); finetune: one count only
+    units = [("edit", "a|snow|car|1|0"), ("edit", "a|snow|car|3|0"), ("edit", "a|snow|car|10|0"), ("edit", "b|snow|bus|3|0"),
+             ("finetune_global", "a|snow|car|3|0")]
+    sel = __import__("pandas").DataFrame([{"method": m, "unit": u, "n_exemplars": int(u.split("|")[3]), "budget": 0.0025} for m, u in units])
+    kept = common_exemplar_units(sel)
+    assert sorted(kept["unit"]) == ["a|snow|car|10|0", "a|snow|car|1|0", "a|snow|car|3|0"]
+    assert set(kept["method"]) == {"edit"}
+    assert common_exemplar_units(sel[sel["method"] == "finetune_global"]).empty
