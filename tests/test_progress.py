@@ -57,3 +57,22 @@ def test_final_line_once_however_the_bar_is_driven():
     for _ in tqdm(range(3), desc="inner", file=out, mininterval=0, leave=False):
         pass
     assert not out.getvalue().endswith("\n") and out.getvalue().rstrip("\r").endswith(" ")
+
+
+def test_a_nested_bar_is_not_drawn_in_a_log():
+    """A bar inside another (fine-tuning steps inside a sweep's cells) would write cursor-up escapes into a
+    log file; on a non-terminal stream only the outer bar is drawn, and the inner loop still runs."""
+    out = io.StringIO()
+    seen = 0
+    for _ in tqdm(range(2), desc="cells", file=out, mininterval=0):
+        for _ in tqdm(range(3), desc="steps", file=out, mininterval=0, leave=False):
+            seen += 1
+    text = out.getvalue()
+    assert seen == 6
+    assert "steps" not in text and "\x1b[A" not in text, text
+    assert [s for s in _lines(text) if s.startswith("cells: 100%")]
+    # alone, the same bar is drawn
+    out = io.StringIO()
+    for _ in tqdm(range(3), desc="steps", file=out, mininterval=0):
+        pass
+    assert "steps" in out.getvalue()
