@@ -3,8 +3,9 @@
 # five fine-tuning settings, PAINT and RRR, statistics C from world:train, and clean accuracy on the
 # 10,000-image world:clean split (used for nothing else). Each summary row carries paired 95% intervals.
 # Resumes where it stopped (rerun it). `studies.sh main` runs the paper's methods and PAINT, `studies.sh rrr`
-# the RRR cells; no argument runs both. Stated subset: sites 3 and 4 (the committed run before this one used
-# 2-4 for the typographic study, where site 2 never qualified); RRR on three of the five fine-tuning rates.
+# the RRR cells; no argument runs both. Stated subset: the deepest site only (features.15; the committed run
+# before this one also tried earlier sites for the typographic study, where they never qualified); RRR on
+# three of the five fine-tuning rates.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 ME=${MODELEDIT:-.venv/bin/modeledit}
