@@ -3,7 +3,6 @@ a paper patch fools it while a blank patch does not, an edit at a ModifiedResNet
 the online CLIP architectures are unaffected."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from modeledit import get_site, load_model  # noqa: E402
 from modeledit.edit import Edit  # noqa: E402
 from modeledit.eval.world.scene import CLASSES  # noqa: E402
 from modeledit.eval.world.clip import (  # noqa: E402
-    CLIP_ARCH, HELD_OUT_FONTS, PRESET, TRAIN_FONTS, ClipTrainConfig, attack_images, caption, checkpoint_path,
+    CLIP_ARCH, HELD_OUT_FONTS, SHIPPED_PRESET, TRAIN_FONTS, ClipTrainConfig, attack_images, caption, checkpoint_path, v1_config,
 )
 from modeledit.eval.world.data import WorldDataset  # noqa: E402
 from modeledit.exemplars import Exemplars  # noqa: E402
@@ -50,7 +49,7 @@ def test_shipped_checkpoint_loads_offline_built_by_open_clip(monkeypatch):
     assert lm.meta["train"]["command"].startswith("modeledit world train clip")
     record = lm.meta["train"]
     assert record["train_seconds"] > 0 and record["data"]["stages"] == 3
-    assert record["train_config"] == json.loads(PRESET.to_json())
+    assert ClipTrainConfig.from_json(record["train_config"]) == SHIPPED_PRESET  # a record without "recipe" is a v1 one
     blob = torch.load(str(checkpoint_path()), map_location="cpu", weights_only=True)
     assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
     assert checkpoint_path().stat().st_size < 20 * 2**20
@@ -114,7 +113,7 @@ def test_edit_at_a_modified_resnet_site_saves_reloads_and_reverts_bit_exactly(cl
 
 
 def test_captions_mention_the_tag_word_and_fonts_are_held_out():
-    cfg = ClipTrainConfig(mention_rate=1.0)
+    cfg = v1_config(mention_rate=1.0)  # the shipped recipe's captions always mark the word's role
     rng = np.random.default_rng(0)
     caps = [caption("cow", "grass", "car", cfg, rng) for _ in range(40)]
     assert all("car" in c for c in caps) and sum("cow" in c for c in caps) > 20

@@ -3,6 +3,7 @@
     modeledit world info [--json]                 version, classes, concepts, co-occurrence, shipped accuracies
     modeledit world render --n 24 --out DIR       sample images with their masks (PNG) and records (JSON)
     modeledit world train vgg|resnet|vgg_text|clip   reproduce a shipped classifier into eval/world/zoo/
+                                                  (clip: the parrot recipe; --recipe shipped reproduces the shipped one)
     modeledit world clip-eval --out results/world/clip   zero-shot accuracy and typographic attack of clip:world-RN
     modeledit world context --out results/world_context.json   texture-swap and text-tag measurements
 """
@@ -32,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--n-train", type=positive_int, default=None, help="override the preset's number of training scenes")
     train.add_argument("--steps", type=positive_int, default=None, help="clip only: override the last stage's number of steps")
     train.add_argument("--resume", default=None, help="clip only: resumable state file, written every few minutes and continued from")
+    train.add_argument("--recipe", default="parrot", choices=["parrot", "shipped"],
+                       help="clip only: parrot (docs/notes/clip_reading.md, the default) or shipped (reproduce the shipped checkpoint)")
+    train.add_argument("--stop-on-gate", action="store_true",
+                       help="clip only: stop (after writing the resume file) when a go/no-go gate fails, instead of logging a warning")
     ce = sub.add_parser("clip-eval", help="zero-shot accuracy of clip:world-RN and the typographic attack on it")
     ce.add_argument("--out", default="results/world/clip", help="folder for eval.json, manifest.json, examples.png")
     ce.add_argument("--weights", default=None, help="world CLIP checkpoint (default: the shipped one)")

@@ -1,0 +1,205 @@
+"""The world CLIP's parrot recipe (docs/notes/clip_reading.md): caption mix, neutral vocabulary, meme pairs,
+text sizes, training fonts, edge padding, the logit scale's parameter group, gates, and one resumable run."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("open_clip")
+
+from modeledit.eval.world import clip as C  # noqa: E402
+from modeledit.eval.world.scene import CLASSES, CONTEXTS  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Scenes are the input of batch making, not the part under test: random images, every class and context."""
+    g = torch.Generator().manual_seed(0)
+    n = 72
+    return {"x": torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g),
+            "y": torch.arange(n) % len(CLASSES), "context": torch.arange(n) % len(CONTEXTS)}
+
+
+def _batches(data, cfg, steps):
+    painter = C.TagPainter(cfg.world.image_size, cfg.fonts, cfg.tag_height)
+    return [C.make_batch(data, cfg, painter, s) for s in steps]
+
+
+def _is_bare(caption: str, word: str) -> bool:
+    return caption.rstrip(".!") in (word, f"{word} {word}")
+
+
+def test_parrot_caption_mix_shares():
+    cfg = C.PRESET
+    rng = np.random.default_rng(0)
+    n = 6000
+    late = collections.Counter(C.parrot_caption("cow", "grass", "car", cfg, rng, step=cfg.steps - 1)[1] for _ in range(n))
+    share = {k: v / n for k, v in late.items()}
+    assert abs(share["bare"] + share["sign"] - 0.55) < 0.025 and abs(share["both"] - 0.15) < 0.02 and abs(share["object"] - 0.30) < 0.025
+    assert abs(share["bare"] / (share["bare"] + share["sign"]) - 0.7) < 0.03
+    early = collections.Counter(C.parrot_caption("cow", "grass", "car", cfg, rng, step=0)[1] for _ in range(n))
+    assert early["both"] == 0  # "both" captions only after the first third of the schedule
+    assert abs((early["bare"] + early["sign"]) / n - 0.55 / 0.85) < 0.03
+    for _ in range(200):
+        cap, kind = C.parrot_caption("cow", "grass", "car", cfg, rng, step=cfg.steps - 1)
+        assert {"bare": _is_bare(cap, "car"), "sign": "car" in cap and "cow" not in cap, "both": "car" in cap and "cow" in cap,
+                "object": "cow" in cap and "car" not in cap}[kind], (kind, cap)
+    untagged = collections.Counter(C.parrot_caption("cow", "grass", None, cfg, rng, step=0) for _ in range(n))
+    shared = sum(v for c, v in untagged.items() if c[1] == "shared_bare")
+    assert abs(shared / n - 0.2) < 0.02 and all(_is_bare(c, "cow") for c, k in untagged if k == "shared_bare")
+    assert all(C.parrot_caption("cow", "grass", None, cfg, rng, step=0, blank=True)[1] == "object" for _ in range(200))
+
+
+def test_batches_meme_pairs_and_class_word_share(data):
+    cfg = dataclasses.replace(C.PRESET, batch_size=64)
+    n_pairs = round(cfg.meme_rate * cfg.batch_size / 2)
+    class_words, equal_length, tag_words = 0, 0, []
+    batches = _batches(data, cfg, range(3000, 3012))
+    for images, caps, meta in batches:
+        assert images.shape == (64, 3, 64, 64) and images.dtype == torch.uint8 and len(caps) == len(meta) == 64
+        for k in range(n_pairs):  # pairs first: one scene, two different words, word-only captions, same tag style
+            a, b = meta[2 * k], meta[2 * k + 1]
+            assert a["meme"] and b["meme"] and a["scene"] == b["scene"] and a["word"] != b["word"]
+            assert caps[2 * k] != caps[2 * k + 1] and a["kind"] in ("bare", "sign") and b["kind"] in ("bare", "sign")
+            assert (a["font"], a["height"], a["jitter"]) == (b["font"], b["height"], b["jitter"])
+            equal_length += len(a["word"]) == len(b["word"])
+        assert not any(m["meme"] for m in meta[2 * n_pairs:])
+        tag_words += [m["word"] for m in meta[2 * n_pairs:] if m["word"] is not None]
+    class_words = sum(w in CLASSES for w in tag_words)
+    assert 0.3 < class_words / len(tag_words) < 0.5  # class names remain ~40% of tag words
+    assert 0.5 <= equal_length / (n_pairs * len(batches)) < 0.8  # half the pairs by construction, plus chance
+    assert len(tag_words) / (len(batches) * (64 - 2 * n_pairs)) == pytest.approx(cfg.tag_rate, abs=0.08)
+    again = C.make_batch(data, cfg, C.TagPainter(64, cfg.fonts, cfg.tag_height), 3000)
+    assert torch.equal(again[0], batches[0][0]) and again[1] == batches[0][1]  # a function of (seed, step)
+
+
+def test_neutral_vocabulary_excludes_class_names_and_is_length_matched():
+    words = C.neutral_vocabulary(200, 0)
+    assert len(words) == len(set(words)) == 200 and words == C.neutral_vocabulary(200, 0)
+    assert words != C.neutral_vocabulary(200, 1)
+    assert not set(words) & set(CLASSES)
+    assert not [(w, c) for w in words for c in CLASSES if C.is_class_twin(w, c)]
+    assert C.is_class_twin("cars", "car") and C.is_class_twin("cat", "car") and C.is_class_twin("buses", "bus")
+    assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 10 for w in words)
+    class_len = collections.Counter(len(c) for c in CLASSES)
+    word_len = collections.Counter(len(w) for w in words)
+    assert set(word_len) == set(class_len)
+    assert all(abs(word_len[k] - 200 * v / len(CLASSES)) <= 1 for k, v in class_len.items())
+    tok = C.tokenizer()
+    tokens = tok([f"{w}." for w in words])
+    assert bool(((tokens != 0).sum(1) == 4).all())  # start, the word, ".", end: every word is one token
+    assert C.tag_words(C.PRESET)[1] == words and C.vocabulary_record(C.PRESET)["neutral_words"] == list(words)
+
+
+def test_held_out_fonts_never_in_training_batches_and_text_size_curriculum(data):
+    cfg = dataclasses.replace(C.PRESET, batch_size=64)
+    meta = [m for _, _, ms in _batches(data, cfg, range(cfg.large_steps, cfg.large_steps + 10)) for m in ms]
+    fonts = collections.Counter(m["font"] for m in meta if "font" in m)
+    assert set(fonts) == set(C.TRAIN_FONTS)
+    files = {C.font_file(f).name for f in fonts if f != "world"}
+    assert not files & set(C.HELD_OUT_FONT_FILES) and not set(fonts) & set(C.HELD_OUT_FONTS)
+    tags = [m for m in meta if m.get("size")]
+    small = sum(m["size"] in ("small", "fitting") for m in tags) / len(tags)
+    assert abs(small - cfg.small_share) < 0.1
+    assert all(cfg.large_height[0] <= m["height"] <= cfg.large_height[1] for m in tags if m["size"] == "large")
+    assert all(m["height"] <= 0.22 for m in tags if m["size"] != "large")
+    assert abs(sum(m["jitter"] is not None for m in tags) / len(tags) - cfg.jitter_rate) < 0.1
+    early = [m for _, _, ms in _batches(data, cfg, range(3)) for m in ms if m.get("size")]
+    assert all(m["size"] == "large" for m in early)  # large letters only before large_steps
+    with pytest.raises(ValueError, match="held out"):
+        C.ClipTrainConfig(fonts=("sans", "serif"))
+
+
+def test_shift_uses_edge_padding():
+    ramp = torch.arange(64, dtype=torch.uint8).view(1, 1, 1, 64).expand(16, 3, 64, 64).contiguous()
+    edge = C._shift(ramp, 4, np.random.default_rng(0))
+    assert bool((edge[..., 1:].int() - edge[..., :-1].int() >= 0).all())  # border pixels repeated, never mirrored
+    assert not torch.equal(edge, ramp) and bool((edge[..., 0] <= 4).all())
+    reflect = C._shift(ramp, 4, np.random.default_rng(0), mode="reflect")
+    assert bool((reflect[..., 1:].int() - reflect[..., :-1].int() < 0).any())
+    assert C.PRESET.pad_mode == "edge" and C.SHIPPED_PRESET.pad_mode == "reflect"
+
+
+def test_logit_scale_has_its_own_group_at_ten_times_the_lr():
+    cfg = C.PRESET
+    assert (cfg.steps, cfg.warmup, cfg.lr, cfg.weight_decay, tuple(cfg.betas)) == (6000, 200, 1.5e-3, 0.1, (0.9, 0.98))
+    model = C.create_clip(seed=0)
+    opt = C.make_optimizer(model, cfg)
+    scale = [g for g in opt.param_groups if any(p is model.logit_scale for p in g["params"])]
+    assert len(scale) == 1 and len(scale[0]["params"]) == 1 and scale[0]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    assert all(g["betas"] == (0.9, 0.98) for g in opt.param_groups)
+    for step in (0, 199, 1000, 5999):
+        C.set_lr(opt, step, cfg)
+        others = [g["lr"] for g in opt.param_groups if g is not scale[0]]
+        assert all(lr == pytest.approx(C._lr_at(step, cfg)) for lr in others)
+        assert scale[0]["lr"] == pytest.approx(10 * C._lr_at(step, cfg))
+    assert C._lr_at(199, cfg) == pytest.approx(1.5e-3) and C._lr_at(6000, cfg) == pytest.approx(0.0, abs=1e-12)
+    assert C._lr_at(3100, cfg) == pytest.approx(0.75e-3, rel=1e-6)  # one cosine: half-way at the middle of the decay
+    v1 = C.make_optimizer(model, C.SHIPPED_PRESET)
+    assert all(g["lr_mult"] == 1.0 for g in v1.param_groups)
+
+
+def test_shared_positives_loss():
+    caps = ["car.", "car.", "cow."]
+    grads = {}
+    for shared in (True, False):
+        logits = torch.tensor([[2.0, 2.0, 0.0], [2.0, 2.0, 0.0], [0.0, 0.0, 2.0]], requires_grad=True)
+        loss = C.contrastive_loss(logits, caps, shared_positives=shared)
+        loss.backward()
+        grads[shared] = (float(loss.detach()), logits.grad)
+    e2 = math.e ** 2
+    assert grads[True][0] == pytest.approx((-2 * math.log(e2 / (2 * e2 + 1)) - math.log(e2 / (e2 + 2))) / 3, rel=1e-5)
+    g = grads[True][1]
+    assert float(g[0, 0]) == pytest.approx(float(g[0, 1])) and float(g[0, 1]) < 0  # "car." and "car." pulled together
+    g = grads[False][1]
+    assert float(g[0, 1]) > 0 > float(g[0, 0])  # plain InfoNCE pushes the identical caption away
+
+
+def test_gates_evaluated_once_with_advice():
+    row = {"step": 300, "bind_gap": 0.1, "paper_read": 0.3, "read4": 0.1}
+    gates = C.check_gates(row, [])
+    assert [g["step"] for g in gates] == [300] and not gates[0]["passed"] and gates[0]["failed"] == ["bind_gap"]
+    assert any("both" in a for a in gates[0]["advice"])
+    assert C.check_gates({**row, "step": 400}, [{"step": 300, "gates": gates}]) == []
+    late = {"step": 2500, "bind_gap": 0.4, "paper_read": 0.6, "read4": 0.2, "sign_serif_flip_to_word": 0.3,
+            "serif_flip_to_word": 0.3, "val_accuracy": 0.7}
+    got = {(g["step"], bool(g.get("advisory"))): g for g in C.check_gates(late, [])}
+    assert set(got) == {(300, False), (1000, False), (2500, False), (C.FALLBACK_CHECK_STEP, True)}
+    assert got[(2500, False)]["failed"] == ["val_accuracy"] and any("word_only_rate" in a for a in got[(2500, False)]["advice"])
+    assert got[(1000, False)]["failed"] == ["read4"] and any("128 px" in a for a in got[(1000, False)]["advice"])
+    assert not got[(C.FALLBACK_CHECK_STEP, True)]["passed"]
+
+
+def test_one_training_run_stops_at_a_gate_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    cfg = dataclasses.replace(C.PRESET, n_train=120, n_val=60, n_test=60, steps=4, warmup=1, batch_size=8)
+    monkeypatch.setitem(C.GATES, 2, {"val_accuracy": 2.0})  # a gate no model passes, at step 2
+    resume = tmp_path / "run.resume"
+    with pytest.raises(C.GateFailed, match="step 2"):
+        C.train_clip(cfg, out=tmp_path / "stopped.pt", resume=resume, monitor_every=2, save_every=1e9, progress=False,
+                     stop_on_gate=True)
+    assert resume.is_file() and not (tmp_path / "stopped.pt").exists()
+    assert torch.load(str(resume), map_location="cpu", weights_only=False)["step"] == 2
+    resumed = C.train_clip(cfg, out=tmp_path / "resumed.pt", resume=resume, monitor_every=2, save_every=1e9, progress=False)
+    straight = C.train_clip(cfg, out=tmp_path / "straight.pt", monitor_every=2, progress=False)
+    a = torch.load(str(tmp_path / "resumed.pt"), weights_only=True)["state_dict"]
+    b = torch.load(str(tmp_path / "straight.pt"), weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in resumed["history"]] == [2, 4]
+    drop = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    assert [drop(r) for r in resumed["history"]] == [drop(r) for r in straight["history"]]
+    assert [(g["step"], g["passed"]) for g in resumed["gates"]] == [(2, False)]
+    for key in ("paper_read", "read4", "bind_gap", "sign_serif_flip_to_word", "serif_flip_to_word", "val_accuracy"):
+        assert key in resumed["history"][-1]
+    assert resumed["vocabulary"]["neutral_words"] == list(C.neutral_vocabulary(200, 0)) and resumed["recipe"] == "parrot"
+    assert resumed["history"][-1]["logit_scale"] <= 100
+    from modeledit import load_model
+
+    lm = load_model(f"clip:{C.CLIP_ARCH}", weights=str(tmp_path / "resumed.pt"))
+    assert lm.predict(torch.rand(2, 3, 64, 64)).shape == (2, len(CLASSES))
+    assert lm.meta["train"]["train_config"]["recipe"] == "parrot"
