@@ -326,10 +326,11 @@ def test_the_committed_science_run_uses_disjoint_splits():
     assert rec["units_checked"] == len(b.units) >= 18
     from modeledit.eval.science import selection_table
 
-    sel = selection_table([b])   # 6 concepts x 6 styles; the rule admits 20 pairs, the run's 6 among them
+    sel = selection_table([b])   # 6 concepts x 6 styles; the rule admits 20 pairs, stage A runs every one x 3 targets
     assert len(sel) == 36 and int(sel["admitted"].sum()) == 20
-    assert {tuple(p.split("|")) for p in {"|".join(u.split("|")[:2]) for u in b.units}} <= {
+    assert {tuple(p.split("|")) for p in {"|".join(u.split("|")[:2]) for u in b.units}} == {
         (c, st) for c, st, a in zip(sel["concept"], sel["style"], sel["admitted"]) if a}
+    assert len(b.units) == 60
     for u in b.units.values():   # the exemplars are images of the bench set, in neither val nor test
         assert len(u["exemplars"]) == 3 and not set(u["exemplars"]) & (set(u["val"]["idx"]) | set(u["test"]["idx"]))
 
