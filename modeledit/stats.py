@@ -41,15 +41,24 @@ CACHE_FORMAT = 1
 
 
 @contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run dense eigendecompositions on one thread (restored after): on a busy 2-core machine LAPACK's
-    threaded ``eigh`` of a 960 x 960 matrix measured 15 s against 0.18 s single-threaded."""
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` torch threads, restoring the caller's count after (torch's thread count is
+    process-wide state: a function that changed it for good would change every later computation's
+    numerics, e.g. a training resumed in the same process)."""
     old = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(n))
     try:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run dense eigendecompositions on one thread (restored after): on a busy 2-core machine LAPACK's
+    threaded ``eigh`` of a 960 x 960 matrix measured 15 s against 0.18 s single-threaded."""
+    with torch_threads(1):
+        yield
 
 
 def cache_root() -> Path:

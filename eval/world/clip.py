@@ -1192,10 +1192,13 @@ def train_clip(cfg: ClipTrainConfig, out: str | os.PathLike | None = None, comma
     Example:
         >>> train_clip(ClipTrainConfig(steps=10, n_train=512), out="/tmp/clip.pt")["clean_test_accuracy"]
     """
+    from modeledit.stats import torch_threads
+
     t0 = time.time()
-    model, history, seconds = _train_stage(cfg, resume, progress, save_every, monitor_every, stop_on_gate)
-    test = render_scenes("test", cfg.n_test, cfg.world, progress=progress)
-    acc = float((zero_shot_predict(model, zero_shot_head(model), test["x"]) == test["y"]).float().mean())
+    with torch_threads(torch.get_num_threads()):   # each stage runs on cfg.threads; the caller's count comes back
+        model, history, seconds = _train_stage(cfg, resume, progress, save_every, monitor_every, stop_on_gate)
+        test = render_scenes("test", cfg.n_test, cfg.world, progress=progress)
+        acc = float((zero_shot_predict(model, zero_shot_head(model), test["x"]) == test["y"]).float().mean())
     data = {"train": f"world train split, scenes 0..{cfg.n_train - 1}, tags painted per step in fonts {list(cfg.fonts)}",
             "stages": _n_stages(cfg), "held_out_fonts": list(HELD_OUT_FONTS), "test": f"world test split, {cfg.n_test} clean scenes"}
     if cfg.recipe == "parrot":
