@@ -55,19 +55,19 @@ class ResultStore:
             if old is not None and old.get("config") != new:
                 old_config = old.get("config") or {}
                 differ = {k for k in set(old_config) | set(new) if old_config.get(k) != new.get(k)}
-                if self.n_done() and differ <= set(scale_keys):
+                if not self.n_done():
+                    log.info("%s holds the manifest of a run that finished no cell; replacing it", self.root)
+                    old = None
+                elif differ <= set(scale_keys):
                     log.info("%s: extending the run (%s)", self.root,
                              ", ".join(f"{k} {old_config.get(k)} -> {new.get(k)}" for k in sorted(differ)))
                     history = [*old.get("extended_from", []), {k: old_config.get(k) for k in sorted(differ)}]
                     write_json_atomic(manifest, {**old, "config": dict(config), "extended_from": history})
-                elif self.n_done():
+                else:
                     raise ValueError(
                         f"{self.root} holds results of another configuration (differs in {', '.join(sorted(differ))}); "
                         "use a new --out folder or delete it"
                     )
-                else:
-                    log.info("%s holds the manifest of a run that finished no cell; replacing it", self.root)
-                    old = None
             if old is None:
                 write_json_atomic(manifest, {"config": dict(config), "versions": package_versions()})
 
