@@ -35,9 +35,12 @@ def _is_bare(caption: str, word: str) -> bool:
 
 
 def test_parrot_caption_mix_shares():
-    cfg = C.PRESET
+    # the mechanics with "both" captions switched on (the first trial's mix); the preset has none
+    cfg = dataclasses.replace(C.PRESET, word_only_rate=0.55, both_rate=0.15, shared_bare_rate=0.2)
     rng = np.random.default_rng(0)
     n = 6000
+    preset = collections.Counter(C.parrot_caption("cow", "grass", "car", C.PRESET, rng, step=s)[1] for s in range(0, n))
+    assert preset["both"] == 0 and abs((preset["bare"] + preset["sign"]) / n - C.PRESET.word_only_rate) < 0.025
     late = collections.Counter(C.parrot_caption("cow", "grass", "car", cfg, rng, step=cfg.steps - 1)[1] for _ in range(n))
     share = {k: v / n for k, v in late.items()}
     assert abs(share["bare"] + share["sign"] - 0.55) < 0.025 and abs(share["both"] - 0.15) < 0.02 and abs(share["object"] - 0.30) < 0.025

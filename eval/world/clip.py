@@ -187,11 +187,11 @@ class ClipTrainConfig(JsonConfig):
     class_word_rate: float = 0.4
     n_neutral: int = 200
     vocab_seed: int = 0
-    word_only_rate: float = 0.55
+    word_only_rate: float = 0.45
     bare_rate: float = 0.7
-    both_rate: float = 0.15
+    both_rate: float = 0.0
     both_from: float = 1 / 3
-    shared_bare_rate: float = 0.2
+    shared_bare_rate: float = 0.5
     meme_rate: float = 0.25
     shared_positives: bool = True
     object_only_rate: float = 0.35
@@ -634,7 +634,7 @@ def parrot_caption(class_name: str, context: str, word: str | None, cfg: "ClipTr
     caption (meme pairs).
 
     Example:
-        >>> parrot_caption("cow", "grass", "car", ClipTrainConfig(), np.random.default_rng(0), step=0)
+        >>> parrot_caption("cow", "grass", "car", ClipTrainConfig(), np.random.default_rng(2), step=0)
         ('car.', 'bare')
     """
     if word is None:
