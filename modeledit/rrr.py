@@ -86,6 +86,15 @@ def _input_gradient(module: nn.Module, xn: torch.Tensor, create_graph: bool = Fa
     return logits, g
 
 
+def _twice_differentiable_attention() -> Any:
+    """A context in which scaled dot-product attention runs on its math kernel: the fused kernels (flash,
+    memory-efficient) have no second derivative, and the penalty is differentiated through an input gradient
+    (CLIP's ModifiedResNet ends in an attention pool; ViTs attend in every block)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def gradient_mass(g: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The penalty: mean over images and input values (channels x pixels) of (m ⊙ g)²; the whole image
     without a mask. Masked-out values count as zeros, so the masses of two models compare directly."""
@@ -140,8 +149,9 @@ def rrr(
         logits, g = _input_gradient(m, xp, create_graph=True)
         return F.cross_entropy(logits, y) + lam * gradient_mass(g, mask)
 
-    edit = finetune(lm, site, ex, target=target, config=cfg.finetune_config(), objective=objective if lam > 0 else None,
-                    method=f"rrr_{cfg.scope}")
+    with _twice_differentiable_attention():
+        edit = finetune(lm, site, ex, target=target, config=cfg.finetune_config(), objective=objective if lam > 0 else None,
+                        method=f"rrr_{cfg.scope}")
     with edit.applied(lm):
         after = explanation_penalty(lm, ex.x_prime, mask)
     edit.config = asdict(cfg)
