@@ -6,6 +6,11 @@ A group is images with the labels that count as right for it, so every measureme
 class as label), "clean accuracy of the attack class", and so on. Settings are chosen on the validation
 group within the clean accuracy budget, as in the main protocol.
 
+Every method of the comparison changes only the edit site and what follows it, so edited predictions are
+computed from the site's cached inputs (:class:`modeledit.suffix.SuffixEvaluator`: the images' prefix runs
+once per site, each cell only the rest; ``from_site=False`` runs the full forward). Groups that share one
+image tensor (e.g. attack success and accuracy under attack) are predicted once per evaluation.
+
 Example:
     >>> study = OneShotStudy(lm, exemplar, groups={"val": (xv, yv), "test": (xt, yt)}, clean=(xc, yc))
     >>> row = study({"method": "edit", "site": "-1", "setting": {}})
@@ -40,11 +45,14 @@ class OneShotStudy:
 
     def __init__(self, lm: Any, exemplar: Exemplar, groups: Mapping[str, tuple[torch.Tensor, np.ndarray]],
                  clean: tuple[torch.Tensor, np.ndarray], val_group: str = "val", batch_size: int = 128,
-                 stats_images: torch.Tensor | None = None, grid: MethodGrid | None = None) -> None:
+                 stats_images: torch.Tensor | None = None, grid: MethodGrid | None = None, from_site: bool = True) -> None:
         if val_group not in groups:
             raise KeyError(f"the validation group {val_group!r} is not among the groups {sorted(groups)}")
         self.lm, self.ex, self.groups, self.clean = lm, exemplar, dict(groups), clean
         self.val_group, self.batch_size = val_group, batch_size
+        self.from_site = from_site
+        self._suffix: Any = None
+        self._image_sets: dict[int, Any] = {}
         self.grid = grid or MethodGrid()   # its strength / alpha grids are evaluated inside each cell
         if stats_images is None:
             raise ValueError("pass stats_images: images for the key statistics, disjoint from every evaluation set "
@@ -57,10 +65,28 @@ class OneShotStudy:
     def predict(self, x: torch.Tensor) -> np.ndarray:
         return self.lm.predict_labels(x, self.batch_size)
 
-    def correct(self) -> dict[str, np.ndarray]:
-        """Per group (and ``clean``), whether each image is predicted right under the group's labels."""
-        return {name: (self.predict(x) == np.asarray(y)) if len(x) else np.zeros(0, bool)
-                for name, (x, y) in {**self.groups, "clean": self.clean}.items()}
+    def correct(self, site: Any = None) -> dict[str, np.ndarray]:
+        """Per group (and ``clean``), whether each image is predicted right under the group's labels: the model
+        as it is now, from the inputs of ``site`` on when given (an edit there applied), else the full forward."""
+        preds: dict[int, np.ndarray] = {}
+        out = {}
+        for name, (x, y) in {**self.groups, "clean": self.clean}.items():
+            if not len(x):
+                out[name] = np.zeros(0, bool)
+                continue
+            if id(x) not in preds:   # groups sharing one tensor share its predictions
+                preds[id(x)] = self.predict(x) if site is None or not self.from_site else self._predict_from(x, site)
+            out[name] = preds[id(x)] == np.asarray(y)
+        return out
+
+    def _predict_from(self, x: torch.Tensor, site: Any) -> np.ndarray:
+        from modeledit.suffix import SuffixCacheConfig, SuffixEvaluator
+
+        if self._suffix is None:
+            self._suffix = SuffixEvaluator(self.lm.model, self.lm.normalize, SuffixCacheConfig(batch_size=self.batch_size))
+        if id(x) not in self._image_sets:   # the study holds its tensors as long as it lives: their ids name them
+            self._image_sets[id(x)] = self._suffix.image_set(x, identity=f"oneshot-{id(x)}")
+        return self._suffix.predict(self._image_sets[id(x)], site).numpy()
 
     def statistics(self, site: Any) -> Any:
         from modeledit.stats import second_moment
@@ -80,7 +106,7 @@ class OneShotStudy:
         rows = []
         for extra, edit in scaled_edits(self.lm, params["method"], base, method_strengths(self.grid, params["method"])):
             with edit.applied(self.lm.model):
-                post_ok = self.correct()
+                post_ok = self.correct(site)
             post = _accuracies(post_ok)
             row: dict[str, Any] = dict(method=params["method"], site=str(params["site"]), site_name=site.name,
                                        setting=json.dumps({**params["setting"], **extra}), exemplar_class=self.lm.class_names[self.ex.label])
