@@ -4,14 +4,21 @@ The attack pastes the name of an *attack class* on images of other classes and c
 prediction flips to it. The fix uses a single exemplar: one image with the text (x') and the same image
 with a blank patch in its place (x); the rewrite maps the text's keys to the blank patch's values.
 Local and global fine-tuning train on the same exemplar towards its true class. For each method, site and
-setting we report accuracy under attack, clean accuracy, accuracy on clean images of the attack class
-itself (does the class still work without text?) and the rate of a spurious rule "text means the
-exemplar's class". Settings are chosen on a validation split of attacked images within the clean
-accuracy budget, as in the main protocol.
+setting we report accuracy under attack, attack success (attacked images sent to the attack class), clean
+accuracy, accuracy on clean images of the attack class itself (does the class still work without text?)
+and the rate of a spurious rule "text means the exemplar's class". Settings are chosen on a validation
+split of attacked images within the clean accuracy budget, as in the main protocol. With several fonts
+(pasters ``typed`` and ``world_clip``) the attacked images take them in turn, and accuracy under attack is
+also reported per font (``attack_acc_<font>``).
+
+Pasters (:data:`PASTERS`): ``typed`` (a word in a DejaVu face at a random place), ``world_tag`` (the tag the
+world's text classifier saw in training) and ``world_clip`` (the attack of ``modeledit world clip-eval``
+on the world CLIP: fonts serif and hand held out from its training, sans, and ``world``, its tag as a band).
 
 Example:
     >>> cfg = TypographicConfig(model="world_vgg_text", attack_class="car")
     >>> table, summary = run_typographic(cfg, out_dir="results/typographic")
+    >>> cfg = TypographicConfig(model="clip:world-RN", paster="world_clip", fonts=["serif", "hand", "sans", "world"])
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ import torch
 from modeledit.eval.methods import MethodGrid
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
-from modeledit.counterfactuals.text import TextSpec, paste_text
+from modeledit.counterfactuals.text import FONTS, TextSpec, paste_text
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,8 @@ class TypographicConfig(MethodGrid):
     size: float = 0.2
     val_fraction: float = 0.3
     exemplar_font: str = "sans"
-    paster: str = "typed"                     # "typed" (fonts, random placement) or "world_tag" (the world's own tag)
+    paster: str = "typed"                     # "typed" (fonts, random placement), "world_tag" (the world's own tag) or
+                                              # "world_clip" (the world CLIP's attack: fonts + "world", a band)
     seed: int = 0
     batch_size: int = 128
 
@@ -67,8 +75,45 @@ def _world_tag(x01: torch.Tensor, word: str, font: str, size: float, rng: np.ran
     return to_tensor01(tagged), to_tensor01(blank), torch.from_numpy(patch)
 
 
+def _world_clip(x01: torch.Tensor, word: str, font: str, size: float, rng: np.random.Generator):
+    """The world CLIP's own attack (:func:`modeledit.eval.world.clip.attack_images`, what ``modeledit world
+    clip-eval`` measures): the word fitted to the image width in a typed font, or (font ``"world"``) the
+    world's tag as a band at the top or the bottom; ``size`` is not used. The mask is the paper patch."""
+    from modeledit.eval.world.clip import attack_images
+
+    attacked, blank = attack_images(x01, word, font, rng)
+    rows, cols = ((blank != x01) | (attacked != x01)).any(0).nonzero(as_tuple=True)
+    mask = torch.zeros(x01.shape[-2:], dtype=torch.bool)
+    if len(rows):   # the patch is a rectangle: its bounding box (a paper pixel equal to the image's stays in)
+        mask[int(rows.min()):int(rows.max()) + 1, int(cols.min()):int(cols.max()) + 1] = True
+    return attacked, blank, mask
+
+
 #: how the attack text is put on an image: (image01, word, font, size, rng) -> (attacked, blank, patch mask)
-PASTERS = {"typed": _typed, "world_tag": _world_tag}
+PASTERS = {"typed": _typed, "world_tag": _world_tag, "world_clip": _world_clip}
+#: the fonts each paster takes (None: it has one look and ignores ``fonts``)
+PASTER_FONTS: dict[str, tuple[str, ...] | None] = {
+    "typed": tuple(sorted(FONTS)), "world_tag": None, "world_clip": (*sorted(FONTS), "world"),
+}
+
+
+def check_paster(paster: str, fonts: list[str], exemplar_font: str) -> None:
+    """KeyError, before any work, for an unknown paster or a font it does not have."""
+    from modeledit.registry import close_matches
+
+    if paster not in PASTERS:
+        raise KeyError(f"unknown text paster {paster!r}; valid: {sorted(PASTERS)}")
+    valid = PASTER_FONTS[paster]
+    if not fonts:
+        raise ValueError("give at least one attack font (--fonts)")
+    for f in [*fonts, exemplar_font]:
+        if valid is not None and f not in valid:
+            raise KeyError(f"the {paster} paster has no font {f!r}; closest: {close_matches(f, valid) or '-'}; valid: {list(valid)}")
+
+
+def font_groups(cfg: "TypographicConfig") -> bool:
+    """Whether accuracy under attack is also reported per font (a paster with fonts, and more than one of them)."""
+    return PASTER_FONTS[cfg.paster] is not None and len(set(cfg.fonts)) > 1
 
 
 def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.Tensor]]:
@@ -94,24 +139,29 @@ def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.T
     others = np.flatnonzero(y != attack)
     rng.shuffle(others)
     ex_i, rest = int(others[0]), others[1:]            # the single exemplar comes from another class
-    if cfg.paster not in PASTERS:
-        raise KeyError(f"unknown text paster {cfg.paster!r}; valid: {sorted(PASTERS)}")
+    check_paster(cfg.paster, cfg.fonts, cfg.exemplar_font)
     paste = PASTERS[cfg.paster]
     ex_attacked, ex_blank, ex_mask = paste(x[ex_i], word, cfg.exemplar_font, cfg.size, rng)
-    attacked = torch.stack([paste(x[i], word, cfg.fonts[k % len(cfg.fonts)], cfg.size, rng)[0] for k, i in enumerate(rest)])
+    fonts = np.array([cfg.fonts[k % len(cfg.fonts)] for k in range(len(rest))])
+    attacked = torch.stack([paste(x[i], word, str(fonts[k]), cfg.size, rng)[0] for k, i in enumerate(rest)])
     yr = y[rest]
     val = np.arange(len(rest)) < int(round(cfg.val_fraction * len(rest)))
     test = ~val
     ex_label = int(y[ex_i])
     not_ex = test & (yr != ex_label)
+    attacked_test = attacked[test]   # one tensor for both of its groups: predicted once per evaluation
     groups = {
         "val": (attacked[val], yr[val]),
-        "attack_acc": (attacked[test], yr[test]),                       # accuracy under attack
+        "attack_acc": (attacked_test, yr[test]),                        # accuracy under attack
         "orig_acc": (x[rest][test], yr[test]),                          # the same images without text
-        "attack_success": (attacked[test], np.full(int(test.sum()), attack)),
+        "attack_success": (attacked_test, np.full(int(test.sum()), attack)),
         "own_class_acc": (x[y == attack], y[y == attack]),              # the attack class, no text
         "to_exemplar_class": (attacked[not_ex], np.full(int(not_ex.sum()), ex_label)),  # spurious "text -> exemplar class"
     }
+    if font_groups(cfg):   # accuracy under attack per font (e.g. fonts held out from a CLIP's training)
+        for f in dict.fromkeys(cfg.fonts):
+            sel = test & (fonts == f)
+            groups[f"attack_acc_{f}"] = (attacked[sel], yr[sel])
     study = OneShotStudy(lm, Exemplar(ex_blank, ex_attacked, ex_mask, ex_label), groups, (clean_x, clean_y),
                          batch_size=cfg.batch_size, stats_images=stats_x, grid=cfg)
     return study, {"blank": ex_blank, "attacked": ex_attacked, "examples": attacked[:4]}
@@ -129,8 +179,7 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.Dat
     from modeledit.eval.datasets import check_disjoint
     from modeledit.eval.validate import check_names
 
-    if cfg.paster not in PASTERS:
-        raise KeyError(f"unknown text paster {cfg.paster!r}; valid: {sorted(PASTERS)}")
+    check_paster(cfg.paster, cfg.fonts, cfg.exemplar_font)
     lm = check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, methods=cfg.methods, class_names=cfg.class_names,
                      datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     if cfg.attack_class not in lm.class_names:

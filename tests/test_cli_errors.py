@@ -161,6 +161,9 @@ CASES = [
     # typographic, snow
     ("typo-attack-class", T + ["--attack-class", "spaceship", "--out", "{out}"], r"--attack-class 'spaceship' is not a class of world_vgg"),
     ("typo-paster", T + ["--paster", "stamp", "--out", "{out}"], r"argument --paster: invalid choice: 'stamp'"),
+    ("typo-font", T + ["--fonts", "sans,comic", "--out", "{out}"], r"the typed paster has no font 'comic'; .*valid: \['hand', 'mono', 'sans', 'serif'\]"),
+    ("typo-clip-weights", ["typographic", "clip:world-RN", "--weights", "{d}/nope.pt", "--paster", "world_clip", "--out", "{out}"],
+     r"world CLIP checkpoint '.*nope.pt' does not exist"),
     ("typo-stats-overlap", ["typographic", "world_vgg", "--dataset", "world:test:8", "--clean", "world:val:8", "--stats-dataset", "world:val:8", "--out", "{out}"], r"statistics dataset 'world:val:8' shares images with --clean"),
     ("snow-photos-without-photos", ["snow", "world_vgg", "--mode", "photos", "--clean", "world:val:8", "--out", "{out}"], r"photos mode needs --photos DIR"),
     ("snow-style-typo", ["snow", "world_vgg", "--style", "snw", "--out", "{out}"], r"unknown style 'snw'"),
