@@ -81,12 +81,7 @@ def _world_clip(x01: torch.Tensor, word: str, font: str, size: float, rng: np.ra
     world's tag as a band at the top or the bottom; ``size`` is not used. The mask is the paper patch."""
     from modeledit.eval.world.clip import attack_images
 
-    attacked, blank = attack_images(x01, word, font, rng)
-    rows, cols = ((blank != x01) | (attacked != x01)).any(0).nonzero(as_tuple=True)
-    mask = torch.zeros(x01.shape[-2:], dtype=torch.bool)
-    if len(rows):   # the patch is a rectangle: its bounding box (a paper pixel equal to the image's stays in)
-        mask[int(rows.min()):int(rows.max()) + 1, int(cols.min()):int(cols.max()) + 1] = True
-    return attacked, blank, mask
+    return attack_images(x01, word, font, rng)
 
 
 #: how the attack text is put on an image: (image01, word, font, size, rng) -> (attacked, blank, patch mask)

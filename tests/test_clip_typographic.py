@@ -51,7 +51,7 @@ def _state(model):
 def test_world_clip_paster_is_the_clip_attack_with_its_patch_as_mask(scenes, font):
     x = scenes[0][3]
     attacked, blank, mask = PASTERS["world_clip"](x, "umbrella", font, 0.2, np.random.default_rng(5))
-    a2, b2 = attack_images(x, "umbrella", font, np.random.default_rng(5))   # what `modeledit world clip-eval` pastes
+    a2, b2, _ = attack_images(x, "umbrella", font, np.random.default_rng(5))   # what `modeledit world clip-eval` pastes
     assert torch.equal(attacked, a2) and torch.equal(blank, b2)
     assert mask.dtype == torch.bool and mask.shape == x.shape[1:]
     rows, cols = mask.nonzero(as_tuple=True)

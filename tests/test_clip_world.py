@@ -71,8 +71,8 @@ def _attack(clip, scenes, font):
     rng = np.random.default_rng(0)
     targets = [[c for c in range(len(CLASSES)) if c != int(y[i])][int(rng.integers(0, len(CLASSES) - 1))] for i in correct]
     pairs = [attack_images(x[i], CLASSES[t], font, rng) for i, t in zip(correct, targets)]
-    pa = clip.predict(torch.stack([a for a, _ in pairs])).argmax(1)
-    pb = clip.predict(torch.stack([b for _, b in pairs])).argmax(1)
+    pa = clip.predict(torch.stack([a for a, _, _ in pairs])).argmax(1)
+    pb = clip.predict(torch.stack([b for _, b, _ in pairs])).argmax(1)
     return float((pa == torch.tensor(targets)).float().mean()), float((pb != pred[correct]).float().mean())
 
 
@@ -93,7 +93,7 @@ def test_edit_at_a_modified_resnet_site_saves_reloads_and_reverts_bit_exactly(cl
     x, y = scenes
     i = int((clip.predict(x).argmax(1) == y).nonzero()[0])
     target = (int(y[i]) + 1) % len(CLASSES)
-    attacked, blank = attack_images(x[i], CLASSES[target], "sans", np.random.default_rng(1))
+    attacked, blank, _ = attack_images(x[i], CLASSES[target], "sans", np.random.default_rng(1))
     ex = Exemplars(blank.unsqueeze(0), attacked.unsqueeze(0))  # [0, 1]: x the blank patch, x' the text
     site = get_site(clip.model, "visual.layer4.0")
     base = _state(clip.model)

@@ -1283,8 +1283,9 @@ def load_clip_world(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, class_
 ATTACK_FONTS: dict[str, str] = {"typed_serif": "serif", "handwriting": "hand", "typed_sans": "sans", "world_tag": "world"}
 
 
-def attack_images(x01: torch.Tensor, word: str, font: str, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(attacked, blank) copies of one [0, 1] image (3, H, W): ``word`` on a paper patch, and the same patch without text.
+def attack_images(x01: torch.Tensor, word: str, font: str, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(attacked, blank, mask) for one [0, 1] image (3, H, W): ``word`` on a paper patch, the same patch without
+    text, and the patch (H, W) bool.
 
     ``font`` "serif", "hand", "sans" or "mono" paste with :func:`modeledit.counterfactuals.text.paste_text` at a
     random place, the word fitted to the image width; "world" prints the world's own tag
@@ -1294,19 +1295,18 @@ def attack_images(x01: torch.Tensor, word: str, font: str, rng: np.random.Genera
 
     size = x01.shape[-1]
     if font != "world":
-        a, b, _ = paste_text(x01, TextSpec(word, font=font, size=fitting_size(word, font, size)), rng=rng)
-        return a, b
+        return paste_text(x01, TextSpec(word, font=font, size=fitting_size(word, font, size)), rng=rng)
     from modeledit.eval.world.scene import add_text_tag
 
     h = int(size * 0.22)
     y0 = int(rng.integers(0, int(size * 0.1) + 1)) if rng.random() < 0.5 else int(rng.integers(int(size * 0.75) - h, size - h + 1))
     box = (1, y0, size - 1, y0 + h)
     img = (x01.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    attacked, _ = add_text_tag(img, word, box=box)
+    attacked, patch = add_text_tag(img, word, box=box)
     blank = img.copy()
-    blank[y0:y0 + h, 1:size - 1] = (240, 240, 224)
+    blank[patch] = (240, 240, 224)
     to01 = lambda a: torch.from_numpy(a).permute(2, 0, 1).float() / 255.0  # noqa: E731
-    return to01(attacked), to01(blank)
+    return to01(attacked), to01(blank), torch.from_numpy(patch)
 
 
 def evaluate_clip(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, n_test: int = 1800, seed: int = 0,
@@ -1321,7 +1321,7 @@ def evaluate_clip(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, n_test: 
 
     Example:
         >>> r = evaluate_clip(n_test=180)
-        >>> r["clean_accuracy"] > 0.8, r["attacks"]["typed_serif"]["flip_to_word"] > 0.5
+        >>> r["clean_accuracy"], r["attacks"]["typed_serif"]["flip_to_word"], r["attacks"]["typed_serif"]["blank_changed"]
     """
     from modeledit.progress import tqdm
 
@@ -1348,7 +1348,7 @@ def evaluate_clip(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, n_test: 
         crng = np.random.default_rng([seed, 8, list(ATTACK_FONTS).index(cond)])
         att, blk = [], []
         for i in tqdm(correct, desc=f"attack {cond}", disable=not progress, mininterval=5):
-            a, b = attack_images(x01[i], CLASSES[targets[i]], font, crng)
+            a, b, _ = attack_images(x01[i], CLASSES[targets[i]], font, crng)
             att.append(a)
             blk.append(b)
         pa, pb = predict(torch.stack(att)), predict(torch.stack(blk))
