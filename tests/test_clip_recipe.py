@@ -212,3 +212,28 @@ def test_one_training_run_stops_at_a_gate_and_resumes_to_the_same_weights(tmp_pa
     lm = load_model(f"clip:{C.CLIP_ARCH}", weights=str(tmp_path / "resumed.pt"))
     assert lm.predict(torch.rand(2, 3, 64, 64)).shape == (2, len(CLASSES))
     assert lm.meta["train"]["train_config"]["recipe"] == "parrot"
+
+
+def test_captions_sharing_a_tag_word_are_not_negatives_of_each_other():
+    caps = ["car.", "a photo of a car on the road.", "cow.", "car."]
+    vocab = frozenset(CLASSES)
+    words = [C.caption_words(c, vocab) for c in caps]
+    assert words[1] == {"car"} and C.caption_words("a photo of the sky.", vocab) == frozenset()
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 4, generator=g) * 5
+    base = C.contrastive_loss(logits, caps, True, words)
+    masked, kept = logits.clone(), logits.clone()
+    masked[0, 1] += 30.0       # "car." image vs the car scene's caption: out of the softmax
+    masked[1, 3] -= 30.0
+    kept[0, 2] += 30.0         # "car." image vs "cow.": a negative
+    assert torch.allclose(C.contrastive_loss(masked, caps, True, words), base)
+    assert float(C.contrastive_loss(kept, caps, True, words)) > float(base) + 1.0
+    assert torch.isfinite(base)
+    # without word sets and with distinct captions it is plain symmetric InfoNCE
+    distinct = ["car.", "cow.", "bus.", "a tree."]
+    ref = 0.5 * (torch.nn.functional.cross_entropy(logits, torch.arange(4)) + torch.nn.functional.cross_entropy(logits.t(), torch.arange(4)))
+    assert torch.allclose(C.contrastive_loss(logits, distinct, True), ref)
+    assert C.PRESET.negatives == "distinct_words" and C.SHIPPED_PRESET.negatives == "all"
+    assert C.ClipTrainConfig.from_json({"steps": 10}).negatives == "all"     # a v1 record (no recipe key)
+    with pytest.raises(ValueError, match="negatives"):
+        C.ClipTrainConfig(negatives="none")

@@ -51,6 +51,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,10 @@ ZERO_SHOT_TEMPLATES: tuple[str, ...] = (
 RECIPES: tuple[str, ...] = ("parrot", "v1")
 
 
+#: ``ClipTrainConfig.negatives``: which other captions of a batch are negatives
+NEGATIVES = ("all", "distinct_words")
+
+
 @dataclass
 class ClipTrainConfig(JsonConfig):
     """Everything that determines a world CLIP (``modeledit world train clip``); the defaults are the parrot recipe.
@@ -146,7 +151,10 @@ class ClipTrainConfig(JsonConfig):
     scenes (not blank patches) captioned by a bare form of their own class name. ``meme_rate``: share of
     batch slots taken by meme pairs (one scene painted with two different words, equal length half the
     time, each with a word-only caption). ``shared_positives``: identical captions in a batch count as
-    positives of each other (bare captions repeat within a batch).
+    positives of each other (bare captions repeat within a batch). ``negatives``: ``"all"`` (every other
+    caption of the batch is a negative) or ``"distinct_words"`` (two different captions that mention the
+    same tag-vocabulary word, a class name or a neutral word, are neither positives nor negatives of each
+    other; see :func:`contrastive_loss`).
 
     Letter heights (fractions of the image): ``large_height`` for the first ``large_steps`` steps; then
     ``small_share`` of the tags are small, ``tag_height`` or (``fitting_share`` of the small ones) the
@@ -194,6 +202,7 @@ class ClipTrainConfig(JsonConfig):
     shared_bare_rate: float = 0.5
     meme_rate: float = 0.25
     shared_positives: bool = True
+    negatives: str = "distinct_words"
     object_only_rate: float = 0.35
     tag_height: tuple[float, float] = (0.12, 0.22)
     large_height: tuple[float, float] = (0.25, 0.45)
@@ -246,6 +255,8 @@ class ClipTrainConfig(JsonConfig):
             raise ValueError(f"tag_rate + blank_rate must be at most 1, got {self.tag_rate} + {self.blank_rate}")
         if self.word_only_rate + self.both_rate > 1.0:
             raise ValueError(f"word_only_rate + both_rate must be at most 1, got {self.word_only_rate} + {self.both_rate}")
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
         if self.pad_mode not in ("edge", "reflect", "constant"):
             raise ValueError(f"pad_mode must be 'edge', 'reflect' or 'constant', got {self.pad_mode!r}")
         if self.steps < 1 or self.batch_size < 2 or self.n_train < len(CLASSES):
@@ -268,7 +279,7 @@ V1_VALUES: dict[str, Any] = {
     "recipe": "v1", "steps": 1600, "warmup": 100, "betas": (0.9, 0.98), "logit_scale_lr_mult": 1.0, "pad_mode": "reflect",
     "blank_rate": 0.05, "class_word_rate": 0.75, "n_neutral": len(NEUTRAL_WORDS + EXTRA_NEUTRAL_WORDS), "vocab_seed": 0,
     "word_only_rate": 0.0, "bare_rate": 0.0, "both_rate": 0.0, "both_from": 0.0, "shared_bare_rate": 0.0, "meme_rate": 0.0,
-    "shared_positives": False, "tag_height": (0.16, 0.26), "large_height": (0.3, 0.45), "large_steps": 0, "small_share": 1.0,
+    "shared_positives": False, "negatives": "all", "tag_height": (0.16, 0.26), "large_height": (0.3, 0.45), "large_steps": 0, "small_share": 1.0,
     "fitting_share": 0.0, "jitter_rate": 0.0, "jitter_rotate": 0.0, "jitter_shear": 0.0, "fonts": V1_TRAIN_FONTS,
 }
 
@@ -892,18 +903,38 @@ def _lr_at(step: int, cfg: ClipTrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def contrastive_loss(logits: torch.Tensor, captions: Sequence[str], shared_positives: bool = True) -> torch.Tensor:
-    """Symmetric InfoNCE of (images x captions) logits; with ``shared_positives`` identical captions are
-    positives of each other (the target spreads over them), so "car." for a car and "car." for a car sign
-    are not pushed apart."""
+def caption_words(caption: str, vocabulary: frozenset[str]) -> frozenset[str]:
+    """The words of ``caption`` that belong to ``vocabulary`` (lower case; ``"a photo of a car."`` -> {"car"})."""
+    return frozenset(re.findall(r"[a-z]+", caption.lower())) & vocabulary
+
+
+def contrastive_loss(logits: torch.Tensor, captions: Sequence[str], shared_positives: bool = True,
+                     words: Sequence[frozenset[str]] | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE of (images x captions) logits.
+
+    With ``shared_positives`` identical captions are positives of each other (the target spreads over
+    them), so "car." for a car and "car." for a car sign are not pushed apart. With ``words`` (the content
+    words of each caption, :func:`caption_words`), two *different* captions that share a word are left out
+    of each other's softmax: "car." (a car sign) is then never a negative of "a photo of a car on the
+    road." (a car). With 18 classes in a batch of 128 such pairs meet in every batch, and contrasting them
+    teaches the text tower to keep a written word apart from the object it names; in web-scale batches of
+    many thousand concepts they rarely meet. The rule reads only the captions.
+    """
     n = len(captions)
-    if not shared_positives:
-        target = torch.arange(n)
-        return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.t(), target))
-    ids = {c: k for k, c in enumerate(dict.fromkeys(captions))}
-    lab = torch.tensor([ids[c] for c in captions])
-    same = (lab[:, None] == lab[None, :]).to(logits.dtype)
-    target = same / same.sum(1, keepdim=True)
+    if shared_positives:
+        ids = {c: k for k, c in enumerate(dict.fromkeys(captions))}
+        lab = torch.tensor([ids[c] for c in captions])
+        same = lab[:, None] == lab[None, :]
+    else:
+        same = torch.eye(n, dtype=torch.bool)
+    if words is not None:
+        if len(words) != n:
+            raise ValueError(f"got {len(words)} word sets for {n} captions")
+        share = torch.tensor([[bool(a & b) for b in words] for a in words])
+        # a large finite logit, not -inf: a zero target times log(0) would be nan
+        logits = logits.masked_fill(share & ~same, -1e4)
+    target = same.to(logits.dtype)
+    target = target / target.sum(1, keepdim=True)
     return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.t(), target))
 
 
@@ -1030,7 +1061,8 @@ def gate_advice(row: Mapping[str, Any]) -> list[str]:
     """What the early-check values of a monitor row mean when a gate fails (docs/notes/clip_reading.md)."""
     g = lambda k: float(row.get(k, float("nan")))  # noqa: E731
     advice = []
-    roles = "text roles are separating again: drop the 'both' captions (both_rate=0) and raise the shared bare captions (shared_bare_rate)"
+    roles = ("text roles are separating again (trials 1-2 of docs/notes/clip_reading.md): keep 'both' captions off (both_rate=0), "
+             "captions that share a word out of each other's negatives (negatives='distinct_words'), and raise shared_bare_rate")
     if g("bind_gap") <= 0.2:
         advice.append(f"bind_gap {g('bind_gap'):.3f} <= 0.2: the text tower keeps bare words apart from the class prompts; {roles}")
     if g("read4") > 0.35 and (g("paper_read") <= 0.4 or g("bind_gap") <= 0.2):
@@ -1095,6 +1127,9 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
     mon = _monitor_set(cfg)
     painter = TagPainter(cfg.world.image_size, cfg.fonts, cfg.tag_height)
     tok = tokenizer()
+    # the tag vocabulary whose shared mentions take a caption pair out of each other's softmax
+    vocabulary = (frozenset(CLASSES) | frozenset(neutral_vocabulary(cfg.n_neutral, cfg.vocab_seed))
+                  if cfg.negatives == "distinct_words" else None)
     model = create_clip(seed=cfg.seed)
     if init_state is not None:
         model.load_state_dict(init_state)
@@ -1127,7 +1162,8 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
         text = tok(caps)
         set_lr(opt, step, cfg)
         fi, ft, scale = model(x, text)[:3]
-        loss = contrastive_loss(scale * fi @ ft.t(), caps, cfg.shared_positives)
+        words = [caption_words(c, vocabulary) for c in caps] if vocabulary is not None else None
+        loss = contrastive_loss(scale * fi @ ft.t(), caps, cfg.shared_positives, words)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
