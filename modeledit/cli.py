@@ -4,7 +4,8 @@ when it is used, so ``modeledit layers`` never imports TensorFlow or the world r
 
 Exit codes: 0 done; 2 a user's mistake (one line on stderr saying what was wrong and what to do,
 see :mod:`modeledit.errors`); 1 a bug (its traceback) or failed cells; 130 interrupted (Ctrl-C: the
-unit in flight is finished or discarded, finished units are kept, the same command resumes).
+unit in flight is finished or discarded, finished units are kept, the same command resumes); 143
+terminated (SIGTERM, e.g. ``kill`` or a scheduler's stop: handled exactly as Ctrl-C).
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import argparse
 import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from typing import Iterator, Sequence
@@ -80,6 +83,30 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     logging.getLogger("py.warnings").warning("%s: %s (%s:%s)", category.__name__, message, filename.rsplit("/", 1)[-1], lineno)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while a command runs, raised like Ctrl-C so the run stops the same clean way (resume files
+    written, the unit in flight finished or discarded, a folder without a finished unit removed)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated`; the previous handler comes back afterwards.
+    Only in the main thread and only over the default handler (a host program's own handler is left alone).
+    A background job of a non-interactive shell ignores SIGINT, so ``kill`` (SIGTERM) is how such runs stop."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def _console(verbose: bool) -> Iterator[None]:
     """Logging on stderr routed through tqdm while bars are live, one-line warnings, quiet libraries."""
@@ -123,11 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = Parser(prog=prog, description=COMMANDS[name][1])
         module.add_arguments(parser)
         args = parser.parse_args(rest)
-        with _console(verbose):
+        with _console(verbose), _terminate_as_interrupt():
             return int(module.run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"{prog}: {INTERRUPTED}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # noqa: BLE001 - sorted into user errors (one line) and bugs (traceback)
         msg = user_message(exc)
         if msg is None:

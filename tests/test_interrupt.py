@@ -43,8 +43,8 @@ def _interrupt_after_first(argv: list[str], done_glob: Path, pattern: str, timeo
     return proc.returncode, err.decode()
 
 
-def _check_interrupt_output(code: int, err: str, command: str) -> None:
-    assert code == 130, err[-3000:]
+def _check_interrupt_output(code: int, err: str, command: str, expected: int = 130) -> None:
+    assert code == expected, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == f"modeledit {command}: {INTERRUPTED}"
 
@@ -119,9 +119,10 @@ def test_sigint_on_a_bench_run_keeps_every_finished_cell(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
-@pytest.mark.parametrize("command", ["sensitivity"])
-def test_sigint_before_any_unit_leaves_nothing(tmp_path, command):
-    """Interrupted before its first unit finished, a run leaves no manifest behind to block the next one."""
+@pytest.mark.parametrize("command,sig,code", [("sensitivity", signal.SIGINT, 130), ("sensitivity", signal.SIGTERM, 143)])
+def test_sigint_before_any_unit_leaves_nothing(tmp_path, command, sig, code):
+    """Interrupted (Ctrl-C, or SIGTERM as from `kill`) before its first unit finished, a run leaves no
+    manifest behind to block the next one."""
     out = tmp_path / "sens"
     proc = subprocess.Popen([sys.executable, "-m", "modeledit.cli", "sensitivity", "world_vgg", "--dataset", "world:test:400",
                              "--concepts", "road", "--styles", "snow", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -129,9 +130,9 @@ def test_sigint_before_any_unit_leaves_nothing(tmp_path, command):
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (out / "manifest.json").is_file():
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
-    _check_interrupt_output(proc.returncode, err.decode(), command)
+    _check_interrupt_output(proc.returncode, err.decode(), command, code)
     assert not out.exists() or not (out / "manifest.json").exists()
 
 
