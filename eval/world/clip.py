@@ -921,6 +921,9 @@ def contrastive_loss(logits: torch.Tensor, captions: Sequence[str], shared_posit
     many thousand concepts they rarely meet. The rule reads only the captions.
     """
     n = len(captions)
+    if not shared_positives and words is None:   # plain InfoNCE with class-index targets (the shipped v1 recipe, as trained)
+        target = torch.arange(n)
+        return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.t(), target))
     if shared_positives:
         ids = {c: k for k, c in enumerate(dict.fromkeys(captions))}
         lab = torch.tensor([ids[c] for c in captions])
