@@ -13,14 +13,13 @@ import argparse
 import contextlib
 import importlib
 import logging
-import signal
 import sys
-import threading
 import traceback
 import warnings
 from typing import Iterator, Sequence
 
 from modeledit.errors import UsageError, user_message
+from modeledit.signals import Terminated, terminate_as_interrupt
 
 # subcommand -> (module, one-line help). Add a line here to add a command.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -83,30 +82,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     logging.getLogger("py.warnings").warning("%s: %s (%s:%s)", category.__name__, message, filename.rsplit("/", 1)[-1], lineno)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM while a command runs, raised like Ctrl-C so the run stops the same clean way (resume files
-    written, the unit in flight finished or discarded, a folder without a finished unit removed)."""
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """While a command runs, SIGTERM raises :class:`Terminated`; the previous handler comes back afterwards.
-    Only in the main thread and only over the default handler (a host program's own handler is left alone).
-    A background job of a non-interactive shell ignores SIGINT, so ``kill`` (SIGTERM) is how such runs stop."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def _raise(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 @contextlib.contextmanager
 def _console(verbose: bool) -> Iterator[None]:
     """Logging on stderr routed through tqdm while bars are live, one-line warnings, quiet libraries."""
@@ -150,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = Parser(prog=prog, description=COMMANDS[name][1])
         module.add_arguments(parser)
         args = parser.parse_args(rest)
-        with _console(verbose), _terminate_as_interrupt():
+        with _console(verbose), terminate_as_interrupt():
             return int(module.run(args) or 0)
     except KeyboardInterrupt as exc:
         print(f"{prog}: {INTERRUPTED}", file=sys.stderr)

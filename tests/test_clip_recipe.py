@@ -237,3 +237,34 @@ def test_captions_sharing_a_tag_word_are_not_negatives_of_each_other():
     assert C.ClipTrainConfig.from_json({"steps": 10}).negatives == "all"     # a v1 record (no recipe key)
     with pytest.raises(ValueError, match="negatives"):
         C.ClipTrainConfig(negatives="none")
+
+
+def test_ctrl_c_lets_the_step_finish_and_the_resume_file_holds_it(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a step (here while its batch is made) is held until the step is complete; the
+    resume file then holds that step, so a resumed run ends with the weights of an uninterrupted one."""
+    import signal
+
+    cfg = dataclasses.replace(C.PRESET, n_train=120, n_val=60, n_test=60, steps=5, warmup=1, batch_size=8)
+    resume = tmp_path / "run.resume"
+    real = C.make_batch
+
+    def make_batch(data, cfg_, painter, step):
+        if step == 2:
+            signal.raise_signal(signal.SIGINT)
+        return real(data, cfg_, painter, step)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # also when the runner ignores SIGINT
+    try:
+        monkeypatch.setattr(C, "make_batch", make_batch)
+        with pytest.raises(KeyboardInterrupt):
+            C.train_clip(cfg, out=tmp_path / "stopped.pt", resume=resume, monitor_every=100, save_every=1e9, progress=False)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler     # the handler is back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    monkeypatch.setattr(C, "make_batch", real)
+    assert torch.load(str(resume), map_location="cpu", weights_only=False)["step"] == 3 and not (tmp_path / "stopped.pt").exists()
+    C.train_clip(cfg, out=tmp_path / "resumed.pt", resume=resume, monitor_every=100, save_every=1e9, progress=False)
+    C.train_clip(cfg, out=tmp_path / "straight.pt", monitor_every=100, progress=False)
+    a = torch.load(str(tmp_path / "resumed.pt"), weights_only=True)["state_dict"]
+    b = torch.load(str(tmp_path / "straight.pt"), weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -63,6 +63,7 @@ from torch import nn
 
 from modeledit.config import JsonConfig
 from modeledit.eval.world.scene import CLASSES, CONTEXTS, NEUTRAL_WORDS, PARTS, WorldConfig
+from modeledit.signals import defer_interrupts
 
 log = logging.getLogger(__name__)
 
@@ -1158,54 +1159,61 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
 
     model.train()
     running: list[float] = []
-    while step < last:
-        gen = np.random.default_rng([cfg.seed, 3, step])
-        images, caps, _ = make_batch(data, cfg, painter, step)
-        x = normalize(_shift(images, cfg.shift, gen, cfg.pad_mode))
-        text = tok(caps)
-        set_lr(opt, step, cfg)
-        fi, ft, scale = model(x, text)[:3]
-        words = [caption_words(c, vocabulary) for c in caps] if vocabulary is not None else None
-        loss = contrastive_loss(scale * fi @ ft.t(), caps, cfg.shared_positives, words)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
-        running.append(float(loss.detach()))
-        step += 1
-        if step % 25 == 0:
-            log.info("%s step %d/%d loss %.4f (%.2f s/step so far)", cfg.name, step, last, float(np.mean(running[-25:])),
-                     (time.time() - t_start) / max(1, step - first_step))
-        failed = None
-        if step % monitor_every == 0 or step == last:
-            row = {"step": step, "loss": round(float(np.mean(running)), 4), "lr": round(_lr_at(step - 1, cfg), 6),
-                   "logit_scale": round(float(model.logit_scale.detach().exp()), 2),
-                   "seconds": round(elapsed_before + time.time() - t_start, 1), **_monitor(model, mon)}
-            running = []
-            gates = check_gates(row, history) if cfg.recipe == "parrot" else []
-            if gates:
-                row["gates"] = gates
-            history.append(row)
-            log.info("%s %s", cfg.name, json.dumps({k: v for k, v in row.items() if k != "gates"}))
-            for g in gates:
-                what = "check" if g.get("advisory") else "gate"
-                if g["passed"]:
-                    log.info("%s %s of step %d passed at step %d: %s", cfg.name, what, g["step"], step, g["values"])
-                    continue
-                log.warning("%s %s of step %d FAILED at step %d (%s not above %s). %s", cfg.name, what, g["step"], step,
-                            ", ".join(f"{k}={g['values'][k]}" for k in g["failed"]), {k: g["bounds"][k] for k in g["failed"]},
-                            " | ".join(g["advice"]))
-                if not g.get("advisory"):
-                    failed = g
-        stopping = failed is not None and stop_on_gate
-        if resume is not None and (time.time() - last_save > save_every or step == last or stopping):
-            save_state()
-            last_save = time.time()
-        if stopping:
-            where = f"the resume file {str(resume)!r} holds step {step}" if resume is not None else "no resume file was given"
-            raise GateFailed(f"{cfg.name}: the go/no-go gate of step {failed['step']} failed ({', '.join(failed['failed'])}); "
-                             f"{where}. {' | '.join(failed['advice'])}. Continue without --stop-on-gate, or change the recipe.")
+    # Ctrl-C or SIGTERM let the step in flight finish; the resume file then holds it (nothing is lost)
+    with defer_interrupts() as interrupt:
+        while step < last:
+            gen = np.random.default_rng([cfg.seed, 3, step])
+            images, caps, _ = make_batch(data, cfg, painter, step)
+            x = normalize(_shift(images, cfg.shift, gen, cfg.pad_mode))
+            text = tok(caps)
+            set_lr(opt, step, cfg)
+            fi, ft, scale = model(x, text)[:3]
+            words = [caption_words(c, vocabulary) for c in caps] if vocabulary is not None else None
+            loss = contrastive_loss(scale * fi @ ft.t(), caps, cfg.shared_positives, words)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            running.append(float(loss.detach()))
+            step += 1
+            if step % 25 == 0:
+                log.info("%s step %d/%d loss %.4f (%.2f s/step so far)", cfg.name, step, last, float(np.mean(running[-25:])),
+                         (time.time() - t_start) / max(1, step - first_step))
+            failed = None
+            if step % monitor_every == 0 or step == last:
+                row = {"step": step, "loss": round(float(np.mean(running)), 4), "lr": round(_lr_at(step - 1, cfg), 6),
+                       "logit_scale": round(float(model.logit_scale.detach().exp()), 2),
+                       "seconds": round(elapsed_before + time.time() - t_start, 1), **_monitor(model, mon)}
+                running = []
+                gates = check_gates(row, history) if cfg.recipe == "parrot" else []
+                if gates:
+                    row["gates"] = gates
+                history.append(row)
+                log.info("%s %s", cfg.name, json.dumps({k: v for k, v in row.items() if k != "gates"}))
+                for g in gates:
+                    what = "check" if g.get("advisory") else "gate"
+                    if g["passed"]:
+                        log.info("%s %s of step %d passed at step %d: %s", cfg.name, what, g["step"], step, g["values"])
+                        continue
+                    log.warning("%s %s of step %d FAILED at step %d (%s not above %s). %s", cfg.name, what, g["step"], step,
+                                ", ".join(f"{k}={g['values'][k]}" for k in g["failed"]), {k: g["bounds"][k] for k in g["failed"]},
+                                " | ".join(g["advice"]))
+                    if not g.get("advisory"):
+                        failed = g
+            stopping = failed is not None and stop_on_gate
+            if resume is not None and (time.time() - last_save > save_every or step == last or stopping):
+                save_state()
+                last_save = time.time()
+            if interrupt.requested:   # after the step: a consistent state to resume from
+                if resume is not None:
+                    save_state()
+                    log.info("%s: interrupted after step %d; the resume file %r holds it", cfg.name, step, str(resume))
+                interrupt.raise_now()
+            if stopping:
+                where = f"the resume file {str(resume)!r} holds step {step}" if resume is not None else "no resume file was given"
+                raise GateFailed(f"{cfg.name}: the go/no-go gate of step {failed['step']} failed ({', '.join(failed['failed'])}); "
+                                 f"{where}. {' | '.join(failed['advice'])}. Continue without --stop-on-gate, or change the recipe.")
     model.eval()
     history = [{**row, "stage": _n_stages(cfg)} for row in history]
     return model, history_before + history, seconds_before + elapsed_before + time.time() - t_start
