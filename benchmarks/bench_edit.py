@@ -333,7 +333,8 @@ def main() -> None:
     command = f"python benchmarks/bench_edit.py --steps {args.steps} --lr {args.lr} --threads {args.threads}"
     result = {
         "command": command,
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "platform": platform.platform()},
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "platform": platform.platform(),
+                    "load_average_at_start": os.getloadavg()},
         "versions": package_versions(),
         "notes": ("mobilenet_v2: real ImageNet weights (torchvision IMAGENET1K_V1), 224 px. vgg16_bn: NO offline weights, "
                   "random init (seed 0) with BatchNorm statistics re-estimated on the photos, 64 px. Rank 1, whole-image "
@@ -342,7 +343,7 @@ def main() -> None:
                   "of 5 runs (steady state, as in a sweep), adam's one run of all its steps; *_cpu_seconds are process CPU time, "
                   "less sensitive to the other users' load than wall-clock time. adam_speed: 'before' is main's adam "
                   "loop at commit 5c5b81e (copied in this script), 'after' the current solve_adam; interleaved rounds, medians. "
-                  "The machine is shared by several engineers: wall-clock times carry their load."),
+                  "machine.load_average_at_start/_at_end record the load: wall-clock times carry it."),
         "solvers": [], "throughput": [], "adam_speed": [], "full_rank": [],
     }
     if parts != set(all_parts) and out.is_file():
@@ -352,6 +353,7 @@ def main() -> None:
             f" (kept from an earlier run: {', '.join(k for k in all_parts if k not in parts)})")
 
     def save(_rows=None):
+        result["machine"]["load_average_at_end"] = os.getloadavg()   # at the last save
         write_text_atomic(out, json.dumps(result, indent=1))
 
     mnet = load_model("mobilenet_v2")
