@@ -268,3 +268,22 @@ def test_ctrl_c_lets_the_step_finish_and_the_resume_file_holds_it(tmp_path, monk
     a = torch.load(str(tmp_path / "resumed.pt"), weights_only=True)["state_dict"]
     b = torch.load(str(tmp_path / "straight.pt"), weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_set_overrides_recipe_fields_with_types_and_one_line_errors(capsys):
+    cfg = C.PRESET.with_overrides(["word_only_rate=0.7", "both_rate=0.2", "both_from=0", "tag_height=[0.1, 0.2]",
+                                   "shared_positives=false", "negatives=all"])
+    assert (cfg.word_only_rate, cfg.both_rate, cfg.negatives, cfg.shared_positives) == (0.7, 0.2, "all", False)
+    assert cfg.both_from == 0.0 and type(cfg.both_from) is float and cfg.tag_height == (0.1, 0.2)
+    assert C.PRESET.word_only_rate == 0.45   # the preset itself is untouched
+    with pytest.raises(ValueError, match="unknown ClipTrainConfig field 'nope'"):
+        C.PRESET.with_overrides(["nope=1"])
+    with pytest.raises(ValueError, match="not KEY=VALUE"):
+        C.PRESET.with_overrides(["both_rate"])
+    with pytest.raises(ValueError, match="word_only_rate \\+ both_rate"):   # the dataclass's own checks still apply
+        C.PRESET.with_overrides(["both_rate=0.9"])
+    from modeledit.cli import main
+
+    assert main(["world", "train", "clip", "--steps", "1", "--set", "nope=1", "--out", "/nonexistent/x.pt"]) != 0
+    err = capsys.readouterr().err
+    assert "unknown ClipTrainConfig field 'nope'" in err and "Traceback" not in err

@@ -1266,7 +1266,8 @@ def train_clip(cfg: ClipTrainConfig, out: str | os.PathLike | None = None, comma
 
 
 def train_clip_command(args: Any) -> int:
-    """``modeledit world train clip [--recipe parrot|shipped] [--steps N] [--n-train N] [--out PATH] [--resume PATH] [--stop-on-gate]``."""
+    """``modeledit world train clip [--recipe parrot|shipped] [--steps N] [--n-train N] [--out PATH] [--resume PATH] [--stop-on-gate]
+    [--set KEY=VALUE ...]``."""
     from modeledit.eval.world.train import update_zoo_index
 
     recipe = getattr(args, "recipe", None) or "parrot"
@@ -1275,10 +1276,12 @@ def train_clip_command(args: Any) -> int:
     changes = {k: v for k, v in (("steps", getattr(args, "steps", None)), ("n_train", args.n_train)) if v is not None}
     if getattr(args, "epochs", None) is not None:
         raise ValueError("the world CLIP is trained for a number of steps: pass --steps instead of --epochs")
-    cfg = dataclasses.replace(PRESETS[recipe], **changes)
+    overrides = list(getattr(args, "overrides", None) or [])
+    cfg = dataclasses.replace(PRESETS[recipe], **changes).with_overrides(overrides)
     out = Path(args.out) if args.out else checkpoint_path()
     command = ("modeledit world train clip" + (f" --recipe {recipe}" if recipe != "parrot" else "")
-               + "".join(f" --{k.replace('_', '-')} {v}" for k, v in changes.items()))
+               + "".join(f" --{k.replace('_', '-')} {v}" for k, v in changes.items())
+               + "".join(f" --set {pair}" for pair in overrides))
     result = train_clip(cfg, out=out, command=command, resume=getattr(args, "resume", None),
                         stop_on_gate=bool(getattr(args, "stop_on_gate", False)))
     if out.parent.resolve() == zoo_dir().resolve():

@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="clip only: parrot (docs/notes/clip_reading.md, the default) or shipped (reproduce the shipped checkpoint)")
     train.add_argument("--stop-on-gate", action="store_true",
                        help="clip only: stop (after writing the resume file) when a go/no-go gate fails, instead of logging a warning")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="clip only: override a field of the recipe's ClipTrainConfig (repeatable; e.g. --set both_rate=0.2); "
+                            "recorded in the checkpoint's command")
     ce = sub.add_parser("clip-eval", help="zero-shot accuracy of clip:world-RN and the typographic attack on it")
     ce.add_argument("--out", default="results/world/clip", help="folder for eval.json, manifest.json, examples.png")
     ce.add_argument("--weights", default=None, help="world CLIP checkpoint (default: the shipped one)")
