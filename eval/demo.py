@@ -4,7 +4,8 @@
    Magenta styles) as a concept x style heatmap and per-concept bars.
 2. *Rewrite one rule from a few exemplars* and compare with local and global fine-tuning on the pair
    the sensitivity run flags first (errors corrected on the target and other classes, clean accuracy).
-3. *A typographic attack and its fix* on the world's text-tag classifier.
+3. *A typographic attack and its fix* on the world CLIP (``clip:world-RN``, zero-shot; a class name pasted
+   on images of other classes), then the same on the world's text-tag classifier as a second example.
 4. *Real photos*: the real MobileNetV2 on every colour photo that ships offline (and crops), its own
    predictions as labels, the generic 'object' (GrabCut) restyled with Magenta; the rewrite and the
    fine-tuning baselines edited from one exemplar photo, measured on the other photos (the study of
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 class DemoConfig(JsonConfig):
     model: str = "world_vgg"
     text_model: str = "world_vgg_text"
+    clip_model: str = "clip:world-RN"       # the typographic section's first study ("" to skip it)
+    clip_fonts: list[str] = field(default_factory=lambda: ["serif", "hand"])   # attack faces held out from its training
     sensitivity_images: int = 540
     concepts: list[str] = field(default_factory=lambda: ["road", "grass", "water", "sky", "sand", "floor"])
     styles: list[str] = field(default_factory=lambda: ["snow", "wooden", "graffiti"])
@@ -257,12 +260,25 @@ def _explanations(lm: Any, p: Any, edits: dict[str, Any], show: list[int], style
 # ---------------------------------------------------------------------------------------------- 3
 
 
-def typographic_section(cfg: DemoConfig, out: Path) -> pd.DataFrame:
-    from modeledit.eval.report import write_summary
-    from modeledit.eval.typographic import TypographicConfig, run_typographic
+def typographic_section(cfg: DemoConfig, out: Path) -> list[pd.DataFrame]:
+    """The world CLIP's study (folder ``typographic``), then the text-tag classifier's (``typographic_text``)."""
+    from modeledit.eval.typographic import TypographicConfig
 
-    tcfg = TypographicConfig(model=cfg.text_model, dataset=f"world:test:{cfg.typographic_images}", clean=f"world:val:{cfg.clean_images}", sites=cfg.sites, paster="world_tag",
-                             finetune_grid=cfg.finetune_grid, max_clean_drop=cfg.max_clean_drop, seed=cfg.seed)
+    common = dict(dataset=f"world:test:{cfg.typographic_images}", clean=f"world:val:{cfg.clean_images}", finetune_grid=cfg.finetune_grid,
+                  max_clean_drop=cfg.max_clean_drop, seed=cfg.seed)
+    studies = []
+    if cfg.clip_model:
+        studies.append((TypographicConfig(model=cfg.clip_model, sites=["visual.layer4.0"], paster="world_clip", fonts=list(cfg.clip_fonts),
+                                          **common), out, "3. A typographic attack on the world CLIP"))
+    studies.append((TypographicConfig(model=cfg.text_model, sites=cfg.sites, paster="world_tag", **common),
+                    out.parent / f"{out.name}_text", "3b. The same attack on the world's text-tag classifier"))
+    return [_typographic_study(tcfg, folder, title) for tcfg, folder, title in studies]
+
+
+def _typographic_study(tcfg: Any, out: Path, title: str) -> pd.DataFrame:
+    from modeledit.eval.report import budget_rows, write_summary
+    from modeledit.eval.typographic import run_typographic
+
     table, summary = run_typographic(tcfg, out)
     table.to_csv(out / "cells.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
@@ -274,17 +290,16 @@ def typographic_section(cfg: DemoConfig, out: Path) -> pd.DataFrame:
         numbers[f"{m}: spurious 'text -> exemplar class'"] = float(row.loc[m, "spurious_rule"])
     cols = ["method", "pre_attack_acc", "post_attack_acc", "post_attack_success", "pre_clean", "post_clean",
             "post_own_class_acc", "spurious_rule", "site_name", "setting"]
-    from modeledit.eval.report import budget_rows
-
     changed = summary[summary["changed"].astype(bool)].sort_values("post_attack_acc", ascending=False)
+    pre_acc, pre_success = float(summary.iloc[0]["pre_attack_acc"]), float(summary.iloc[0]["pre_attack_success"])
     if len(changed):
         b = changed.iloc[0]
-        finding = (f"The attack leaves {100 * float(b['pre_attack_acc']):.1f}% accuracy; {b['method']}'s one-exemplar fix brings it to "
-                   f"{100 * float(b['post_attack_acc']):.1f}% within the clean-accuracy budget.")
+        finding = (f"The attack succeeds on {100 * pre_success:.1f}% and leaves {100 * pre_acc:.1f}% accuracy; {b['method']}'s "
+                   f"one-exemplar fix brings it to {100 * float(b['post_attack_acc']):.1f}% within the clean-accuracy budget.")
     else:
-        finding = (f"The attack leaves {100 * float(summary.iloc[0]['pre_attack_acc']):.1f}% accuracy and no method fixes it within "
-                   "the clean-accuracy budget.")
-    write_summary(out, "typographic", f"3. A typographic attack ('{tcfg.attack_class}' pasted on other classes) and its one-exemplar fix",
+        finding = (f"The attack succeeds on {100 * pre_success:.1f}% and leaves {100 * pre_acc:.1f}% accuracy; no method fixes it "
+                   "within the clean-accuracy budget.")
+    write_summary(out, "typographic", f"{title} ({tcfg.model}; '{tcfg.attack_class}' pasted on other classes) and its one-exemplar fix",
                   numbers, text=("The fix uses one image of another class with the text (x') and with a blank patch (x). "
                                  "own_class_acc: clean images of the attack class, which must still be recognised."),
                   tables=[{"title": "per method (setting chosen on validation within the clean budget)", "columns": cols,
@@ -327,7 +342,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, sections: tuple
         "sensitivity": ("concept sensitivity of the world classifier", lambda: sensitivity_section(cfg, out / "sensitivity")),
         "bench": ("editing vs fine-tuning on the most sensitive concept-style pair",
                   lambda: bench_section(cfg, out / "bench", out / "sensitivity" / "table.csv")),
-        "typographic": ("typographic attack and its fix", lambda: typographic_section(cfg, out / "typographic")),
+        "typographic": ("typographic attack and its fix (world CLIP, then the text-tag classifier)",
+                        lambda: typographic_section(cfg, out / "typographic")),
         "photos": ("real photos with the real MobileNetV2", lambda: photo_section(cfg, out / "photos")),
     }
     timings = {}
