@@ -363,15 +363,21 @@ CLIP_TEMPLATES = (
 
 
 class ZeroShotClassifier(nn.Module):
-    """CLIP image tower + a fixed text head: logits = scale * norm(visual(x)) @ norm(text)ᵀ."""
+    """CLIP image tower + a fixed text head: logits = scale * norm(visual(x)) @ norm(text)ᵀ.
 
-    def __init__(self, visual: nn.Module, text_head: torch.Tensor, logit_scale: float) -> None:
+    ``input_size``: when set, inputs of another size are bilinearly resized to it before the tower (a tower
+    trained on upsampled images, such as the world CLIP's 96/128 px variants); None passes them as they are."""
+
+    def __init__(self, visual: nn.Module, text_head: torch.Tensor, logit_scale: float, input_size: int | None = None) -> None:
         super().__init__()
         self.visual = visual
         self.register_buffer("text_head", text_head)
         self.logit_scale = float(logit_scale)
+        self.input_size = None if input_size is None else int(input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_size is not None and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+            x = torch.nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         feats = self.visual(x)
         if isinstance(feats, tuple):
             feats = feats[0]

@@ -287,3 +287,29 @@ def test_set_overrides_recipe_fields_with_types_and_one_line_errors(capsys):
     assert main(["world", "train", "clip", "--steps", "1", "--set", "nope=1", "--out", "/nonexistent/x.pt"]) != 0
     err = capsys.readouterr().err
     assert "unknown ClipTrainConfig field 'nope'" in err and "Traceback" not in err
+
+
+def test_a_96_px_tower_trains_on_upsampled_scenes_and_loads_for_64_px_inputs(tmp_path):
+    cfg = C.PRESET.with_overrides(["arch=world-RN-96", "n_train=120", "n_val=60", "n_test=60", "steps=2", "warmup=1", "batch_size=8"])
+    rec = C.train_clip(cfg, out=tmp_path / "c96.pt", monitor_every=100, progress=False)
+    assert rec["arch"] == "world-RN-96"
+    clip, record = C.load_clip_checkpoint(tmp_path / "c96.pt")
+    assert C.tower_size(clip) == 96 and record["train_config"]["arch"] == "world-RN-96"
+    from modeledit import load_model
+
+    lm = load_model(f"clip:{C.CLIP_ARCH}", weights=str(tmp_path / "c96.pt"))
+    assert lm.input_size == 64 and lm.model.input_size == 96   # the public input stays the world's scene size
+    x = torch.rand(3, 3, 64, 64)
+    seen = []
+    handle = lm.model.get_submodule("visual.layer4.0").register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
+    try:
+        logits = lm.predict(x)
+    finally:
+        handle.remove()
+    assert logits.shape == (3, len(CLASSES)) and seen == [6]   # 96 px -> a 6x6 map before the last stage (3x3 after)
+    # the zero-shot model is the training-time path: same upsampling of the normalized scenes, same features
+    feats = clip.encode_image(C.tower_input(clip, C.normalize((x * 255).round().to(torch.uint8))), normalize=True)
+    want = (feats @ lm.model.text_head.t()).argmax(1)
+    assert torch.equal(lm.predict((x * 255).round() / 255).argmax(1), want)
+    with pytest.raises(KeyError, match="unknown world CLIP architecture"):
+        C.PRESET.with_overrides(["arch=world-RN-77"])

@@ -69,6 +69,10 @@ log = logging.getLogger(__name__)
 
 #: the open_clip model name of the world CLIP (its config file is ``<zoo>/open_clip/world-RN.json``)
 CLIP_ARCH = "world-RN"
+#: the world CLIP's open_clip configs (``<zoo>/open_clip/<arch>.json``): the same towers, the image tower at
+#: 64 px (the world's own size) or run on the 64 px scene upsampled to 96 or 128 px (:func:`tower_input`),
+#: which gives a letter 1.5x or 2x more cells after the stem (docs/notes/clip_reading.md, the fallback)
+CLIP_ARCHS: tuple[str, ...] = ("world-RN", "world-RN-96", "world-RN-128")
 #: the shipped checkpoint's file name (in the zoo folder, next to the other world models)
 CHECKPOINT_NAME = "clip_world-RN.pt"
 #: font name -> font file (matplotlib's ttf folder) of the faces only the CLIP's training uses; "sans",
@@ -168,6 +172,9 @@ class ClipTrainConfig(JsonConfig):
     the logit scale in its own parameter group at ``logit_scale_lr_mult`` times the learning rate
     (clamped at 100).
 
+    ``arch``: one of :data:`CLIP_ARCHS`; the 96 and 128 px towers see the 64 px scenes (tags painted at 64
+    px) upsampled (:func:`tower_input`), and so does the zero-shot model loaded from their checkpoints.
+
     v1 only (``recipe="v1"``, the shipped checkpoint): ``mention_rate``, ``sign_only_rate``, ``sign_rate``,
     ``sign_height``, ``sign_name_rate``. ``stop_at`` and ``init`` chain stages: the shipped model is a
     third stage that starts from the weights of a second one (see :data:`SHIPPED_PRESET`).
@@ -235,6 +242,8 @@ class ClipTrainConfig(JsonConfig):
             self.init = ClipTrainConfig.from_json(self.init)
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; valid: {list(RECIPES)}")
+        if self.arch not in CLIP_ARCHS:
+            raise KeyError(f"unknown world CLIP architecture {self.arch!r}; valid: {list(CLIP_ARCHS)}")
         if self.stop_at is not None and not 1 <= int(self.stop_at) <= self.steps:
             raise ValueError(f"stop_at must be between 1 and steps={self.steps}, got {self.stop_at}")
         self.fonts = tuple(self.fonts)
@@ -436,9 +445,11 @@ def zoo_dir() -> Path:
     return shipped_checkpoint_dir()
 
 
-def config_path() -> Path:
-    """The open_clip model config of the world CLIP."""
-    return zoo_dir() / "open_clip" / f"{CLIP_ARCH}.json"
+def config_path(arch: str = CLIP_ARCH) -> Path:
+    """The open_clip model config of a world CLIP architecture (:data:`CLIP_ARCHS`)."""
+    if arch not in CLIP_ARCHS:
+        raise KeyError(f"unknown world CLIP architecture {arch!r}; valid: {list(CLIP_ARCHS)}")
+    return zoo_dir() / "open_clip" / f"{arch}.json"
 
 
 def checkpoint_path() -> Path:
@@ -446,7 +457,7 @@ def checkpoint_path() -> Path:
 
 
 def register_open_clip_config() -> Any:
-    """Register ``world-RN`` with open_clip (once) and return the open_clip module.
+    """Register the world CLIP configs (:data:`CLIP_ARCHS`) with open_clip (once) and return the open_clip module.
 
     Example:
         >>> open_clip = register_open_clip_config()
@@ -455,17 +466,20 @@ def register_open_clip_config() -> Any:
     from modeledit.deps import optional_import
 
     open_clip = optional_import("open_clip", "clip")
-    if CLIP_ARCH not in open_clip.list_models():
-        path = config_path()
-        if not path.is_file():
-            raise FileNotFoundError(f"the open_clip config {path} is missing; reinstall modeledit")
-        open_clip.add_model_config(path)
+    known = set(open_clip.list_models())
+    for arch in CLIP_ARCHS:
+        if arch not in known:
+            path = config_path(arch)
+            if not path.is_file():
+                raise FileNotFoundError(f"the open_clip config {path} is missing; reinstall modeledit")
+            open_clip.add_model_config(path)
     return open_clip
 
 
-def create_clip(seed: int | None = None) -> nn.Module:
+def create_clip(seed: int | None = None, arch: str = CLIP_ARCH) -> nn.Module:
     """A freshly initialised world CLIP, built by ``open_clip.create_model`` from the registered config."""
     open_clip = register_open_clip_config()
+    config_path(arch)   # an unknown architecture is a KeyError naming the valid ones
     if seed is not None:
         torch.manual_seed(seed)
     import logging as _logging
@@ -474,9 +488,26 @@ def create_clip(seed: int | None = None) -> nn.Module:
     level = oc_log.level
     oc_log.setLevel(_logging.ERROR)  # open_clip warns that no pretrained weights were loaded: we load our own
     try:
-        return open_clip.create_model(CLIP_ARCH)
+        return open_clip.create_model(arch)
     finally:
         oc_log.setLevel(level)
+
+
+def tower_size(model: nn.Module) -> int:
+    """The image tower's input size (``model`` a CLIP or its ``visual``)."""
+    visual = getattr(model, "visual", model)
+    size = visual.image_size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def tower_input(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """World scenes (N, 3, 64, 64) as the image tower takes them: unchanged at 64 px, bilinearly upsampled for
+    the 96 and 128 px towers. Tags and attacks are always painted at the world's 64 px, in training and in
+    evaluation alike; only the tower sees the larger grid."""
+    size = tower_size(model)
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
 @functools.lru_cache(maxsize=1)
@@ -491,24 +522,29 @@ def load_clip_checkpoint(path: str | os.PathLike | None = None) -> tuple[nn.Modu
     if not p.is_file():
         raise FileNotFoundError(f"{p} is missing; reproduce it with `modeledit world train clip`")
     blob = torch.load(str(p), map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or "state_dict" not in blob or blob.get("arch") != CLIP_ARCH:
+    if not isinstance(blob, dict) or "state_dict" not in blob or blob.get("arch") not in CLIP_ARCHS:
         raise ValueError(f"{str(p)!r} is not a world CLIP checkpoint (written by `modeledit world train clip`)")
-    model = create_clip()
+    arch = str(blob["arch"])
+    model = create_clip(arch=arch)
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"checkpoint {str(p)!r} does not fit {CLIP_ARCH}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ValueError(f"checkpoint {str(p)!r} does not fit {arch}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     record = json.loads(blob.get("record", "{}"))
     return model.eval(), record
 
 
 def save_clip_checkpoint(path: str | os.PathLike, model: nn.Module, record: Mapping[str, Any]) -> None:
-    """Write the model as an fp16 state dict plus a JSON record (config, seed, data, time), atomically."""
+    """Write the model as an fp16 state dict plus a JSON record (config, seed, data, time), atomically;
+    the architecture is the record's ``arch`` (default :data:`CLIP_ARCH`)."""
+    arch = str(record.get("arch", CLIP_ARCH))
+    if arch not in CLIP_ARCHS:
+        raise KeyError(f"unknown world CLIP architecture {arch!r}; valid: {list(CLIP_ARCHS)}")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()).clone() for k, v in model.state_dict().items()}
     tmp = p.with_suffix(p.suffix + ".tmp")
-    torch.save({"arch": CLIP_ARCH, "state_dict": state, "record": json.dumps(dict(record), sort_keys=True)}, str(tmp))
+    torch.save({"arch": arch, "state_dict": state, "record": json.dumps(dict(record), sort_keys=True)}, str(tmp))
     os.replace(tmp, p)
 
 
@@ -858,7 +894,8 @@ def _image_features(model: nn.Module, x_u8: torch.Tensor, batch_size: int = 256)
     was = model.training
     model.eval()
     try:
-        return torch.cat([model.encode_image(normalize(x_u8[i:i + batch_size]), normalize=True) for i in range(0, len(x_u8), batch_size)])
+        return torch.cat([model.encode_image(tower_input(model, normalize(x_u8[i:i + batch_size])), normalize=True)
+                          for i in range(0, len(x_u8), batch_size)])
     finally:
         model.train(was)
 
@@ -1134,7 +1171,7 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
     # the tag vocabulary whose shared mentions take a caption pair out of each other's softmax
     vocabulary = (frozenset(CLASSES) | frozenset(neutral_vocabulary(cfg.n_neutral, cfg.vocab_seed))
                   if cfg.negatives == "distinct_words" else None)
-    model = create_clip(seed=cfg.seed)
+    model = create_clip(seed=cfg.seed, arch=cfg.arch)
     if init_state is not None:
         model.load_state_dict(init_state)
     opt = make_optimizer(model, cfg)
@@ -1164,7 +1201,7 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
         while step < last:
             gen = np.random.default_rng([cfg.seed, 3, step])
             images, caps, _ = make_batch(data, cfg, painter, step)
-            x = normalize(_shift(images, cfg.shift, gen, cfg.pad_mode))
+            x = tower_input(model, normalize(_shift(images, cfg.shift, gen, cfg.pad_mode)))
             text = tok(caps)
             set_lr(opt, step, cfg)
             fi, ft, scale = model(x, text)[:3]
@@ -1318,11 +1355,14 @@ def load_clip_world(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, class_
     names = list(class_names) if class_names else list(CLASSES)
     templates = tuple(templates) if templates else CLIP_TEMPLATES
     head = build_text_head(clip_model, tokenizer(), names, templates)
-    model = ZeroShotClassifier(clip_model.visual, head, float(clip_model.logit_scale.detach().exp()))
-    size = int(clip_model.visual.image_size)
+    # the public input is the world's scene size; a 96/128 px tower upsamples inside the model (tower_input)
+    size = int(record.get("world_config", {}).get("image_size", WorldConfig().image_size))
+    tower = tower_size(clip_model)
+    model = ZeroShotClassifier(clip_model.visual, head, float(clip_model.logit_scale.detach().exp()),
+                               input_size=None if tower == size else tower)
     return LoadedModel(
         name, model, names, mean=CLIP_MEAN, std=CLIP_STD, input_size=size, resize_size=size,
-        source=f"open_clip {CLIP_ARCH} trained on the benchmark world ({path.name})", meta={"templates": list(templates), "train": record},
+        source=f"open_clip {record.get('arch', CLIP_ARCH)} trained on the benchmark world ({path.name})", meta={"templates": list(templates), "train": record},
     )
 
 
