@@ -35,12 +35,14 @@ def _is_bare(caption: str, word: str) -> bool:
 
 
 def test_parrot_caption_mix_shares():
-    # the mechanics with "both" captions switched on (the first trial's mix); the preset has none
-    cfg = dataclasses.replace(C.PRESET, word_only_rate=0.55, both_rate=0.15, shared_bare_rate=0.2)
+    # the preset: 70% word-only, 20% "both" from the first step, 10% object-only (the web's ~90% parrot captions)
     rng = np.random.default_rng(0)
     n = 6000
     preset = collections.Counter(C.parrot_caption("cow", "grass", "car", C.PRESET, rng, step=s)[1] for s in range(0, n))
-    assert preset["both"] == 0 and abs((preset["bare"] + preset["sign"]) / n - C.PRESET.word_only_rate) < 0.025
+    assert abs((preset["bare"] + preset["sign"]) / n - 0.7) < 0.025 and abs(preset["both"] / n - 0.2) < 0.02
+    assert abs(preset["object"] / n - 0.1) < 0.015
+    # the mechanics of a late start for "both" captions (the first trial's mix)
+    cfg = dataclasses.replace(C.PRESET, word_only_rate=0.55, both_rate=0.15, both_from=1 / 3, shared_bare_rate=0.2)
     late = collections.Counter(C.parrot_caption("cow", "grass", "car", cfg, rng, step=cfg.steps - 1)[1] for _ in range(n))
     share = {k: v / n for k, v in late.items()}
     assert abs(share["bare"] + share["sign"] - 0.55) < 0.025 and abs(share["both"] - 0.15) < 0.02 and abs(share["object"] - 0.30) < 0.025
@@ -271,17 +273,17 @@ def test_ctrl_c_lets_the_step_finish_and_the_resume_file_holds_it(tmp_path, monk
 
 
 def test_set_overrides_recipe_fields_with_types_and_one_line_errors(capsys):
-    cfg = C.PRESET.with_overrides(["word_only_rate=0.7", "both_rate=0.2", "both_from=0", "tag_height=[0.1, 0.2]",
+    cfg = C.PRESET.with_overrides(["word_only_rate=0.6", "both_rate=0.3", "both_from=0", "tag_height=[0.1, 0.2]",
                                    "shared_positives=false", "negatives=all"])
-    assert (cfg.word_only_rate, cfg.both_rate, cfg.negatives, cfg.shared_positives) == (0.7, 0.2, "all", False)
+    assert (cfg.word_only_rate, cfg.both_rate, cfg.negatives, cfg.shared_positives) == (0.6, 0.3, "all", False)
     assert cfg.both_from == 0.0 and type(cfg.both_from) is float and cfg.tag_height == (0.1, 0.2)
-    assert C.PRESET.word_only_rate == 0.45   # the preset itself is untouched
+    assert C.PRESET.word_only_rate == 0.7 and C.PRESET.both_rate == 0.2   # the preset itself is untouched
     with pytest.raises(ValueError, match="unknown ClipTrainConfig field 'nope'"):
         C.PRESET.with_overrides(["nope=1"])
     with pytest.raises(ValueError, match="not KEY=VALUE"):
         C.PRESET.with_overrides(["both_rate"])
     with pytest.raises(ValueError, match="word_only_rate \\+ both_rate"):   # the dataclass's own checks still apply
-        C.PRESET.with_overrides(["both_rate=0.9"])
+        C.PRESET.with_overrides(["both_rate=0.5"])
     from modeledit.cli import main
 
     assert main(["world", "train", "clip", "--steps", "1", "--set", "nope=1", "--out", "/nonexistent/x.pt"]) != 0
