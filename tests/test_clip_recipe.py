@@ -127,7 +127,7 @@ def test_shift_uses_edge_padding():
     assert not torch.equal(edge, ramp) and bool((edge[..., 0] <= 4).all())
     reflect = C._shift(ramp, 4, np.random.default_rng(0), mode="reflect")
     assert bool((reflect[..., 1:].int() - reflect[..., :-1].int() < 0).any())
-    assert C.PRESET.pad_mode == "edge" and C.SHIPPED_PRESET.pad_mode == "reflect"
+    assert C.PRESET.pad_mode == "edge" and C.V1_PRESET.pad_mode == "reflect"
 
 
 def test_logit_scale_has_its_own_group_at_ten_times_the_lr():
@@ -146,7 +146,7 @@ def test_logit_scale_has_its_own_group_at_ten_times_the_lr():
         assert scale[0]["lr"] == pytest.approx(10 * C._lr_at(step, cfg))
     assert C._lr_at(199, cfg) == pytest.approx(1.5e-3) and C._lr_at(6000, cfg) == pytest.approx(0.0, abs=1e-12)
     assert C._lr_at(3100, cfg) == pytest.approx(0.75e-3, rel=1e-6)  # one cosine: half-way at the middle of the decay
-    v1 = C.make_optimizer(model, C.SHIPPED_PRESET)
+    v1 = C.make_optimizer(model, C.V1_PRESET)
     assert all(g["lr_mult"] == 1.0 for g in v1.param_groups)
 
 
@@ -235,7 +235,7 @@ def test_captions_sharing_a_tag_word_are_not_negatives_of_each_other():
     distinct = ["car.", "cow.", "bus.", "a tree."]
     ref = 0.5 * (torch.nn.functional.cross_entropy(logits, torch.arange(4)) + torch.nn.functional.cross_entropy(logits.t(), torch.arange(4)))
     assert torch.allclose(C.contrastive_loss(logits, distinct, True), ref)
-    assert C.PRESET.negatives == "distinct_words" and C.SHIPPED_PRESET.negatives == "all"
+    assert C.PRESET.negatives == "distinct_words" and C.V1_PRESET.negatives == "all"
     assert C.ClipTrainConfig.from_json({"steps": 10}).negatives == "all"     # a v1 record (no recipe key)
     with pytest.raises(ValueError, match="negatives"):
         C.ClipTrainConfig(negatives="none")
@@ -315,3 +315,22 @@ def test_a_96_px_tower_trains_on_upsampled_scenes_and_loads_for_64_px_inputs(tmp
     assert torch.equal(lm.predict((x * 255).round() / 255).argmax(1), want)
     with pytest.raises(KeyError, match="unknown world CLIP architecture"):
         C.PRESET.with_overrides(["arch=world-RN-77"])
+
+
+def test_text_tower_slowed_from_a_step_keeps_the_image_tower_rate():
+    model = C.create_clip(seed=0)
+    assert len(C.make_optimizer(model, C.PRESET).param_groups) == 3   # the default: the groups every earlier run had
+    cfg = C.PRESET.with_overrides(["text_lr_mult=0.1", "text_slow_from=1000"])
+    opt = C.make_optimizer(model, cfg)
+    owner = {id(p): g for g in opt.param_groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    assert len(owner) == len(names) and sum(len(g["params"]) for g in opt.param_groups) == len(names)
+    text = [n for n in names if not n.startswith("visual.") and n != "logit_scale"]
+    assert text and all("text_mult" in owner[id(names[n])] for n in text)
+    assert not any("text_mult" in owner[id(p)] for n, p in names.items() if n.startswith("visual.") or n == "logit_scale")
+    for step, slow in ((999, 1.0), (1000, 0.1), (4000, 0.1)):
+        C.set_lr(opt, step, cfg)
+        base = C._lr_at(step, cfg)
+        assert owner[id(names["token_embedding.weight"])]["lr"] == pytest.approx(slow * base)
+        assert owner[id(names["visual.conv1.weight"])]["lr"] == pytest.approx(base)
+        assert owner[id(model.logit_scale)]["lr"] == pytest.approx(10 * base)

@@ -17,7 +17,7 @@ Two recipes are kept (``ClipTrainConfig.recipe``):
   ones; seven training faces, 30% of tags with per-letter jitter and shear; one 6000-step cosine schedule
   with the logit scale at 10x the learning rate; early-check metrics every 100 steps and go/no-go gates
   at steps 300, 1000 and 2500 (:data:`GATES`).
-* ``"v1"`` (:data:`SHIPPED_PRESET`): the three-stage recipe of the shipped checkpoint, whose captions
+* ``"v1"`` (:data:`V1_PRESET`): the three-stage recipe of the shipped checkpoint, whose captions
   mark the word's role ("... with a sign that says 'car'."). Nothing forces a label onto the word in
   either recipe.
 
@@ -170,14 +170,16 @@ class ClipTrainConfig(JsonConfig):
 
     Optimisation: AdamW (``betas``, ``weight_decay``), linear warmup then one cosine to 0 over ``steps``;
     the logit scale in its own parameter group at ``logit_scale_lr_mult`` times the learning rate
-    (clamped at 100).
+    (clamped at 100). ``text_lr_mult``: the text tower's learning rate times this from step
+    ``text_slow_from`` on (1: the same as the image tower's), so a shared word meaning formed early is
+    kept while the image tower goes on learning (docs/notes/clip_reading.md, fifth trial).
 
     ``arch``: one of :data:`CLIP_ARCHS`; the 96 and 128 px towers see the 64 px scenes (tags painted at 64
     px) upsampled (:func:`tower_input`), and so does the zero-shot model loaded from their checkpoints.
 
     v1 only (``recipe="v1"``, the shipped checkpoint): ``mention_rate``, ``sign_only_rate``, ``sign_rate``,
     ``sign_height``, ``sign_name_rate``. ``stop_at`` and ``init`` chain stages: the shipped model is a
-    third stage that starts from the weights of a second one (see :data:`SHIPPED_PRESET`).
+    third stage that starts from the weights of a second one (see :data:`V1_PRESET`, the first shipped model).
     ``threads``: torch threads; 1 because on the shared 2-core machine (other jobs running) a niced
     run with 1 thread took 7-8 s per step against 18-23 s with 2 (OpenMP barriers stall under contention).
     """
@@ -196,6 +198,8 @@ class ClipTrainConfig(JsonConfig):
     weight_decay: float = 0.1
     warmup: int = 200
     logit_scale_lr_mult: float = 10.0
+    text_lr_mult: float = 1.0        # the text tower's learning rate x this from step text_slow_from on
+    text_slow_from: int = 0
     shift: int = 4
     pad_mode: str = "edge"
     tag_rate: float = 0.6
@@ -302,7 +306,7 @@ def v1_config(**changes: Any) -> ClipTrainConfig:
     return ClipTrainConfig(**{**V1_VALUES, **changes})
 
 
-#: the shipped model (``modeledit world train clip --recipe shipped``), three stages, each starting from the
+#: the first shipped model (``modeledit world train clip --recipe v1``), three stages, each starting from the
 #: previous one's weights: (1) 492 steps of a 1600-step cosine schedule that learn objects and contexts with
 #: a moderate reading signal; (2) 290 steps of a 600-step schedule with a stronger one (more tagged scenes,
 #: more captions that transcribe only the sign, larger tags, blank paper patches); (3) 550 steps in which
@@ -311,11 +315,11 @@ def v1_config(**changes: Any) -> ClipTrainConfig:
 _STAGE1 = v1_config(steps=1600, stop_at=492, warmup=100, lr=1.5e-3, tag_rate=0.5, blank_rate=0.0, mention_rate=0.9,
                     sign_only_rate=0.2, tag_height=(0.14, 0.22), seed=0)
 _STAGE2 = v1_config(steps=600, stop_at=290, warmup=50, lr=1e-3, seed=1, init=_STAGE1)
-SHIPPED_PRESET = v1_config(steps=550, warmup=30, lr=1e-3, seed=2, sign_rate=0.3, init=_STAGE2)
+V1_PRESET = v1_config(steps=550, warmup=30, lr=1e-3, seed=2, sign_rate=0.3, init=_STAGE2)
 #: the revised recipe of docs/notes/clip_reading.md: one stage, one 6000-step schedule (the defaults)
 PRESET = ClipTrainConfig()
 #: ``--recipe`` of ``modeledit world train clip`` -> preset
-PRESETS: dict[str, ClipTrainConfig] = {"parrot": PRESET, "shipped": SHIPPED_PRESET}
+PRESETS: dict[str, ClipTrainConfig] = {"parrot": PRESET, "v1": V1_PRESET}
 
 #: go/no-go gates of the parrot recipe (docs/notes/clip_reading.md): step -> {metric: lower bound}
 GATES: dict[int, dict[str, float]] = {
@@ -913,28 +917,37 @@ def _text_features(model: nn.Module, texts: Sequence[str]) -> torch.Tensor:
         model.train(was)
 
 
-def _param_groups(model: nn.Module, weight_decay: float, logit_scale_lr_mult: float = 1.0) -> list[dict[str, Any]]:
+def _param_groups(model: nn.Module, weight_decay: float, logit_scale_lr_mult: float = 1.0, text_lr_mult: float = 1.0
+                  ) -> list[dict[str, Any]]:
     """AdamW groups: weights with decay, gains/biases/embeddings without, and the logit scale alone
-    (no decay, ``lr_mult`` times the learning rate)."""
-    decay, no_decay, scale = [], [], []
+    (no decay, ``lr_mult`` times the learning rate). With ``text_lr_mult`` != 1 the text tower's weights
+    and gains get groups of their own (``text_mult``, applied from ``ClipTrainConfig.text_slow_from`` on by
+    :func:`set_lr`); otherwise the groups are those of every earlier run, so their resume files still load."""
+    split = float(text_lr_mult) != 1.0
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {(d, t): [] for d in (True, False) for t in (False, True)}
+    scale = []
     for n, p in model.named_parameters():
         if n == "logit_scale":
             scale.append(p)
-        else:
-            (no_decay if p.ndim < 2 or "positional_embedding" in n or n.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "lr_mult": 1.0}, {"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0},
-            {"params": scale, "weight_decay": 0.0, "lr_mult": float(logit_scale_lr_mult)}]
+            continue
+        decays = not (p.ndim < 2 or "positional_embedding" in n or n.endswith(".bias"))
+        groups[(decays, split and not n.startswith("visual."))].append(p)
+    out = [{"params": groups[(d, t)], "weight_decay": weight_decay if d else 0.0, "lr_mult": 1.0,
+            **({"text_mult": float(text_lr_mult)} if t else {})}
+           for t in ((False, True) if split else (False,)) for d in (True, False)]
+    return out + [{"params": scale, "weight_decay": 0.0, "lr_mult": float(logit_scale_lr_mult)}]
 
 
 def make_optimizer(model: nn.Module, cfg: ClipTrainConfig) -> torch.optim.Optimizer:
     """AdamW over :func:`_param_groups` as ``cfg`` says (each group's lr is set per step: :func:`set_lr`)."""
-    return torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.logit_scale_lr_mult), lr=cfg.lr,
+    return torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.logit_scale_lr_mult, cfg.text_lr_mult), lr=cfg.lr,
                              betas=tuple(cfg.betas), eps=1e-6)
 
 
 def set_lr(opt: torch.optim.Optimizer, step: int, cfg: ClipTrainConfig) -> None:
+    slow = step >= cfg.text_slow_from
     for g in opt.param_groups:
-        g["lr"] = _lr_at(step, cfg) * float(g.get("lr_mult", 1.0))
+        g["lr"] = _lr_at(step, cfg) * float(g.get("lr_mult", 1.0)) * (float(g.get("text_mult", 1.0)) if slow else 1.0)
 
 
 def _lr_at(step: int, cfg: ClipTrainConfig) -> float:
@@ -1307,7 +1320,7 @@ def train_clip(cfg: ClipTrainConfig, out: str | os.PathLike | None = None, comma
 
 
 def train_clip_command(args: Any) -> int:
-    """``modeledit world train clip [--recipe parrot|shipped] [--steps N] [--n-train N] [--out PATH] [--resume PATH] [--stop-on-gate]
+    """``modeledit world train clip [--recipe parrot|v1] [--steps N] [--n-train N] [--out PATH] [--resume PATH] [--stop-on-gate]
     [--set KEY=VALUE ...]``."""
     from modeledit.eval.world.train import update_zoo_index
 
