@@ -14,7 +14,7 @@ from modeledit import get_site, load_model  # noqa: E402
 from modeledit.edit import Edit  # noqa: E402
 from modeledit.eval.world.scene import CLASSES  # noqa: E402
 from modeledit.eval.world.clip import (  # noqa: E402
-    CLIP_ARCH, HELD_OUT_FONTS, SHIPPED_PRESET, TRAIN_FONTS, ClipTrainConfig, attack_images, caption, checkpoint_path, v1_config,
+    CLIP_ARCH, HELD_OUT_FONTS, V1_PRESET, TRAIN_FONTS, ClipTrainConfig, attack_images, caption, checkpoint_path, v1_config,
 )
 from modeledit.eval.world.data import WorldDataset  # noqa: E402
 from modeledit.exemplars import Exemplars  # noqa: E402
@@ -49,7 +49,7 @@ def test_shipped_checkpoint_loads_offline_built_by_open_clip(monkeypatch):
     assert lm.meta["train"]["command"].startswith("modeledit world train clip")
     record = lm.meta["train"]
     assert record["train_seconds"] > 0 and record["data"]["stages"] == 3
-    assert ClipTrainConfig.from_json(record["train_config"]) == SHIPPED_PRESET  # a record without "recipe" is a v1 one
+    assert ClipTrainConfig.from_json(record["train_config"]) == V1_PRESET  # a record without "recipe" is a v1 one
     blob = torch.load(str(checkpoint_path()), map_location="cpu", weights_only=True)
     assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
     assert checkpoint_path().stat().st_size < 20 * 2**20

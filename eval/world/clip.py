@@ -30,7 +30,7 @@ scenes, but it has *not* learned to read within the CPU budget it got (about 133
 a pasted class name sends under 1% of correct predictions to that class, about as often as a blank
 patch does; the typographic goal (at least 50%) is not met. docs/notes/clip_reading.md says why.
 
-``modeledit world train clip`` trains the parrot recipe; ``--recipe shipped`` reproduces the shipped
+``modeledit world train clip`` trains the parrot recipe; ``--recipe v1`` reproduces the shipped
 checkpoint ``eval/world/zoo/clip_world-RN.pt`` (fp16 state dict + the config, seed, data and time that
 made it); ``load_model("clip:world-RN")`` loads it offline through the zero-shot path of
 :mod:`modeledit.models` (class names x prompt templates through open_clip's tokenizer).
@@ -179,7 +179,7 @@ class ClipTrainConfig(JsonConfig):
 
     v1 only (``recipe="v1"``, the shipped checkpoint): ``mention_rate``, ``sign_only_rate``, ``sign_rate``,
     ``sign_height``, ``sign_name_rate``. ``stop_at`` and ``init`` chain stages: the shipped model is a
-    third stage that starts from the weights of a second one (see :data:`V1_PRESET`, the first shipped model).
+    third stage that starts from the weights of a second one (see :data:`V1_PRESET`).
     ``threads``: torch threads; 1 because on the shared 2-core machine (other jobs running) a niced
     run with 1 thread took 7-8 s per step against 18-23 s with 2 (OpenMP barriers stall under contention).
     """
@@ -306,7 +306,7 @@ def v1_config(**changes: Any) -> ClipTrainConfig:
     return ClipTrainConfig(**{**V1_VALUES, **changes})
 
 
-#: the first shipped model (``modeledit world train clip --recipe v1``), three stages, each starting from the
+#: the shipped model (``modeledit world train clip --recipe v1``), three stages, each starting from the
 #: previous one's weights: (1) 492 steps of a 1600-step cosine schedule that learn objects and contexts with
 #: a moderate reading signal; (2) 290 steps of a 600-step schedule with a stronger one (more tagged scenes,
 #: more captions that transcribe only the sign, larger tags, blank paper patches); (3) 550 steps in which
