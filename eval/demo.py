@@ -261,7 +261,8 @@ def _explanations(lm: Any, p: Any, edits: dict[str, Any], show: list[int], style
 
 
 def typographic_section(cfg: DemoConfig, out: Path) -> list[pd.DataFrame]:
-    """The world CLIP's study (folder ``typographic``), then the text-tag classifier's (``typographic_text``)."""
+    """The world CLIP's study (folder ``<out>_clip``, shown first), then the text-tag classifier's (``<out>``,
+    the folder earlier versions of the demo wrote, with the same configuration, so it resumes)."""
     from modeledit.eval.typographic import TypographicConfig
 
     common = dict(dataset=f"world:test:{cfg.typographic_images}", clean=f"world:val:{cfg.clean_images}", finetune_grid=cfg.finetune_grid,
@@ -269,13 +270,13 @@ def typographic_section(cfg: DemoConfig, out: Path) -> list[pd.DataFrame]:
     studies = []
     if cfg.clip_model:
         studies.append((TypographicConfig(model=cfg.clip_model, sites=["visual.layer4.0"], paster="world_clip", fonts=list(cfg.clip_fonts),
-                                          **common), out, "3. A typographic attack on the world CLIP"))
-    studies.append((TypographicConfig(model=cfg.text_model, sites=cfg.sites, paster="world_tag", **common),
-                    out.parent / f"{out.name}_text", "3b. The same attack on the world's text-tag classifier"))
-    return [_typographic_study(tcfg, folder, title) for tcfg, folder, title in studies]
+                                          **common), out.parent / f"{out.name}_clip", "3. A typographic attack on the world CLIP", -1))
+    studies.append((TypographicConfig(model=cfg.text_model, sites=cfg.sites, paster="world_tag", **common), out,
+                    "3b. The same attack on the world's text-tag classifier" if cfg.clip_model else "3. A typographic attack", 0))
+    return [_typographic_study(tcfg, folder, title, order) for tcfg, folder, title, order in studies]
 
 
-def _typographic_study(tcfg: Any, out: Path, title: str) -> pd.DataFrame:
+def _typographic_study(tcfg: Any, out: Path, title: str, order: int = 0) -> pd.DataFrame:
     from modeledit.eval.report import budget_rows, write_summary
     from modeledit.eval.typographic import run_typographic
 
@@ -305,7 +306,7 @@ def _typographic_study(tcfg: Any, out: Path, title: str) -> pd.DataFrame:
                   tables=[{"title": "per method (setting chosen on validation within the clean budget)", "columns": cols,
                            "rows": budget_rows(summary[cols + ["changed"]].to_dict("records"), cols), "percent": ["pre_clean", "post_clean"]}],
                   figures=[("examples.png", "exemplar x (blank patch), exemplar x' (text), attacked test images")], config=asdict(tcfg),
-                  finding=finding)
+                  finding=finding, order=order)
     return summary
 
 

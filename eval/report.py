@@ -119,12 +119,13 @@ def display_table(table: Any, columns: list[str]) -> str:
 def write_summary(out_dir: str | os.PathLike, kind: str, title: str, numbers: Mapping[str, Any], text: str = "",
                   tables: list[Mapping[str, Any]] | None = None, figures: list[tuple[str, str]] | None = None,
                   images: list[tuple[str, str]] | None = None, config: Mapping[str, Any] | None = None,
-                  finding: str = "") -> Path:
+                  finding: str = "", order: int = 0) -> Path:
     """Write a harness's ``summary.json`` (figures/images: ``(relative path, caption)``; ``finding``: the
-    result in one sentence, which opens the report's section)."""
+    result in one sentence, which opens the report's section; ``order``: place among sections of the same
+    kind, lower first, then by folder name)."""
     path = Path(out_dir) / "summary.json"
     write_json_atomic(path, {
-        "kind": kind, "title": title, "finding": finding, "text": text, "numbers": dict(numbers), "tables": list(tables or []),
+        "kind": kind, "title": title, "finding": finding, "order": int(order), "text": text, "numbers": dict(numbers), "tables": list(tables or []),
         "figures": [list(f) for f in figures or []], "images": [list(i) for i in images or []],
         "config": dict(config or {}), "versions": package_versions(),
     })
@@ -366,7 +367,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
         raise ValueError(f"no harness results under {str(root)!r} (no summary.json, and no sensitivity/bench/typographic/snow "
                          "folder with its manifest.json and tables); run a harness with --out there first")
     out = Path(out_dir) if out_dir else root
-    summaries.sort(key=lambda s: (ORDER.get(s["kind"], 99), s["folder"]))
+    summaries.sort(key=lambda s: (ORDER.get(s["kind"], 99), int(s.get("order", 0)), s["folder"]))
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     parts = [f"<h1>{html.escape(title)}</h1>"]

@@ -32,9 +32,11 @@ class JsonConfig:
         return cls(**data)
 
     def with_overrides(self: T, pairs: Sequence[str]) -> T:
-        """A copy with ``KEY=VALUE`` overrides (command-line ``--set``); VALUE is JSON where it parses
-        (numbers, true/false, lists, which become tuples where the field holds a tuple), otherwise a
-        string. An unknown key or a malformed pair is a ValueError naming the problem; the dataclass's own
+        """A copy with ``KEY=VALUE`` overrides (command-line ``--set``), each VALUE read as the field's type:
+        numbers for float and int fields (an int field takes whole numbers only), true/false for bool ones,
+        the text as it is for str ones, a JSON list for tuple ones (``[0.1, 0.2]``), and JSON (``null``, a
+        number) for optional fields that are None. Nested configs cannot be set this way. An unknown key, a
+        malformed pair or a value of the wrong type is a ValueError naming the key; the dataclass's own
         checks then validate the values.
 
         Example:
@@ -45,7 +47,7 @@ class JsonConfig:
             >>> MyConfig().with_overrides(["lr=0.5", "sizes=[3, 4]"])
             MyConfig(lr=0.5, sizes=(3, 4))
         """
-        fields = {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        fields = {f.name: f for f in dataclasses.fields(self)}  # type: ignore[arg-type]
         changes: dict[str, Any] = {}
         for pair in pairs:
             key, sep, raw = pair.partition("=")
@@ -54,13 +56,46 @@ class JsonConfig:
                 raise ValueError(f"override {pair!r} is not KEY=VALUE")
             if key not in fields:
                 raise ValueError(f"unknown {type(self).__name__} field {key!r} in {pair!r}; valid: {sorted(fields)}")
-            try:
-                value: Any = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw
-            if isinstance(getattr(self, key), float) and type(value) is int:
-                value = float(value)   # "0" for a float field: the same config (and JSON) as "0.0"
-            if isinstance(getattr(self, key), tuple) and isinstance(value, list):
-                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-            changes[key] = value
+            changes[key] = _typed_value(key, raw.strip(), getattr(self, key), str(fields[key].type))
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _typed_value(key: str, raw: str, current: Any, annotation: str) -> Any:
+    """``raw`` (command-line text) as the type of ``current`` (the field's value now; ``annotation`` for None)."""
+    def bad(expected: str) -> ValueError:
+        return ValueError(f"--set {key}={raw}: {key} takes {expected}")
+
+    def parsed(expected: str) -> Any:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            raise bad(expected) from None
+
+    if dataclasses.is_dataclass(current) or "Config" in annotation:
+        raise ValueError(f"--set {key}=...: {key} is a nested config and cannot be set from the command line")
+    if isinstance(current, bool):
+        if raw.lower() not in ("true", "false"):
+            raise bad("true or false")
+        return raw.lower() == "true"
+    if isinstance(current, str):
+        return raw
+    if isinstance(current, (int, float)):
+        v = parsed("a number")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise bad("a number")
+        if isinstance(current, int):
+            if float(v) != int(v):
+                raise bad("a whole number")
+            return int(v)
+        return float(v)
+    if isinstance(current, tuple):
+        v = parsed("a JSON list such as [0.1, 0.2]")
+        if not isinstance(v, list):
+            raise bad("a JSON list such as [0.1, 0.2]")
+        kinds = {type(c) for c in current}
+        if kinds == {float}:
+            if not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
+                raise bad("a list of numbers")
+            return tuple(float(e) for e in v)
+        return tuple(tuple(e) if isinstance(e, list) else e for e in v)
+    return parsed("a JSON value (null, a number)")    # an optional field that is None now (stop_at=500, stop_at=null)

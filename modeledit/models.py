@@ -376,7 +376,7 @@ class ZeroShotClassifier(nn.Module):
         self.input_size = None if input_size is None else int(input_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.input_size is not None and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+        if self.input_size is not None:   # unconditional (an identity at that size), so torch.fx can trace the model
             x = torch.nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         feats = self.visual(x)
         if isinstance(feats, tuple):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -195,7 +196,13 @@ def test_one_training_run_stops_at_a_gate_and_resumes_to_the_same_weights(tmp_pa
     finally:
         torch.set_num_threads(threads)
     assert resume.is_file() and not (tmp_path / "stopped.pt").exists()
-    assert torch.load(str(resume), map_location="cpu", weights_only=False)["step"] == 2
+    state = torch.load(str(resume), map_location="cpu", weights_only=False)
+    assert state["step"] == 2
+    # a resume file written before the text_lr fields existed (their defaults) still resumes
+    old = json.loads(state["config"])
+    del old["text_lr_mult"], old["text_slow_from"]
+    state["config"] = json.dumps(old, sort_keys=True)
+    torch.save(state, str(resume))
     resumed = C.train_clip(cfg, out=tmp_path / "resumed.pt", resume=resume, monitor_every=2, save_every=1e9, progress=False)
     straight = C.train_clip(cfg, out=tmp_path / "straight.pt", monitor_every=2, progress=False)
     a = torch.load(str(tmp_path / "resumed.pt"), weights_only=True)["state_dict"]
@@ -272,23 +279,34 @@ def test_ctrl_c_lets_the_step_finish_and_the_resume_file_holds_it(tmp_path, monk
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_set_overrides_recipe_fields_with_types_and_one_line_errors(capsys):
+def test_set_overrides_recipe_fields_with_types_and_one_line_errors(capsys, tmp_path, monkeypatch):
     cfg = C.PRESET.with_overrides(["word_only_rate=0.6", "both_rate=0.3", "both_from=0", "tag_height=[0.1, 0.2]",
-                                   "shared_positives=false", "negatives=all"])
+                                   "shared_positives=false", "negatives=all", "steps=1e3", "name=123", 'fonts=["world"]'])
     assert (cfg.word_only_rate, cfg.both_rate, cfg.negatives, cfg.shared_positives) == (0.6, 0.3, "all", False)
     assert cfg.both_from == 0.0 and type(cfg.both_from) is float and cfg.tag_height == (0.1, 0.2)
-    assert C.PRESET.word_only_rate == 0.7 and C.PRESET.both_rate == 0.2   # the preset itself is untouched
-    with pytest.raises(ValueError, match="unknown ClipTrainConfig field 'nope'"):
-        C.PRESET.with_overrides(["nope=1"])
-    with pytest.raises(ValueError, match="not KEY=VALUE"):
-        C.PRESET.with_overrides(["both_rate"])
-    with pytest.raises(ValueError, match="word_only_rate \\+ both_rate"):   # the dataclass's own checks still apply
-        C.PRESET.with_overrides(["both_rate=0.5"])
+    assert cfg.steps == 1000 and type(cfg.steps) is int and cfg.name == "123" and cfg.fonts == ("world",)
+    assert C.PRESET.with_overrides(["shared_positives=False"]).shared_positives is False   # not the (true) string "False"
+    assert C.PRESET.word_only_rate != 0.6   # the preset itself is untouched
+    bad = {"nope=1": "unknown ClipTrainConfig field 'nope'", "both_rate": "not KEY=VALUE", "lr=abc": "lr takes a number",
+           "lr=true": "lr takes a number", "steps=10.5": "steps takes a whole number", "tag_height=0.1": "takes a JSON list",
+           "both_from=1/3": "both_from takes a number", "fonts=serif": "takes a JSON list", "shared_positives=yes": "true or false",
+           'world={"image_size": 96}': "nested config", "init=null": "nested config",
+           "both_rate=0.5": "word_only_rate \\+ both_rate"}   # the last: the dataclass's own checks still apply
+    for pair, message in bad.items():
+        with pytest.raises(ValueError, match=message):
+            C.PRESET.with_overrides([pair])
     from modeledit.cli import main
 
-    assert main(["world", "train", "clip", "--steps", "1", "--set", "nope=1", "--out", "/nonexistent/x.pt"]) != 0
+    assert main(["world", "train", "clip", "--steps", "1", "--set", "nope=1", "--out", str(tmp_path / "x.pt")]) != 0
+    assert main(["world", "train", "clip", "--steps", "1", "--set", "lr=0.01"]) != 0   # would overwrite the shipped checkpoint
     err = capsys.readouterr().err
-    assert "unknown ClipTrainConfig field 'nope'" in err and "Traceback" not in err
+    assert "unknown ClipTrainConfig field 'nope'" in err and "pass --out" in err and "Traceback" not in err
+    # the recorded command quotes each pair, so it can be pasted back
+    seen = {}
+    monkeypatch.setattr(C, "train_clip", lambda cfg, out, command, **kw: seen.update(cfg=cfg, command=command) or
+                        {"gates": [], "name": cfg.name, "clean_test_accuracy": 0.0, "n_test": 0, "train_seconds": 0.0})
+    assert main(["world", "train", "clip", "--set", "tag_height=[0.1, 0.2]", "--out", str(tmp_path / "y.pt")]) == 0
+    assert seen["command"] == "modeledit world train clip --set 'tag_height=[0.1, 0.2]'" and seen["cfg"].tag_height == (0.1, 0.2)
 
 
 def test_a_96_px_tower_trains_on_upsampled_scenes_and_loads_for_64_px_inputs(tmp_path):
@@ -309,6 +327,9 @@ def test_a_96_px_tower_trains_on_upsampled_scenes_and_loads_for_64_px_inputs(tmp
     finally:
         handle.remove()
     assert logits.shape == (3, len(CLASSES)) and seen == [6]   # 96 px -> a 6x6 map before the last stage (3x3 after)
+    from modeledit.suffix import split_at_site
+
+    split_at_site(lm.model, "visual.layer4.0")   # torch.fx traces the resize: sweeps keep their cached-suffix path
     # the zero-shot model is the training-time path: same upsampling of the normalized scenes, same features
     feats = clip.encode_image(C.tower_input(clip, C.normalize((x * 255).round().to(torch.uint8))), normalize=True)
     want = (feats @ lm.model.text_head.t()).argmax(1)

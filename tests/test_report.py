@@ -113,8 +113,8 @@ def test_quick_demo_report_in_headless_chromium(tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert [s["kind"] for s in results["sections"]] == ["sensitivity", "bench", "typographic", "typographic", "photos"]
-    assert [s["folder"] for s in results["sections"] if s["kind"] == "typographic"] == ["typographic", "typographic_text"]
-    assert "world CLIP" in next(s for s in results["sections"] if s["folder"] == "typographic")["title"]
+    assert [s["folder"] for s in results["sections"] if s["kind"] == "typographic"] == ["typographic_clip", "typographic"]
+    assert "world CLIP" in next(s for s in results["sections"] if s["folder"] == "typographic_clip")["title"]
     dom = dump_dom(out / "index.html")
     m = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
     assert m and m.group(1) == m.group(2) and int(m.group(2)) >= 7, m

@@ -52,6 +52,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,6 +273,9 @@ class ClipTrainConfig(JsonConfig):
             raise ValueError(f"tag_rate + blank_rate must be at most 1, got {self.tag_rate} + {self.blank_rate}")
         if self.word_only_rate + self.both_rate > 1.0:
             raise ValueError(f"word_only_rate + both_rate must be at most 1, got {self.word_only_rate} + {self.both_rate}")
+        if not self.text_lr_mult >= 0 or not 0 <= self.text_slow_from <= self.steps:
+            raise ValueError(f"text_lr_mult must be >= 0 and text_slow_from in [0, steps={self.steps}], "
+                             f"got {self.text_lr_mult} and {self.text_slow_from}")
         if self.negatives not in NEGATIVES:
             raise ValueError(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
         if self.pad_mode not in ("edge", "reflect", "constant"):
@@ -545,8 +549,9 @@ def save_clip_checkpoint(path: str | os.PathLike, model: nn.Module, record: Mapp
     """Write the model as an fp16 state dict plus a JSON record (config, seed, data, time), atomically;
     the architecture is the record's ``arch`` (default :data:`CLIP_ARCH`)."""
     arch = str(record.get("arch", CLIP_ARCH))
-    if arch not in CLIP_ARCHS:
-        raise KeyError(f"unknown world CLIP architecture {arch!r}; valid: {list(CLIP_ARCHS)}")
+    size = int(json.loads(config_path(arch).read_text())["vision_cfg"]["image_size"])   # KeyError for an unknown arch
+    if tower_size(model) != size:
+        raise ValueError(f"the record says {arch} ({size} px) but the model's image tower takes {tower_size(model)} px")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()).clone() for k, v in model.state_dict().items()}
@@ -1128,7 +1133,7 @@ def gate_advice(row: Mapping[str, Any]) -> list[str]:
     if row["step"] >= 1000 and g("read4") <= 0.35 and g("bind_gap") > 0.2:
         advice.append(f"read4 {g('read4'):.3f} with bind_gap healthy ({g('bind_gap'):.3f}): letters are not read; if read4 is still "
                       f"flat at about 0.2 after step {FALLBACK_CHECK_STEP}, the image side is the limit: switch to the 128 px "
-                      "fallback (image_size 128 in world-RN.json, text painted at 128, evaluation at the same resolution)")
+                      "or 96 px tower (--set arch=world-RN-128 or world-RN-96: the 64 px scene upsampled inside the model, in training and evaluation)")
     if row["step"] < 1000 and g("paper_read") <= 0.15 and g("bind_gap") > 0.2:
         advice.append(f"paper_read {g('paper_read'):.3f} <= 0.15 with bind_gap healthy: reading has not reached the class prompts yet; "
                       "it should move first: watch read4 at the next monitors")
@@ -1162,7 +1167,7 @@ def check_gates(row: Mapping[str, Any], history: Sequence[Mapping[str, Any]], ga
         out.append({"step": FALLBACK_CHECK_STEP, "at_step": int(row["step"]), "advisory": True, "passed": not flat,
                     "failed": ["read4"] if flat else [], "bounds": {"read4": 0.25}, "values": {"read4": row["read4"], "bind_gap": row["bind_gap"]},
                     "advice": ["read4 flat at about 0.2 with bind_gap healthy: the image side is the limit; switch to the 128 px fallback "
-                               "(image_size 128 in world-RN.json, text painted at 128)"] if flat else []})
+                               "(--set arch=world-RN-128)"] if flat else []})
     return out
 
 
@@ -1196,7 +1201,8 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
     last = int(cfg.stop_at or cfg.steps)
     if resume is not None and Path(resume).is_file():
         state = torch.load(str(resume), map_location="cpu", weights_only=False)
-        if state["config"] != cfg.to_json():
+        # compared as configs, not strings: a field added since (at its default) leaves an old run resumable
+        if ClipTrainConfig.from_json(state["config"]) != cfg:
             raise ValueError(f"resume file {str(resume)!r} belongs to another config; delete it or pass the same config")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -1332,10 +1338,12 @@ def train_clip_command(args: Any) -> int:
         raise ValueError("the world CLIP is trained for a number of steps: pass --steps instead of --epochs")
     overrides = list(getattr(args, "overrides", None) or [])
     cfg = dataclasses.replace(PRESETS[recipe], **changes).with_overrides(overrides)
+    if overrides and not args.out:
+        raise ValueError("--set changes the recipe: pass --out (the default path is the shipped checkpoint)")
     out = Path(args.out) if args.out else checkpoint_path()
     command = ("modeledit world train clip" + (f" --recipe {recipe}" if recipe != "parrot" else "")
                + "".join(f" --{k.replace('_', '-')} {v}" for k, v in changes.items())
-               + "".join(f" --set {pair}" for pair in overrides))
+               + "".join(f" --set {shlex.quote(pair)}" for pair in overrides))
     result = train_clip(cfg, out=out, command=command, resume=getattr(args, "resume", None),
                         stop_on_gate=bool(getattr(args, "stop_on_gate", False)))
     if out.parent.resolve() == zoo_dir().resolve():
