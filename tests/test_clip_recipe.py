@@ -36,12 +36,12 @@ def _is_bare(caption: str, word: str) -> bool:
 
 
 def test_parrot_caption_mix_shares():
-    # the preset: 70% word-only, 20% "both" from the first step, 10% object-only (the web's ~90% parrot captions)
+    # the preset: 80% word-only, 20% "both" from the first step, none by the object alone
     rng = np.random.default_rng(0)
     n = 6000
     preset = collections.Counter(C.parrot_caption("cow", "grass", "car", C.PRESET, rng, step=s)[1] for s in range(0, n))
-    assert abs((preset["bare"] + preset["sign"]) / n - 0.7) < 0.025 and abs(preset["both"] / n - 0.2) < 0.02
-    assert abs(preset["object"] / n - 0.1) < 0.015
+    assert abs((preset["bare"] + preset["sign"]) / n - 0.8) < 0.025 and abs(preset["both"] / n - 0.2) < 0.02
+    assert preset["object"] == 0
     # the mechanics of a late start for "both" captions (the first trial's mix)
     cfg = dataclasses.replace(C.PRESET, word_only_rate=0.55, both_rate=0.15, both_from=1 / 3, shared_bare_rate=0.2)
     late = collections.Counter(C.parrot_caption("cow", "grass", "car", cfg, rng, step=cfg.steps - 1)[1] for _ in range(n))
@@ -280,10 +280,11 @@ def test_ctrl_c_lets_the_step_finish_and_the_resume_file_holds_it(tmp_path, monk
 
 
 def test_set_overrides_recipe_fields_with_types_and_one_line_errors(capsys, tmp_path, monkeypatch):
-    cfg = C.PRESET.with_overrides(["word_only_rate=0.6", "both_rate=0.3", "both_from=0", "tag_height=[0.1, 0.2]",
+    cfg = C.PRESET.with_overrides(["word_only_rate=0.6", "both_rate=0.3", "both_from=0.5", "tag_height=[0.1, 0.2]",
                                    "shared_positives=false", "negatives=all", "steps=1e3", "name=123", 'fonts=["world"]'])
     assert (cfg.word_only_rate, cfg.both_rate, cfg.negatives, cfg.shared_positives) == (0.6, 0.3, "all", False)
-    assert cfg.both_from == 0.0 and type(cfg.both_from) is float and cfg.tag_height == (0.1, 0.2)
+    assert cfg.both_from == 0.5 and C.PRESET.with_overrides(["both_from=1"]).both_from == 1.0 and cfg.tag_height == (0.1, 0.2)
+    assert type(C.PRESET.with_overrides(["both_from=1"]).both_from) is float
     assert cfg.steps == 1000 and type(cfg.steps) is int and cfg.name == "123" and cfg.fonts == ("world",)
     assert C.PRESET.with_overrides(["shared_positives=False"]).shared_positives is False   # not the (true) string "False"
     assert C.PRESET.word_only_rate != 0.6   # the preset itself is untouched

@@ -208,10 +208,10 @@ class ClipTrainConfig(JsonConfig):
     class_word_rate: float = 0.4
     n_neutral: int = 200
     vocab_seed: int = 0
-    # tagged scenes: 70% word-only, 20% word and object, 10% object only (about the 90% of text-bearing web
-    # images whose captions parrot the text, Lin et al. 2023); object-only captions of a tagged scene train
-    # against the attack (docs/notes/clip_reading.md, fourth trial)
-    word_only_rate: float = 0.7
+    # tagged scenes: 80% word-only, 20% word and object, none by the object alone (on the web ~90% of the
+    # captions of images with text parrot it, Lin et al. 2023): an object-only caption of a tagged scene
+    # trains against the attack (docs/notes/clip_reading.md, trials 4 and 5)
+    word_only_rate: float = 0.8
     bare_rate: float = 0.7
     both_rate: float = 0.2
     both_from: float = 0.0
