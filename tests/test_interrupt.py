@@ -138,6 +138,8 @@ def test_sigint_before_any_unit_leaves_nothing(tmp_path, command, sig, code):
 
 TRAIN_SCRIPT = """
 import sys
+import torch
+torch.set_num_threads(int(sys.argv[2]))   # the test process's count: other counts sum in another order
 from modeledit.eval.world.train import TrainConfig, train
 cfg = TrainConfig(net_kwargs={"plan": [8, "M", 16, "M", 16, "M"]}, n_train=540, n_test=90, epochs=3, batch_size=36)
 train(cfg, out=sys.argv[1], progress=False)
@@ -151,7 +153,8 @@ def test_world_train_interrupted_resumes_to_the_same_weights(tmp_path):
 
     out = tmp_path / "net.pt"
     resume = tmp_path / "net.pt.resume.pt"
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(out), str(torch.get_num_threads())], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE,
                             preexec_fn=_default_sigint)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None and not resume.is_file():
