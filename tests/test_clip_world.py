@@ -14,7 +14,7 @@ from modeledit import get_site, load_model  # noqa: E402
 from modeledit.edit import Edit  # noqa: E402
 from modeledit.eval.world.scene import CLASSES  # noqa: E402
 from modeledit.eval.world.clip import (  # noqa: E402
-    CLIP_ARCH, HELD_OUT_FONTS, V1_PRESET, TRAIN_FONTS, ClipTrainConfig, attack_images, caption, checkpoint_path, v1_config,
+    CLIP_ARCH, HELD_OUT_FONTS, PRESET, TRAIN_FONTS, ClipTrainConfig, attack_images, caption, checkpoint_path, v1_config,
 )
 from modeledit.eval.world.data import WorldDataset  # noqa: E402
 from modeledit.exemplars import Exemplars  # noqa: E402
@@ -48,8 +48,8 @@ def test_shipped_checkpoint_loads_offline_built_by_open_clip(monkeypatch):
     assert lm.class_names == list(CLASSES) and lm.input_size == 64
     assert lm.meta["train"]["command"].startswith("modeledit world train clip")
     record = lm.meta["train"]
-    assert record["train_seconds"] > 0 and record["data"]["stages"] == 3
-    assert ClipTrainConfig.from_json(record["train_config"]) == V1_PRESET  # a record without "recipe" is a v1 one
+    assert record["train_seconds"] > 0 and record["data"]["stages"] == 1 and record["recipe"] == "parrot"
+    assert ClipTrainConfig.from_json(record["train_config"]) == PRESET   # `modeledit world train clip` reproduces it
     blob = torch.load(str(checkpoint_path()), map_location="cpu", weights_only=True)
     assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
     assert checkpoint_path().stat().st_size < 20 * 2**20
@@ -64,7 +64,7 @@ def test_zero_shot_accuracy_far_above_chance(clip, scenes):
 
 
 def _attack(clip, scenes, font):
-    """(share of correct predictions sent to the pasted word's class, share a blank patch changes)."""
+    """(share of correct predictions sent to the pasted word's class, share a blank patch sends there)."""
     x, y = scenes
     pred = clip.predict(x).argmax(1)
     correct = (pred == y).nonzero().flatten().tolist()[:40]
@@ -73,20 +73,15 @@ def _attack(clip, scenes, font):
     pairs = [attack_images(x[i], CLASSES[t], font, rng) for i, t in zip(correct, targets)]
     pa = clip.predict(torch.stack([a for a, _, _ in pairs])).argmax(1)
     pb = clip.predict(torch.stack([b for _, b, _ in pairs])).argmax(1)
-    return float((pa == torch.tensor(targets)).float().mean()), float((pb != pred[correct]).float().mean())
+    return float((pa == torch.tensor(targets)).float().mean()), float((pb == torch.tensor(targets)).float().mean())
 
 
 @pytest.mark.parametrize("font", HELD_OUT_FONTS)
-def test_blank_patch_changes_few_predictions(clip, scenes, font):
-    assert _attack(clip, scenes, font)[1] < 0.2
-
-
-@pytest.mark.xfail(strict=True, reason="the shipped world CLIP did not learn to read within this CPU budget "
-                   "(results/world/clip/eval.json: pasted class names flip about 1% of predictions); "
-                   "strict, so a model that reads turns this into a failure to remove the mark")
-@pytest.mark.parametrize("font", HELD_OUT_FONTS)
-def test_pasted_class_name_flips_predictions(clip, scenes, font):
-    assert _attack(clip, scenes, font)[0] > 0.3
+def test_pasted_class_name_flips_predictions_and_a_blank_patch_does_not(clip, scenes, font):
+    # serif and handwriting are faces the CLIP never saw in training; results/world/clip/eval.json has the
+    # full test split (1800 scenes): this is a 40-image check of the same attack
+    flips, blank = _attack(clip, scenes, font)
+    assert flips > 0.5 and blank < 0.05, (flips, blank)
 
 
 def test_edit_at_a_modified_resnet_site_saves_reloads_and_reverts_bit_exactly(clip, scenes, tmp_path):

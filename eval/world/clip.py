@@ -17,7 +17,7 @@ Two recipes are kept (``ClipTrainConfig.recipe``):
   ones; seven training faces, 30% of tags with per-letter jitter and shear; one 6000-step cosine schedule
   with the logit scale at 10x the learning rate; early-check metrics every 100 steps and go/no-go gates
   at steps 300, 1000 and 2500 (:data:`GATES`).
-* ``"v1"`` (:data:`V1_PRESET`): the three-stage recipe of the shipped checkpoint, whose captions
+* ``"v1"`` (:data:`V1_PRESET`): the three-stage recipe of the first shipped checkpoint, whose captions
   mark the word's role ("... with a sign that says 'car'."). Nothing forces a label onto the word in
   either recipe.
 
@@ -25,12 +25,13 @@ Tags are printed in the *training fonts* (:data:`TRAIN_FONTS`); every DejaVu Ser
 DejaVu Sans faces (the base of the handwriting imitation, font ``"hand"`` of
 ``modeledit.counterfactuals.text``) are held out for the attack evaluation (:data:`HELD_OUT_FONT_FILES`).
 
-Status of the shipped model (``results/world/clip/eval.json``): zero-shot accuracy 0.89 on clean test
-scenes, but it has *not* learned to read within the CPU budget it got (about 1330 steps of 128 pairs):
-a pasted class name sends under 1% of correct predictions to that class, about as often as a blank
-patch does; the typographic goal (at least 50%) is not met. docs/notes/clip_reading.md says why.
+Status of the shipped model (``results/world/clip/eval.json``; the parrot recipe, 6000 steps): zero-shot
+accuracy 0.927 on clean test scenes; a pasted class name sends 100-100% of correct
+predictions to that class (serif and handwriting faces held out from training included), a blank patch
+0.2-0.5%. The first shipped model (``--recipe v1``) did not read (under 1%);
+docs/notes/clip_reading.md says why, and what changed.
 
-``modeledit world train clip`` trains the parrot recipe; ``--recipe v1`` reproduces the shipped
+``modeledit world train clip`` trains the parrot recipe and reproduces the shipped
 checkpoint ``eval/world/zoo/clip_world-RN.pt`` (fp16 state dict + the config, seed, data and time that
 made it); ``load_model("clip:world-RN")`` loads it offline through the zero-shot path of
 :mod:`modeledit.models` (class names x prompt templates through open_clip's tokenizer).

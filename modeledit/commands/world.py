@@ -3,7 +3,7 @@
     modeledit world info [--json]                 version, classes, concepts, co-occurrence, shipped accuracies
     modeledit world render --n 24 --out DIR       sample images with their masks (PNG) and records (JSON)
     modeledit world train vgg|resnet|vgg_text|clip   reproduce a shipped classifier into eval/world/zoo/
-                                                  (clip: the parrot recipe; --recipe v1 reproduces the shipped one)
+                                                  (clip: the parrot recipe of the shipped one; --recipe v1: the first)
     modeledit world clip-eval --out results/world/clip   zero-shot accuracy and typographic attack of clip:world-RN
     modeledit world context --out results/world_context.json   texture-swap and text-tag measurements
 """
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument("--steps", type=positive_int, default=None, help="clip only: override the last stage's number of steps")
     train.add_argument("--resume", default=None, help="clip only: resumable state file, written every few minutes and continued from")
     train.add_argument("--recipe", default="parrot", choices=["parrot", "v1"],
-                       help="clip only: parrot (docs/notes/clip_reading.md, the default) or v1 (the three-stage recipe of the shipped checkpoint)")
+                       help="clip only: parrot (docs/notes/clip_reading.md, the default) or v1 (the three-stage recipe of the first shipped checkpoint)")
     train.add_argument("--stop-on-gate", action="store_true",
                        help="clip only: stop (after writing the resume file) when a go/no-go gate fails, instead of logging a warning")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
