@@ -26,8 +26,8 @@ DejaVu Sans faces (the base of the handwriting imitation, font ``"hand"`` of
 ``modeledit.counterfactuals.text``) are held out for the attack evaluation (:data:`HELD_OUT_FONT_FILES`).
 
 Status of the shipped model (``results/world/clip/eval.json``; the parrot recipe, 6000 steps): zero-shot
-accuracy 0.927 on clean test scenes; a pasted class name sends 100-100% of correct
-predictions to that class (serif and handwriting faces held out from training included), a blank patch
+accuracy 0.927 on clean test scenes; a pasted class name sends every correct prediction
+(1668 of 1668 in each face) to that class (serif and handwriting faces held out from training included), a blank patch
 0.2-0.5%. The first shipped model (``--recipe v1``) did not read (under 1%);
 docs/notes/clip_reading.md says why, and what changed.
 
@@ -311,7 +311,7 @@ def v1_config(**changes: Any) -> ClipTrainConfig:
     return ClipTrainConfig(**{**V1_VALUES, **changes})
 
 
-#: the shipped model (``modeledit world train clip --recipe v1``), three stages, each starting from the
+#: the first shipped model (``modeledit world train clip --recipe v1``), three stages, each starting from the
 #: previous one's weights: (1) 492 steps of a 1600-step cosine schedule that learn objects and contexts with
 #: a moderate reading signal; (2) 290 steps of a 600-step schedule with a stronger one (more tagged scenes,
 #: more captions that transcribe only the sign, larger tags, blank paper patches); (3) 550 steps in which
