@@ -208,7 +208,8 @@ def _positions(t: torch.Tensor) -> torch.Tensor:
 
 def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Solve batched symmetric positive definite systems a x = b (b (..., n, k)) by Cholesky; systems whose
-    factorisation fails (numerically indefinite) fall back to a least-squares solve."""
+    factorisation fails (numerically indefinite) fall back to a least-squares solve. Only the lower triangle
+    of ``a`` is read (the upper may hold anything)."""
     chol, info = torch.linalg.cholesky_ex(a)
     if bool((info == 0).all()):
         return torch.cholesky_solve(b, chol)
@@ -216,7 +217,9 @@ def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ok = info == 0
     if bool(ok.any()):
         x[ok] = torch.cholesky_solve(b[ok], chol[ok])
-    x[~ok] = torch.linalg.lstsq(a[~ok], b[~ok], driver="gelsd" if a.device.type == "cpu" else None).solution
+    bad = a[~ok].tril()
+    bad = bad + bad.tril(-1).mT                                                   # the symmetric matrix Cholesky saw
+    x[~ok] = torch.linalg.lstsq(bad, b[~ok], driver="gelsd" if a.device.type == "cpu" else None).solution
     return x
 
 
@@ -227,8 +230,8 @@ class _Ridge:
     and s (c,) and returns λ (c, m). ``omega`` None means weight 1 everywhere: every channel then shares
     one matrix (the MEMIT-style single solve). Otherwise each channel solves its own symmetric positive
     definite system by Cholesky: the primal normal equations (m x m; from the precomputed products
-    x_p x_pᵀ when they are small, else from rows scaled by √ω) when m <= P, the dual (kernel) form
-    (P x P, from the Gram matrix x xᵀ scaled by √ω_p √ω_q) otherwise. A zero weight gives a zero row,
+    x_p x_pᵀ, lower triangles only, when they are small, else from rows scaled by √ω) when m <= P, the
+    dual (kernel) form (P x P, from the Gram matrix x xᵀ scaled by √ω_p √ω_q) otherwise. A zero weight gives a zero row,
     never a division. Channels go in memory-bounded chunks, so Ctrl-C is honoured between chunks.
     """
 
@@ -239,8 +242,13 @@ class _Ridge:
         self.dual = m > p
         self.sq = (x * x).sum(1)
         self.gram = x @ x.T if self.dual else None
-        small = not self.dual and p * m * m <= 4e6
-        self.outer = (x[:, :, None] * x[:, None, :]).reshape(p, m * m).contiguous() if small else None   # x_p x_pᵀ
+        self.outer = None
+        if not self.dual and p * m * m <= 4e6:
+            # the lower triangles of x_p x_pᵀ, (T = m(m+1)/2, P): the Cholesky factorisation reads nothing else
+            lower = torch.tril_indices(m, m, device=x.device)
+            self.lower = lower[0] * m + lower[1]                                     # flat (i, j), i >= j
+            self.diag = (lower[0] == lower[1]).nonzero().squeeze(1)                 # their diagonal entries
+            self.outer = (x[:, lower[0]] * x[:, lower[1]]).T.contiguous()
         n = min(m, p)
         self.eye = torch.eye(n, dtype=x.dtype, device=x.device)
 
@@ -255,6 +263,8 @@ class _Ridge:
             return (x.T @ _spd_solve(self.gram + mu * eye, rhs) / s).T
         out_c = rhs.shape[1]
         per = m * m if self.outer is not None else (p * m if not self.dual else p * p)
+        if self.outer is not None:
+            omr = torch.mul(omega, rhs)                                                   # (P, c)
         # the scaled-rows path works on (c, P, m) copies: keep them cache-sized
         chunk = max(1, int((2e7 if self.outer is not None or self.dual else 2e6) // per))
         lam = torch.empty(out_c, m, dtype=x.dtype, device=x.device)
@@ -263,10 +273,12 @@ class _Ridge:
             om, r, sc = omega[:, sl], rhs[:, sl], s[sl]
             mu = ridge * (om.T @ self.sq) * sc * sc / m + 1e-12                                # (c,)
             if self.outer is not None:
-                a = (om.T @ self.outer).view(-1, m, m).mul_((sc * sc)[:, None, None])
-                a.diagonal(dim1=1, dim2=2).add_(mu[:, None])
-                b = torch.mul(om, r).T @ x
-                lam[sl] = _spd_solve(a, b.mul_(sc[:, None]).unsqueeze(-1)).squeeze(-1)
+                low = (self.outer @ om).mul_(sc * sc)                                     # (T, c)
+                low[self.diag] += mu
+                a = torch.zeros(sl.stop - c0, m * m, dtype=x.dtype, device=x.device)
+                a[:, self.lower] = low.T                                                  # upper triangle unread
+                b = (x.T @ omr[:, sl]).mul_(sc).T                                         # (c, m)
+                lam[sl] = _spd_solve(a.view(-1, m, m), b.unsqueeze(-1)).squeeze(-1)
             elif not self.dual:
                 w = om.clamp_min(0).sqrt().T                                                  # (c, P)
                 xw = x[None] * w[:, :, None]                                                  # (c, P, m)
