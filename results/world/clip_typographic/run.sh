@@ -16,7 +16,7 @@
 # (own_class_acc), the same test images without text (orig_acc), and "text means the exemplar's class"
 # (to_exemplar_class; spurious_rule = its rise). First, `modeledit world clip-eval` on the same checkpoint (does a
 # pasted class name flip it at all? every class name, every font) into <out>/clip_eval.
-# Stated subsets: the deepest site only; one exemplar and one seed per attack class; attack classes "car" (the
+# Stated subsets: the deepest site (the edit also one block earlier, in <attack class>_layer3/); one exemplar and one seed per attack class; attack classes "car" (the
 # attack class of the world_vgg_text study) and "airplane" (a long name; which words a new CLIP reads best is not
 # known before it exists); world:test:900 (per attack class about 600 attacked test images, 250 validation ones and
 # 50 clean images of the attack class); RRR on three of the five rates (as in studies.sh).
@@ -67,4 +67,11 @@ for ATTACK in $ATTACK_CLASSES; do
     # RRR on its subset of rates: its cells share the folder's configuration only by method, so its own folder
     "$ME" typographic clip:world-RN --attack-class "$ATTACK" "${COMMON[@]}" --finetune-grid "$RRR_GRID" \
         --methods rrr_local,rrr_global --out "$OUT/${ATTACK}_rrr"
+done
+# Ablation by site: the edit (and its mask-only variant) one block earlier, at visual.layer3.0 (the paper edited
+# CLIP's last block; is the text feature easier to cancel before it merges into layer4's skip path?). Its own folder
+# per attack class, the same grids, exemplar and rules.
+for ATTACK in $ATTACK_CLASSES; do
+    "$ME" typographic clip:world-RN --attack-class "$ATTACK" "${COMMON[@]/visual.layer4.0/visual.layer3.0}" \
+        --finetune-grid "$FT_GRID" --methods edit,edit_masked --out "$OUT/${ATTACK}_layer3"
 done
