@@ -321,14 +321,14 @@ def test_ctrl_c_stops_the_full_rank_closed_form():
     lm.model.eval()
 
 
-@pytest.mark.parametrize("p, m", [(64, 9), (40, 120), (12, 30)])   # lower-triangle products, scaled rows, dual form
-def test_weighted_ridge_solves_each_channels_normal_equations(p, m):
+@pytest.mark.parametrize("p, m, c", [(64, 9, 7), (200, 150, 80), (12, 30, 7)])   # lower triangles, scaled rows (2 chunks), dual
+def test_weighted_ridge_solves_each_channels_normal_equations(p, m, c):
     """Each channel's λ_o of the per-channel solver equals a dense solve of its weighted ridge normal equations
     (s_o² Xᵀ Ω_o X + μ_o I) λ_o = s_o Xᵀ Ω_o r_o, μ_o = ridge · s_o² Σ_p ω_po ‖x_p‖² / m, on every solver path."""
     from modeledit.editor import _weighted_ridge
 
     g = torch.Generator().manual_seed(p + m)
-    c, ridge = 7, 1e-3
+    ridge = 1e-3
     x = torch.randn(p, m, generator=g, dtype=torch.float64)
     omega = torch.rand(p, c, generator=g, dtype=torch.float64) * (torch.rand(p, c, generator=g) > 0.3)
     rhs = torch.randn(p, c, generator=g, dtype=torch.float64)
@@ -341,13 +341,13 @@ def test_weighted_ridge_solves_each_channels_normal_equations(p, m):
         torch.testing.assert_close(lam[o], ref, rtol=1e-7, atol=1e-9)
 
 
-def test_spd_solve_reads_the_lower_triangle_and_falls_back_on_indefinite_systems():
+def test_spd_solve_reads_the_lower_triangle_and_falls_back_when_cholesky_fails():
     from modeledit.editor import _spd_solve
 
     g = torch.Generator().manual_seed(0)
     q = torch.randn(3, 5, 5, generator=g, dtype=torch.float64)
     a = q @ q.mT + torch.eye(5, dtype=torch.float64)
-    a[1] -= 40 * torch.eye(5, dtype=torch.float64)                          # indefinite: Cholesky fails
+    a[1] -= 40 * torch.eye(5, dtype=torch.float64)                          # not positive definite: Cholesky fails
     b = torch.randn(3, 5, 1, generator=g, dtype=torch.float64)
     junk = a.tril() + torch.triu(torch.full_like(a, 1e6), 1)                # only the lower triangle is meaningful
     torch.testing.assert_close(_spd_solve(junk, b), torch.linalg.solve(a, b), rtol=1e-8, atol=1e-10)
