@@ -16,19 +16,22 @@
 # (own_class_acc), the same test images without text (orig_acc), and "text means the exemplar's class"
 # (to_exemplar_class; spurious_rule = its rise). First, `modeledit world clip-eval` on the same checkpoint (does a
 # pasted class name flip it at all? every class name, every font) into <out>/clip_eval.
-# Stated subsets: the deepest site (the edit also one block earlier, in <attack class>_layer3/); one exemplar and one seed per attack class; attack classes "car" (the
+# Stated subsets: the deepest site (the edit also one block earlier, in <attack class>_layer3/); one exemplar and one
+# seed per attack class for the comparison (the edit alone also with seeds 1 and 2, at both sites); attack classes "car" (the
 # attack class of the world_vgg_text study) and "airplane" (a long name; which words a new CLIP reads best is not
 # known before it exists); world:test:900 (per attack class about 600 attacked test images, 250 validation ones and
 # 50 clean images of the attack class); RRR on three of the five rates (as in studies.sh).
 # Checkpoint: MODELEDIT_CLIP_WEIGHTS (default: the shipped eval/world/zoo/clip_world-RN.pt), e.g.
 #     MODELEDIT_CLIP_WEIGHTS=/work/clip_runs/clip_parrot2.pt nice -n 10 bash results/world/clip_typographic/run.sh
-# Results go to results/world/clip_typographic/<checkpoint file name>/ (OUT= to change): <attack class>/ and
-# <attack class>_rrr/ per attack class; the checkpoint's sha256 is kept there, another file of the same name is refused.
+# Results go to results/world/clip_typographic/<checkpoint file name>/ (OUT= to change): <attack class>/,
+# <attack class>_rrr/, <attack class>_layer3/ and <attack class>_<layer>_seed<seed>/ per attack class; the
+# checkpoint's sha256 is kept there, another file of the same name is refused.
 # Run time, from smoke runs on this 2-core machine with a training job on the other core (one thread, nice 10): per
-# attack class two folders (main, RRR), each ~82 s to render, paste, evaluate the unedited model and cache the site's
+# attack class two comparison folders (main, RRR), each ~82 s to render, paste, evaluate the unedited model and cache the site's
 # inputs; 62 evaluations at ~5.5 s (12,650 images each, from the site's cached inputs); 20 fine-tunings (~2.5 s local,
 # ~5.5 s global per 500 steps) and 12 RRR trainings (~20 s / ~24 s per 500 steps): ~15.5 min per attack class, ~1 min
-# for clip-eval, ~32 min in all (a 2-cell check at full size, predicted 141 s, took 142 s). Resumes where it stopped.
+# for clip-eval, ~32 min predicted (a 2-cell check at full size, predicted 141 s, took 142 s); measured (run.log): 31 min
+# for the four comparison folders, 6 min for the layer3 ablation; each seed folder ~3 min. Resumes where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 ME=${MODELEDIT:-.venv/bin/modeledit}
@@ -74,4 +77,15 @@ done
 for ATTACK in $ATTACK_CLASSES; do
     "$ME" typographic clip:world-RN --attack-class "$ATTACK" "${COMMON[@]/visual.layer4.0/visual.layer3.0}" \
         --finetune-grid "$FT_GRID" --methods edit,edit_masked --out "$OUT/${ATTACK}_layer3"
+done
+# Other exemplars: the edit (both objectives) at both sites with seeds EXTRA_SEEDS (each seed draws another
+# exemplar scene, other text placements and another validation/test split of the same images). Folders
+# <attack class>_<layer>_seed<seed>.
+for SEED in ${EXTRA_SEEDS:-1 2}; do
+    for ATTACK in $ATTACK_CLASSES; do
+        for LAYER in layer4 layer3; do
+            "$ME" typographic clip:world-RN --attack-class "$ATTACK" "${COMMON[@]/visual.layer4.0/visual.$LAYER.0}" \
+                --finetune-grid "$FT_GRID" --methods edit,edit_masked --seed "$SEED" --out "$OUT/${ATTACK}_${LAYER}_seed$SEED"
+        done
+    done
 done
