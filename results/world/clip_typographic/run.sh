@@ -89,3 +89,6 @@ for SEED in ${EXTRA_SEEDS:-1 2}; do
         done
     done
 done
+# Where the attacked test images go after each chosen edit: <out>/destinations.json (rebuilds each study from its
+# manifest; skips folders already in the file; ~1 min per attack class and seed).
+"${PYTHON:-.venv/bin/python}" results/world/clip_typographic/destinations.py "$OUT"
