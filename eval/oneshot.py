@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from modeledit.eval.intervals import flip_change_interval
-from modeledit.eval.methods import MethodGrid, method_edit, method_strengths, scaled_edits
+from modeledit.eval.methods import PAINT_OF, MethodGrid, grid_cells, method_edit, method_strengths, plain_finetune_row, scaled_edits
 from modeledit.eval.protocol import choose_setting, why_no_change
 
 
@@ -59,6 +59,9 @@ class OneShotStudy:
                              "(the clean set included), e.g. the world's train split")
         self.stats_images = stats_images
         self._stats: dict[str, Any] = {}
+        # a PAINT cell also yields the plain fine-tuning's rows (its alpha = 1) when the cells were made by
+        # :func:`study_cells` without separate fine-tuning cells
+        self.plain_rows = False
         self.pre_ok = self.correct()
         self.pre = _accuracies(self.pre_ok)
 
@@ -119,6 +122,9 @@ class OneShotStudy:
             row["clean_drop"] = self.pre["clean"] - post["clean"]
             row["val_gain"] = post[self.val_group] - self.pre[self.val_group]
             rows.append(row)
+            plain = plain_finetune_row(self.grid.methods, params["method"], extra, row, params["setting"]) if self.plain_rows else None
+            if plain is not None:
+                rows.append({k: v for k, v in plain.items() if k != "strength"})   # one-shot rows carry no strength column
         return rows
 
 
@@ -157,3 +163,21 @@ def summarize_oneshot(table: pd.DataFrame, max_clean_drop: float) -> pd.DataFram
 def method_cells(methods: Sequence[str], sites: Sequence[str], settings: Any) -> list[dict[str, Any]]:
     """(method, site, setting) cells; ``settings(method)`` lists a method's hyperparameter settings."""
     return [{"method": m, "site": str(s), "setting": st} for m in methods for s in sites for st in settings(m)]
+
+
+def study_cells(store: Any, cfg: MethodGrid) -> tuple[list[dict[str, Any]], bool]:
+    """(cells, whether PAINT cells must also give the plain fine-tuning's rows) of a one-shot study in ``store``.
+
+    A fine-tuning whose PAINT variant also runs with alpha 1 is trained once: its rows come from the PAINT
+    cells (:func:`~modeledit.eval.methods.grid_cells`). A folder begun before that (it holds a plain
+    fine-tuning cell, or a PAINT cell without the plain rows) keeps one cell per method, so it resumes as it was.
+    """
+    every = method_cells(cfg.methods, cfg.sites, cfg.settings)
+    shared = grid_cells(cfg)
+    if len(shared) == len(every):
+        return every, False
+    skipped = [c for c in every if c not in shared]
+    painted = [c for c in shared if c["method"] in PAINT_OF.values() and store.done(c)]
+    older = any(store.done(c) for c in skipped) or any(
+        all(r.get("method") == c["method"] for r in store.read(c)["rows"]) for c in painted)
+    return (every, False) if older else (shared, True)

@@ -27,7 +27,7 @@ import torch
 
 from modeledit.eval.datasets import _spec_items, check_disjoint
 from modeledit.eval.methods import MethodGrid
-from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
+from modeledit.eval.oneshot import Exemplar, OneShotStudy, study_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
 
 log = logging.getLogger(__name__)
@@ -169,13 +169,16 @@ def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.Dat
     store = ResultStore(out_dir, config=asdict(cfg))
     state: dict[str, Any] = {}
 
+    cells, plain_rows = study_cells(store, cfg)
+
     def compute(params: Mapping[str, Any]) -> list[dict[str, Any]]:
         if "study" not in state:
             state["study"], state["images"] = STUDIES[cfg.mode](cfg, load_model(cfg.model, weights=cfg.weights))
+            state["study"].plain_rows = plain_rows
         return state["study"](params)
 
     with store.discarded_if_empty():
-        table = store.run(method_cells(cfg.methods, cfg.sites, cfg.settings), compute)
+        table = store.run(cells, compute)
     if "images" in state:
         from modeledit.eval.plots import save_examples
 

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from modeledit.eval.methods import MethodGrid
-from modeledit.eval.oneshot import Exemplar, OneShotStudy, method_cells, summarize_oneshot
+from modeledit.eval.oneshot import Exemplar, OneShotStudy, study_cells, summarize_oneshot
 from modeledit.eval.results import ResultStore
 from modeledit.counterfactuals.text import FONTS, TextSpec, paste_text
 
@@ -184,12 +184,13 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.Dat
                        f"{close_matches(cfg.attack_class, lm.class_names) or '-'}")
     check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
     store = ResultStore(out_dir, config=asdict(cfg))
-    cells = method_cells(cfg.methods, cfg.sites, cfg.settings)
+    cells, plain_rows = study_cells(store, cfg)
     state: dict[str, Any] = {}
 
     def compute(params: Mapping[str, Any]) -> list[dict[str, Any]]:
         if "study" not in state:
             state["study"], state["images"] = build_study(cfg)
+            state["study"].plain_rows = plain_rows
         return state["study"](params)
 
     with store.discarded_if_empty():

@@ -162,3 +162,43 @@ def test_oneshot_summary_has_paired_intervals_by_hand():
     assert e["change_clean"] == pytest.approx(-0.002) and e["change_clean_hi"] <= 0.0
     f = s.loc["finetune_global"]   # scores below zero: no change, a point interval at 0
     assert not f["changed"] and (f["change_val"], f["change_val_lo"], f["change_val_hi"]) == (0.0, 0.0, 0.0)
+
+
+def test_oneshot_study_trains_a_fine_tuning_once_when_its_paint_variant_runs(tmp_path, capsys):
+    """With PAINT (alpha 1 in its grid) beside plain fine-tuning, one cell per fine-tuning setting: the plain rows
+    are the PAINT cell's alpha = 1 rows, in the table and the summary."""
+    out = tmp_path / "typo"
+    assert main(["typographic", "world_vgg", "--dataset", "world:test:90", "--clean", "world:val:54",
+                 "--methods", "finetune_local,paint_local", "--finetune-grid", "1e-2:5", "--alpha-grid", "0.5,1",
+                 "--out", str(out)]) == 0
+    assert len(list((out / "cells").glob("*.json"))) == 1
+    cells = pd.read_csv(out / "cells.csv")
+    assert sorted(cells["method"]) == ["finetune_local", "paint_local", "paint_local"] and "strength" not in cells.columns
+    plain = cells[cells.method == "finetune_local"].iloc[0]
+    alpha1 = cells[(cells.method == "paint_local") & cells.setting.str.contains('"alpha": 1.0')].iloc[0]
+    post = [c for c in cells.columns if c.startswith(("post_", "flips_"))]
+    assert (plain[post] == alpha1[post]).all() and json.loads(plain["setting"]) == {"lr": 0.01, "steps": 5}
+    assert "finetune_local" in set(pd.read_csv(out / "summary.csv")["method"])
+
+
+def test_oneshot_folders_begun_with_separate_fine_tuning_cells_keep_them(tmp_path):
+    from modeledit.eval.oneshot import study_cells
+    from modeledit.eval.results import ResultStore
+    from modeledit.eval.typographic import TypographicConfig
+
+    cfg = TypographicConfig(methods=["finetune_local", "paint_local"], finetune_grid=[(1e-2, 5)], alpha_grid=[0.5, 1.0])
+    plain = {"method": "finetune_local", "site": "-1", "setting": {"lr": 0.01, "steps": 5}}
+    paint = {**plain, "method": "paint_local"}
+
+    def store(name, written):
+        s = ResultStore(tmp_path / name)
+        for params, methods in written:
+            s.write(params, [{"method": m} for m in methods])
+        return s
+
+    assert study_cells(store("new", []), cfg) == ([paint], True)
+    assert study_cells(store("new_resumed", [(paint, ["paint_local", "paint_local", "finetune_local"])]), cfg) == ([paint], True)
+    assert study_cells(store("old_plain", [(plain, ["finetune_local"])]), cfg) == ([plain, paint], False)
+    assert study_cells(store("old_paint", [(paint, ["paint_local", "paint_local"])]), cfg) == ([plain, paint], False)
+    no_alpha1 = TypographicConfig(methods=["finetune_local", "paint_local"], finetune_grid=[(1e-2, 5)], alpha_grid=[0.5])
+    assert study_cells(store("half", []), no_alpha1) == ([plain, paint], False)
