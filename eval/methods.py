@@ -162,12 +162,13 @@ def grid_cells(cfg: Any) -> list[dict[str, Any]]:
 
 def plain_finetune_row(methods: Sequence[str], method: str, extra: Mapping[str, Any], row: Mapping[str, Any],
                        setting: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The plain fine-tuning row a PAINT cell's alpha = 1 row stands for, when that fine-tuning is also asked for."""
+    """The plain fine-tuning row a PAINT cell's alpha = 1 row stands for, when that fine-tuning is also asked for
+    (its strength, where rows carry one, is 1: the fine-tuned model itself)."""
     import json
 
     plain = next((f for f, pm in PAINT_OF.items() if pm == method), None)
     if plain in methods and extra.get("alpha") == 1.0:
-        return {**row, "method": plain, "setting": json.dumps(dict(setting)), "strength": 1.0}
+        return {**row, "method": plain, "setting": json.dumps(dict(setting)), **({"strength": 1.0} if "strength" in row else {})}
     return None
 
 

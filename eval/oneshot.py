@@ -124,7 +124,7 @@ class OneShotStudy:
             rows.append(row)
             plain = plain_finetune_row(self.grid.methods, params["method"], extra, row, params["setting"]) if self.plain_rows else None
             if plain is not None:
-                rows.append({k: v for k, v in plain.items() if k != "strength"})   # one-shot rows carry no strength column
+                rows.append(plain)
         return rows
 
 

@@ -231,8 +231,8 @@ class _Ridge:
     one matrix (the MEMIT-style single solve). Otherwise each channel solves its own symmetric positive
     definite system by Cholesky: the primal normal equations (m x m; from the precomputed products
     x_p x_pᵀ, lower triangles only, when they are small, else from rows scaled by √ω) when m <= P, the
-    dual (kernel) form (P x P, from the Gram matrix x xᵀ scaled by √ω_p √ω_q) otherwise. A zero weight gives a zero row,
-    never a division. Channels go in memory-bounded chunks, so Ctrl-C is honoured between chunks.
+    dual (kernel) form (P x P, from the Gram matrix x xᵀ scaled by √ω_p √ω_q) otherwise. A zero weight gives
+    a zero row, never a division. Channels go in memory-bounded chunks, so Ctrl-C is honoured between chunks.
     """
 
     def __init__(self, x: torch.Tensor, ridge: float) -> None:
