@@ -27,7 +27,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; else echo "install Debian's chromium (sudo apt-get install chromium) for the browser test"; fi; }
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra -n 2 --dist loadfile tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_edit.py

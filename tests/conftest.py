@@ -8,7 +8,9 @@ import pytest
 import torch
 
 os.environ.setdefault("MODELEDIT_CACHE", os.path.join(os.path.dirname(__file__), "..", ".modeledit-cache", "tests"))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# make test runs two xdist workers on the two cores: one torch thread each; a plain pytest run uses both cores
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 
 
 @pytest.fixture(scope="session")
