@@ -138,7 +138,7 @@ class BenchRunner:
         if self._clean_x is None:
             items = [self.clean[i] for i in range(len(self.clean))]
             self._clean_x = torch.stack([it[0] for it in items])
-            self._clean_y = torch.tensor([int(it[1]) for it in items])
+            self._clean_y = torch.tensor([int(it[1]) for it in items], device=self._clean_x.device)
             self._clean_pre = self.predict(self._clean_x)
         return self._clean_x, self._clean_y, self._clean_pre
 
@@ -230,7 +230,7 @@ class BenchRunner:
         return method_edit(
             self.lm, method, setting, site,
             torch.stack([p.originals[i] for i in p.exemplars]), torch.stack([p.transformed[same][i] for i in p.exemplars]),
-            torch.stack([torch.as_tensor(p.masks[i]) for i in p.exemplars]), [p.target_class] * len(p.exemplars),
+            torch.stack([torch.as_tensor(p.masks[i], device=p.originals[i].device) for i in p.exemplars]), [p.target_class] * len(p.exemplars),
             stats=self.statistics,
         )
 

@@ -308,7 +308,7 @@ class PhotoStudy:
         if style_image not in cache:
             parts = []
             for s in range(0, len(self.x), self.cfg.batch_size):
-                parts.append(restyle(self.x[s:s + self.cfg.batch_size], torch.as_tensor(self.masks[s:s + self.cfg.batch_size]),
+                parts.append(restyle(self.x[s:s + self.cfg.batch_size], torch.as_tensor(self.masks[s:s + self.cfg.batch_size], device=self.x.device),
                                      style, style_image, self.cfg.stylizer))
             cache[style_image] = torch.cat(parts)
             self.pre.setdefault(style, {})[style_image] = self.lm.predict_labels(cache[style_image], self.cfg.batch_size)

@@ -52,6 +52,21 @@ class LoadedModel:
     resize_size: int = 256
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    #: autocast for prediction passes (``predict``, ``predict_labels``): fp32 (none), bf16, fp16; see modeledit.device
+    precision: str = "fp32"
+
+    def to(self, device: str | torch.device, precision: str | None = None) -> "LoadedModel":
+        """Move the network to ``device`` (in place, like ``nn.Module.to``); optionally set the prediction precision.
+
+        Example:
+            >>> lm = load_model("world_vgg").to("cuda", precision="bf16")
+        """
+        from modeledit.device import check_precision
+
+        self.model.to(device)
+        if precision is not None:
+            self.precision = check_precision(precision, device)
+        return self
 
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
@@ -85,13 +100,21 @@ class LoadedModel:
         was_training = self.model.training
         self.model.eval()
         try:
-            return self.model(self.normalize(x01.to(self.device)))
+            if self.precision == "fp32":
+                return self.model(self.normalize(x01.to(self.device)))
+            from modeledit.device import autocast
+
+            with autocast(self.precision, self.device):
+                return self.model(self.normalize(x01.to(self.device))).float()
         finally:
             self.model.train(was_training)
 
     def predict_labels(self, x01: torch.Tensor, batch_size: int = 128) -> np.ndarray:
-        """Top-1 class indices (numpy) for [0, 1] images, in batches of ``batch_size``."""
-        out = [self.predict(x01[i:i + batch_size]).argmax(-1).cpu() for i in range(0, len(x01), batch_size)]
+        """Top-1 class indices (numpy) for [0, 1] images, in batches of ``batch_size`` (halved once after a
+        CUDA out-of-memory error, see :func:`modeledit.device.batched`)."""
+        from modeledit.device import batched
+
+        out = batched(lambda x: self.predict(x).argmax(-1).cpu(), x01, batch_size)
         return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
 
     @classmethod
@@ -163,7 +186,9 @@ def load_model(name: str, weights: Any = None, device: str | torch.device | None
     lm = MODELS.get(name)(name, weights, **kwargs)
     lm.model.eval()
     if device is not None:
-        lm.model.to(device)
+        from modeledit.device import resolve_device
+
+        lm.to(resolve_device(device))
     return lm
 
 

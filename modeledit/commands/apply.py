@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from modeledit.commands.common import add_model_arguments, load_from_args
+from modeledit.commands.common import add_device_arguments, add_model_arguments, load_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--force", action="store_true", help="apply even if the model's weights differ from the edit's base")
     p.add_argument("--json", action="store_true", help="one JSON object per image: {image, before: top5, after: top5}")
+    add_device_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -112,10 +112,47 @@ def add_weights_argument(p: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
+    """The model of ``args``, on ``--device`` at ``--precision`` where the command has those flags."""
     kwargs = {}
     if getattr(args, "classes", None):
         kwargs["class_names"] = split_list(args.classes)
-    return load_model(args.model, weights=args.weights, **kwargs)
+    if not hasattr(args, "device"):
+        return load_model(args.model, weights=args.weights, **kwargs)
+    rt = runtime_from_args(args)
+    return rt.place(load_model(args.model, weights=args.weights, **kwargs))
+
+
+def add_device_arguments(p: argparse.ArgumentParser, precision: bool = True, data: bool = False) -> None:
+    """``--device`` and ``--deterministic`` (every command that runs a model), ``--precision`` (those that
+    evaluate predictions), and with ``data`` the loading flags ``--workers`` and ``--batch-size`` (each only
+    where the command does not define that flag itself). Read back with :func:`runtime_from_args`."""
+    from modeledit.device import DEVICE_CHOICES, PRECISIONS
+
+    have = p._option_string_actions  # noqa: SLF001 - a command's own --workers/--batch-size stays
+    p.add_argument("--device", default="auto", help=f"where the model runs: {DEVICE_CHOICES} (auto: a CUDA GPU when one is "
+                   "visible, else the CPU)")
+    if precision:
+        p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                       help="autocast on prediction passes only (statistics, solvers and training stay in float32)")
+    p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (cuDNN's too) and seeded generators")
+    if data and "--workers" not in have:
+        p.add_argument("--workers", dest="loader_workers", type=nonneg_int, default=0,
+                       help="DataLoader worker processes for image folders (pinned memory on CUDA)")
+    if data and "--batch-size" not in have:
+        p.add_argument("--batch-size", type=positive_int, default=None, help="images per batch on the device (default: the command's own)")
+
+
+def runtime_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`modeledit.device.Runtime` of the flags :func:`add_device_arguments` added (``--device auto``
+    resolved; a CUDA device that is not visible is a one-line ValueError); seeds set with ``--deterministic``."""
+    from modeledit.device import Runtime
+
+    rt = Runtime.resolve(getattr(args, "device", "auto"), getattr(args, "precision", "fp32"), getattr(args, "deterministic", False),
+                         getattr(args, "loader_workers", 0) or 0, getattr(args, "batch_size", None))
+    rt.begin(seed=int(getattr(args, "seed", 0) or 0))
+    return rt
+
+
 
 
 def add_label_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from modeledit.commands.common import SITE_HELP, check_out, add_model_arguments, load_from_args, positive_float, positive_int, rank_value
+from modeledit.commands.common import SITE_HELP, add_device_arguments, check_out, add_model_arguments, load_from_args, runtime_from_args, positive_float, positive_int, rank_value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=None, help="adam learning rate (default 1e-4)")
     p.add_argument("--steps", type=positive_int, default=None, help="adam steps (default 20000)")
     p.add_argument("--out", default=None, help="write the edit to OUT.safetensors + OUT.json")
+    add_device_arguments(p, precision=False, data=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.stats import second_moment
 
     check_out(args.out, folder=False)
+    rt = runtime_from_args(args)
     lm = load_from_args(args)
     site = get_site(lm.model, args.layer)
     cfg = EditConfig(solver=args.solver, rank=args.rank, mode=args.mode)
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     stats = None
     if args.images:
         data = ImageFolder(args.images, size=args.size or lm.input_size)
-        stats = second_moment(lm.model, site, DataLoader(data, batch_size=32), dataset_id=data.identity, transform=lm.normalize)
+        stats = second_moment(lm.model, site, DataLoader(data, batch_size=rt.batch(32), **rt.loader()), dataset_id=data.identity, transform=lm.normalize)
     edit = rewrite(lm, site, ex, config=cfg, stats=stats)
     out = {"site_index": site.index, "site": site.name, **edit.metrics}
     if args.out:

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from modeledit.commands.common import add_model_arguments, load_from_args
+from modeledit.commands.common import add_device_arguments, add_model_arguments, load_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of sites")
+    add_device_arguments(p, precision=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,13 +6,14 @@ import json
 
 import torch
 
-from modeledit.commands.common import add_model_arguments, load_from_args
+from modeledit.commands.common import add_device_arguments, add_model_arguments, load_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--json", action="store_true", help="one JSON object per image: {image, top5: [{label, index, prob}]}")
+    add_device_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modeledit.commands.common import add_label_arguments, check_out, add_list, add_model_arguments, load_from_args, nonneg_int, positive_int
+from modeledit.commands.common import add_device_arguments, add_label_arguments, check_out, add_list, add_model_arguments, load_from_args, nonneg_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", required=True, help="results folder (resumable; table.csv, table.json, figures)")
+    add_device_arguments(p, data=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,8 +34,8 @@ def resolve_stylizer(stylizer: Any) -> Any:
     return stylizer
 
 
-def _check_region_masks(masks: Any, n: int, h: int, w: int) -> torch.Tensor:
-    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks)
+def _check_region_masks(masks: Any, n: int, h: int, w: int, device: torch.device | None = None) -> torch.Tensor:
+    m = masks if isinstance(masks, torch.Tensor) else torch.as_tensor(np.asarray(masks), device=device or torch.device("cpu"))
     if m.dim() == 2:
         m = m.unsqueeze(0)
     if m.dim() != 3 or m.shape[0] != n or tuple(m.shape[1:]) != (h, w):
@@ -79,6 +79,6 @@ def restyle(images01: torch.Tensor, masks: Any, style: Any, style_image: int = 0
     single = images01.dim() == 3
     x = images01[None] if single else images01
     n, _, h, w = x.shape
-    m = _check_region_masks(masks, n, h, w)
+    m = _check_region_masks(masks, n, h, w, x.device)
     out = apply_in_mask(x, stylize(x, style, style_image, stylizer), m.to(x.device), blend=blend)
     return out[0] if single else out
