@@ -22,9 +22,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/modeledit demo --out report/
 
-# the report test opens pages in Debian's headless chromium
+# the report and studio tests open pages in Debian's headless chromium (the studio's through chromium-driver)
 browser:
-	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; else echo "install Debian's chromium (sudo apt-get install chromium) for the browser test"; fi; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; else echo "install Debian's chromium and chromium-driver (sudo apt-get install chromium chromium-driver) for the browser tests"; fi; }
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q -ra -n 2 --dist loadfile tests

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("modeledit.commands.report", "build the HTML report from harness outputs"),
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
     "photos": ("modeledit.commands.photos", "the protocol on the shipped colour photos with the real MobileNetV2"),
+    "studio": ("modeledit.commands.studio", "the interactive editor in the browser: paint a concept, restyle it, rewrite, compare"),
 }
 
 INTERRUPTED = "interrupted: rerun the same command to resume"

@@ -1,8 +1,8 @@
 """The import rules of docs/ARCHITECTURE.md, checked on the source: the core, styles/ and segmenters/
 never import modeledit.eval; the core reaches style and segmentation backends only lazily (inside
 functions); and no cycle exists between the four packages or between modules at import time. The
-command line (``modeledit.cli``, ``modeledit.commands``) is the one layer above everything: it may
-import the harnesses."""
+command line (``modeledit.cli``, ``modeledit.commands``) and the studio (``modeledit.studio``, the browser's
+command line) are the one layer above everything: they may import the harnesses."""
 from __future__ import annotations
 
 import ast
@@ -17,7 +17,7 @@ FOLDERS = {"modeledit": "modeledit", "styles": "modeledit.styles", "segmenters":
 
 def package_of(module: str) -> str:
     """core / styles / segmenters / eval (or cli, the top layer) for a dotted module name under modeledit."""
-    if module in ("modeledit.cli", "modeledit.__main__") or module.startswith("modeledit.commands"):
+    if module in ("modeledit.cli", "modeledit.__main__") or module.startswith(("modeledit.commands", "modeledit.studio")):
         return "cli"
     for pkg in ("modeledit.eval", "modeledit.styles", "modeledit.segmenters"):
         if module == pkg or module.startswith(pkg + "."):
