@@ -76,10 +76,10 @@ def _sklearn(name: str) -> Callable[[], np.ndarray]:
 def _matplotlib(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         import matplotlib.cbook
-        from PIL import Image
 
-        with Image.open(matplotlib.cbook.get_sample_data(name)) as im:
-            return np.asarray(im.convert("RGB"))
+        from modeledit.images import read_image
+
+        return np.asarray(read_image(matplotlib.cbook.get_sample_data(name, asfileobj=False)))
 
     return load
 

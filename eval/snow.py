@@ -117,6 +117,7 @@ def _stats_images(cfg: SnowConfig, lm: Any) -> torch.Tensor:
 def _photos_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Tensor]]:
     from modeledit.eval.datasets import FolderDataset, load_dataset
     from modeledit.images import read_image, to_tensor01
+    from modeledit.masks import read_mask
 
     if not (cfg.photos and cfg.exemplar and cfg.exemplar_mask):
         raise ValueError("photos mode needs --photos DIR, --exemplar IMAGE and --exemplar-mask MASK (and --exemplar-class)")
@@ -133,7 +134,7 @@ def _photos_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Te
     xs = torch.stack([photos[i][0] for i in labelled])
     ys = np.array([photos.labels[i] for i in labelled])
     x = to_tensor01(read_image(cfg.exemplar).resize((size, size)))
-    mask = np.asarray(read_image(cfg.exemplar_mask).convert("L").resize((size, size))) > 127
+    mask = read_mask(cfg.exemplar_mask, size=(size, size), resize=True).numpy()  # the one mask rule
     if not mask.any():
         raise ValueError(f"the exemplar mask {cfg.exemplar_mask!r} is empty; mark the road's pixels")
     x_snow = _paste(x, mask, cfg)

@@ -113,6 +113,7 @@ class Exemplars:
         import numpy as np
 
         from modeledit.images import open_image, read_image, resize_crop, to_tensor01
+        from modeledit.masks import mask_array
 
         size = size or lm.input_size
         resize = round(size * lm.resize_size / lm.input_size)
@@ -125,7 +126,7 @@ class Exemplars:
 
         def msk(a: Any) -> torch.Tensor:
             if isinstance(a, (str, os.PathLike)):
-                a = np.asarray(open_image(a, "mask").convert("L"))
+                a = mask_array(open_image(a, "mask"), f"mask {str(a)!r}")  # the one mask rule (modeledit.read_mask)
             t = torch.as_tensor(np.array(a, dtype=np.float32))
             t = t.mean(-1) if t.dim() == 3 and t.shape[-1] in (3, 4) else t
             while t.dim() > 2 and t.shape[0] == 1:

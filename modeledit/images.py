@@ -1,4 +1,23 @@
-"""Reading and converting images, with one clear error for each kind of bad input."""
+"""Reading and converting images, with one clear error for each kind of bad input.
+
+Every image the library reads goes through :func:`open_image` (a file, as it is, turned upright by its
+EXIF orientation) and :func:`to_pil` / :func:`read_image` (8-bit RGB), so all commands see one picture.
+Each PIL mode is read by its real range:
+
+* ``1``, ``L``, ``P``, ``RGB``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: converted to RGB;
+* ``LA``, ``PA``, ``RGBA`` (and premultiplied ``La``/``RGBa``), or a ``transparency`` entry: composited on white;
+* ``I;16`` (any byte order): 16-bit, divided by 65535;
+* ``I``: the range its file declares: PGM/PPM (Pillow scales them to 16 bits) and PNG by 65535, an
+  unsigned TIFF of ``b`` <= 16 bits by 2^b - 1; 32-bit or signed integers have no agreed range and are
+  refused, as is an ``I`` image in memory (give 8/16-bit or float data);
+* ``F``: floats taken as they are; they must lie in [0, 1] (NaN or values outside are refused).
+
+16-bit RGB(A) PNG and TIFF files are read by Pillow as 8-bit RGB(A) (the high byte of each value), which
+is their 8-bit equivalent. Arrays follow the same rule by dtype: ``uint8`` as it is, ``uint16`` divided by
+65535, ``bool`` as 0/255, other integers must lie in [0, 255], floats in [0, 1] (a resampling overshoot of
+less than 0.5 is clipped; anything further is another range, such as 0-255 or a normalised tensor, and is
+refused).
+"""
 from __future__ import annotations
 
 import os
@@ -7,12 +26,39 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from modeledit.atomic import atomic_path
+
+#: ``Image.info`` keys :func:`open_image` sets: the file's format (lost when the EXIF orientation is applied)
+#: and the full-scale value of an ``I`` (32-bit integer) image, from its file's header
+FORMAT_KEY = "modeledit.format"
+RANGE_KEY = "modeledit.range"
+
+GREY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+PLAIN_MODES = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+#: floats this far outside [0, 1] are another range (0-255, normalised), not a resampling overshoot
+FLOAT_SLACK = 0.5
+
+
+def _declared_range(im: Image.Image) -> float | None:
+    """The full-scale value of an ``I`` image as its file states it, or None where no header says."""
+    if im.format in ("PPM", "PNG"):  # Pillow scales PGM/PPM maxval > 255 to 16 bits; PNG has 16-bit grey at most
+        return 65535.0
+    if im.format == "TIFF":
+        tags = getattr(im, "tag_v2", {})
+        bits, fmt = tags.get(258, (None,)), tags.get(339, (1,))
+        bits = bits[0] if isinstance(bits, tuple) else bits
+        fmt = fmt[0] if isinstance(fmt, tuple) else fmt
+        if isinstance(bits, int) and 1 <= bits <= 16 and fmt == 1:
+            return float(2 ** bits - 1)
+    return None
 
 
 def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
-    """Open and load an image file as it is (any mode); one clear error when it is missing or unreadable."""
+    """Open and load an image file as it is (any mode), turned upright by its EXIF orientation; one clear
+    error when it is missing or unreadable. ``info`` records the file's format and, for 32-bit integer
+    (``I``) images, the range its header declares (see the module docstring)."""
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{what} {str(p)!r} is a folder, not an image file; pass image files (e.g. {str(p).rstrip('/')}/*.png)")
@@ -21,26 +67,104 @@ def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
     try:
         with Image.open(p) as im:
             im.load()
-            return im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"{what} {str(p)!r} cannot be read ({exc.__class__.__name__}); is the file corrupt?") from None
+            fmt, full = im.format, _declared_range(im) if im.mode == "I" else None
+            out = ImageOps.exif_transpose(im)
+            out = out.copy() if out is im else out
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"{what} {str(p)!r} cannot be read ({exc.__class__.__name__}); is the file corrupt, or in a format Pillow "
+                         "does not read (save it as PNG)?") from None
+    out.info[FORMAT_KEY] = fmt
+    out.info["modeledit.source"] = str(p)
+    if full is not None:
+        out.info[RANGE_KEY] = full
+    return out
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB. Grayscale is expanded; RGBA is composited on white."""
+    """Open an image file as 8-bit RGB by its mode's real range (module docstring); alpha is composited on white.
+
+    Example:
+        >>> read_image("gray16.png").mode       # a 16-bit greyscale PNG, divided by 65535
+        'RGB'
+    """
     return _to_rgb(open_image(path))
 
 
+def _name(im: Image.Image) -> str:
+    src = im.info.get("modeledit.source")
+    return f"image {src!r}" if src else "the image"
+
+
+def _grey01(im: Image.Image) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float single-channel image as floats in [0, 1], by its real range."""
+    arr = np.asarray(im)
+    if im.mode in GREY16_MODES:
+        return arr.astype(np.float64) / 65535.0
+    if im.mode == "I":
+        full = im.info.get(RANGE_KEY)
+        if full is None:
+            raise ValueError(f"{_name(im)} holds 32-bit or signed integers (PIL mode 'I'), which have no agreed range; save it as an "
+                             "8- or 16-bit PNG, or as a float TIFF in [0, 1]")
+        arr = arr.astype(np.float64)
+        if arr.size and (arr.min() < 0 or arr.max() > full):
+            raise ValueError(f"{_name(im)} has values in [{arr.min():g}, {arr.max():g}], outside the range [0, {full:g}] its file "
+                             "declares; save it as an 8- or 16-bit PNG")
+        return arr / full
+    return float01(arr.astype(np.float64), _name(im))
+
+
+def float01(arr: np.ndarray, name: str) -> np.ndarray:
+    """Floats that must lie in [0, 1]: a slight overshoot is clipped, NaN/Inf or another range refused."""
+    if arr.size == 0:
+        return arr
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds NaN or infinite values; give finite values in [0, 1]")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -FLOAT_SLACK or hi > 1.0 + FLOAT_SLACK:
+        raise ValueError(f"{name} holds floats in [{lo:g}, {hi:g}], but float images must lie in [0, 1]; divide 8-bit values "
+                         "by 255 (or pass uint8), and undo any normalisation")
+    return np.clip(arr, 0.0, 1.0)
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
+    mode = im.mode
+    if mode in GREY16_MODES or mode in ("I", "F"):
+        grey = (_grey01(im) * 255.0).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in ALPHA_MODES or (mode in PLAIN_MODES and "transparency" in im.info):
+        rgba = im.convert("LA").convert("RGBA") if mode == "La" else im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
-    return im.convert("RGB")
+    if mode == "RGB":
+        return im
+    if mode in PLAIN_MODES:
+        return im.convert("RGB")
+    raise ValueError(f"{_name(im)} has PIL mode {mode!r}, which modeledit does not read; save it as an 8-bit RGB PNG")
+
+
+def _array_to_pil(arr: np.ndarray) -> Image.Image:
+    """An HxWx{1,3,4} array -> PIL by its dtype's range (module docstring)."""
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype == np.uint16:
+        arr = (arr.astype(np.float64) / 65535.0 * 255.0).round().astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"an integer image array ({arr.dtype}) holds values in [{arr.min()}, {arr.max()}], outside 0-255; pass "
+                             "uint16 for 16-bit data or floats in [0, 1]")
+        arr = arr.astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise TypeError(f"an image array must hold numbers, got dtype {arr.dtype}")
+        arr = (float01(arr.astype(np.float64), "the image array") * 255).round().astype(np.uint8)
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return Image.fromarray(np.ascontiguousarray(arr), "RGBA" if arr.shape[2] == 4 else "RGB")
 
 
 def to_pil(image: Any) -> Image.Image:
-    """PIL image, path, HxW / HxWx{1,3,4} array (uint8 or float in [0, 1]) or CxHxW tensor -> RGB PIL."""
+    """PIL image (any mode), path, HxW / HxWx{1,3,4} array or CxHxW tensor -> 8-bit RGB PIL, by the
+    input's real range (module docstring: uint8, uint16, floats in [0, 1])."""
     if isinstance(image, Image.Image):
         return _to_rgb(image)
     if isinstance(image, (str, os.PathLike)):
@@ -54,12 +178,7 @@ def to_pil(image: Any) -> Image.Image:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise ValueError(f"image array must be HxW or HxWx{{1,3,4}}, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr.astype(np.float64), 0, 1) * 255).round().astype(np.uint8)
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    mode = "RGBA" if arr.shape[2] == 4 else "RGB"
-    return _to_rgb(Image.fromarray(arr, mode))
+    return _to_rgb(_array_to_pil(arr))
 
 
 def to_tensor01(image: Any) -> torch.Tensor:

@@ -13,10 +13,13 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def _hw(size: int | Sequence[int]) -> tuple[int, int]:
@@ -54,22 +57,69 @@ def ellipse_mask(size: int | Sequence[int], center: Sequence[float], axes: Seque
     return m
 
 
+#: files whose compression leaves near-zero noise around a mask's edges: read with the half-range rule
+LOSSY_FORMATS = ("JPEG", "MPO")
+#: colour spaces Pillow converts to RGB with rounding (black may come back as 1 or 2): half-range rule too
+CONVERTED_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
+
+
+def mask_array(im: "Image.Image", name: str = "mask") -> np.ndarray:
+    """An opened mask image (any PIL mode) as an HxW bool array, by the rule of :func:`read_mask`."""
+    from modeledit.images import ALPHA_MODES, FORMAT_KEY, GREY16_MODES, float01
+
+    mode = im.mode
+    if mode == "F":
+        return float01(np.asarray(im, dtype=np.float64), name) > 0.5
+    if mode in GREY16_MODES or mode in ("I", "1"):
+        return np.asarray(im) != 0
+    lossy = im.info.get(FORMAT_KEY, im.format) in LOSSY_FORMATS or mode in CONVERTED_MODES
+    if mode in ALPHA_MODES or "transparency" in im.info:
+        rgba = np.asarray(im.convert("LA").convert("RGBA") if mode == "La" else im.convert("RGBA"))
+        if (rgba[..., 3] < 255).any():  # a cut-out or a layer painted on transparency: the alpha is the mask
+            return rgba[..., 3] > (127 if lossy else 0)
+        arr = rgba[..., :3]
+    else:
+        arr = np.asarray(im if mode in ("L", "RGB") else im.convert("RGB"))
+    arr = arr.max(axis=2) if arr.ndim == 3 else arr
+    return arr > (127 if lossy else 0)
+
+
 def read_mask(path: str | os.PathLike, size: int | Sequence[int] | None = None, resize: bool = False) -> torch.Tensor:
-    """A mask image (non-zero = concept) as an (H, W) bool tensor; with ``size`` it must have that
-    (height, width), or is resized to it (nearest neighbour) when ``resize`` is set."""
+    """A mask image as an (H, W) bool tensor (True = the concept's pixels); with ``size`` it must have
+    that (height, width), or is resized to it (nearest neighbour) when ``resize`` is set.
+
+    Every mask the library reads from a file goes through here. Which pixels are the concept, by PIL mode:
+
+    * integer masks (``1``, ``L``, ``P``, ``I;16``, ``I``, ``RGB``): any non-zero value; for colour (and
+      ``P``, by the colours its palette shows) any non-zero channel;
+    * float masks (``F``, e.g. a float TIFF): values above 0.5; the values must lie in [0, 1] (NaN, or
+      another range, is refused), so a mask of 0.9 marks its pixels;
+    * with an alpha channel that is not opaque everywhere (``LA``, ``PA``, ``RGBA``, a ``transparency``
+      entry): the alpha alone, non-zero = concept (a cut-out marks its opaque part); an alpha that is
+      opaque everywhere is ignored and the colour decides;
+    * lossy files (JPEG) and colour spaces Pillow converts with rounding (``CMYK``, ``YCbCr``, ``LAB``,
+      ``HSV``): more than half the range (> 127 of 255), since they leave near-zero noise where the mask
+      is black. Save masks as PNG to avoid this.
+
+    An empty mask (no concept pixel) is refused.
+
+    Example:
+        >>> m = read_mask("road_mask.png", size=(224, 224), resize=True)
+    """
     from PIL import Image
 
     from modeledit.images import open_image
 
-    im = open_image(path, "mask").convert("L")
+    im = open_image(path, "mask")
+    m = mask_array(im, f"mask {str(path)!r}")
     if size is not None:
         h, w = _hw(size)
-        if im.size != (w, h):
+        if m.shape != (h, w):
             if not resize:
-                raise ValueError(f"mask {str(path)!r} is {im.size[0]}x{im.size[1]} but the image is {w}x{h}; give a mask of the "
+                raise ValueError(f"mask {str(path)!r} is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}; give a mask of the "
                                  "image's size, or pass resize=True")
-            im = im.resize((w, h), Image.NEAREST)
-    m = torch.from_numpy(np.asarray(im) > 0)
-    if not bool(m.any()):
-        raise ValueError(f"mask {str(path)!r} is empty (no non-zero pixel); mark the concept's pixels")
-    return m
+            m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 0
+    if not m.any():
+        raise ValueError(f"mask {str(path)!r} is empty (no pixel is marked, by the rule of modeledit.read_mask); mark the "
+                         "concept's pixels")
+    return torch.from_numpy(np.ascontiguousarray(m))

@@ -23,11 +23,11 @@ from modeledit.segmenters.vocab import canonical_concept
 
 
 def read_mask_png(path: str | os.PathLike) -> np.ndarray:
-    """A PNG mask as HxW bool (nonzero = inside; RGB/RGBA use the max over channels)."""
+    """A mask file as HxW bool, by the one mask rule of :func:`modeledit.masks.read_mask` (non-zero = inside)."""
     from modeledit.images import open_image
+    from modeledit.masks import mask_array
 
-    arr = np.asarray(open_image(path, what="mask"))
-    return (arr.max(axis=2) if arr.ndim == 3 else arr) > 0
+    return mask_array(open_image(path, what="mask"), f"mask {str(path)!r}")
 
 
 def write_mask_png(mask: np.ndarray, path: str | os.PathLike) -> None:

@@ -52,13 +52,14 @@ class CounterfactualDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> CounterfactualRecord:
         from modeledit.images import read_image
+        from modeledit.masks import read_mask
 
         r = self.table.iloc[int(i)]
         label = r["label"]
         label = None if label is None or (isinstance(label, float) and np.isnan(label)) else label
         if isinstance(label, str) and label.lstrip("-").isdigit():
             label = int(label)
-        mask = np.asarray(read_image(self.root / r["mask"]))[..., 0] > 127
+        mask = read_mask(self.root / r["mask"]).numpy()  # the one mask rule (the generator writes 0/255)
         return CounterfactualRecord(
             to_tensor01(read_image(self.root / r["original"])), to_tensor01(read_image(self.root / r["transformed"])),
             torch.from_numpy(mask).float(), str(r["concept"]), str(r["style"]), int(r["style_image_id"]), label, str(r["image_id"]),
