@@ -13,13 +13,15 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
+import re
 import sys
 import traceback
 import warnings
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from modeledit.errors import UsageError, user_message
-from modeledit.signals import Terminated, terminate_as_interrupt
+from modeledit.signals import Terminated, ignoring_interrupts, terminate_as_interrupt
 
 # subcommand -> (module, one-line help). Add a line here to add a command.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,11 +42,69 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
     "photos": ("modeledit.commands.photos", "the protocol on the shipped colour photos with the real MobileNetV2"),
     "studio": ("modeledit.commands.studio", "the interactive editor in the browser: paint a concept, restyle it, rewrite, compare"),
+    "samples": ("modeledit.commands.samples", "write sample photos, a mask, a restyled copy and a statistics folder to try the commands on"),
 }
 
 INTERRUPTED = "interrupted: rerun the same command to resume"
 # loggers that flood -v with internals nobody asked for
-QUIET_LOGGERS = ("PIL", "matplotlib", "urllib3", "fsspec", "filelock", "h5py", "numexpr", "asyncio")
+QUIET_LOGGERS = ("PIL", "matplotlib", "urllib3", "fsspec", "filelock", "h5py", "numexpr", "asyncio", "absl", "tensorflow",
+                 "jax", "onnxruntime")
+# native libraries' own log switches (read when they load): errors only, unless -v
+QUIET_NATIVE_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2", "ABSL_MIN_LOG_LEVEL": "2"}
+
+# Library messages give advice in Python (``pass force=True``); on the command line the same advice is a flag.
+# API keyword -> its command-line spelling, used when the command has that flag (keywords that are also the
+# command's own flags, ``--name-with-dashes``, need no entry).
+CLI_SPELLINGS: dict[str, tuple[str, str]] = {
+    # keyword: (the flag that must exist in the command, how to write it)
+    "stats": ("--stats", "--images DIR (or --stats FILE)"),
+    "box": ("--segmenter-arg", "--segmenter-arg box=x0,y0,x1,y1"),
+    "seed_mask": ("--segmenter-arg", "a seed mask (from Python only)"),
+    "concept": ("--segmenter-arg", "--segmenter-arg concept=NAME"),
+    "site": ("--layer", "--layer"),
+    "resize": ("--resize-masks", "--resize-masks"),
+}
+# `name=VALUE` as the library writes a keyword: True/False, a tuple, a call `f(...)`, a word, or nothing
+_KEYWORD = re.compile(r"(?<![\w'\"=-])([a-z][a-z0-9_]*)=(True|False|\([^()]*\)|[A-Za-z_][\w.]*\(\.\.\.\)|[^\s,;()'\"]*)")
+# messages that already carry both spellings keep the command line's:
+# "pass force=True (--force on the command line)" -> "pass --force"
+_BOTH_AFTER = re.compile(r"\b[a-z][a-z0-9_]*=\S*\s*\((--[a-z][a-z0-9-]*)[^()]*? on the command line\)")
+# "(resize_masks=True; --resize-masks on the command line)" -> "(--resize-masks)"
+_BOTH_INSIDE = re.compile(r"\([a-z][a-z0-9_]*=[^;()]*;\s*(--[a-z][a-z0-9-]*)[^()]*? on the command line\)")
+# keywords are rewritten only in clauses that give advice
+_ADVICE = re.compile(r"\b(pass|use|set|give|add|or)\b", re.I)
+
+
+def cli_spelling(message: str, parser: argparse.ArgumentParser | None) -> str:
+    """``message`` with its Python advice spoken as the command's flags: ``pass force=True`` -> ``pass --force``,
+    ``pass stats=second_moment(...)`` -> ``pass --stats FILE ...``, ``box=(x0, y0, x1, y1)`` -> ``--segmenter-arg
+    box=x0,y0,x1,y1``. Only keywords in advice clauses are rewritten, and only to flags the command has
+    (:data:`CLI_SPELLINGS`, or a flag named like the keyword); anything else is left as written.
+
+    Example:
+        >>> cli_spelling("made for another model; pass force=True (--force on the command line)", apply_parser)
+        'made for another model; pass --force'
+    """
+    if parser is None:
+        return message
+    flags = {o for a in parser._actions for o in a.option_strings}
+    message = _BOTH_INSIDE.sub(r"(\1)", _BOTH_AFTER.sub(r"\1", message))
+
+    def keyword(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        if name in CLI_SPELLINGS and CLI_SPELLINGS[name][0] in flags:
+            return CLI_SPELLINGS[name][1]
+        flag = "--" + name.replace("_", "-")
+        if flag not in flags or value == "False":
+            return m.group(0)
+        if value == "True":
+            return flag
+        if value.startswith("("):
+            return f"{flag} {','.join(v.strip() for v in value[1:-1].split(','))}"
+        return f"{flag} {value if value and not value.endswith('(...)') else 'VALUE'}"
+
+    clauses = re.split(r"(;\s*)", message)
+    return "".join(_KEYWORD.sub(keyword, c) if _ADVICE.search(c) else c for c in clauses)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -78,15 +138,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one log line (category, message, where), without echoing the source line."""
-    logging.getLogger("py.warnings").warning("%s: %s (%s:%s)", category.__name__, message, filename.rsplit("/", 1)[-1], lineno)
+def command_parser(name: str) -> tuple[object, Parser]:
+    """The module of command ``name`` and its parser (``modeledit NAME``'s flags)."""
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = Parser(prog=f"modeledit {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    return module, parser
+
+
+def _warning_printer(speak: Callable[[str], str]) -> Callable[..., None]:
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        """Warnings as one log line (category, message, where), without echoing the source line."""
+        logging.getLogger("py.warnings").warning("%s: %s (%s:%s)", category.__name__, speak(str(message)),
+                                                 filename.rsplit("/", 1)[-1], lineno)
+    return show
 
 
 @contextlib.contextmanager
-def _console(verbose: bool) -> Iterator[None]:
-    """Logging on stderr routed through tqdm while bars are live, one-line warnings, quiet libraries."""
+def _console(verbose: bool, speak: Callable[[str], str] = str) -> Iterator[None]:
+    """Logging on stderr routed through tqdm while bars are live, one-line warnings (their advice spoken by
+    ``speak``), quiet libraries (native ones too, unless ``verbose``)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
+
+    if not verbose:
+        for k, v in QUIET_NATIVE_ENV.items():
+            os.environ.setdefault(k, v)
 
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
@@ -99,7 +175,7 @@ def _console(verbose: bool) -> Iterator[None]:
         logging.getLogger(n).setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings(), logging_redirect_tqdm(loggers=[root]):
-            warnings.showwarning = _show_warning
+            warnings.showwarning = _warning_printer(speak)
             yield
     finally:
         root.handlers = old_handlers
@@ -109,6 +185,10 @@ def _console(verbose: bool) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code. Called without ``argv`` (as the program: ``modeledit``,
+    ``python -m modeledit``), a Ctrl-C or SIGTERM that arrives once the command has finished is ignored
+    for the rest of the process: the finished command's code stands (see :func:`_finish`)."""
+    program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     top = build_parser()
     if not argv or argv[0] in ("-h", "--help"):
@@ -119,27 +199,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = argv[1:]
     name, rest = (argv[0], argv[1:]) if argv else ("", [])
     prog = f"modeledit {name}" if name in COMMANDS else "modeledit"
+    parser: argparse.ArgumentParser | None = None
+    code: int | None = None
     try:
         if name not in COMMANDS:
             raise UsageError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)} (see `modeledit --help`)")
-        module = importlib.import_module(COMMANDS[name][0])
-        parser = Parser(prog=prog, description=COMMANDS[name][1])
-        module.add_arguments(parser)
+        module, parser = command_parser(name)
         args = parser.parse_args(rest)
-        with _console(verbose), terminate_as_interrupt():
-            return int(module.run(args) or 0)
+        speak = lambda text: cli_spelling(text, parser)  # noqa: E731
+        from modeledit.commands.common import command_runtime
+
+        with _console(verbose, speak), terminate_as_interrupt(), command_runtime(args):
+            code = int(module.run(args) or 0)
     except KeyboardInterrupt as exc:
-        print(f"{prog}: {INTERRUPTED}", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        if code is None:            # a signal after the command finished (its console closing) changes nothing
+            print(f"{prog}: {INTERRUPTED}", file=sys.stderr)
+            code = 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # noqa: BLE001 - sorted into user errors (one line) and bugs (traceback)
         msg = user_message(exc)
         if msg is None:
             traceback.print_exc()
             print(f"{prog}: internal error ({exc.__class__.__name__}); this is a bug, please report it with the traceback above",
                   file=sys.stderr)
-            return 1
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 2
+            code = 1
+        else:
+            print(f"{prog}: error: {cli_spelling(msg, parser)}", file=sys.stderr)
+            code = 2
+    return _finish(code, keep_ignoring=program)
+
+
+def _finish(code: int, keep_ignoring: bool) -> int:
+    """The command is over: deliver its output with Ctrl-C and SIGTERM ignored, so a late signal cannot turn
+    its code into 130/143. ``keep_ignoring``: leave them ignored (the process is about to exit; a signal
+    during the interpreter's shutdown would otherwise end it with 130)."""
+    with ignoring_interrupts(restore=not keep_ignoring):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):     # a closed pipe or stream: nothing left to deliver
+                stream.flush()
+    return code
 
 
 if __name__ == "__main__":

@@ -102,3 +102,24 @@ def defer_interrupts() -> Iterator[DeferredInterrupt]:
         yield state
     finally:
         state._restore()
+
+
+@contextlib.contextmanager
+def ignoring_interrupts(restore: bool = True) -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while the block runs, e.g. while a finished command delivers its output: a
+    Ctrl-C that arrives after the work is done must not turn its exit code into 130. ``restore=False`` leaves
+    them ignored after the block (for a process that is about to exit). Only in the main thread, and never
+    over a host program's own handler (only over the defaults this package installs or Python's)."""
+    previous: dict[int, Any] = {}
+    if _main_thread():
+        for signum in DEFERRED_SIGNALS:
+            current = signal.getsignal(signum)
+            if current in (signal.SIG_DFL, signal.default_int_handler):
+                previous[signum] = current
+                signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if restore:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -127,6 +127,24 @@ class SecondMoment:
         return cls(site=meta.get("site", ""), total=total, count=int(meta.get("count", 0)),
                    model_hash=meta.get("model_hash", ""), dataset_id=meta.get("dataset_id", ""))
 
+    @classmethod
+    def load_for(cls, path: str | os.PathLike, model: Any, site: Any) -> "SecondMoment":
+        """A saved C (:meth:`save`, or the cache file ``modeledit stats`` prints) checked against the weights and
+        the site it is used for: anything else is refused (ValueError) before it can shape an edit."""
+        how = "give a file saved by SecondMoment.save (the cache file `modeledit stats` prints)"
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"statistics file {str(path)!r} does not exist; {how}")
+        try:
+            st = cls.load(path)
+        except Exception as exc:   # noqa: BLE001 - safetensors reports a foreign file in several ways
+            raise ValueError(f"{str(path)!r} is not a statistics file ({_one_line(exc)}); {how}") from None
+        site = get_site(model, site)
+        if st.site != site.name or tuple(st.total.shape) != (site.key_channels, site.key_channels):
+            raise ValueError(f"statistics file {str(path)!r} holds site {st.site!r}, not {site.name!r}; compute them at this site with `modeledit stats`")
+        if st.model_hash and st.model_hash != model_hash(model):
+            raise ValueError(f"statistics file {str(path)!r} was computed on other weights than this model's; recompute them with `modeledit stats`")
+        return st
+
 
 def _tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.numpy().tobytes()).hexdigest()

@@ -53,7 +53,7 @@ class MediapipeSegmenter:
 
     def __init__(self, threshold: float = 0.5, model_path: str | None = None, num_threads: int = 2,
                  min_score: float = 0.9, min_area: float = 0.01) -> None:
-        from modeledit.deps import optional_import
+        from modeledit.deps import native_stderr_quiet, optional_import
 
         for label, v in (("threshold", threshold), ("min_score", min_score), ("min_area", min_area)):
             if not 0.0 <= float(v) <= 1.0:
@@ -62,8 +62,9 @@ class MediapipeSegmenter:
         self.threshold = float(threshold)
         self.min_score = float(min_score)
         self.min_area = float(min_area)
-        self.interpreter = litert.Interpreter(model_path=str(model_path or selfie_model_path()), num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        with native_stderr_quiet():     # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" unless -v
+            self.interpreter = litert.Interpreter(model_path=str(model_path or selfie_model_path()), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
 

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(mode="whole")
     p.add_argument("--images", default=None, help="folder of images for the key statistics C (cached); without it the editor uses "
                    "C = I and warns: the edit then moves unrelated images much more")
+    p.add_argument("--stats", default=None, help="statistics already computed by `modeledit stats` (the file it prints as \"cache\"), "
+                   "instead of --images (`stats` and `edit` with the same --images also share that file)")
     p.add_argument("--size", type=positive_int, default=None, help="exemplar size in pixels (default: the model's input size)")
     p.add_argument("--lr", type=positive_float, default=None, help="adam learning rate (default 1e-4)")
     p.add_argument("--steps", type=positive_int, default=None, help="adam steps (default 20000)")
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.stats import second_moment
 
     check_out(args.out, folder=False)
+    if args.stats and args.images:
+        raise ValueError("give statistics once: --stats FILE or --images DIR, not both")
     rt = runtime_from_args(args)
     lm = load_from_args(args)
     site = get_site(lm.model, args.layer)
@@ -49,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         cfg.steps = args.steps
     ex = Exemplars.from_images(lm, args.original, args.transformed, args.mask, size=args.size, resize_masks=args.resize_masks)
     stats = None
+    if args.stats:
+        from modeledit.stats import SecondMoment
+
+        stats = SecondMoment.load_for(args.stats, lm.model, site)
     if args.images:
         data = ImageFolder(args.images, size=args.size or lm.input_size)
         stats = second_moment(lm.model, site, DataLoader(data, batch_size=rt.batch(32), **rt.loader()), dataset_id=data.identity, transform=lm.normalize)
