@@ -218,3 +218,198 @@ def test_paint_restyle_execute_save_load(client, tmp_path):
     r = client.post("/api/load", files=one)
     assert r.status_code == 400 and "two files" in r.json()["error"]
     client.post("/api/revert")
+
+
+# ------------------------------------------------------------------------------------------------
+# the page in a real browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def server():
+    """``modeledit studio --model mobilenet_v2`` on a free loopback port, as a user starts it."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("modeledit")
+    proc = subprocess.Popen([str(exe), "studio", "--model", "mobilenet_v2", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.monotonic()
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if get_json(f"{url}/api/state")["model"]["loaded"]:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() - t0 < 180, "the studio did not come up"
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    from tests.browser import chromium
+
+    exe, driver_exe = chromium(), shutil.which("chromedriver")
+    assert exe and driver_exe, "Debian's chromium and chromium-driver are not installed (make test installs them)"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = exe
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1150",
+              "--disable-background-networking", "--disable-component-update", "--no-first-run", "--hide-scrollbars"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(driver_exe), options=opts)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def until(driver, what, timeout: float = 180.0):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: what(d))
+
+
+def idle(driver, timeout: float = 180.0) -> None:
+    """Wait until no request or job of the page is in flight."""
+    time.sleep(0.3)
+    until(driver, lambda d: d.execute_script("return document.body.dataset.busy") == "0", timeout)
+
+
+def top5(driver, list_id: str) -> list[tuple[str, float]]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0] + ' li')].map(li => [li.dataset.label, Number(li.dataset.prob)])", f"#{list_id}")
+
+
+def shot(driver, name: str) -> None:
+    """Screenshots for the README, when MODELEDIT_STUDIO_SHOTS names a folder."""
+    folder = os.environ.get("MODELEDIT_STUDIO_SHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def test_paint_restyle_execute_save_in_the_browser(server, browser, tmp_path):
+    import skimage.data
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    d.get(server + "/")
+    idle(d)
+    assert "mobilenet_v2" in d.find_element(By.ID, "model-info").text
+    Select(d.find_element(By.ID, "photo-select")).select_by_value("chelsea")
+    d.find_element(By.ID, "photo-add").click()
+    idle(d)
+    image_id = get_json(server + "/api/state")["images"][-1]["id"]
+    until(d, lambda d: d.execute_script("return document.body.dataset.canvas") == image_id, 30)
+
+    # paint the cat with the mouse: a thick brush in strokes across its body
+    d.execute_script("const b = document.getElementById('brush-size'); b.value = 30;")
+    canvas = d.find_element(By.ID, "canvas")
+    chain = ActionChains(d, duration=10)
+    for y in range(-110, 111, 40):
+        chain.move_to_element_with_offset(canvas, -120, y).click_and_hold()
+        for x in range(-80, 121, 40):
+            chain.move_to_element_with_offset(canvas, x, y)
+        chain.release()
+    chain.perform()
+    idle(d)
+    im = next(i for i in get_json(server + "/api/state")["images"] if i["id"] == image_id)
+    assert im["mask_pixels"] > 0.5 * 224 * 224, im["mask_pixels"]
+
+    Select(d.find_element(By.ID, "style-select")).select_by_value("brick")
+    idle(d)
+    d.find_element(By.ID, "cf-button").click()
+    idle(d)
+    original = d.find_element(By.ID, "orig-top1").text
+    restyled = d.find_element(By.ID, "cf-top1").text
+    assert original.startswith("Egyptian cat") and restyled and not restyled.startswith("Egyptian cat"), (original, restyled)
+    shot(d, "paint")
+
+    d.find_element(By.ID, "stats").clear()
+    d.find_element(By.ID, "stats").send_keys("photos")
+    d.find_element(By.ID, "execute").click()
+    until(d, lambda d: d.execute_script("return document.body.dataset.job || ''").endswith(":running")
+          or "EDITED" in d.find_element(By.ID, "edit-info").text, 60)
+    d.refresh()                                  # the job lives on the server: a reloaded page follows it to its end
+    idle(d)
+    until(d, lambda d: "EDITED" in d.find_element(By.ID, "edit-info").text, 60)
+    moved = d.find_element(By.ID, "cf-top1").text
+    assert moved.startswith("Egyptian cat"), (restyled, moved)       # the exemplar's top-1 moves back to its class
+    assert top5(d, "pred-counterfactual-edited")[0][0] == "Egyptian cat"
+    shot(d, "edited")
+
+    d.find_element(By.ID, "effect").click()
+    idle(d)
+    assert "prediction(s) changed" in d.find_element(By.ID, "effect-summary").text
+    shot(d, "effect")
+
+    d.find_element(By.ID, "save-name").clear()
+    d.find_element(By.ID, "save-name").send_keys("browser-edit")
+    d.find_element(By.ID, "save").click()
+    idle(d)
+    for kind in ("safetensors", "json"):
+        href = d.find_element(By.ID, f"dl-{kind}").get_attribute("href")
+        with urllib.request.urlopen(href, timeout=30) as r:
+            (tmp_path / href.rsplit("/", 1)[1]).write_bytes(r.read())
+
+    # the saved pair, applied by the command line to the same photo, predicts what the page shows
+    from modeledit.images import save_image
+
+    save_image(skimage.data.chelsea(), tmp_path / "chelsea.png")
+    out = subprocess.run([str(Path(sys.executable).with_name("modeledit")), "apply", "mobilenet_v2", str(tmp_path / "browser-edit"),
+                          str(tmp_path / "chelsea.png"), "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cli = json.loads(out.stdout)[0]
+    for which, list_id in (("before", "pred-original-base"), ("after", "pred-original-edited")):
+        page = top5(d, list_id)
+        assert [p["label"] for p in cli[which]] == [label for label, _ in page]
+        assert np.allclose([p["prob"] for p in cli[which]], [prob for _, prob in page], atol=1e-5)
+    assert cli["before"] != cli["after"]          # the edit moved the original's probabilities too (slightly)
+
+
+def test_bad_uploads_in_the_browser(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    d.get(server + "/")
+    idle(d)
+    n_images = len(get_json(server + "/api/state")["images"])
+    for name, data, words in BAD_UPLOADS:
+        if data is None:   # a file name no file system here holds: the page's own upload with that name
+            d.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "const f = new File([new Uint8Array([137, 80, 78, 71])], arguments[0], {type: 'image/png'});"
+                "window.uploadFiles([f]).then(done);", name)
+        else:
+            path = tmp_path / name
+            path.write_bytes(data)
+            d.find_element(By.ID, "upload").send_keys(str(path))
+        idle(d)
+        msg = d.find_element(By.ID, "message")
+        assert msg.is_displayed() and words in msg.text, (name, msg.text)
+        assert "\n" not in msg.text and "Traceback" not in msg.text and len(d.find_elements(By.CSS_SELECTOR, "[role=alert]")) == 1
+        if name == "huge.png":
+            shot(d, "bad-upload")
+        assert len(get_json(server + "/api/state")["images"]) == n_images      # still serving, nothing added
