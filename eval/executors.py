@@ -35,7 +35,7 @@ class SweepReport:
 
 
 class LocalExecutor:
-    """Cells one after another in this process."""
+    """Cells one after another in this process, on the one device of the command (``--device``)."""
 
     name = "local"
 
@@ -64,11 +64,19 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Cells as tasks on Ray actors (one runner per actor); a local Ray instance unless ``address`` is given."""
+    """Cells as tasks on Ray actors (one runner per actor); a local Ray instance unless ``address`` is given.
+
+    Inside a command run with a CUDA ``--device`` (:func:`modeledit.device.using`), each actor asks Ray for one
+    GPU (``gpus_per_worker``, default 1 then, 0 otherwise) and runs its cells on the GPU Ray gives it, at the
+    command's precision: ``--workers N`` on N GPUs runs N cells at once, on one machine or a cluster (``address``).
+    """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int = 2, max_retries: int = 2, cpus_per_worker: float = 1.0) -> None:
+    def __init__(self, address: str | None = None, workers: int = 2, max_retries: int = 2, cpus_per_worker: float = 1.0,
+                 gpus_per_worker: float | None = None) -> None:
+        from modeledit.device import current_runtime
+
         self.address, self.workers, self.max_retries, self.cpus = address, workers, max_retries, cpus_per_worker
 
     def run(self, cells: Sequence[Mapping[str, Any]], factory: Callable[[], Runner], store: ResultStore) -> SweepReport:
@@ -93,20 +101,31 @@ class RayExecutor:
         return report
 
     def _drive(self, ray: Any, todo: list, factory: Callable[[], Runner], store: ResultStore, report: SweepReport) -> None:
-        @ray.remote(num_cpus=self.cpus)
+        @ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)
         class Worker:
-            def __init__(self, factory: Callable[[], Runner], threads: int) -> None:
+        self.runtime = current_runtime()
+        cuda = self.runtime is not None and self.runtime.cuda
+        self.gpus = float(gpus_per_worker) if gpus_per_worker is not None else (1.0 if cuda else 0.0)
+            def __init__(self, factory: Callable[[], Runner], threads: int, runtime: Any) -> None:
+                import dataclasses
+
                 import torch
 
                 torch.set_num_threads(threads)  # one worker per CPU: avoid oversubscribed OpenMP pools
-                self.runner = factory()
+                # Ray shows each actor only its own GPU(s) (CUDA_VISIBLE_DEVICES): the driver's cuda:N is this actor's cuda
+                self.runtime = dataclasses.replace(runtime, device="cuda") if runtime is not None and runtime.cuda else runtime
+                with using(self.runtime):
+                    self.runner = factory()
 
             def run(self, params: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
-                return self.runner(params)
+                from modeledit.device import using
+
+                with using(self.runtime):
+                    return self.runner(params)
 
         n = min(self.workers, len(todo))
         threads = max(1, int(self.cpus))
-        actors = [Worker.remote(factory, threads) for _ in range(n)]
+        actors = [Worker.remote(factory, threads, self.runtime) for _ in range(n)]
         attempts: dict[int, int] = {}
         queue = list(range(len(todo)))
         running: dict[Any, tuple[int, int]] = {}  # object ref -> (cell position, actor slot)
@@ -124,10 +143,12 @@ class RayExecutor:
                 store.write(params, ray.get(ref))
                 report.done += 1
                 bar.update(1)
+                from modeledit.device import using
+
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as exc:
                 attempts[pos] = attempts.get(pos, 0) + 1
                 if isinstance(exc, ray.exceptions.RayActorError):
-                    actors[slot] = Worker.remote(factory, threads)  # the worker died: replace it
+                    actors[slot] = Worker.remote(factory, threads, self.runtime)  # the worker died: replace it
                 if attempts[pos] <= self.max_retries:
                     report.retried.append(str(params))
                     log.warning("cell %s failed (%s); retrying", params, type(exc).__name__)
@@ -146,7 +167,8 @@ EXECUTORS.register("ray", RayExecutor, "cells on Ray actors (local instance or a
 
 
 def get_executor(name: str, **kwargs: Any) -> LocalExecutor | RayExecutor:
-    """``local`` or ``ray`` (kwargs: address, workers, max_retries; local takes only max_retries)."""
+    """``local`` or ``ray`` (kwargs: address, workers, max_retries, cpus_per_worker, gpus_per_worker; local takes only
+    max_retries). Ray actors take one GPU each when the command runs on CUDA (see :class:`RayExecutor`)."""
     cls = EXECUTORS.get(name)
     if cls is LocalExecutor:
         kwargs = {k: v for k, v in kwargs.items() if k == "max_retries"}

@@ -19,11 +19,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 #: --precision -> the autocast dtype (None: no autocast)
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+#: the runtime of the command in flight (set only inside :func:`using`, always reset on exit); Ray workers set
+#: their own from what the driver sends (modeledit.eval.executors)
+_CURRENT: contextvars.ContextVar["Runtime | None"] = contextvars.ContextVar("modeledit_runtime", default=None)
 
 
 def cuda_count() -> int:
@@ -207,6 +211,43 @@ class Runtime(JsonConfig):
     def record(self) -> dict[str, Any]:
         """What a manifest records about how it ran."""
         return device_record(self.device, self.precision, self.deterministic)
+
+
+@contextlib.contextmanager
+def using(runtime: "Runtime | None") -> Iterator["Runtime | None"]:
+    """Inside, :func:`modeledit.load_model` places every model it loads on ``runtime``'s device at its precision
+    (an explicit ``device=`` still wins), and stylizers run there; ``None`` changes nothing. The command line
+    wraps each command in it, so every harness, however it loads its model, runs where ``--device`` says.
+
+    Example:
+        >>> with using(Runtime.resolve("auto", "bf16")):
+        ...     run_bench(cfg, "out/")
+    """
+    if runtime is None:
+        yield None
+        return
+    token = _CURRENT.set(runtime)
+    try:
+        runtime.begin()
+        yield runtime
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_runtime() -> "Runtime | None":
+    """The runtime set by the innermost :func:`using` (None outside any)."""
+    return _CURRENT.get()
+
+
+def runtime_record(model: Any = None) -> dict[str, Any]:
+    """What a manifest records about how it ran: ``model``'s device and prediction precision (a LoadedModel
+    or an nn.Module), else the current runtime's, else the CPU at fp32."""
+    rt = current_runtime()
+    if model is not None:
+        module = getattr(model, "model", model)
+        dev = module_device(module) if isinstance(module, torch.nn.Module) else torch.device(rt.device if rt else "cpu")
+        return device_record(dev, getattr(model, "precision", rt.precision if rt else "fp32"), bool(rt and rt.deterministic))
+    return rt.record() if rt else device_record("cpu")
 
 
 def device_record(device: torch.device | str, precision: str = "fp32", deterministic: bool = False) -> dict[str, Any]:

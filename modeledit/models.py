@@ -185,10 +185,12 @@ def load_model(name: str, weights: Any = None, device: str | torch.device | None
     """
     lm = MODELS.get(name)(name, weights, **kwargs)
     lm.model.eval()
-    if device is not None:
-        from modeledit.device import resolve_device
+    from modeledit.device import current_runtime, resolve_device
 
+    if device is not None:
         lm.to(resolve_device(device))
+    elif current_runtime() is not None:   # inside a command (or modeledit.device.using): its --device and --precision
+        current_runtime().place(lm)
     return lm
 
 
@@ -414,7 +416,7 @@ class ZeroShotClassifier(nn.Module):
 def build_text_head(clip_model: nn.Module, tokenizer: Callable, class_names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
     rows = []
     for cname in class_names:
-        tokens = tokenizer([t.format(cname) for t in templates])
+        tokens = tokenizer([t.format(cname) for t in templates]).to(next(clip_model.parameters()).device)
         emb = clip_model.encode_text(tokens)
         emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         mean = emb.mean(0)

@@ -73,6 +73,11 @@ class MagentaStylizer:
         self.min_size = int(min_size)
         self.batch_size = int(batch_size)
         self._bottlenecks: dict[str, torch.Tensor] = {}
+        if device is None:   # inside a command: its --device (modeledit.device.using)
+            from modeledit.device import current_runtime
+
+            rt = current_runtime()
+            device = rt.device if rt is not None and rt.cuda else None
         if device is not None:
             self.to(device)
 

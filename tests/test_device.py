@@ -202,7 +202,8 @@ def test_every_command_that_runs_a_model_takes_device_and_evaluators_take_precis
     import importlib
     import argparse
 
-    no_model = {"models", "bench-summary", "report"}
+    no_model = {"models", "bench-summary", "report", "samples", "studio"}   # studio: its own server process (not checked here)
+    evaluate = {"predict", "apply", "sensitivity", "bench", "typographic", "snow", "photos", "demo"}
     for name, (module, _) in COMMANDS.items():
         p = argparse.ArgumentParser()
         importlib.import_module(module).add_arguments(p)
@@ -213,7 +214,7 @@ def test_every_command_that_runs_a_model_takes_device_and_evaluators_take_precis
         if name in no_model:
             continue
         assert {"--device", "--deterministic"} <= flags, name
-        if name not in {"layers", "stats", "edit", "counterfactuals"}:
+        if name in evaluate:
             assert "--precision" in flags, name
 
 
@@ -316,3 +317,21 @@ def test_load_model_device_and_loaded_model_to():
     if NO_GPU:
         with pytest.raises(ValueError, match="no CUDA GPU"):
             load_model("world_vgg", device="cuda")
+
+
+def test_a_command_runtime_places_every_model_and_manifests_record_it(tmp_path):
+    from modeledit.device import current_runtime, using
+    from modeledit.eval.results import ResultStore
+
+    with using(Runtime.resolve("cpu", "bf16")):
+        lm = load_model("world_vgg")
+        assert current_runtime().precision == "bf16" and lm.precision == "bf16" and lm.device.type == "cpu"
+        store = ResultStore(tmp_path / "run", config={"seed": 0}, model=lm)
+        store.write({"cell": 1}, [{"x": 1.0}])
+    assert current_runtime() is None and load_model("world_vgg").precision == "fp32"
+    manifest = store.manifest()
+    assert manifest["runtime"]["precision"] == "bf16" and manifest["runtime"]["device"] == "cpu"
+    with pytest.raises(ValueError, match="predicted at --precision bf16, not fp32"):
+        ResultStore(tmp_path / "run", config={"seed": 0}, model=load_model("world_vgg"))
+    again = ResultStore(tmp_path / "run", config={"seed": 0}, model=load_model("world_vgg").to("cpu", precision="bf16"))
+    assert again.n_done() == 1

@@ -880,8 +880,8 @@ def _make_batch_v1(data: Mapping[str, torch.Tensor], cfg: ClipTrainConfig, paint
 def normalize(x_u8: torch.Tensor) -> torch.Tensor:
     from modeledit.models import CLIP_MEAN, CLIP_STD
 
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(CLIP_MEAN, device=x_u8.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x_u8.device).view(1, 3, 1, 1)
     return (x_u8.float() / 255.0 - mean) / std
 
 
@@ -899,7 +899,8 @@ def zero_shot_head(model: nn.Module, class_names: Sequence[str] = CLASSES, templ
 
 @torch.no_grad()
 def zero_shot_predict(model: nn.Module, head: torch.Tensor, x_u8: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    return _image_features(model, x_u8, batch_size).matmul(head.t()).argmax(1)
+    feats = _image_features(model, x_u8, batch_size)
+    return feats.matmul(head.t().to(feats.device)).argmax(1)
 
 
 @torch.no_grad()
@@ -907,7 +908,8 @@ def _image_features(model: nn.Module, x_u8: torch.Tensor, batch_size: int = 256)
     was = model.training
     model.eval()
     try:
-        return torch.cat([model.encode_image(tower_input(model, normalize(x_u8[i:i + batch_size])), normalize=True)
+        dev = next(model.parameters()).device   # features come back on the images' device (the CPU's, usually)
+        return torch.cat([model.encode_image(tower_input(model, normalize(x_u8[i:i + batch_size].to(dev))), normalize=True).to(x_u8.device)
                           for i in range(0, len(x_u8), batch_size)])
     finally:
         model.train(was)
@@ -918,7 +920,7 @@ def _text_features(model: nn.Module, texts: Sequence[str]) -> torch.Tensor:
     was = model.training
     model.eval()
     try:
-        return model.encode_text(tokenizer()(list(texts)), normalize=True)
+        return model.encode_text(tokenizer()(list(texts)).to(next(model.parameters()).device), normalize=True).cpu()
     finally:
         model.train(was)
 
@@ -982,18 +984,18 @@ def contrastive_loss(logits: torch.Tensor, captions: Sequence[str], shared_posit
     """
     n = len(captions)
     if not shared_positives and words is None:   # plain InfoNCE with class-index targets (the shipped v1 recipe, as trained)
-        target = torch.arange(n)
+        target = torch.arange(n, device=logits.device)
         return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.t(), target))
     if shared_positives:
         ids = {c: k for k, c in enumerate(dict.fromkeys(captions))}
-        lab = torch.tensor([ids[c] for c in captions])
+        lab = torch.tensor([ids[c] for c in captions], device=logits.device)
         same = lab[:, None] == lab[None, :]
     else:
-        same = torch.eye(n, dtype=torch.bool)
+        same = torch.eye(n, dtype=torch.bool, device=logits.device)
     if words is not None:
         if len(words) != n:
             raise ValueError(f"got {len(words)} word sets for {n} captions")
-        share = torch.tensor([[bool(a & b) for b in words] for a in words])
+        share = torch.tensor([[bool(a & b) for b in words] for a in words], device=logits.device)
         # a large finite logit, not -inf: a zero target times log(0) would be nan
         logits = logits.masked_fill(share & ~same, -1e4)
     target = same.to(logits.dtype)
@@ -1197,6 +1199,10 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
     model = create_clip(seed=cfg.seed, arch=cfg.arch)
     if init_state is not None:
         model.load_state_dict(init_state)
+    from modeledit.device import current_runtime
+
+    dev = torch.device(current_runtime().device if current_runtime() is not None else "cpu")   # the command's --device
+    model.to(dev)
     opt = make_optimizer(model, cfg)
     step, history, elapsed_before = 0, [], 0.0
     last = int(cfg.stop_at or cfg.steps)
@@ -1225,8 +1231,8 @@ def _train_stage(cfg: ClipTrainConfig, resume: str | os.PathLike | None, progres
         while step < last:
             gen = np.random.default_rng([cfg.seed, 3, step])
             images, caps, _ = make_batch(data, cfg, painter, step)
-            x = tower_input(model, normalize(_shift(images, cfg.shift, gen, cfg.pad_mode)))
-            text = tok(caps)
+            x = tower_input(model, normalize(_shift(images, cfg.shift, gen, cfg.pad_mode)).to(dev, non_blocking=True))
+            text = tok(caps).to(dev)
             set_lr(opt, step, cfg)
             fi, ft, scale = model(x, text)[:3]
             words = [caption_words(c, vocabulary) for c in caps] if vocabulary is not None else None

@@ -78,8 +78,8 @@ def _shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
         return x
     n, _, h, w = x.shape
     padded = nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device)
     return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
 
@@ -91,9 +91,10 @@ def accuracy(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, mean: torch.
     model.eval()
     preds = []
     try:
+        dev = next(model.parameters()).device
         for i in range(0, len(x_u8), batch_size):
-            xb = (x_u8[i:i + batch_size].float() / 255.0 - mean) / std
-            preds.append(model(xb).argmax(1))
+            xb = (x_u8[i:i + batch_size].to(dev).float() / 255.0 - mean.to(dev)) / std.to(dev)
+            preds.append(model(xb).argmax(1).cpu())
     finally:
         model.train(was)
     p = torch.cat(preds)
@@ -128,7 +129,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str =
 
         init = load_model(cfg.init_from)
         model.load_state_dict(init.model.state_dict())
-        mean, std = torch.tensor(init.mean).view(1, 3, 1, 1), torch.tensor(init.std).view(1, 3, 1, 1)
+        mean, std = torch.tensor(init.mean, device=x_tr.device).view(1, 3, 1, 1), torch.tensor(init.std, device=x_tr.device).view(1, 3, 1, 1)
+    from modeledit.device import current_runtime
+
+    dev = torch.device(current_runtime().device if current_runtime() is not None else "cpu")   # the command's --device
+    model.to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * ((cfg.n_train + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.25)
@@ -153,8 +158,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str =
         bar = tqdm(range(0, cfg.n_train, cfg.batch_size), desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}", disable=not progress, mininterval=5)
         for i in bar:
             idx = order[i:i + cfg.batch_size]
-            xb = (_shift(x_tr[idx].float() / 255.0, cfg.shift, gen) - mean) / std
-            loss = nn.functional.cross_entropy(model(xb), y_tr[idx])
+            xb = ((_shift(x_tr[idx].float() / 255.0, cfg.shift, gen) - mean) / std).to(dev, non_blocking=True)
+            loss = nn.functional.cross_entropy(model(xb), y_tr[idx].to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -170,6 +175,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike | None = None, command: str =
                             "torch_rng": torch.get_rng_state(), "mean": mean, "std": std, "history": history}, str(tmp))
     model.eval()
     acc, _ = accuracy(model, x_te, y_te, mean, std)
+    model.cpu()   # the checkpoint holds CPU tensors, whatever device trained it
     result = {
         "name": cfg.name, "clean_test_accuracy": round(acc, 4), "n_test": cfg.n_test, "world_version": cfg.world.version,
         "world_config": json.loads(cfg.world.to_json()), "train_config": json.loads(cfg.to_json()),

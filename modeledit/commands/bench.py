@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
     p.add_argument("--workers", type=positive_int, default=2, help="parallel workers (ray executor)")
     p.add_argument("--out", required=True, help="results folder (resumable)")
+    from modeledit.commands.common import add_device_arguments
+
+    add_device_arguments(p)
 
 
 def _max_pairs(text: str) -> int | None:

@@ -116,10 +116,12 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
     kwargs = {}
     if getattr(args, "classes", None):
         kwargs["class_names"] = split_list(args.classes)
-    if not hasattr(args, "device"):
-        return load_model(args.model, weights=args.weights, **kwargs)
-    rt = runtime_from_args(args)
-    return rt.place(load_model(args.model, weights=args.weights, **kwargs))
+    lm = load_model(args.model, weights=args.weights, **kwargs)
+    from modeledit.device import current_runtime
+
+    if hasattr(args, "device") and current_runtime() is None:   # called outside the command line's command_runtime
+        runtime_from_args(args).place(lm)
+    return lm
 
 
 def add_device_arguments(p: argparse.ArgumentParser, precision: bool = True, data: bool = False) -> None:
@@ -151,6 +153,18 @@ def runtime_from_args(args: argparse.Namespace) -> Any:
                          getattr(args, "loader_workers", 0) or 0, getattr(args, "batch_size", None))
     rt.begin(seed=int(getattr(args, "seed", 0) or 0))
     return rt
+
+
+def command_runtime(args: argparse.Namespace) -> Any:
+    """The context a command runs in: its ``--device``/``--precision`` for every model it loads
+    (:func:`modeledit.device.using`); nothing for a command without those flags."""
+    import contextlib
+
+    from modeledit.device import using
+
+    if not hasattr(args, "device"):
+        return contextlib.nullcontext()
+    return using(runtime_from_args(args))
 
 
 

@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blend", type=fraction, default=0.8, help="stylized/original blend inside the mask (paper: 0.8)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images instead of stopping")
     p.add_argument("--out", required=True, help="output dataset folder (an interrupted run there is resumed)")
+    from modeledit.commands.common import add_device_arguments
+
+    add_device_arguments(p, precision=False)
 
 
 def run(args: argparse.Namespace) -> int:

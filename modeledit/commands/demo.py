@@ -9,6 +9,9 @@ from modeledit.commands.common import add_list, check_out
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="report", help="report folder (index.html, results.json, one folder per section)")
+    from modeledit.commands.common import add_device_arguments
+
+    add_device_arguments(p)
     p.add_argument("--quick", action="store_true", help="a small version (about two minutes); the numbers are noisy")
     add_list(p, "--sections", default="sensitivity,bench,typographic,photos", what="section", help="subset of the sections to run")
 

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(methods=None, sites=None, max_clean_drop=None)   # the study's own defaults (PhotosConfig)
     p.add_argument("--quick", action="store_true", help="a tiny configuration (five photos, one style; noisy) for a first look")
     p.add_argument("--out", required=True, help="results folder (resumable)")
+    from modeledit.commands.common import add_device_arguments
+
+    add_device_arguments(p)
 
 
 def config_from_args(args: argparse.Namespace):

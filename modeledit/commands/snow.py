@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_method_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed for the exemplar and the world scenes")
     p.add_argument("--out", required=True, help="results folder (resumable)")
+    from modeledit.commands.common import add_device_arguments
+
+    add_device_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:

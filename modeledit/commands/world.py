@@ -53,6 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ctx.add_argument("--texture", default="snow", help="texture swapped into the context region (a world texture name)")
     ctx.add_argument("--style", default=None, help="also restyle the context with this style-bank style through Magenta (e.g. snow)")
     ctx.add_argument("--n-style", type=positive_int, default=20, help="scenes per class and context for --style")
+    from modeledit.commands.common import add_device_arguments
+
+    add_device_arguments(train, precision=False)
+    add_device_arguments(ce)
+    add_device_arguments(ctx)
 
 
 def _info(args: argparse.Namespace) -> int:
