@@ -206,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)} (see `modeledit --help`)")
         module, parser = command_parser(name)
         args = parser.parse_args(rest)
+        from modeledit.commands.applies import check_applicable, rules_of
+
+        check_applicable(parser, args, rules_of(module, args))   # a flag that would be ignored in this mode is an error
         speak = lambda text: cli_spelling(text, parser)  # noqa: E731
         from modeledit.commands.common import command_runtime
 
