@@ -413,3 +413,65 @@ def test_bad_uploads_in_the_browser(server, browser, tmp_path):
         if name == "huge.png":
             shot(d, "bad-upload")
         assert len(get_json(server + "/api/state")["images"]) == n_images      # still serving, nothing added
+
+
+def test_world_scenes_oracle_effect_sensitivity_and_cancel():
+    """The embedded default's path: world scenes, the oracle's mask, a rewrite with world statistics, the
+    effect on restyled held-out scenes, the sensitivity heatmap, a cell's images turned into exemplars,
+    and a cancelled statistics job that leaves the edit as it was."""
+    from starlette.testclient import TestClient
+
+    studio = Studio("world_vgg")
+    with TestClient(create_app(studio)) as c:
+        assert wait_job(c)["status"] == "done"
+        ids = c.post("/api/images/world", json={"split": "test", "n": 2}).json()["added"]
+        assert sorted(studio.images[ids[0]].meta["masks"]) == ["sand", "truck", "wheel", "window"]
+        r = c.post(f"/api/images/{ids[1]}/segment", json={"choice": "oracle (world scenes)", "concept": "sand"})
+        assert r.status_code == 200 and wait_job(c)["status"] == "failed"        # scene 1 holds no sand: one message
+        assert "found no 'sand'" in c.get("/api/job").json()["job"]["error"]
+        c.post(f"/api/images/{ids[1]}/exemplar", json={"on": False})
+        c.post(f"/api/images/{ids[0]}/segment", json={"choice": "oracle (world scenes)", "concept": "sand"})
+        assert wait_job(c)["status"] == "done"
+        assert studio.images[ids[0]].mask.equal(torch_bool(studio.images[ids[0]].meta["masks"]["sand"]))
+        c.post("/api/style", json={"name": "snow"})
+        c.post("/api/execute", json={"site": "-1", "stats": "world:val:64"})
+        job = wait_job(c)
+        assert job["status"] == "done", job
+        edit_info = c.get("/api/state").json()["edit"]
+        assert edit_info["site"] == studio.model_info()["sites"][-1] and edit_info["exemplars"] == ["test 0 (truck)"]
+
+        c.post("/api/effect", json={"set": "world:test:100", "concept": "sand", "segmenter": "oracle (world scenes)"})
+        assert wait_job(c)["status"] == "done"
+        eff = c.get("/api/state").json()["effect"]
+        assert eff["n"] == 100 and eff["concept"] == "sand" and eff["n_counterfactual"] == sum(r["n"] for r in eff["classes"]) > 0
+        assert all(r["corrected"] <= r["errors_before"] for r in eff["classes"])
+
+        c.post("/api/sensitivity", json={"set": "world:test:60", "concepts": "sand,road", "styles": "snow",
+                                         "segmenter": "oracle (world scenes)", "labels": "given"})
+        assert wait_job(c)["status"] == "done"
+        sens = c.get("/api/state").json()["sensitivity"]
+        assert [(x["concept"], x["style"]) for x in sens["cells"]] == [("sand", "snow"), ("road", "snow")]
+        cell = max(sens["cells"], key=lambda x: x["drop"] or 0)
+        row = next(r for r in cell["rows"] if r["n_with_concept"])
+        c.post("/api/cell", json={"concept": cell["concept"], "style": cell["style"], "class_index": row["class_index"]})
+        assert wait_job(c)["status"] == "done"
+        shown = c.get("/api/state").json()["cell"]
+        assert shown["class_name"] == row["class_name"] and shown["items"]
+        n_before = len(studio.images)
+        added = c.post("/api/cell/use").json()["added"]
+        assert len(studio.images) == n_before + len(added) and all(studio.images[i].mask is not None for i in added)
+
+        # statistics over many scenes, cancelled midway: the job ends as cancelled and the edit stays as it was
+        c.post("/api/execute", json={"site": "-2", "stats": "world:train:4000"})
+        t0 = time.monotonic()
+        while c.get("/api/job").json()["job"]["done"] < 20 and time.monotonic() - t0 < 120:
+            time.sleep(0.05)
+        c.post("/api/job/cancel")
+        assert wait_job(c)["status"] == "cancelled"
+        assert c.get("/api/state").json()["edit"] == edit_info
+
+
+def torch_bool(array):
+    import torch
+
+    return torch.from_numpy(np.asarray(array, dtype=bool))

@@ -121,8 +121,10 @@ class Watched(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> Any:
-        if self.job is not None:
-            self.job.step(self.count, len(self.dataset), self.message)
+        if self.job is not None:   # harnesses may read the set more than once: progress counts within each pass
+            n = max(len(self.dataset), 1)
+            rounds = f" (pass {self.count // n + 1})" if self.count >= n else ""
+            self.job.step(self.count % n, n, self.message + rounds)
         self.count += 1
         item = self.dataset[i]
         return item[0] if self.images_only else item
