@@ -75,7 +75,10 @@ METHODS = Registry("method")
 
 
 def register_method(method: Method) -> None:
+    from modeledit.edit import register_edit_method
+
     METHODS.register(method.name, method, method.description)
+    register_edit_method(method.name, method.description)   # its edits (e.g. a scaled "edit") can be saved and loaded
 
 
 #: the strength grid of the rewrites: the fraction of the closed-form update applied, W + s ΔW
