@@ -77,7 +77,10 @@ class ImageFolder(torch.utils.data.Dataset):
     @property
     def identity(self) -> str:
         """A hash naming exactly these items (preprocessing, classes, and each file's path, size, mtime)."""
-        h = hashlib.sha256(f"ImageFolder:{self.fit}:{self.size}:{self.class_names}".encode())
+        from modeledit.images import READER_VERSION
+
+        # the reader's version too: caches made when a file read differently (16-bit PNGs before version 2) are not reused
+        h = hashlib.sha256(f"ImageFolder:{self.fit}:{self.size}:{self.class_names}:reader{READER_VERSION}".encode())
         for p in self.files:
             s = p.stat()
             h.update(f"{p.relative_to(self.root)}:{s.st_size}:{s.st_mtime_ns}".encode())

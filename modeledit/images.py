@@ -29,6 +29,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from modeledit.atomic import atomic_path
 
+#: bumped whenever reading a file gives other pixels (2: 16-bit, 32-bit and float modes by their real range,
+#: EXIF orientation), so caches keyed by image folders (statistics) are not reused across the change
+READER_VERSION = 2
 #: ``Image.info`` keys :func:`open_image` sets: the file's format (lost when the EXIF orientation is applied)
 #: and the full-scale value of an ``I`` (32-bit integer) image, from its file's header
 FORMAT_KEY = "modeledit.format"
