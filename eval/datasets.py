@@ -208,9 +208,28 @@ def label_record(dataset: torch.utils.data.Dataset) -> dict[str, Any]:
     return rec() if callable(rec) else {"labels": "given"}
 
 
+def collate_items(items: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(images (B,3,H,W), labels (B,), metas) of dataset items (image, label, meta)."""
+    x = torch.stack([it[0] for it in items])
+    return x, torch.tensor([int(it[1]) for it in items], device=x.device), [it[2] for it in items]
+
+
 def iterate_batches(dataset: torch.utils.data.Dataset, indices: Sequence[int], batch_size: int):
-    """Yield (indices, images (B,3,H,W), labels (B,), metas) over ``indices`` of ``dataset``."""
+    """Yield (indices, images (B,3,H,W), labels (B,), metas) over ``indices`` of ``dataset``.
+
+    Inside a command with ``--workers N`` or a CUDA ``--device`` (:func:`modeledit.device.using`) the items load
+    through a DataLoader with N worker processes and, for CUDA, pinned memory; the batches are the same."""
+    from modeledit.device import current_runtime
+
+    rt = current_runtime()
+    if rt is not None and (rt.workers or rt.cuda):
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False,
+                                             collate_fn=collate_items, **rt.loader())
+        start = 0
+        for x, y, metas in loader:
+            yield list(indices[start:start + len(x)]), x, y, metas
+            start += len(x)
+        return
     for start in range(0, len(indices), batch_size):
         chunk = list(indices[start:start + batch_size])
-        items = [dataset[i] for i in chunk]
-        yield chunk, torch.stack([it[0] for it in items]), torch.tensor([int(it[1]) for it in items]), [it[2] for it in items]
+        yield (chunk, *collate_items([dataset[i] for i in chunk]))

@@ -335,3 +335,21 @@ def test_a_command_runtime_places_every_model_and_manifests_record_it(tmp_path):
         ResultStore(tmp_path / "run", config={"seed": 0}, model=load_model("world_vgg"))
     again = ResultStore(tmp_path / "run", config={"seed": 0}, model=load_model("world_vgg").to("cpu", precision="bf16"))
     assert again.n_done() == 1
+
+
+def test_image_folders_load_through_dataloader_workers_with_the_same_batches(tmp_path, photos):
+    import imageio.v3 as iio
+
+    from modeledit.device import using
+    from modeledit.eval.datasets import iterate_batches, load_dataset
+
+    for name, img in photos.items():
+        (tmp_path / "cat").mkdir(exist_ok=True)
+        iio.imwrite(tmp_path / "cat" / f"{name}.png", img)
+    ds = load_dataset(str(tmp_path), size=64)
+    plain = list(iterate_batches(ds, [3, 0, 2, 1], 3))
+    with using(Runtime.resolve("cpu", workers=2)):
+        loaded = list(iterate_batches(ds, [3, 0, 2, 1], 3))
+    assert [b[0] for b in loaded] == [b[0] for b in plain] == [[3, 0, 2], [1]]
+    for a, b in zip(plain, loaded):
+        assert torch.equal(a[1], b[1]) and torch.equal(a[2], b[2]) and a[3] == b[3]
