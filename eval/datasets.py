@@ -94,6 +94,8 @@ def _world(spec: str, class_names: Sequence[str] | None = None, size: int | None
 
     parts = spec.split(":")
     split = parts[1] if len(parts) > 1 and parts[1] else "test"
+    if len(parts) > 3 or (len(parts) > 2 and parts[2] and not (parts[2].isdigit() and int(parts[2]) >= 1)):
+        raise ValueError(f"dataset {spec!r}: write world:SPLIT[:N] with N a positive whole number of images (e.g. world:test:300)")
     n = int(parts[2]) if len(parts) > 2 and parts[2] else None
     return WorldDataset(split=split, n=n)
 

@@ -63,6 +63,31 @@ class LocalExecutor:
         return report
 
 
+def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
+    """A one-line RuntimeError, within ``timeout`` seconds, when the Ray cluster at ``address`` (``ray://HOST:PORT``
+    or ``HOST:PORT``) does not answer on its port; None, ``auto`` and ``local`` are not probed."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address or address in ("auto", "local"):
+        return
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ValueError(f"--address {address!r} is not a Ray address; write ray://HOST:PORT (a Ray client server, port 10001 by "
+                         "default) or HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__).lower()
+        raise RuntimeError(f"the Ray cluster at {address} does not answer ({why}); start it (`ray start --head` on that machine) "
+                           "or drop --address to run a local Ray instance") from None
+
+
 class RayExecutor:
     """Cells as tasks on Ray actors (one runner per actor); a local Ray instance unless ``address`` is given.
 
@@ -89,6 +114,7 @@ class RayExecutor:
             return report
         started = not ray.is_initialized()
         if started:
+            check_ray_address(self.address)
             # a local instance's workers see the driver's import path, so runners defined anywhere load there
             env = None if self.address else {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
             ray.init(address=self.address, num_cpus=None if self.address else max(self.workers, 1), runtime_env=env,

@@ -78,3 +78,84 @@ def _check_dataset_spec(flag: str, spec: str) -> None:
             raise FileNotFoundError(f"{flag} {spec!r}: no such folder; give world:SPLIT[:N] or a folder of images")
     elif kind not in DATASETS:
         raise KeyError(f"{flag} {spec!r}: unknown dataset kind {kind!r}; use world:SPLIT[:N] or a folder path")
+
+
+def check_values(cfg: Any) -> None:
+    """Check a study's numbers before any work: each chosen method's grids (rewrite strengths and PAINT's alphas
+    are fractions in (0, 1], penalty weights non-negative, lr > 0 and steps >= 1) and exemplar counts against
+    the images the dataset holds per class. ``cfg``: a config with ``methods`` and the grid fields (bench,
+    typographic, snow, photos). One-line ValueError naming the flag.
+
+    Example:
+        >>> check_values(BenchConfig(methods=["edit"], strength_grid=[1.5]))
+        Traceback (most recent call last):
+        ValueError: --strength-grid takes fractions in (0, 1] (of the edit's change); got 1.5 ...
+    """
+    from modeledit.eval.methods import METHODS, check_methods
+
+    methods = list(getattr(cfg, "methods", None) or [])
+    check_methods(methods)
+    fields: set[str] = set()
+    for name in methods:
+        m = METHODS.get(name)
+        fields |= {f for f in (m.grid_field, m.scaled[0] if m.scaled else None, m.extra_grid[0] if m.extra_grid else None) if f}
+    rules = {
+        "strength_grid": (lambda v: 0.0 < v <= 1.0, "fractions in (0, 1] (of the edit's change), e.g. 0.25,0.5,1"),
+        "alpha_grid": (lambda v: 0.0 < v <= 1.0, "interpolation coefficients in (0, 1] (1: the fine-tuned model), e.g. 0.25,0.5,1"),
+        "lambda_grid": (lambda v: v >= 0.0, "non-negative penalty weights, e.g. 1,10,100"),
+    }
+    for name, (ok, what) in rules.items():
+        values = getattr(cfg, name, None)
+        if name not in fields or values is None:
+            continue
+        values = list(values)
+        if not values:
+            raise ValueError(f"--{name.replace('_', '-')} is empty; give {what}")
+        bad = [v for v in values if not (isinstance(v, (int, float)) and ok(float(v)))]
+        if bad:
+            raise ValueError(f"--{name.replace('_', '-')} takes {what}; got {', '.join(str(b) for b in bad)}")
+    for name in ("finetune_grid", "adam_grid"):
+        values = getattr(cfg, name, None)
+        if name not in fields or values is None:
+            continue
+        bad = [g for g in values if len(g) != 2 or not float(g[0]) > 0 or int(g[1]) < 1 or int(g[1]) != float(g[1])]
+        if bad or not list(values):
+            raise ValueError(f"--{name.replace('_', '-')} takes lr:steps pairs with lr > 0 and whole steps >= 1; got {bad or 'nothing'}")
+    counts = getattr(cfg, "n_exemplars", None)
+    dataset = getattr(cfg, "dataset", None)
+    if counts and dataset:
+        most = largest_class(dataset)
+        if most is not None and max(counts) >= most:
+            raise ValueError(f"--n-exemplars {max(counts)} needs a class with more than {max(counts)} images of --dataset "
+                             f"{dataset!r} (exemplars plus images to test on), but its largest class holds {most}; "
+                             f"give --n-exemplars below {most} or a larger --dataset")
+
+
+def largest_class(spec: str) -> int | None:
+    """How many images the largest class of dataset ``spec`` holds, counted without reading an image
+    (world specs: classes are balanced; folders: files per class sub-folder), or None when unknown."""
+    import math
+    import os
+
+    if spec.startswith("world:") or spec == "world":
+        from modeledit.eval.world.data import DEFAULT_SIZES
+        from modeledit.eval.world.scene import CLASSES
+
+        parts = spec.split(":")
+        split = parts[1] if len(parts) > 1 and parts[1] else "test"
+        if split not in DEFAULT_SIZES:
+            return None
+        n = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else DEFAULT_SIZES[split]
+        return math.ceil(n / len(CLASSES))
+    path = spec.split(":", 1)[1] if spec.startswith("folder:") else spec
+    if not os.path.isdir(path):
+        return None
+    from modeledit.image_folder import IMAGE_SUFFIXES
+
+    per_class: dict[str, int] = {}
+    for root, _, files in os.walk(path):
+        rel = os.path.relpath(root, path)
+        cls = "" if rel == "." else rel.split(os.sep)[0]
+        per_class[cls] = per_class.get(cls, 0) + sum(1 for f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+    counts = [c for c in per_class.values() if c]
+    return max(counts) if counts else None

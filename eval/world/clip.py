@@ -1345,16 +1345,17 @@ def train_clip_command(args: Any) -> int:
         raise ValueError("the world CLIP is trained for a number of steps: pass --steps instead of --epochs")
     overrides = list(getattr(args, "overrides", None) or [])
     cfg = dataclasses.replace(PRESETS[recipe], **changes).with_overrides(overrides)
+    from modeledit.eval.world.models import train_out
+
     if overrides and not args.out:
-        raise ValueError("--set changes the recipe: pass --out (the default path is the shipped checkpoint)")
-    out = Path(args.out) if args.out else checkpoint_path()
+        raise ValueError("--set changes the recipe: pass --out (the default path holds the reproduction of the shipped recipe)")
+    out = train_out(args.out, Path(CHECKPOINT_NAME).stem)   # never the shipped checkpoint: the user's cache by default
     command = ("modeledit world train clip" + (f" --recipe {recipe}" if recipe != "parrot" else "")
                + "".join(f" --{k.replace('_', '-')} {v}" for k, v in changes.items())
                + "".join(f" --set {shlex.quote(pair)}" for pair in overrides))
     result = train_clip(cfg, out=out, command=command, resume=getattr(args, "resume", None),
                         stop_on_gate=bool(getattr(args, "stop_on_gate", False)))
-    if out.parent.resolve() == zoo_dir().resolve():
-        update_zoo_index(result, zoo_dir() / "world_models.json")
+    update_zoo_index(result, out.parent / "world_models.json")
     failed = [g for g in result["gates"] if not g["passed"]]
     print(f"{cfg.name}: zero-shot clean test accuracy {result['clean_test_accuracy']:.4f} on {result['n_test']} scenes "
           f"({result['train_seconds']:.0f} s); saved {out}" + (f"; failed gates at steps {[g['step'] for g in failed]}" if failed else ""))

@@ -35,6 +35,30 @@ def shipped_checkpoint_dir() -> Path:
     return Path(__file__).parent / "zoo"
 
 
+def trained_dir() -> Path:
+    """Where ``modeledit world train`` writes and registers checkpoints by default: ``$MODELEDIT_CACHE/world/models``
+    or ``~/.cache/modeledit/world/models`` (never the package's ``zoo/``: the shipped models stay as they ship).
+    Load one with ``load_model("world_vgg", weights=trained_dir() / "world_vgg.pt")``."""
+    root = os.environ.get("MODELEDIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "modeledit")
+    return Path(root) / "world" / "models"
+
+
+def train_out(out: str | os.PathLike | None, name: str) -> Path:
+    """Where ``modeledit world train`` writes the checkpoint ``name``: ``out`` (a file path outside the installed
+    package: a one-line ValueError otherwise), or by default :func:`trained_dir` / ``NAME.pt``.
+
+    Example:
+        >>> train_out(None, "world_vgg").relative_to(trained_dir())
+        PosixPath('world_vgg.pt')
+    """
+    from modeledit.outdir import check_apart
+
+    if out is None:
+        return trained_dir() / f"{name}.pt"
+    check_apart(out, {})
+    return Path(out).expanduser()
+
+
 def load_project_checkpoint(path: str | os.PathLike, name: str | None = None) -> LoadedModel:
     """Load a checkpoint written by :func:`save_project_checkpoint` (the world classifiers use it)."""
     from modeledit.eval.world.nets import build_net
@@ -65,7 +89,7 @@ def save_project_checkpoint(path: str | os.PathLike, model: nn.Module, spec: dic
 
 def _shipped_loader(stem: str) -> Callable[..., LoadedModel]:
     def load(name: str, weights: Any) -> LoadedModel:
-        path = Path(weights) if weights is not None else shipped_checkpoint_dir() / f"{stem}.pt"
+        path = Path(weights).expanduser() if weights is not None else shipped_checkpoint_dir() / f"{stem}.pt"
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} is missing; reproduce it with `modeledit world train {stem.removeprefix('world_')}`"

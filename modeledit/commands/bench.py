@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_label_arguments, check_out, add_list, add_method_arguments, add_weights_argument, grid_overrides, nonneg_int, positive_int, split_list
+from modeledit.commands.common import add_force_argument, add_label_arguments, check_out, add_list, add_method_arguments, add_weights_argument, grid_overrides, nonneg_int, positive_int, split_list
 import json
 from pathlib import Path
 
@@ -33,6 +33,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from modeledit.commands.common import add_device_arguments
 
     add_device_arguments(p)
+    add_force_argument(p)
+
+
+def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of modeledit.commands.applies
+    from modeledit.commands.applies import grid_rules
+
+    return {
+        "--address": (lambda a: a.executor == "ray", "--executor ray"),
+        "--workers": (lambda a: a.executor == "ray", "--executor ray"),
+        "--min-confidence": (lambda a: a.labels == "predicted", "--labels predicted"),
+        "--max-pairs": (lambda a: not a.pairs, "pairs selected from --sensitivity (not with --pairs)"),
+        **grid_rules(["edit", "finetune_local", "finetune_global"]),
+    }
 
 
 def _max_pairs(text: str) -> int | None:
@@ -65,14 +78,33 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.bench import budget_curve, display_summary, run_bench, summarize
     from modeledit.eval.plots import plot_budget, plot_methods, plot_vs
 
+    from modeledit.atomic import atomic_path
+    from modeledit.eval.validate import check_values
+    from modeledit.outdir import prepare_out
+
     check_out(args.out)
     cfg = config_from_args(args)
-    result = run_bench(cfg, args.out, executor=args.executor, address=args.address, workers=args.workers)
+    check_values(cfg)
+    folder = prepare_out(args.out, command="bench", force=args.force, inputs={
+        "--dataset": args.dataset, "--clean": args.clean, "--stats-dataset": args.stats_dataset, "--sensitivity": args.sensitivity})
+    if args.executor == "ray":
+        from modeledit.eval.executors import check_ray_address
+
+        check_ray_address(args.address)
+    with folder:
+        result = run_bench(cfg, args.out, executor=args.executor, address=args.address, workers=args.workers)
     table = result.table
     out = Path(args.out)
-    table.to_csv(out / "cells.csv", index=False)
+    if result.failed:   # no summary from part of the cells: the finished ones are kept, the same command resumes
+        print(json.dumps({"failed_cells": result.failed}, indent=1))
+        print(f"{len(result.failed)} cells failed; no summary written (the finished cells are kept in {out / 'cells'}); "
+              "rerun the same command to retry them")
+        return 1
+    with atomic_path(out / "cells.csv") as tmp:
+        table.to_csv(tmp, index=False)
     summary = summarize(table, cfg.protocol.max_clean_drop)
-    summary.to_csv(out / "summary.csv", index=False)
+    with atomic_path(out / "summary.csv") as tmp:
+        summary.to_csv(tmp, index=False)
     figs = out / "figures"
     plot_methods(summary, figs / "methods.png")
     plot_budget(budget_curve(table), figs / "budget.png")
@@ -84,7 +116,4 @@ def run(args: argparse.Namespace) -> int:
     cols = ["concept", "style", "n_exemplars", "method", "target_class", "test_target_corrected", "test_other_corrected",
             "heldout_other_corrected", "clean_drop", "site_name", "setting"]
     print(display_summary(summary, cols))
-    if result.failed:
-        print(json.dumps({"failed_cells": result.failed}, indent=1))
-        return 1
     return 0

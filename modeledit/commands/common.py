@@ -229,6 +229,13 @@ def grid_overrides(args: argparse.Namespace, config: type | None = None) -> dict
     return out
 
 
+def add_force_argument(p: argparse.ArgumentParser) -> None:
+    """``--force`` for commands that write a folder (see :mod:`modeledit.outdir`)."""
+    p.add_argument("--force", action="store_true",
+                   help="start over in --out: an earlier modeledit output there (another command's, or other settings) is moved "
+                        "aside and removed once the new run has finished; a folder modeledit did not write is never replaced")
+
+
 def check_out(path: str | None, flag: str = "--out", folder: bool = True) -> None:
     """Refuse, before any work, an output place that cannot be written: a folder (``folder=True``) or
     a file prefix whose folder is ``path``'s parent. Nothing is created here."""

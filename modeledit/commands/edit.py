@@ -31,7 +31,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_arguments(p, precision=False, data=True)
 
 
+#: flags that apply only in some modes (modeledit.commands.applies)
+APPLIES = {
+    "--lr": (lambda a: a.solver == "adam", "--solver adam (the closed form has no learning rate)"),
+    "--steps": (lambda a: a.solver == "adam", "--solver adam (the closed form has no steps)"),
+    "--resize-masks": (lambda a: bool(a.mask), "--mask"),
+}
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
     from torch.utils.data import DataLoader
 
     from modeledit.exemplars import Exemplars
@@ -40,9 +49,14 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.image_folder import ImageFolder
     from modeledit.stats import second_moment
 
+    from modeledit.memory import check_forward_memory, check_input_size
+    from modeledit.outdir import check_apart
+
     check_out(args.out, folder=False)
     if args.stats and args.images:
         raise ValueError("give statistics once: --stats FILE or --images DIR, not both")
+    if args.out:
+        check_apart(args.out, {"--original": args.original, "--transformed": args.transformed, "--mask": args.mask})
     rt = runtime_from_args(args)
     lm = load_from_args(args)
     site = get_site(lm.model, args.layer)
@@ -51,7 +65,13 @@ def run(args: argparse.Namespace) -> int:
         cfg.lr = args.lr
     if args.steps is not None:
         cfg.steps = args.steps
+    check_input_size(lm, args.size)
+    check_forward_memory(lm, args.size, max(len(args.original), 32 if args.images else 1))
     ex = Exemplars.from_images(lm, args.original, args.transformed, args.mask, size=args.size, resize_masks=args.resize_masks)
+    for i, (a, b) in enumerate(zip(ex.x, ex.x_prime)):
+        if torch.equal(a, b):
+            raise ValueError(f"--transformed {args.transformed[i]!r} is the same picture as --original {args.original[i]!r}: the edit "
+                             "would change nothing; give the restyled copy of the original as --transformed")
     stats = None
     if args.stats:
         from modeledit.stats import SecondMoment

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import (add_list, add_method_arguments, add_weights_argument, check_out, fraction, grid_overrides,
+from modeledit.commands.common import (add_force_argument, add_list, add_method_arguments, add_weights_argument, check_out, fraction, grid_overrides,
                                        nonneg_int, positive_int, split_list)
 
 
@@ -23,6 +23,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from modeledit.commands.common import add_device_arguments
 
     add_device_arguments(p)
+    add_force_argument(p)
+
+
+def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of modeledit.commands.applies
+    from modeledit.commands.applies import grid_rules
+
+    def study_methods(a: argparse.Namespace) -> list[str]:
+        from modeledit.eval.photos import PhotosConfig
+
+        return list((PhotosConfig.quick() if a.quick else PhotosConfig()).methods)
+
+    return grid_rules(study_methods)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -42,9 +54,14 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.photos import run_photos
     from modeledit.eval.report import display_table
 
+    from modeledit.eval.validate import check_values
+    from modeledit.outdir import prepare_out
+
     check_out(args.out)
     cfg = config_from_args(args)
-    _, _, methods = run_photos(cfg, args.out)
+    check_values(cfg)
+    with prepare_out(args.out, command="photos", force=args.force):
+        _, _, methods = run_photos(cfg, args.out)
     print(display_table(methods, ["n_exemplars", "method", "units_changed", "test_corrected", "heldout_corrected", "locality"]))
     print(f"results: {args.out} (summary.json, methods.csv, summary.csv, cells.csv, views.csv, masks.png, grid.png)")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modeledit.commands.common import add_device_arguments, add_label_arguments, check_out, add_list, add_model_arguments, load_from_args, nonneg_int, positive_int
+from modeledit.commands.common import add_device_arguments, add_force_argument, add_label_arguments, check_out, add_list, add_model_arguments, load_from_args, nonneg_int, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", required=True, help="results folder (resumable; table.csv, table.json, figures)")
+    add_force_argument(p)
     add_device_arguments(p, data=True)
 
 
@@ -28,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.plots import plot_class_rules, plot_concept_classes, plot_concept_style_heatmap
     from modeledit.eval.sensitivity import SensitivityConfig, concept_sensitivity
 
+    from modeledit.outdir import prepare_out
+
     check_out(args.out)
+    folder = prepare_out(args.out, command="sensitivity", inputs={"--dataset": args.dataset}, force=args.force)
     lm = load_from_args(args)
     cfg = SensitivityConfig(
         concepts=args.concepts, styles=args.styles,
@@ -37,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         labels=args.labels, min_confidence=args.min_confidence, dataset=args.dataset,
     )
     ds = load_dataset(args.dataset, class_names=lm.class_names, size=lm.input_size)
-    table = concept_sensitivity(lm, ds, cfg, out_dir=args.out)
+    with folder:
+        table = concept_sensitivity(lm, ds, cfg, out_dir=args.out)
     out = Path(args.out)
     table.to_csv(out / "table.csv", index=False)
     table.to_json(out / "table.json", orient="records", indent=1)

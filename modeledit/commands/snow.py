@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import check_out, add_method_arguments, add_weights_argument, grid_overrides, positive_int, split_list
+from modeledit.commands.common import add_force_argument, check_out, add_method_arguments, add_weights_argument, grid_overrides, positive_int, split_list
 from pathlib import Path
 
 
@@ -27,19 +27,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from modeledit.commands.common import add_device_arguments
 
     add_device_arguments(p)
+    add_force_argument(p)
+
+
+def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of modeledit.commands.applies
+    from modeledit.commands.applies import grid_rules
+
+    photos = (lambda a: a.mode == "photos", "--mode photos (world mode makes its own exemplar from a world scene)")
+    world = (lambda a: a.mode == "world", "--mode world (photos mode evaluates the photos under --photos)")
+    return {"--photos": photos, "--exemplar": photos, "--exemplar-mask": photos, "--n-val": world, "--n-test": world,
+            **grid_rules(["edit", "finetune_local", "finetune_global"])}
 
 
 def run(args: argparse.Namespace) -> int:
     from modeledit.eval.snow import SnowConfig, run_snow
+
+    from modeledit.atomic import atomic_path
+    from modeledit.eval.validate import check_values
+    from modeledit.outdir import prepare_out
 
     check_out(args.out)
     cfg = SnowConfig(model=args.model, weights=args.weights, mode=args.mode, exemplar_class=args.exemplar_class,
                      photos=args.photos, n_val=args.n_val, n_test=args.n_test, exemplar=args.exemplar, exemplar_mask=args.exemplar_mask, clean=args.clean, stats_dataset=args.stats_dataset,
                      style=args.style, stylizer=args.stylizer, methods=split_list(args.methods), sites=split_list(args.sites),
                      max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args))
-    table, summary = run_snow(cfg, args.out)
+    check_values(cfg)
+    folder = prepare_out(args.out, command="snow", force=args.force, inputs={
+        "--photos": args.photos, "--exemplar": args.exemplar, "--exemplar-mask": args.exemplar_mask, "--clean": args.clean,
+        "--stats-dataset": args.stats_dataset})
+    with folder:
+        table, summary = run_snow(cfg, args.out)
     out = Path(args.out)
-    table.to_csv(out / "cells.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
+    for name, frame in (("cells.csv", table), ("summary.csv", summary)):
+        with atomic_path(out / name) as tmp:
+            frame.to_csv(tmp, index=False)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0

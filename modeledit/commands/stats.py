@@ -28,9 +28,18 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.stats import cache_path, second_moment
     from modeledit.provenance import model_hash
 
+    from modeledit.memory import check_forward_memory, check_input_size
+    from modeledit.commands.common import check_out
+    from modeledit.outdir import check_apart
+
+    check_out(args.cache_dir, "--cache-dir")   # the cache is this command's only output: a file or an unwritable place is refused
+    if args.cache_dir:
+        check_apart(args.cache_dir, {"--images": args.images}, "--cache-dir")
     rt = runtime_from_args(args)
     lm = load_from_args(args)
     site = get_site(lm.model, args.layer)
+    check_input_size(lm, args.size)
+    check_forward_memory(lm, args.size or lm.input_size, args.batch_size)
     data = ImageFolder(args.images, size=args.size or lm.input_size)
     ident = data.identity
     path = cache_path(model_hash(lm.model), site, ident, args.cache_dir)

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import check_out, add_list, add_method_arguments, fraction, grid_overrides, split_list
+from modeledit.commands.common import add_force_argument, check_out, add_list, add_method_arguments, add_weights_argument, fraction, grid_overrides, split_list
 from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default="world_vgg_text", help="e.g. world_vgg_text, or clip:RN50 with --weights and --classes")
-    p.add_argument("--weights", default=None, help="a checkpoint: e.g. a local open_clip RN50 file, or for clip:world-RN one written by "
-                   "`modeledit world train clip` (default: the model's offline default, for clip:world-RN the shipped one)")
+    add_weights_argument(p, extra="e.g. a local open_clip RN50 file, or for clip:world-RN one written by `modeledit world train clip`")
     p.add_argument("--classes", default=None, help="comma-separated class names (CLIP zero-shot head)")
     p.add_argument("--dataset", default="world:test:900", help="labelled images (world:SPLIT[:N] or an ImageFolder tree)")
     p.add_argument("--clean", default="world:val:600", help="images for clean accuracy")
@@ -29,10 +28,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from modeledit.commands.common import add_device_arguments
 
     add_device_arguments(p)
+    add_force_argument(p)
+
+
+def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of modeledit.commands.applies
+    from modeledit.commands.applies import grid_rules
+
+    return {"--fonts": (lambda a: a.paster != "world_tag", "--paster typed or world_clip (the world's tag has its own font)"),
+            "--size": (lambda a: a.paster == "typed", "--paster typed (the world's pasters size their own text)"),
+            **grid_rules(["edit", "finetune_local", "finetune_global"])}
 
 
 def run(args: argparse.Namespace) -> int:
     from modeledit.eval.typographic import TypographicConfig, run_typographic
+
+    from modeledit.atomic import atomic_path
+    from modeledit.eval.validate import check_values
+    from modeledit.outdir import prepare_out
 
     check_out(args.out)
     cfg = TypographicConfig(
@@ -41,10 +53,15 @@ def run(args: argparse.Namespace) -> int:
         fonts=args.fonts, paster=args.paster, size=args.size, methods=split_list(args.methods), sites=split_list(args.sites),
         max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args),
     )
-    table, summary = run_typographic(cfg, args.out)
+    check_values(cfg)
+    folder = prepare_out(args.out, command="typographic", force=args.force, inputs={
+        "--weights": args.weights, "--dataset": args.dataset, "--clean": args.clean, "--stats-dataset": args.stats_dataset})
+    with folder:
+        table, summary = run_typographic(cfg, args.out)
     out = Path(args.out)
-    table.to_csv(out / "cells.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
+    for name, frame in (("cells.csv", table), ("summary.csv", summary)):
+        with atomic_path(out / name) as tmp:
+            frame.to_csv(tmp, index=False)
     cols = ["method", "pre_attack_acc", "post_attack_acc", "pre_attack_success", "post_attack_success", "pre_clean", "post_clean",
             "post_own_class_acc", "spurious_rule", "site_name", "setting"]
     print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

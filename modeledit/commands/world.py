@@ -2,7 +2,8 @@
 
     modeledit world info [--json]                 version, classes, concepts, co-occurrence, shipped accuracies
     modeledit world render --n 24 --out DIR       sample images with their masks (PNG) and records (JSON)
-    modeledit world train vgg|resnet|vgg_text|clip   reproduce a shipped classifier into eval/world/zoo/
+    modeledit world train vgg|resnet|vgg_text|clip   reproduce a shipped classifier into $MODELEDIT_CACHE/world/models/
+                                                  (or --out; never into the package's zoo: the shipped ones stay)
                                                   (clip: the parrot recipe of the shipped one; --recipe v1: the first)
     modeledit world clip-eval --out results/world/clip   zero-shot accuracy and typographic attack of clip:world-RN
     modeledit world context --out results/world_context.json   texture-swap and text-tag measurements
@@ -13,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from modeledit.commands.common import check_out, positive_int
+from modeledit.commands.common import add_force_argument, check_out, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,9 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     render.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split's scenes")
     render.add_argument("--text-tags", action="store_true", help="render with the text-tag world (as world_vgg_text saw it)")
     render.add_argument("--grid", default=None, help="also write a picture grid of images and masks to this PNG path")
+    add_force_argument(render)
     train = sub.add_parser("train", help="reproduce a shipped classifier")
     train.add_argument("arch", help="preset: vgg, resnet, vgg_text, or clip (the world CLIP, clip:world-RN)")
-    train.add_argument("--out", default=None, help="checkpoint path (default: the package's eval/world/zoo/world_ARCH.pt)")
+    train.add_argument("--out", default=None, help="checkpoint path, registered in world_models.json beside it (default: "
+                       "$MODELEDIT_CACHE/world/models/world_ARCH.pt, i.e. ~/.cache/modeledit/...; load it with --weights PATH; "
+                       "the shipped eval/world/zoo/ is never written)")
     train.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epochs")
     train.add_argument("--n-train", type=positive_int, default=None, help="override the preset's number of training scenes")
     train.add_argument("--steps", type=positive_int, default=None, help="clip only: override the last stage's number of steps")
@@ -45,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ce.add_argument("--weights", default=None, help="world CLIP checkpoint (default: the shipped one)")
     ce.add_argument("--n-test", type=positive_int, default=1800, help="number of clean test scenes")
     ce.add_argument("--seed", type=int, default=0, help="seed of the attack words and placements")
+    add_force_argument(ce)
     ctx = sub.add_parser("context", help="measure context reliance (texture swaps) and the text-tag flip rate")
     ctx.add_argument("--out", default="results/world_context.json", help="JSON result path")
     ctx.add_argument("--models", default="world_vgg,world_resnet", help="comma-separated models for the texture swaps")
@@ -58,6 +63,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_arguments(train, precision=False)
     add_device_arguments(ce)
     add_device_arguments(ctx)
+
+
+def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of modeledit.commands.applies
+    if args.world_command != "train":
+        return {}
+    clip = (lambda a: a.arch == "clip", "world train clip (the world CLIP's recipe)")
+    return {"--steps": clip, "--resume": clip, "--recipe": clip, "--stop-on-gate": clip, "--set": clip,
+            "--epochs": (lambda a: a.arch != "clip", "world train vgg, resnet or vgg_text (the world CLIP trains for --steps)")}
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -92,11 +105,18 @@ def _render(args: argparse.Namespace) -> int:
     from modeledit.eval.world.data import WorldDataset
     from modeledit.eval.world.report import picture_grid, write_samples
 
+    from modeledit.outdir import check_apart, prepare_out
+
     check_out(args.out)
     check_out(args.grid, "--grid", folder=False)
+    if args.grid:
+        check_apart(args.grid, {}, "--grid")
+    folder = prepare_out(args.out, command="world render", force=args.force,
+                         config={"n": args.n, "split": args.split, "text_tags": bool(args.text_tags)})
     cfg = WorldConfig(text_tag_rate=1.0, neutral_tag_rate=0.5) if args.text_tags else WorldConfig()
     ds = WorldDataset(args.split, n=args.n, config=cfg)
-    files = write_samples(ds, args.out)
+    with folder:
+        files = write_samples(ds, args.out)
     print(f"wrote {len(files)} scenes (image, masks, record) under {args.out}")
     if args.grid:
         picture_grid(ds, args.grid)
@@ -108,32 +128,36 @@ def _train(args: argparse.Namespace) -> int:
     if args.arch == "clip":
         from modeledit.eval.world.clip import train_clip_command
 
+        check_out(args.out, folder=False)
         return train_clip_command(args)
     import dataclasses
 
+    from modeledit.eval.world.models import train_out
     from modeledit.eval.world.train import PRESETS, train, update_zoo_index
-    from modeledit.eval.world.models import shipped_checkpoint_dir
 
     if args.arch not in PRESETS:
         raise KeyError(f"unknown world classifier preset {args.arch!r}; valid: {sorted(PRESETS)}")
-    check_out(args.out, folder=False)
     cfg = PRESETS[args.arch]
     changes = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train)) if v is not None}
     cfg = dataclasses.replace(cfg, **changes)
-    out = Path(args.out) if args.out else shipped_checkpoint_dir() / f"{cfg.name}.pt"
+    check_out(args.out, folder=False)
+    out = train_out(args.out, cfg.name)
     command = f"modeledit world train {args.arch}" + "".join(f" --{k.replace('_', '-')} {v}" for k, v in changes.items())
     result = train(cfg, out=out, command=command)
-    if out.parent.resolve() == shipped_checkpoint_dir().resolve():
-        update_zoo_index(result, shipped_checkpoint_dir() / "world_models.json")
+    update_zoo_index(result, out.parent / "world_models.json")
     print(f"{cfg.name}: clean test accuracy {result['clean_test_accuracy']:.4f} on {result['n_test']} scenes "
-          f"({result['train_seconds']:.0f} s); saved {out}")
+          f"({result['train_seconds']:.0f} s); saved {out} (registered in {out.parent / 'world_models.json'}; "
+          f"use it with --weights {out}; the shipped {cfg.name} is unchanged)")
     return 0
 
 
 def _context(args: argparse.Namespace) -> int:
     from modeledit.eval.world.report import measure_context
 
+    from modeledit.outdir import check_apart
+
     check_out(args.out, folder=False)
+    check_apart(args.out, {})
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     result = measure_context(models, text_model=args.text_model or None, n_per_cell=args.n, texture=args.texture, out=args.out,
                               style=args.style, n_style=args.n_style)
@@ -146,7 +170,11 @@ def _context(args: argparse.Namespace) -> int:
 def _clip_eval(args: argparse.Namespace) -> int:
     from modeledit.eval.world.clip import evaluate_clip
 
-    r = evaluate_clip(weights=args.weights, n_test=args.n_test, seed=args.seed, out=args.out)
+    from modeledit.outdir import prepare_out
+
+    check_out(args.out)
+    with prepare_out(args.out, command="world clip-eval", inputs={"--weights": args.weights}, force=args.force):
+        r = evaluate_clip(weights=args.weights, n_test=args.n_test, seed=args.seed, out=args.out)
     print(f"clip:world-RN zero-shot clean accuracy {r['clean_accuracy']:.4f} on {r['n_test']} test scenes")
     for cond, a in r["attacks"].items():
         print(f"  {cond:<12} flip to word {a['flip_to_word']:.3f}  blank patch changed {a['blank_changed']:.3f}  (n={a['n']})")
