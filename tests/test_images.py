@@ -224,3 +224,28 @@ def test_unreadable_files_refused_in_one_sentence(tmp_path):
         with pytest.raises(ValueError, match=r"cannot be read .*save it as PNG") as e:
             read_image(tmp_path / name)
         assert "\n" not in str(e.value)
+
+
+def test_every_reader_sees_the_16_bit_picture(rgb, tmp_path, capsys):
+    """The counterfactual generator (its written original and mask) and image folders read a 16-bit PNG as
+    its 8-bit picture (the generator wrote an all-white original before)."""
+    from modeledit.cli import main
+    from modeledit.image_folder import ImageFolder
+
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))[:96, :96]
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "imgs" / "a.png")
+    (tmp_path / "masks" / "a").mkdir(parents=True)
+    mask = np.zeros(grey.shape, np.uint16)
+    mask[24:72, 24:72] = 65535                                    # a 16-bit mask file, too
+    Image.fromarray(mask).save(tmp_path / "masks" / "a" / "object.png")
+    assert main(["counterfactuals", "--images", str(tmp_path / "imgs"), "--concepts", "object", "--styles", "snow",
+                 "--segmenter", "files", "--segmenter-arg", f"root={tmp_path / 'masks'}", "--stylizer", "texture",
+                 "--style-images", "0", "--out", str(tmp_path / "cf")]) == 0
+    capsys.readouterr()
+    original = np.asarray(read_image(tmp_path / "cf" / "originals" / "a.png"))[..., 0].astype(int)
+    assert np.abs(original - grey).max() <= 1
+    written = np.asarray(read_image(next((tmp_path / "cf" / "masks").glob("a__*.png"))))[..., 0]
+    assert np.array_equal(written > 0, mask > 0)
+    x = ImageFolder(tmp_path / "imgs", size=None).load(0)
+    assert torch.allclose(x[0], torch.from_numpy(grey / np.float32(255)), atol=1 / 255)
