@@ -115,6 +115,8 @@ JSON_CASES = [
     ("metrics-value", lambda m: m["metrics"].__setitem__("objective_after", 0.0), None, False, r"does not match the digest it records"),
     ("versions-type", _set("versions", "torch 2"), None, False, r"has 'versions' of type str"),
     ("versions-value", lambda m: m["versions"].__setitem__("torch", "0.1"), None, False, r"does not match the digest it records"),
+    ("weights-type", _set("weights", "random"), None, False, r"has 'weights' of type str"),
+    ("weights-value", _set("weights", {"model": "mobilenet_v2", "weights": "random"}), None, False, r"does not match the digest it records"),
     ("field-unknown", _set("note", "hi"), None, False, r"holds unknown field\(s\) \['note'\]"),
     ("digest-missing", lambda m: m.pop("digest"), None, False, r"\(format 2\) has no valid digest"),
     ("digest-garbled", _set("digest", {"tensors": "x", "record": "y"}), None, False, r"has no valid digest"),
