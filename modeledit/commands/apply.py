@@ -1,4 +1,9 @@
-"""``modeledit apply MODEL EDIT IMAGE...``: top-5 predictions with the edit applied (and without, for reference)."""
+"""``modeledit apply MODEL EDIT IMAGE...``: top-5 predictions with the edit applied (and without, for reference).
+
+The edit file is verified before anything is applied (:meth:`modeledit.edit.Edit.load`: its digests, format,
+fields, method, operations, sites, tensor names and shapes, finiteness, the base weights and the size of the
+change); anything wrong is one line and exit code 2, with the model untouched.
+"""
 from __future__ import annotations
 
 import argparse
