@@ -30,8 +30,7 @@ import torch
 from modeledit.config import JsonConfig
 from modeledit.eval.metrics import error_counts, errors_corrected
 from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair, why_no_change
-from modeledit.eval.methods import (check_methods, grid_cells, method_edit, method_settings, method_strengths,
-                                    plain_finetune_row, scaled_edits)
+from modeledit.eval.methods import check_methods, grid_cells, method_settings
 from modeledit.patching import ALPHA_GRID
 from modeledit.rrr import LAMBDA_GRID
 from modeledit.eval.results import ResultStore
@@ -126,11 +125,13 @@ class BenchRunner:
         self._clean_images: Any = None
         self._masks: dict[str, dict[int, np.ndarray]] = {}
         self._pairs: dict[tuple, PairData] = {}
-        self._stats: dict[str, Any] = {}
         self._segmenter = None
         self._stylizer = None
-        self._suffix: Any = None
         self._units_sent: set[str] = set()
+        from modeledit.eval.cell import CellCache
+
+        self.cache = CellCache(self.lm, self._stats_batches, suffix=config.cache, from_site=config.from_site,
+                               batch_size=config.batch_size)
 
     # -- cached pieces
 
@@ -147,11 +148,7 @@ class BenchRunner:
 
     def suffix(self) -> Any:
         """The evaluator that predicts edited models from cached site inputs (one per worker)."""
-        if self._suffix is None:
-            from modeledit.suffix import SuffixEvaluator
-
-            self._suffix = SuffixEvaluator(self.lm.model, self.lm.normalize, self.cfg.cache)
-        return self._suffix
+        return self.cache.suffix()
 
     def predict_edited(self, x: torch.Tensor, site: Any, images: Any = None) -> np.ndarray:
         """Predictions of the model as it is now (an edit at ``site`` applied): from the site's cached
@@ -208,62 +205,56 @@ class BenchRunner:
         self._pairs[key] = pd_
         return pd_
 
+    def _stats_batches(self) -> tuple[list[torch.Tensor], str]:
+        """Batches of ``stats_dataset`` for the statistics C, and the dataset's content identity (a changed
+        folder never reuses stale statistics)."""
+        from modeledit.eval.datasets import dataset_key, load_dataset
+
+        ds = load_dataset(self.cfg.stats_dataset, class_names=self.lm.class_names, size=self.lm.input_size)
+        bs = self.cfg.batch_size
+        batches = [torch.stack([ds[i][0] for i in range(s, min(s + bs, len(ds)))]) for s in range(0, len(ds), bs)]
+        return batches, dataset_key(self.cfg.stats_dataset, ds)
+
     def statistics(self, site: Any) -> Any:
-        if site.name not in self._stats:
-            from modeledit.eval.datasets import load_dataset
-            from modeledit.stats import second_moment
-
-            ds = load_dataset(self.cfg.stats_dataset, class_names=self.lm.class_names, size=self.lm.input_size)
-            bs = self.cfg.batch_size
-            batches = [torch.stack([ds[i][0] for i in range(s, min(s + bs, len(ds)))]) for s in range(0, len(ds), bs)]
-            from modeledit.eval.datasets import dataset_key
-
-            ident = dataset_key(self.cfg.stats_dataset, ds)  # content identity: a changed folder never reuses stale statistics
-            self._stats[site.name] = second_moment(self.lm.model, site, batches, dataset_id=ident,
-                                                   transform=self.lm.normalize, progress=False)
-        return self._stats[site.name]
+        return self.cache.statistics(site)
 
     # -- one cell
 
-    def make_edit(self, method: str, setting: Mapping[str, Any], site: Any, p: PairData) -> Any:
+    def exemplars(self, p: PairData) -> Any:
+        """The pair's exemplars: originals, restyled with the exemplars' style image, their masks, the target class."""
+        from modeledit.eval.cell import CellExemplars
+
         same = self.cfg.exemplar_style_image
-        return method_edit(
-            self.lm, method, setting, site,
-            torch.stack([p.originals[i] for i in p.exemplars]), torch.stack([p.transformed[same][i] for i in p.exemplars]),
-            torch.stack([torch.as_tensor(p.masks[i], device=p.originals[i].device) for i in p.exemplars]), [p.target_class] * len(p.exemplars),
-            stats=self.statistics,
-        )
+        return CellExemplars(torch.stack([p.originals[i] for i in p.exemplars]), torch.stack([p.transformed[same][i] for i in p.exemplars]),
+                             torch.stack([torch.as_tensor(p.masks[i], device=p.originals[i].device) for i in p.exemplars]), [p.target_class] * len(p.exemplars))
+
+    def make_edit(self, method: str, setting: Mapping[str, Any], site: Any, p: PairData) -> Any:
+        from modeledit.eval.cell import make_change
+
+        return make_change(self.cache, method, setting, [site], self.exemplars(p))
 
     def __call__(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One cell (:func:`~modeledit.eval.cell.run_cell`): the pair's groups measured under each in-cell setting."""
         import time
 
-        from modeledit.layers import get_site
+        from modeledit.eval.cell import run_cell
 
         t0 = time.perf_counter()
         p = self.pair(params["concept"], params["style"], params["candidates"], params["n_exemplars"], params["seed"],
                       params.get("target"))
-        site = get_site(self.lm.model, params["site"])
         cx, cy, cpre = self.clean_set()
         groups, pre, orig_pre = self._unedited(p)
         if self.cfg.from_site and not p.image_sets:
             p.image_sets = {g: self.image_set(x) for g, (x, _) in groups.items()}
         if self.cfg.from_site and self._clean_images is None:
             self._clean_images = self.image_set(cx)
-        base_edit = self.make_edit(params["method"], params["setting"], site, p)
-        made = time.perf_counter() - t0
-        rows = []
         y_clean = cy.numpy()
-        for extra, edit in scaled_edits(self.lm, params["method"], base_edit, method_strengths(self.cfg, params["method"])):
-            t1 = time.perf_counter()
-            with edit.applied(self.lm.model):
-                post = {g: self.predict_edited(x, site, p.image_sets.get(g)) for g, (x, _) in groups.items()}
-                cpost = self.predict_edited(cx, site, self._clean_images)
-            setting = {**params["setting"], **extra}
-            row = dict(params, model=self.cfg.model, candidates=",".join(params["candidates"]), setting=json.dumps(setting),
-                       strength=float(next(iter(extra.values()), 1.0)), site_name=site.name, site_index=site.index,
-                       target_class=self.lm.class_names[p.target_class],
-                       clean_acc_pre=float((cpre == y_clean).mean()), clean_acc_post=float((cpost == y_clean).mean()))
-            row.pop("target", None)
+
+        def measure(sites: Sequence[Any]) -> dict[str, Any]:
+            site = min(sites, key=lambda s: s.index)   # edited predictions from the shallowest site's inputs
+            post = {g: self.predict_edited(x, site, p.image_sets.get(g)) for g, (x, _) in groups.items()}
+            cpost = self.predict_edited(cx, site, self._clean_images)
+            row: dict[str, Any] = dict(clean_acc_pre=float((cpre == y_clean).mean()), clean_acc_post=float((cpost == y_clean).mean()))
             row["clean_drop"] = row["clean_acc_pre"] - row["clean_acc_post"]
             ok_pre, ok_post = cpre == y_clean, cpost == y_clean
             bad, good = np.flatnonzero(ok_pre & ~ok_post), np.flatnonzero(~ok_pre & ok_post)
@@ -276,15 +267,15 @@ class BenchRunner:
                     row[f"{g}_{who}_n_pre"], row[f"{g}_{who}_n_post"] = n_pre, n_post
                     row[f"{g}_{who}_corrected"] = errors_corrected(a, b, c)
             row["val_corrected"] = row["val_all_corrected"]
-            row.update({f"edit_{k}": v for k, v in edit.metrics.items() if isinstance(v, (int, float, str))})
-            row["cell_seconds"] = made + time.perf_counter() - t1
             # per-image outcomes (not table columns): the pair's post-edit predictions, the clean flips both ways
             row["_outcomes"] = {**{g: {"post": [int(v) for v in post[g]]} for g in groups},
                                 "clean_bad": bad.tolist(), "clean_good": good.tolist()}
-            rows.append(row)
-            plain = plain_finetune_row(self.cfg.methods, params["method"], extra, row, params["setting"])
-            if plain is not None:
-                rows.append(plain)
+            return row
+
+        head = {**{k: v for k, v in params.items() if k not in ("method", "site", "sites", "setting", "target")},
+                "model": self.cfg.model, "candidates": ",".join(params["candidates"]),
+                "target_class": self.lm.class_names[p.target_class]}
+        rows = run_cell(self.cache, params, self.exemplars(p), self.cfg, head, measure, plain_methods=self.cfg.methods, started=t0)
         key, rec = self.unit_record(params)
         if key not in self._units_sent:  # each unit's reference images travel once per worker, in a cell
             self._units_sent.add(key)
@@ -449,7 +440,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
 
         data, clean = labelled_datasets(cfg, load_model(cfg.model, weights=cfg.weights))
         manifest["label_source"] = {"dataset": label_record(data), "clean": label_record(clean)}
-    store = ResultStore(out_dir, config=manifest, scale_keys=SCALE_KEYS)
+    store = ResultStore(out_dir, config=manifest, scale_keys=SCALE_KEYS, harness="bench")
     cells = bench_cells(cfg, pairs)
     with store.discarded_if_empty():
         report = ex.run(cells, RunnerFactory(cfg), store)

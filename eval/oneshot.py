@@ -18,15 +18,15 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from modeledit.eval.intervals import flip_change_interval
-from modeledit.eval.methods import PAINT_OF, MethodGrid, grid_cells, method_edit, method_strengths, plain_finetune_row, scaled_edits
+from modeledit.eval.methods import PAINT_OF, MethodGrid, grid_cells
 from modeledit.eval.protocol import choose_setting, why_no_change
 
 
@@ -41,24 +41,29 @@ class Exemplar:
 
 
 class OneShotStudy:
-    """Measures the groups before any edit, then computes one (method, site, setting) cell per call."""
+    """Measures the groups before any edit, then computes one (method, site, setting) cell per call
+    (:func:`~modeledit.eval.cell.run_cell`; this study only says what its groups are and how they are measured)."""
 
     def __init__(self, lm: Any, exemplar: Exemplar, groups: Mapping[str, tuple[torch.Tensor, np.ndarray]],
                  clean: tuple[torch.Tensor, np.ndarray], val_group: str = "val", batch_size: int = 128,
                  stats_images: torch.Tensor | None = None, grid: MethodGrid | None = None, from_site: bool = True) -> None:
+        from modeledit.eval.cell import CellCache
+        from modeledit.suffix import SuffixCacheConfig
+
         if val_group not in groups:
             raise KeyError(f"the validation group {val_group!r} is not among the groups {sorted(groups)}")
         self.lm, self.ex, self.groups, self.clean = lm, exemplar, dict(groups), clean
         self.val_group, self.batch_size = val_group, batch_size
         self.from_site = from_site
-        self._suffix: Any = None
-        self._image_sets: dict[int, Any] = {}
         self.grid = grid or MethodGrid()   # its strength / alpha grids are evaluated inside each cell
         if stats_images is None:
             raise ValueError("pass stats_images: images for the key statistics, disjoint from every evaluation set "
                              "(the clean set included), e.g. the world's train split")
         self.stats_images = stats_images
-        self._stats: dict[str, Any] = {}
+        bs = batch_size
+        # C from the network's input (normalised here), not cached on disk (no dataset identity)
+        self.cache = CellCache(lm, lambda: ([lm.normalize(stats_images[i:i + bs]) for i in range(0, len(stats_images), bs)], None),
+                               stats_normalize=False, suffix=SuffixCacheConfig(batch_size=bs), from_site=from_site, batch_size=bs)
         # a PAINT cell also yields the plain fine-tuning's rows (its alpha = 1) when the cells were made by
         # :func:`study_cells` without separate fine-tuning cells
         self.plain_rows = False
@@ -66,11 +71,11 @@ class OneShotStudy:
         self.pre = _accuracies(self.pre_ok)
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
-        return self.lm.predict_labels(x, self.batch_size)
+        return self.cache.predict(x)
 
-    def correct(self, site: Any = None) -> dict[str, np.ndarray]:
+    def correct(self, sites: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
         """Per group (and ``clean``), whether each image is predicted right under the group's labels: the model
-        as it is now, from the inputs of ``site`` on when given (an edit there applied), else the full forward."""
+        as it is now, from the inputs of ``sites`` on when given (edits there applied), else the full forward."""
         preds: dict[int, np.ndarray] = {}
         out = {}
         for name, (x, y) in {**self.groups, "clean": self.clean}.items():
@@ -78,54 +83,35 @@ class OneShotStudy:
                 out[name] = np.zeros(0, bool)
                 continue
             if id(x) not in preds:   # groups sharing one tensor share its predictions
-                preds[id(x)] = self.predict(x) if site is None or not self.from_site else self._predict_from(x, site)
+                # the study holds its tensors as long as it lives: their ids name them
+                preds[id(x)] = (self.predict(x) if sites is None else
+                                self.cache.predict_at(id(x), x, sites, identity=f"oneshot-{id(x)}"))
             out[name] = preds[id(x)] == np.asarray(y)
         return out
 
-    def _predict_from(self, x: torch.Tensor, site: Any) -> np.ndarray:
-        from modeledit.suffix import SuffixCacheConfig, SuffixEvaluator
-
-        if self._suffix is None:
-            self._suffix = SuffixEvaluator(self.lm.model, self.lm.normalize, SuffixCacheConfig(batch_size=self.batch_size))
-        if id(x) not in self._image_sets:   # the study holds its tensors as long as it lives: their ids name them
-            self._image_sets[id(x)] = self._suffix.image_set(x, identity=f"oneshot-{id(x)}")
-        return self._suffix.predict(self._image_sets[id(x)], site).numpy()
-
     def statistics(self, site: Any) -> Any:
-        from modeledit.stats import second_moment
+        return self.cache.statistics(site)
 
-        if site.name not in self._stats:
-            bs = self.batch_size
-            batches = [self.lm.normalize(self.stats_images[i:i + bs]) for i in range(0, len(self.stats_images), bs)]
-            self._stats[site.name] = second_moment(self.lm.model, site, batches, dataset_id=None, progress=False)
-        return self._stats[site.name]
+    def measure(self, sites: Sequence[Any]) -> dict[str, Any]:
+        """The groups' accuracies with the edit at ``sites`` applied, and the paired flips against before."""
+        post_ok = self.correct(sites)
+        post = _accuracies(post_ok)
+        row: dict[str, Any] = {f"pre_{k}": v for k, v in self.pre.items()}
+        row.update({f"post_{k}": v for k, v in post.items()})
+        for k, ok in post_ok.items():   # paired flips on the same images, for the intervals of the summary
+            row[f"flips_{k}_good"] = int((ok & ~self.pre_ok[k]).sum())
+            row[f"flips_{k}_bad"] = int((~ok & self.pre_ok[k]).sum())
+            row[f"n_{k}"] = len(ok)
+        row["clean_drop"] = self.pre["clean"] - post["clean"]
+        row["val_gain"] = post[self.val_group] - self.pre[self.val_group]
+        return row
 
     def __call__(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        from modeledit.layers import get_site
+        from modeledit.eval.cell import CellExemplars, run_cell
 
-        site = get_site(self.lm.model, params["site"])
-        base = method_edit(self.lm, params["method"], params["setting"], site, self.ex.x[None], self.ex.x_prime[None],
-                           self.ex.mask[None], [self.ex.label], stats=self.statistics)
-        rows = []
-        for extra, edit in scaled_edits(self.lm, params["method"], base, method_strengths(self.grid, params["method"])):
-            with edit.applied(self.lm.model):
-                post_ok = self.correct(site)
-            post = _accuracies(post_ok)
-            row: dict[str, Any] = dict(method=params["method"], site=str(params["site"]), site_name=site.name,
-                                       setting=json.dumps({**params["setting"], **extra}), exemplar_class=self.lm.class_names[self.ex.label])
-            row.update({f"pre_{k}": v for k, v in self.pre.items()})
-            row.update({f"post_{k}": v for k, v in post.items()})
-            for k, ok in post_ok.items():   # paired flips on the same images, for the intervals of the summary
-                row[f"flips_{k}_good"] = int((ok & ~self.pre_ok[k]).sum())
-                row[f"flips_{k}_bad"] = int((~ok & self.pre_ok[k]).sum())
-                row[f"n_{k}"] = len(ok)
-            row["clean_drop"] = self.pre["clean"] - post["clean"]
-            row["val_gain"] = post[self.val_group] - self.pre[self.val_group]
-            rows.append(row)
-            plain = plain_finetune_row(self.grid.methods, params["method"], extra, row, params["setting"]) if self.plain_rows else None
-            if plain is not None:
-                rows.append(plain)
-        return rows
+        ex = CellExemplars(self.ex.x[None], self.ex.x_prime[None], self.ex.mask[None], [self.ex.label])
+        return run_cell(self.cache, params, ex, self.grid, {"exemplar_class": self.lm.class_names[self.ex.label]},
+                        self.measure, plain_methods=self.grid.methods if self.plain_rows else None)
 
 
 def _accuracies(correct: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -181,3 +167,35 @@ def study_cells(store: Any, cfg: MethodGrid) -> tuple[list[dict[str, Any]], bool
     older = any(store.done(c) for c in skipped) or any(
         all(r.get("method") == c["method"] for r in store.read(c)["rows"]) for c in painted)
     return (every, False) if older else (shared, True)
+
+
+@dataclass
+class StudyFactory:
+    """Picklable runner factory of a one-shot study: ``build(config)`` gives (study, example images), once per
+    worker. The example images of a study built in this process are kept in ``images`` (None elsewhere)."""
+
+    build: Callable[[Any], tuple[OneShotStudy, Any]]
+    config: Any
+    plain_rows: bool = False
+    images: Any = field(default=None, repr=False, compare=False)
+
+    def __call__(self) -> OneShotStudy:
+        study, self.images = self.build(self.config)
+        study.plain_rows = self.plain_rows
+        return study
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "images": None}
+
+
+def run_study(store: Any, cfg: MethodGrid, build: Callable[[Any], tuple[OneShotStudy, Any]], executor: str = "local",
+              **executor_kwargs: Any) -> tuple[pd.DataFrame, Any]:
+    """Every cell of a one-shot study not yet in ``store``, through an executor (:func:`~modeledit.eval.cell.run_cells`);
+    returns (the table, the example images when the study was built in this process, else None)."""
+    from modeledit.eval.cell import run_cells
+
+    cells, plain_rows = study_cells(store, cfg)
+    factory = StudyFactory(build, cfg, plain_rows)
+    with store.discarded_if_empty():
+        table, _ = run_cells(store, cells, factory, executor, **executor_kwargs)
+    return table, factory.images

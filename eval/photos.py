@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.methods import MethodGrid, method_edit, method_strengths, scaled_edits
+from modeledit.eval.methods import MethodGrid, method_edit
 from modeledit.eval.metrics import error_counts
 from modeledit.eval.protocol import choose_setting, why_no_change
 from modeledit.eval.results import ResultStore
@@ -256,9 +256,6 @@ class PhotoStudy:
         self.masks, self.mask_score = self._masks(cache_dir, progress)
         self.transformed: dict[str, dict[int, torch.Tensor]] = {}
         self.pre: dict[str, dict[int, np.ndarray]] = {}
-        self._stats: dict[str, Any] = {}
-        self._suffix: Any = None
-        self._sets: dict[tuple[str, int] | str, Any] = {}
         rng = np.random.default_rng(cfg.seed)
         stats = []
         for name, im in photos.items():
@@ -267,6 +264,11 @@ class PhotoStudy:
                                          float(rng.uniform(0.15, 0.85)), size, flip=bool(rng.integers(2))))
         self.stats_images = torch.stack(stats) if stats else torch.zeros(0, 3, size, size)
         self.stats_id = "photos-stats-crops:" + hashlib.sha256(self.stats_images.numpy().tobytes()).hexdigest()[:16]
+        from modeledit.eval.cell import CellCache
+
+        bs = cfg.batch_size
+        self.cache = CellCache(self.lm, lambda: ([self.stats_images[i:i + bs] for i in range(0, len(self.stats_images), bs)], self.stats_id),
+                               batch_size=bs)
 
     # -- masks and restyles
 
@@ -317,25 +319,11 @@ class PhotoStudy:
     # -- statistics, predictions from a site
 
     def statistics(self, site: Any) -> Any:
-        if site.name not in self._stats:
-            from modeledit.stats import second_moment
+        return self.cache.statistics(site)
 
-            bs = self.cfg.batch_size
-            batches = [self.stats_images[i:i + bs] for i in range(0, len(self.stats_images), bs)]
-            self._stats[site.name] = second_moment(self.lm.model, site, batches, dataset_id=self.stats_id,
-                                                   transform=self.lm.normalize, progress=False)
-        return self._stats[site.name]
-
-    def predict_from(self, key: tuple[str, int] | str, site: Any) -> np.ndarray:
+    def predict_from(self, key: tuple[str, int] | str, sites: Sequence[Any]) -> np.ndarray:
         """Predictions of the model as it is now on every view: ``"clean"`` or a (style, style image)."""
-        from modeledit.suffix import SuffixEvaluator
-
-        if self._suffix is None:
-            self._suffix = SuffixEvaluator(self.lm.model, self.lm.normalize)
-        if key not in self._sets:
-            x = self.x if key == "clean" else self.restyled(*key)
-            self._sets[key] = self._suffix.image_set(x)
-        return self._suffix.predict(self._sets[key], site).numpy()
+        return self.cache.predict_at(key, self.x if key == "clean" else self.restyled(*key), sites)
 
     # -- units
 
@@ -360,41 +348,29 @@ class PhotoStudy:
         return np.array([i for i, (p, v) in enumerate(zip(self.photo, self.view)) if p in photos and (v == "full" or not full_only)], dtype=int)
 
     def __call__(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One cell (:func:`~modeledit.eval.cell.run_cell`): the unit's photo groups measured under each in-cell setting."""
         import time
 
-        from modeledit.eval.methods import plain_finetune_row
-        from modeledit.layers import get_site
+        from modeledit.eval.cell import CellExemplars, run_cell
 
         t0 = time.perf_counter()
         cfg, style = self.cfg, params["style"]
         u = self.unit(params["n_exemplars"], params["seed"])
-        site = get_site(self.lm.model, params["site"])
         ex = self.indices(u["exemplars"], full_only=True)
         same = cfg.exemplar_style_image
         xt = self.restyled(style, same)
         for s in cfg.heldout_style_images:
             self.restyled(style, s)
-        base_edit = method_edit(self.lm, params["method"], params["setting"], site, self.x[ex], xt[ex],
-                                torch.as_tensor(self.masks[ex]), [int(self.y[i]) for i in ex], stats=self.statistics)
-        made = time.perf_counter() - t0
         groups = {"val": [(same, self.indices(u["val"]))], "test": [(same, self.indices(u["test"]))],
                   "heldout": [(s, self.indices(u["test"])) for s in cfg.heldout_style_images]}
         clean_idx = self.indices(u["val"] + u["test"])
-        rows = []
-        for extra, edit in scaled_edits(self.lm, params["method"], base_edit, method_strengths(cfg, params["method"])):
-            t1 = time.perf_counter()
-            with edit.applied(self.lm.model):
-                clean_post = self.predict_from("clean", site)
-                post = {s: self.predict_from((style, s), site) for s in [same, *cfg.heldout_style_images]}
-            row: dict[str, Any] = dict(
-                model=cfg.model, style=style, n_exemplars=int(params["n_exemplars"]), seed=int(params["seed"]),
-                method=params["method"], site=str(params["site"]), site_name=site.name, site_index=site.index,
-                setting=json.dumps({**params["setting"], **extra}), strength=float(next(iter(extra.values()), 1.0)),
-                exemplars=",".join(u["exemplars"]), exemplar_labels=",".join(self.lm.class_names[int(self.y[i])] for i in ex),
-                val_photos=",".join(u["val"]), test_photos=",".join(u["test"]))
+
+        def measure(sites: Sequence[Any]) -> dict[str, Any]:
+            clean_post = self.predict_from("clean", sites)
+            post = {s: self.predict_from((style, s), sites) for s in [same, *cfg.heldout_style_images]}
             changed = clean_post[clean_idx] != self.y[clean_idx]
-            row.update(clean_n=int(len(clean_idx)), clean_changed=int(changed.sum()),
-                       locality=float(changed.mean()) if len(clean_idx) else float("nan"))
+            row: dict[str, Any] = dict(clean_n=int(len(clean_idx)), clean_changed=int(changed.sum()),
+                                       locality=float(changed.mean()) if len(clean_idx) else float("nan"))
             outcomes: dict[str, Any] = {"clean_changed": clean_idx[changed].tolist()}
             for g, parts in groups.items():
                 n_pre = n_post = 0
@@ -406,20 +382,31 @@ class PhotoStudy:
                 row[f"{g}_n"] = int(sum(len(idx) for _, idx in parts))
                 row[f"{g}_n_pre"], row[f"{g}_n_post"] = int(n_pre), int(n_post)
                 row[f"{g}_corrected"] = (n_pre - n_post) / n_pre if n_pre else float("nan")
-            row.update({f"edit_{k}": v for k, v in edit.metrics.items() if isinstance(v, (int, float, str))})
-            row["cell_seconds"] = made + time.perf_counter() - t1
             row["_outcomes"] = outcomes
-            rows.append(row)
-            plain = plain_finetune_row(cfg.methods, params["method"], extra, row, params["setting"])
-            if plain is not None:
-                rows.append(plain)
-        return rows
+            return row
+
+        head = dict(model=cfg.model, style=style, n_exemplars=int(params["n_exemplars"]), seed=int(params["seed"]),
+                    exemplars=",".join(u["exemplars"]), exemplar_labels=",".join(self.lm.class_names[int(self.y[i])] for i in ex),
+                    val_photos=",".join(u["val"]), test_photos=",".join(u["test"]))
+        exemplars = CellExemplars(self.x[ex], xt[ex], torch.as_tensor(self.masks[ex], device=self.x.device), [int(self.y[i]) for i in ex])
+        return run_cell(self.cache, params, exemplars, cfg, head, measure, plain_methods=cfg.methods, started=t0)
 
     def views_table(self) -> pd.DataFrame:
         """One row per view in the study: photo, view, the model's label and its probability, mask share and source."""
         return pd.DataFrame({"photo": self.photo, "view": self.view, "label": [self.lm.class_names[int(v)] for v in self.y],
                              "confidence": self.conf, "mask_share": self.masks.reshape(len(self.masks), -1).mean(1),
                              "mask": ["grabcut" if s >= 1.0 else "ellipse (GrabCut failed)" if s > 0 else "none" for s in self.mask_score]})
+
+
+@dataclass
+class PhotoRunner:
+    """Picklable: builds a :class:`PhotoStudy` once per worker (masks from the run's cache folder)."""
+
+    config: PhotosConfig
+    cache_dir: Path | None = None
+
+    def __call__(self) -> PhotoStudy:
+        return PhotoStudy(self.config, cache_dir=self.cache_dir, progress=False)
 
 
 def photo_cells(cfg: PhotosConfig) -> list[dict[str, Any]]:
@@ -517,9 +504,11 @@ def run_photos(cfg: PhotosConfig, out_dir: str | Path, progress: bool = True,
     manifest = {**asdict(cfg), "label_source": study.labelled.record(),
                 "statistics": {"images": int(len(study.stats_images)), "identity": study.stats_id,
                                "what": "random crops of the same photos, smaller than every evaluation view"}}
-    store = ResultStore(out, config=manifest)
-    with store.discarded_if_empty():
-        table = store.run(photo_cells(cfg), study, progress=progress)
+    store = ResultStore(out, config=manifest, harness="photos")
+    from modeledit.eval.cell import Prebuilt, run_cells
+
+    with store.discarded_if_empty():   # the study built above runs the cells here; a Ray worker builds its own
+        table, _ = run_cells(store, photo_cells(cfg), Prebuilt(PhotoRunner(cfg, out / "cache"), study))
     table.to_csv(out / "cells.csv", index=False)
     summary = summarize_photos(table, cfg.max_clean_drop)
     summary.to_csv(out / "summary.csv", index=False)

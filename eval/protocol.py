@@ -100,16 +100,26 @@ def split_pair(indices: Sequence[int], labels: Sequence[Any], candidates: Sequen
 
 def choose_setting(results: Sequence[Mapping[str, Any]], max_clean_drop: float = 0.0025,
                    score: str = "val_corrected", clean_drop: str = "clean_drop") -> Mapping[str, Any] | None:
-    """The setting with the best validation score among those within the clean-accuracy budget.
+    """The setting with the best validation score among those within the clean-accuracy budget: the one
+    selection rule of every summary (bench, science, photos, the one-exemplar studies).
 
     "No change" is always a candidate: it costs no clean accuracy and scores 0, and it comes first, so
     ties go to it. Returns ``None`` (the method makes no change) when no setting qualifies or when the
-    best one does not score above 0; :func:`why_no_change` says which. Ties between settings keep the first.
+    best one does not score above 0; :func:`why_no_change` says which. Ties between settings go to the
+    smaller clean drop, then the shallower site (``site_index``), then the smaller in-cell strength
+    (``strength``; rows without one count as larger), then the first given.
     """
     ok = [r for r in results if r[clean_drop] <= max_clean_drop + 1e-12 and not np.isnan(r[score])]
     if not ok:
         return None
-    best = max(ok, key=lambda r: r[score])
+
+    def last_if_missing(r: Mapping[str, Any], key: str) -> float:
+        v = r.get(key)
+        return float("inf") if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+    order = sorted(range(len(ok)), key=lambda k: (-ok[k][score], ok[k][clean_drop], last_if_missing(ok[k], "site_index"),
+                                                  last_if_missing(ok[k], "strength"), k))
+    best = ok[order[0]]
     return best if best[score] > NO_CHANGE_SCORE else None
 
 

@@ -1,14 +1,15 @@
 """A results folder that survives crashes: one JSON file per finished cell, written atomically.
 
 A harness (or a sweep) is a set of independent *cells*. Each cell has parameters; its id is a stable
-hash of them. ``ResultStore.run(cells, fn)`` skips cells already written, writes each new result once
-(temp file + rename, so a killed run never leaves a half-written file) and ``table()`` reads every cell
-back as one tidy pandas DataFrame. The folder's ``manifest.json`` records the configuration, seeds and
-package versions.
+hash of them. The executors (:mod:`modeledit.eval.executors`, driven by :func:`modeledit.eval.cell.run_cells`)
+skip cells already written and write each new result once through :meth:`ResultStore.write` (temp file +
+rename, so a killed run never leaves a half-written file); ``table()`` reads every cell back as one tidy
+pandas DataFrame. The folder's ``manifest.json`` records which harness wrote it (``harness``), the
+configuration, seeds and package versions.
 
 Example:
-    >>> store = ResultStore("results/run1", config={"seed": 0})
-    >>> store.run([{"lr": 1e-3}, {"lr": 1e-4}], lambda p: [{"lr": p["lr"], "acc": 0.9}])
+    >>> store = ResultStore("results/run1", config={"seed": 0}, harness="bench")
+    >>> store.write({"lr": 1e-3}, [{"lr": 1e-3, "acc": 0.9}])
     >>> store.table()
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -39,8 +40,9 @@ class ResultStore:
     """One folder of cell results; see the module docstring."""
 
     def __init__(self, root: str | os.PathLike, config: Mapping[str, Any] | None = None,
-                 scale_keys: Sequence[str] = ()) -> None:
-        """``scale_keys``: configuration keys that only choose how many cells a run has (e.g. how many of the
+                 scale_keys: Sequence[str] = (), harness: str | None = None) -> None:
+        """``harness``: the harness writing the folder, recorded in a new manifest (``modeledit report`` reads it).
+        ``scale_keys``: configuration keys that only choose how many cells a run has (e.g. how many of the
         selected pairs), never what a cell computes; cells are keyed by their own parameters, so a folder run
         with one value resumes under another (its manifest records the new value and the earlier ones under
         ``"extended_from"``). Any other difference refuses the folder."""
@@ -69,7 +71,8 @@ class ResultStore:
                         "use a new --out folder or delete it"
                     )
             if old is None:
-                write_json_atomic(manifest, {"config": dict(config), "versions": package_versions()})
+                write_json_atomic(manifest, {**({"harness": harness} if harness else {}), "config": dict(config),
+                                             "versions": package_versions()})
 
     def n_done(self) -> int:
         return sum(1 for _ in self.cells_dir.glob("*.json")) if self.cells_dir.is_dir() else 0
@@ -103,18 +106,6 @@ class ResultStore:
 
     def pending(self, cells: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         return [c for c in cells if not self.done(c)]
-
-    def run(self, cells: Sequence[Mapping[str, Any]], fn: Callable[[Mapping[str, Any]], Sequence[Mapping[str, Any]]],
-            progress: bool = True) -> pd.DataFrame:
-        """Compute the cells not yet written (in order), writing each as soon as it is done."""
-        from modeledit.progress import tqdm
-
-        todo = self.pending(cells)
-        if len(todo) < len(cells):
-            log.info("resuming: %d of %d cells already done", len(cells) - len(todo), len(cells))
-        for params in tqdm(todo, desc=self.root.name, disable=not progress, unit="cell"):
-            self.write(params, fn(params))
-        return self.table()
 
     def cells(self) -> Iterator[dict[str, Any]]:
         """Every finished cell's JSON, in file order."""

@@ -361,7 +361,8 @@ def select(bench: BenchData, budget: float, per_site: bool = False, methods: Seq
     Among all rows (site, setting, strength) whose paired clean drop is at most ``budget``, the one with
     the most validation errors corrected; "no change" (score 0, clean drop 0) is always a candidate and
     wins ties and negatives. Ties between settings go to the smaller clean drop (then the shallower site,
-    the smaller strength). ``row`` = -1 and ``reason`` (no setting qualifies / none beats no change)
+    the smaller strength, the first row): the one rule of :func:`~modeledit.eval.protocol.choose_setting`,
+    which the bench's summary uses too. ``row`` = -1 and ``reason`` (no setting qualifies / none beats no change)
     when no change is made. ``sites``: only rows at these site indices (default: every site is a candidate).
     """
     t = bench.rows if methods is None else bench.rows[bench.rows["method"].isin(list(methods))]
@@ -370,7 +371,7 @@ def select(bench: BenchData, budget: float, per_site: bool = False, methods: Seq
     by = ["unit", "method"] + (["site_index", "site_name"] if per_site else [])
     out = []
     for key, g in t.groupby(by, sort=True):
-        records = g.sort_values(["clean_drop", "site_index", "strength", "row"], kind="stable").to_dict("records")
+        records = g.sort_values("row", kind="stable").to_dict("records")
         for r in records:   # as the bench's summary: no validation error to correct scores as no change
             r["val_corrected"] = 0.0 if pd.isna(r["val_corrected"]) else r["val_corrected"]
         best = choose_setting(records, budget)

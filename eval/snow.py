@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ import torch
 
 from modeledit.eval.datasets import _spec_items, check_disjoint
 from modeledit.eval.methods import MethodGrid
-from modeledit.eval.oneshot import Exemplar, OneShotStudy, study_cells, summarize_oneshot
+from modeledit.eval.oneshot import Exemplar, OneShotStudy, run_study, summarize_oneshot
 from modeledit.eval.results import ResultStore
 
 log = logging.getLogger(__name__)
@@ -148,10 +148,15 @@ def _photos_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Te
 STUDIES = {"world": _world_study, "photos": _photos_study}
 
 
-def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every (method, site, setting) cell not yet in ``out_dir``; returns (cells, summary)."""
+def build_study(cfg: SnowConfig) -> tuple[OneShotStudy, list[torch.Tensor]]:
+    """The study of ``cfg``'s mode on its model (+ example images)."""
     from modeledit.models import load_model
 
+    return STUDIES[cfg.mode](cfg, load_model(cfg.model, weights=cfg.weights))
+
+
+def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every (method, site, setting) cell not yet in ``out_dir``; returns (cells, summary)."""
     from modeledit.eval.validate import check_names
 
     if cfg.mode not in STUDIES:
@@ -167,21 +172,10 @@ def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.Dat
     check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[cfg.style], stylizer=cfg.stylizer, methods=cfg.methods,
                 datasets={"--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     check_disjoint(cfg.stats_dataset, evaluation)
-    store = ResultStore(out_dir, config=asdict(cfg))
-    state: dict[str, Any] = {}
-
-    cells, plain_rows = study_cells(store, cfg)
-
-    def compute(params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        if "study" not in state:
-            state["study"], state["images"] = STUDIES[cfg.mode](cfg, load_model(cfg.model, weights=cfg.weights))
-            state["study"].plain_rows = plain_rows
-        return state["study"](params)
-
-    with store.discarded_if_empty():
-        table = store.run(cells, compute)
-    if "images" in state:
+    store = ResultStore(out_dir, config=asdict(cfg), harness="snow")
+    table, images = run_study(store, cfg, build_study)
+    if images is not None:
         from modeledit.eval.plots import save_examples
 
-        save_examples(state["images"], Path(out_dir) / "examples.png")
+        save_examples(images, Path(out_dir) / "examples.png")
     return table, summarize_oneshot(table, cfg.max_clean_drop)

@@ -25,14 +25,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 
 from modeledit.eval.methods import MethodGrid
-from modeledit.eval.oneshot import Exemplar, OneShotStudy, study_cells, summarize_oneshot
+from modeledit.eval.oneshot import Exemplar, OneShotStudy, run_study, summarize_oneshot
 from modeledit.eval.results import ResultStore
 from modeledit.counterfactuals.text import FONTS, TextSpec, paste_text
 
@@ -183,21 +182,10 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.Dat
         raise KeyError(f"--attack-class {cfg.attack_class!r} is not a class of {cfg.model}; closest: "
                        f"{close_matches(cfg.attack_class, lm.class_names) or '-'}")
     check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
-    store = ResultStore(out_dir, config=asdict(cfg))
-    cells, plain_rows = study_cells(store, cfg)
-    state: dict[str, Any] = {}
-
-    def compute(params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        if "study" not in state:
-            state["study"], state["images"] = build_study(cfg)
-            state["study"].plain_rows = plain_rows
-        return state["study"](params)
-
-    with store.discarded_if_empty():
-        table = store.run(cells, compute)
-    if "images" in state:
+    store = ResultStore(out_dir, config=asdict(cfg), harness="typographic")
+    table, images = run_study(store, cfg, build_study)
+    if images is not None:
         from modeledit.eval.plots import save_examples
 
-        im = state["images"]
-        save_examples([im["blank"], im["attacked"], *list(im["examples"])], Path(out_dir) / "examples.png")
+        save_examples([images["blank"], images["attacked"], *list(images["examples"])], Path(out_dir) / "examples.png")
     return table, summarize_typographic(table, cfg.max_clean_drop)

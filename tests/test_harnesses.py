@@ -173,7 +173,9 @@ def test_oneshot_study_trains_a_fine_tuning_once_when_its_paint_variant_runs(tmp
                  "--out", str(out)]) == 0
     assert len(list((out / "cells").glob("*.json"))) == 1
     cells = pd.read_csv(out / "cells.csv")
-    assert sorted(cells["method"]) == ["finetune_local", "paint_local", "paint_local"] and "strength" not in cells.columns
+    assert sorted(cells["method"]) == ["finetune_local", "paint_local", "paint_local"]
+    # the common columns of every harness cell (eval/cell.py): the plain row is alpha 1 at strength 1
+    assert {"strength", "site_index", "cell_seconds"} <= set(cells.columns) and any(c.startswith("edit_") for c in cells.columns)
     plain = cells[cells.method == "finetune_local"].iloc[0]
     alpha1 = cells[(cells.method == "paint_local") & cells.setting.str.contains('"alpha": 1.0')].iloc[0]
     post = [c for c in cells.columns if c.startswith(("post_", "flips_"))]

@@ -90,8 +90,12 @@ def test_result_store_resumes_and_refuses_other_config(tmp_path):
 
     store = ResultStore(tmp_path / "r", config={"seed": 0})
     cells = [{"x": i} for i in range(4)]
-    store.run(cells[:2], fn, progress=False)
-    table = ResultStore(tmp_path / "r", config={"seed": 0}).run(cells, fn, progress=False)
+    from modeledit.eval.executors import get_executor
+
+    get_executor("local").run(cells[:2], lambda: fn, store)
+    again = ResultStore(tmp_path / "r", config={"seed": 0})
+    get_executor("local").run(cells, lambda: fn, again)
+    table = again.table()
     assert calls == [0, 1, 2, 3]
     assert sorted(table["y"]) == [0, 1, 4, 9]
     assert not list((tmp_path / "r" / "cells").glob(".*tmp"))
@@ -104,7 +108,7 @@ def test_result_store_extends_along_scale_keys_only(tmp_path):
     """A run made with a few pairs resumes with more (the manifest records the growth); any other change of
     configuration is refused, also when a scale key changes with it."""
     store = ResultStore(tmp_path / "r", config={"seed": 0, "max_pairs": 6})
-    store.run([{"x": 0}], lambda p: [{"x": p["x"]}], progress=False)
+    store.write({"x": 0}, [{"x": 0}])
     grown = ResultStore(tmp_path / "r", config={"seed": 0, "max_pairs": None}, scale_keys=("max_pairs",))
     assert grown.manifest()["config"]["max_pairs"] is None
     assert grown.manifest()["extended_from"] == [{"max_pairs": 6}]
