@@ -236,17 +236,21 @@ def get_json(url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server():
-    """``modeledit studio --model mobilenet_v2`` on a free loopback port, as a user starts it."""
+def server(tmp_path_factory):
+    """``modeledit studio --model mobilenet_v2`` on a free loopback port, as a user starts it; stopped (SIGTERM)
+    at the end, its session folder must be gone."""
+    import re
+
     port = free_port()
     exe = Path(sys.executable).with_name("modeledit")
-    proc = subprocess.Popen([str(exe), "studio", "--model", "mobilenet_v2", "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path_factory.mktemp("studio") / "server.log"
+    out = log.open("w")
+    proc = subprocess.Popen([str(exe), "studio", "--model", "mobilenet_v2", "--port", str(port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         t0 = time.monotonic()
         while True:
-            assert proc.poll() is None, proc.stdout.read()
+            assert proc.poll() is None, log.read_text()[-3000:]
             try:
                 if get_json(f"{url}/api/state")["model"]["loaded"]:
                     break
@@ -261,6 +265,11 @@ def server():
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        out.close()
+    text = log.read_text()
+    folder = re.search(r"session folder (\S+)\)", text)
+    assert folder and not Path(folder.group(1)).exists(), text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
 
 
 @pytest.fixture(scope="module")

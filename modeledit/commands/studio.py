@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import positive_int
+from modeledit.commands.common import add_weights_argument, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="world_vgg", help="model to open on: a zoo name (see `modeledit models`)")
-    p.add_argument("--weights", default=None, help="a local checkpoint for --model")
+    add_weights_argument(p, extra="for --model")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only by default; the page has no login)")
     p.add_argument("--port", type=positive_int, default=8765, help="port to listen on")
 
@@ -22,8 +22,32 @@ def run(args: argparse.Namespace) -> int:
         optional_import(module, "studio")
     if args.port > 65535:
         raise ValueError(f"--port must be at most 65535, got {args.port}")
+    check_model_name(args.model)
+    check_port_free(args.host, args.port)
     from modeledit.studio.app import serve
 
     logging.getLogger(__name__).info("open http://%s:%d/ in a browser (Ctrl-C stops the studio)", args.host, args.port)
     serve(host=args.host, port=args.port, model=args.model, weights=args.weights)
     return 0
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a name the zoo does not know before the server starts (a KeyError with the closest names)."""
+    from modeledit.models import available_models
+    from modeledit.registry import close_matches
+
+    names = available_models()
+    if name in names or any(p.endswith(":") and name.startswith(p) and len(name) > len(p) for p in names):
+        return
+    raise KeyError(f"unknown model {name!r}; closest: {close_matches(name, list(names)) or '-'}; see `modeledit models`")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port that is taken (or a host this machine does not have) with one line, before any loading."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, port))
+    except OSError as exc:
+        raise ValueError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port (or --host)") from None
