@@ -3,7 +3,8 @@
 A section is ``kind``, ``title``, ``text`` (a short reading), ``numbers`` (flat dict of key figures),
 ``tables`` (list of ``{title, columns, rows}``), ``figures`` and ``images`` (paths relative to its folder,
 with captions). The demo writes each section as a ``summary.json``; every other harness output is read
-from its own manifest and tables by a registered reader (:data:`READERS`: ``sensitivity`` from
+from its own manifest and tables by the reader of the harness that wrote it (the manifest's ``harness``;
+:data:`READERS`: ``sensitivity`` from
 ``table.csv``, ``bench`` from ``summary.csv`` and ``summary_budget_*.csv``, ``typographic`` and ``snow``
 from ``summary.csv``; each with its ``figures/`` and ``examples.png``). :func:`build_report` collects
 every section under a results folder (the demo's output, one harness's ``--out``, or a tree of them
@@ -299,33 +300,49 @@ def _read_oneshot(kind: str, title: str, text: str) -> Callable[[Path, Mapping[s
     return read
 
 
-def _is(kind: str) -> Callable[[Path, Mapping[str, Any]], bool]:
-    def detect(folder: Path, manifest: Mapping[str, Any]) -> bool:
-        cfg = manifest.get("config", {})
-        if kind == "sensitivity":
-            return (folder / "table.csv").is_file() and "concepts" in cfg
-        if not (folder / "summary.csv").is_file():
-            return False
-        if kind == "bench":
-            return "protocol" in cfg and "pairs" in cfg
-        if kind == "typographic":
-            return "attack_class" in cfg
-        return "exemplar_class" in cfg  # snow
-
-    return detect
-
-
-#: kind -> (does this folder hold that harness's output?, read it into a section)
-READERS: dict[str, tuple[Callable[[Path, Mapping[str, Any]], bool], Callable[[Path, Mapping[str, Any]], dict[str, Any]]]] = {
-    "sensitivity": (_is("sensitivity"), _read_sensitivity),
-    "bench": (_is("bench"), _read_bench),
-    "typographic": (_is("typographic"), _read_oneshot(
+#: harness -> (the table its folder holds once finished, the reader of that folder; None: the folder is
+#: described by its own ``summary.json``, or holds no section of the report)
+READERS: dict[str, tuple[str, Callable[[Path, Mapping[str, Any]], dict[str, Any]] | None]] = {
+    "sensitivity": ("table.csv", _read_sensitivity),
+    "bench": ("summary.csv", _read_bench),
+    "typographic": ("summary.csv", _read_oneshot(
         "typographic", "Typographic attack and its one-exemplar fix",
         "Accuracy under attack, attack success and clean accuracy before and after each method's chosen setting.")),
-    "snow": (_is("snow"), _read_oneshot(
+    "snow": ("summary.csv", _read_oneshot(
         "snow", "Snow adaptation from one synthetic exemplar",
         "Accuracy on snowy vehicles (or photos), clean accuracy, and how often snowy images go to the exemplar's class.")),
+    "photos": ("summary.json", None),
+    "clip-eval": ("eval.json", None),
 }
+
+
+def _legacy_harness(folder: Path, manifest: Mapping[str, Any]) -> str | None:
+    """The harness of a folder written before manifests named it, from the layouts those folders have (the
+    committed ones included); None for any other layout. The one place that reads config keys to tell."""
+    cfg = manifest.get("config", {})
+    if "concepts" in cfg and "styles" in cfg:
+        return "sensitivity"
+    if "protocol" in cfg and "pairs" in cfg:
+        return "bench"
+    if "attack_class" in cfg:
+        return "typographic"
+    if "exemplar_class" in cfg and "mode" in cfg:
+        return "snow"
+    if "photos" in cfg and "crops" in cfg:
+        return "photos"
+    if "attack_fonts" in cfg and (folder / "eval.json").is_file():
+        return "clip-eval"
+    return None
+
+
+def harness_of(folder: Path, manifest: Mapping[str, Any]) -> str:
+    """Which harness wrote ``folder``: its manifest's ``harness`` (or, for older folders, :func:`_legacy_harness`);
+    ValueError for a folder no known harness wrote (it is never read as another harness's)."""
+    name = manifest.get("harness") or _legacy_harness(folder, manifest)
+    if name not in READERS:
+        raise ValueError(f"{folder}/manifest.json was not written by a harness the report knows ({name or 'no harness named'}; "
+                         f"known: {', '.join(READERS)}); move that folder out of the results tree or rerun its harness")
+    return name
 
 
 def collect_sections(root: Path) -> list[dict[str, Any]]:
@@ -346,12 +363,11 @@ def collect_sections(root: Path) -> list[dict[str, Any]]:
             manifest = json.loads(m.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{m} is not valid JSON ({exc}); is the results folder damaged?") from None
-        for kind, (detect, read) in READERS.items():
-            if detect(folder, manifest):
-                s = read(folder, manifest)
-                s["folder"], s["_dir"] = str(folder.relative_to(root)), folder
-                sections.append(s)
-                break
+        finished, read = READERS[harness_of(folder, manifest)]
+        if read is not None and (folder / finished).is_file():
+            s = read(folder, manifest)
+            s["folder"], s["_dir"] = str(folder.relative_to(root)), folder
+            sections.append(s)
         else:
             log.info("%s: a results folder without finished tables (run the harness to the end); skipped", folder)
     return sections

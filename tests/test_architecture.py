@@ -131,3 +131,113 @@ def test_the_checker_sees_a_planted_violation(tmp_path):
     found = imports(bad, "modeledit.bad")
     assert ("modeledit.eval.bench", True) in found and ("modeledit.styles", False) in found
     assert _cycle({"a", "b"}, {"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# issue 25: one harness cell, one selection rule, CLI choices read from their registries
+
+
+def _tree(rel: str) -> ast.Module:
+    return ast.parse((ROOT / rel).read_text(), rel)
+
+
+def _called(node: ast.AST) -> set[str]:
+    """Names of the functions called anywhere under ``node`` (``f(...)`` and ``x.f(...)``)."""
+    out = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call):
+            f = n.func
+            out.add(f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else "")
+    return out
+
+
+def _function(tree: ast.Module, name: str, cls: str | None = None) -> ast.FunctionDef:
+    scope = tree.body if cls is None else next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls).body
+    return next(n for n in scope if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+#: each harness's cell (file, class): its __call__ must hand the cell to eval/cell.py's run_cell
+HARNESS_CELLS = {"eval/bench.py": "BenchRunner", "eval/photos.py": "PhotoStudy", "eval/oneshot.py": "OneShotStudy"}
+#: what walks a method's in-cell grid (strengths, alphas) and makes the scaled edits: only eval/cell.py calls these
+CELL_KERNEL = {"scaled_edits", "method_strengths"}
+#: each summary (file, function) must choose through eval/protocol.py's choose_setting
+SELECTIONS = {"eval/bench.py": "summarize", "eval/science.py": "select", "eval/photos.py": "summarize_photos",
+              "eval/oneshot.py": "summarize_oneshot"}
+
+
+def test_every_harness_cell_runs_through_the_shared_cell():
+    for rel, cls in HARNESS_CELLS.items():
+        calls = _called(_function(_tree(rel), "__call__", cls))
+        assert "run_cell" in calls, f"{rel}: {cls}.__call__ does not call modeledit.eval.cell.run_cell"
+        assert not calls & (CELL_KERNEL | {"method_edit"}), f"{rel}: {cls}.__call__ makes or scales edits itself"
+
+
+def test_no_module_but_the_cell_walks_an_in_cell_grid():
+    bad = []
+    for f in sorted((ROOT / "eval").rglob("*.py")):
+        rel = str(f.relative_to(ROOT))
+        if rel in ("eval/cell.py", "eval/methods.py"):   # the cell, and the catalogue that defines the grid
+            continue
+        tree = ast.parse(f.read_text(), rel)
+        if _called(tree) & CELL_KERNEL:
+            bad.append(rel)
+        for loop in (n for n in ast.walk(tree) if isinstance(n, (ast.For, ast.comprehension))):
+            names = {n.id for n in ast.walk(loop.iter) if isinstance(n, ast.Name)} | {
+                n.attr for n in ast.walk(loop.iter) if isinstance(n, ast.Attribute)}
+            body = loop if isinstance(loop, ast.For) else None
+            if body is not None and names & {"strength_grid", "alpha_grid", "strengths", "alphas"} and "applied" in _called(body):
+                bad.append(f"{rel}:{loop.lineno}")
+    assert not bad, f"these walk a strength/alpha grid and apply edits outside eval/cell.py: {bad}"
+
+
+def test_every_summary_selects_with_the_one_rule():
+    for rel, fn in SELECTIONS.items():
+        assert "choose_setting" in _called(_function(_tree(rel), fn)), f"{rel}:{fn} does not choose through choose_setting"
+    defined = [str(f.relative_to(ROOT)) for f in (ROOT / "eval").rglob("*.py")
+               if any(isinstance(n, ast.FunctionDef) and n.name in ("choose_setting", "select_setting")
+                      for n in ast.walk(ast.parse(f.read_text())))]
+    assert defined == ["eval/protocol.py"], f"a selection rule is defined outside eval/protocol.py: {defined}"
+
+
+def test_cli_choices_and_help_come_from_the_registries():
+    """--solver, --methods, --segmenter, --stylizer and --executor take their choices and the names in their
+    help from the registries (modeledit/commands/choices.py); a hand-written list of those names fails."""
+    from modeledit.commands.choices import REGISTRIES, RegistryNames
+
+    flags = {"--solver": "solver", "--methods": "method", "--segmenter": "segmenter", "--stylizer": "stylizer", "--executor": "executor"}
+    names = {kind: set(RegistryNames(kind)) for kind in REGISTRIES}
+    bad = []
+    for f in sorted([ROOT / "modeledit" / "cli.py", *(ROOT / "modeledit" / "commands").glob("*.py")]):
+        for call in (n for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.Call)):
+            flag = next((a.value for a in call.args if isinstance(a, ast.Constant) and a.value in flags), None)
+            if flag is None:
+                continue
+            kw = {k.arg: k.value for k in call.keywords}
+            literal = [c.value for c in ast.walk(kw["choices"]) if isinstance(c, ast.Constant)] if "choices" in kw else []
+            help_ = " ".join(c.value for c in ast.walk(kw.get("help", ast.Constant(""))) if isinstance(c, ast.Constant)
+                             and isinstance(c.value, str))
+            listed = {w.strip(" ,;.()") for w in help_.split()} & names[flags[flag]]
+            if literal or len(listed) > 1:
+                bad.append(f"{f.name}:{call.lineno} {flag} lists {sorted(set(literal) | listed)} by hand")
+    assert not bad, bad
+
+
+def test_cli_registry_flags_show_what_is_registered():
+    """A solver registered at run time is in ``modeledit edit --help`` and accepted by --solver."""
+    import contextlib
+    import io
+
+    from modeledit.cli import command_parser
+    from modeledit.editor import SOLVERS, register_solver
+
+    register_solver("test_only_solver", SOLVERS["closed_form"])
+    try:
+        _, parser = command_parser("edit")
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+            parser.parse_args(["--help"])
+        assert "test_only_solver" in " ".join(buf.getvalue().split())
+        action = next(a for a in parser._actions if "--solver" in a.option_strings)
+        assert "test_only_solver" in action.choices and "no_such_solver" not in action.choices
+    finally:
+        SOLVERS.pop("test_only_solver")

@@ -169,3 +169,27 @@ def test_report_from_each_harness_own_output(tmp_path):
             assert (root / s["folder"] / rel).is_file()
     # one harness folder on its own works too
     assert main(["report", str(root / "snow"), "--out", str(tmp_path / "s")]) == 0
+
+
+def test_report_reads_the_harness_its_manifest_names_and_refuses_an_unknown_folder(tmp_path):
+    """The manifest's ``harness`` picks the reader (a snow folder whose config looks like nothing is still snow);
+    a folder no known harness wrote is refused in one line, never read as some harness's output."""
+    import pandas as pd
+
+    snow = tmp_path / "r" / "snow"
+    snow.mkdir(parents=True)
+    (snow / "manifest.json").write_text(json.dumps({"harness": "snow", "config": {"model": "world_vgg"}}))
+    pd.DataFrame([{"method": "edit", "changed": True, "pre_snowy": 0.5, "post_snowy": 0.75, "clean_drop": 0.0,
+                   "site_name": "features.11", "setting": "{}"}]).to_csv(snow / "summary.csv", index=False)
+    build_report(tmp_path / "r")
+    sections = json.loads((tmp_path / "r" / "results.json").read_text())["sections"]
+    assert [s["kind"] for s in sections] == ["snow"]
+    odd = tmp_path / "r" / "odd"
+    odd.mkdir()
+    (odd / "manifest.json").write_text(json.dumps({"config": {"lr": 0.1}}))
+    (odd / "summary.csv").write_text("method\nedit\n")
+    with pytest.raises(ValueError, match=r"odd/manifest.json was not written by a harness the report knows"):
+        build_report(tmp_path / "r")
+    (odd / "manifest.json").write_text(json.dumps({"harness": "nonesuch", "config": {}}))
+    with pytest.raises(ValueError, match="nonesuch"):
+        build_report(tmp_path / "r")

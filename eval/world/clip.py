@@ -1500,6 +1500,7 @@ def evaluate_clip(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, n_test: 
         d.mkdir(parents=True, exist_ok=True)
         write_json_atomic(d / "eval.json", result)
         manifest = {
+            "harness": "clip-eval",
             "command": f"modeledit world clip-eval --n-test {n_test} --seed {seed} --out {out}",
             "config": {"model": name, "weights": result["weights"], "n_test": n_test, "seed": seed, "world": json.loads(world.to_json()),
                        "attack_fonts": ATTACK_FONTS, "held_out_fonts": list(HELD_OUT_FONTS)},

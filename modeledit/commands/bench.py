@@ -24,9 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_list(p, "--seeds", item=nonneg_int, what="seed", default="0", help="seeds (exemplar draws), e.g. 0,1,2")
     add_method_arguments(p)
     add_label_arguments(p)
-    p.add_argument("--segmenter", default="oracle", help="segmenter backend")
-    p.add_argument("--stylizer", default="magenta", help="stylizer backend")
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    from modeledit.commands.choices import add_registry_flag
+
+    add_registry_flag(p, "--segmenter", "segmenter", "segmenter backend", default="oracle")
+    add_registry_flag(p, "--stylizer", "stylizer", "stylizer backend", default="magenta")
+    add_registry_flag(p, "--executor", "executor", "where the cells run", check=True, default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
     p.add_argument("--workers", type=positive_int, default=2, help="parallel workers (ray executor)")
     p.add_argument("--out", required=True, help="results folder (resumable)")

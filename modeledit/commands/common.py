@@ -77,13 +77,14 @@ class ListAction(argparse.Action):
 
 
 def add_list(p: argparse.ArgumentParser, *flags: str, item: Callable[[str], Any] = str, what: str = "name", default: Any = None,
-             **kwargs: Any) -> None:
+             **kwargs: Any) -> argparse.Action:
     """A plural, comma-separated, repeatable flag (see the module docstring)."""
     if default is not None and not isinstance(default, list):
         default = csv_list(item, what)(default)
-    p.add_argument(*flags, type=csv_list(item, what), action=ListAction, default=None, **kwargs)
+    action = p.add_argument(*flags, type=csv_list(item, what), action=ListAction, default=None, **kwargs)
     dest = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
     p.set_defaults(**{dest: default})
+    return action
 
 
 def rank_value(text: str) -> int | str:
@@ -181,9 +182,11 @@ def add_label_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_method_arguments(p: argparse.ArgumentParser, sites: str = "-1") -> None:
     """The comparison's methods, edit sites and clean-accuracy budget (bench, typographic, snow)."""
+    from modeledit.commands.choices import RegistryNames
+
     add_list(p, "--methods", default="edit,finetune_local,finetune_global", what="method",
-             help="comma-separated: edit, edit_adam, edit_full, edit_masked, finetune_local, finetune_global, "
-                  "paint_local, paint_global (weight interpolation), rrr_local, rrr_global (input-gradient penalty in the mask)")
+             help="comma-separated methods of the comparison (any of: "
+                  "%(registry_names)s)").registry_names = RegistryNames("method")
     add_list(p, "--sites", default=sites, what="site",
              help="comma-separated edit sites: site index as `modeledit layers` numbers them (not a module index), or site name")
     p.add_argument("--max-clean-drop", type=fraction, default=0.0025,

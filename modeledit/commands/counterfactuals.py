@@ -9,10 +9,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images, or an ImageFolder tree (subfolders = classes)")
     add_list(p, "--concepts", "--concept", what="concept", required=True, help="concepts to restyle, comma-separated or repeated, e.g. person,road")
     add_list(p, "--styles", "--style", what="style", required=True, help="styles from the bank, comma-separated or repeated, e.g. snow,wooden")
-    p.add_argument("--segmenter", default="mediapipe", help="segmenter backend (default: mediapipe; also torchvision, detectron2, files, grabcut, oracle)")
+    from modeledit.commands.choices import add_registry_flag
+
+    add_registry_flag(p, "--segmenter", "segmenter", "segmenter backend", default="mediapipe")
     p.add_argument("--segmenter-arg", action="append", metavar="KEY=VALUE",
                    help="keyword for the segmenter, e.g. root=masks/ or box=10,10,200,200 (comma-separated numbers are a tuple; repeatable)")
-    p.add_argument("--stylizer", default="magenta", help="stylizer backend (default: magenta; also magenta-onnx, texture, tfhub)")
+    add_registry_flag(p, "--stylizer", "stylizer", "stylizer backend", default="magenta")
     add_list(p, "--style-images", item=nonneg_int, what="image index", help="indices of each style's images to use, comma-separated (default: all)")
     p.add_argument("--max-size", type=nonneg_int, default=512, help="downscale images whose long side exceeds this (0 keeps sizes)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per segmenter/stylizer batch (also the unit kept on Ctrl-C)")

@@ -14,7 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transformed", nargs="+", required=True, help="transformed image(s) x', one per original")
     p.add_argument("--mask", nargs="+", default=None, help="concept mask image(s), non-zero = concept, one per pair")
     p.add_argument("--resize-masks", action="store_true", help="resize masks of another size than their image (refused otherwise)")
-    p.add_argument("--solver", default="closed_form", choices=["closed_form", "adam"])
+    from modeledit.commands.choices import add_registry_flag
+
+    add_registry_flag(p, "--solver", "solver", "how the rewrite is solved", check=True, default="closed_form")
     p.add_argument("--rank", type=rank_value, default=1, help="rank of the update: a positive integer, or 'full' (unrestricted)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--whole-image", dest="mode", action="store_const", const="whole", help="objective on the whole image (default)")

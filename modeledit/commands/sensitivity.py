@@ -13,8 +13,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_list(p, "--concepts", "--concept", what="concept", required=True, help="concept names, comma-separated or repeated, e.g. road,grass")
     add_list(p, "--styles", "--style", what="style", required=True, help="style names from the style bank, comma-separated or repeated, e.g. snow,wooden")
     p.add_argument("--style-image", type=nonneg_int, default=0, help="which one image of each style is used (the others are held out)")
-    p.add_argument("--segmenter", default="oracle", help="segmenter backend (oracle = the world's true masks)")
-    p.add_argument("--stylizer", default="magenta", help="stylizer backend (magenta, magenta-onnx, texture, tfhub)")
+    from modeledit.commands.choices import add_registry_flag
+
+    add_registry_flag(p, "--segmenter", "segmenter", "segmenter backend (oracle = the world's true masks)", default="oracle")
+    add_registry_flag(p, "--stylizer", "stylizer", "stylizer backend", default="magenta")
     add_label_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (also the unit kept on Ctrl-C)")
     p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for the 95%% intervals")

@@ -20,7 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-val", type=positive_int, default=300, help="world mode: snowy vehicle scenes for validation")
     p.add_argument("--n-test", type=positive_int, default=900, help="world mode: snowy vehicle scenes for test")
     p.add_argument("--style", default="snow", help="the exemplar's style from the style bank")
-    p.add_argument("--stylizer", default="texture", help="stylizer backend for the exemplar")
+    from modeledit.commands.choices import add_registry_flag
+
+    add_registry_flag(p, "--stylizer", "stylizer", "stylizer backend for the exemplar", default="texture")
     add_method_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed for the exemplar and the world scenes")
     p.add_argument("--out", required=True, help="results folder (resumable)")
