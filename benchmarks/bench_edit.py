@@ -363,7 +363,7 @@ def main() -> None:
         save()
     vgg = None
     if parts & {"solvers", "adam_speed"}:
-        vgg = load_model("vgg16_bn", weights=None)
+        vgg = load_model("vgg16_bn", weights="random")
         photos64 = augment(load_photos(64))
         recalibrate_bn(vgg, photos64)
     if "adam_speed" in parts:

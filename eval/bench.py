@@ -426,7 +426,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
     for p in pairs:
         if not p["candidates"]:
             raise ValueError(f"pair {p['concept']}/{p['style']} has no affected class to draw the target from; give --sensitivity")
-    check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[p["style"] for p in pairs],
+    lm = check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[p["style"] for p in pairs],
                 concepts=[p["concept"] for p in pairs], segmenter=cfg.segmenter, stylizer=cfg.stylizer, methods=cfg.methods,
                 datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
@@ -440,7 +440,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
 
         data, clean = labelled_datasets(cfg, load_model(cfg.model, weights=cfg.weights))
         manifest["label_source"] = {"dataset": label_record(data), "clean": label_record(clean)}
-    store = ResultStore(out_dir, config=manifest, scale_keys=SCALE_KEYS, harness="bench")
+    store = ResultStore(out_dir, config=manifest, scale_keys=SCALE_KEYS, harness="bench", model=lm)
     cells = bench_cells(cfg, pairs)
     with store.discarded_if_empty():
         report = ex.run(cells, RunnerFactory(cfg), store)

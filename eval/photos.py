@@ -495,7 +495,7 @@ def run_photos(cfg: PhotosConfig, out_dir: str | Path, progress: bool = True,
     from modeledit.eval.validate import check_names
 
     out = Path(out_dir)
-    check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=cfg.styles, concepts=[cfg.concept],
+    lm = check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=cfg.styles, concepts=[cfg.concept],
                 segmenter=cfg.segmenter, stylizer=cfg.stylizer, methods=cfg.methods)
     load_photos(cfg.photos)  # unknown names fail before any work
     study = PhotoStudy(cfg, cache_dir=out / "cache", progress=progress)
@@ -504,7 +504,7 @@ def run_photos(cfg: PhotosConfig, out_dir: str | Path, progress: bool = True,
     manifest = {**asdict(cfg), "label_source": study.labelled.record(),
                 "statistics": {"images": int(len(study.stats_images)), "identity": study.stats_id,
                                "what": "random crops of the same photos, smaller than every evaluation view"}}
-    store = ResultStore(out, config=manifest, harness="photos")
+    store = ResultStore(out, config=manifest, harness="photos", model=lm)
     from modeledit.eval.cell import Prebuilt, run_cells
 
     with store.discarded_if_empty():   # the study built above runs the cells here; a Ray worker builds its own

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import pandas as pd
 
 from modeledit.atomic import write_json_atomic
-from modeledit.provenance import package_versions
+from modeledit.provenance import package_versions, weights_record
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,10 @@ class ResultStore:
     """One folder of cell results; see the module docstring."""
 
     def __init__(self, root: str | os.PathLike, config: Mapping[str, Any] | None = None,
-                 scale_keys: Sequence[str] = (), harness: str | None = None) -> None:
+                 scale_keys: Sequence[str] = (), harness: str | None = None, model: Any = None) -> None:
         """``harness``: the harness writing the folder, recorded in a new manifest (``modeledit report`` reads it).
+        ``model``: the model the cells run on (a LoadedModel); a new manifest records where its weights came from
+        (:func:`modeledit.provenance.weights_record`) and a folder begun on other weights is refused.
         ``scale_keys``: configuration keys that only choose how many cells a run has (e.g. how many of the
         selected pairs), never what a cell computes; cells are keyed by their own parameters, so a folder run
         with one value resumes under another (its manifest records the new value and the earlier ones under
@@ -70,9 +72,17 @@ class ResultStore:
                         f"{self.root} holds results of another configuration (differs in {', '.join(sorted(differ))}); "
                         "use a new --out folder or delete it"
                     )
+            weights = weights_record(model) if model is not None else None
+            if old is not None and weights is not None and isinstance(old.get("weights"), dict) and self.n_done():
+                was = old["weights"]
+                same = (was.get("weights_sha256") == weights["weights_sha256"] if was.get("weights_sha256") and weights["weights_sha256"]
+                        else was.get("weights") == weights["weights"])
+                if not same:
+                    raise ValueError(f"{self.root} holds results of other weights ({was.get('weights')}, not {weights['weights']}); "
+                                     "use a new --out folder or delete it")
             if old is None:
                 write_json_atomic(manifest, {**({"harness": harness} if harness else {}), "config": dict(config),
-                                             "versions": package_versions()})
+                                             **({"weights": weights} if weights is not None else {}), "versions": package_versions()})
 
     def n_done(self) -> int:
         return sum(1 for _ in self.cells_dir.glob("*.json")) if self.cells_dir.is_dir() else 0

@@ -110,7 +110,7 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
         manifest.pop("min_confidence")
     if manifest.get("dataset") is None:   # older runs resume
         manifest.pop("dataset", None)
-    store = ResultStore(out_dir, config=manifest, harness="sensitivity") if out_dir else None
+    store = ResultStore(out_dir, config=manifest, harness="sensitivity", model=lm) if out_dir else None
     rows: list[dict[str, Any]] = []
     with (store.discarded_if_empty() if store is not None else _nothing()):
         _cells(lm, dataset, config, store, masks, labels, clean_pred, stylizer, progress, rows)

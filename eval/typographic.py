@@ -182,7 +182,7 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.Dat
         raise KeyError(f"--attack-class {cfg.attack_class!r} is not a class of {cfg.model}; closest: "
                        f"{close_matches(cfg.attack_class, lm.class_names) or '-'}")
     check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
-    store = ResultStore(out_dir, config=asdict(cfg), harness="typographic")
+    store = ResultStore(out_dir, config=asdict(cfg), harness="typographic", model=lm)
     table, images = run_study(store, cfg, build_study)
     if images is not None:
         from modeledit.eval.plots import save_examples

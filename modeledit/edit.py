@@ -48,7 +48,7 @@ from torch import nn
 
 from modeledit.atomic import atomic_path, write_text_atomic
 from modeledit.models import as_module
-from modeledit.provenance import package_versions, tensor_hash
+from modeledit.provenance import package_versions, tensor_hash, weights_record
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,8 @@ class Edit:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=package_versions)
+    #: where the base model's weights came from (:func:`modeledit.provenance.weights_record`): "random" only if asked for
+    weights: dict[str, str] = field(default_factory=dict)
     _backups: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -230,6 +232,7 @@ class Edit:
     def from_changes(cls, model: nn.Module, method: str, changes: dict[str, ParamChange], **kwargs: Any) -> "Edit":
         """An edit of ``model``'s current parameters (their hashes become the edit's base)."""
         params = _params(as_module(model), list(changes))
+        kwargs.setdefault("weights", weights_record(model))
         return cls(method=method, changes=changes, base_hashes={n: tensor_hash(p) for n, p in params.items()}, **kwargs)
 
     # -- checking and computing
@@ -351,6 +354,7 @@ class Edit:
             "config": self.config,
             "metrics": self.metrics,
             "versions": self.versions,
+            "weights": self.weights,
         }
 
     def save(self, path: str | os.PathLike) -> tuple[Path, Path]:
@@ -415,7 +419,8 @@ class Edit:
         if empty:
             raise ValueError(f"edit tensors {str(st)!r} hold nothing for {empty[0]!r}; the two files belong to different edits")
         edit = cls(method=meta["method"], changes=changes, base_hashes=meta["base_hashes"], sites=meta.get("sites", []),
-                   config=meta.get("config", {}), metrics=meta.get("metrics", {}), versions=meta.get("versions", {}))
+                   config=meta.get("config", {}), metrics=meta.get("metrics", {}), versions=meta.get("versions", {}),
+                   weights=meta.get("weights", {}))
         try:
             edit.validate(record=True)
             if model is not None:

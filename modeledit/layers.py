@@ -226,6 +226,22 @@ def _vgg_sites(model: nn.Module) -> list[dict[str, Any]]:
 register_site_rule("mobilenet_v2", lambda m: _has_blocks(m, {"InvertedResidual"}) and bool(_mobilenet_sites(m)), _mobilenet_sites)
 register_site_rule("resnet", lambda m: _has_blocks(m, {"BasicBlock", "Bottleneck"}), _residual_sites)
 register_site_rule("vit", lambda m: _has_blocks(m, {"ResidualAttentionBlock", "Block"}) and bool(_vit_sites(m)), _vit_sites)
+def _mbconv_sites(model: nn.Module) -> list[dict[str, Any]]:
+    """EfficientNet(-Lite) MBConv blocks (``efficientnet-lite-pytorch``): the 1x1 ``_project_conv`` + ``_bn2`` (+ the
+    skip where the block adds its input), as MobileNetV2's projections."""
+    out = []
+    for name, block in model.named_modules():
+        if _cls(block) != "MBConvBlock" or not isinstance(getattr(block, "_project_conv", None), nn.Conv2d):
+            continue
+        args = block._block_args
+        residual = bool(args.id_skip) and args.stride in (1, [1], (1,), [1, 1], (1, 1)) and args.input_filters == args.output_filters
+        cin, cout = _channels(block._project_conv)
+        out.append(dict(name=name, kind="conv", layer=f"{name}._project_conv", output=name, norm=f"{name}._bn2",
+                        activation="identity", skip=f"input:{name}" if residual else None, key_channels=cin, value_channels=cout))
+    return out
+
+
+register_site_rule("efficientnet", lambda m: _has_blocks(m, {"MBConvBlock"}) and bool(_mbconv_sites(m)), _mbconv_sites)
 register_site_rule("vgg", lambda m: bool(_vgg_sites(m)), _vgg_sites)
 
 

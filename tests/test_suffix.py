@@ -101,7 +101,7 @@ def test_world_models_with_a_closed_form_edit(world, name, index):
 def _bn_recalibrated(arch, size):
     """A torchvision model with random init and BatchNorm statistics re-estimated on real photos."""
     torch.manual_seed(0)
-    lm = load_model(arch, weights=None)
+    lm = load_model(arch, weights="random")
     for mod in lm.model.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.momentum = None
@@ -145,7 +145,7 @@ def test_mobilenet_v2_real_weights_with_a_closed_form_edit(mobilenet, mnet_data,
 def test_timm_vit_with_a_random_lowrank_change():
     pytest.importorskip("timm")
     torch.manual_seed(0)
-    lm = load_model("timm:vit_tiny_patch16_224", weights=None, num_classes=10)
+    lm = load_model("timm:vit_tiny_patch16_224", weights="random", num_classes=10)
     torch.nn.init.normal_(lm.model.head.weight, std=0.5)  # timm starts the head at zero: make logits informative
     site = get_site(lm.model, 6)
     ev = SuffixEvaluator(lm.model, lm.normalize, SuffixCacheConfig(batch_size=4))
@@ -301,7 +301,7 @@ def test_finetune_from_the_site_equals_the_full_network(world, name, index, scop
 def test_finetune_uses_the_full_network_when_a_trained_parameter_is_before_the_cut():
     pytest.importorskip("timm")
     torch.manual_seed(0)
-    lm = load_model("timm:vit_tiny_patch16_224", weights=None, num_classes=4)
+    lm = load_model("timm:vit_tiny_patch16_224", weights="random", num_classes=4)
     site = get_site(lm.model, 10)
     split = split_at_site(lm.model, site)
     assert split.can_train([f"{site.layer}.weight", "head.weight"])

@@ -1377,7 +1377,7 @@ def load_clip_world(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, class_
         >>> lm.class_names[0], type(lm.model.visual).__name__
         ('car', 'ModifiedResNet')
     """
-    from modeledit.models import CLIP_MEAN, CLIP_STD, CLIP_TEMPLATES, LoadedModel, ZeroShotClassifier, build_text_head
+    from modeledit.models import CLIP_MEAN, CLIP_STD, CLIP_TEMPLATES, LoadedModel, ZeroShotClassifier, build_text_head, file_weights
 
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise TypeError(f"clip:{CLIP_ARCH} weights must be None (shipped) or a checkpoint path, got {type(weights).__name__}")
@@ -1393,9 +1393,11 @@ def load_clip_world(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, class_
     tower = tower_size(clip_model)
     model = ZeroShotClassifier(clip_model.visual, head, float(clip_model.logit_scale.detach().exp()),
                                input_size=None if tower == size else tower)
+    ws, sha = file_weights(path)
     return LoadedModel(
         name, model, names, mean=CLIP_MEAN, std=CLIP_STD, input_size=size, resize_size=size,
         source=f"open_clip {record.get('arch', CLIP_ARCH)} trained on the benchmark world ({path.name})", meta={"templates": list(templates), "train": record},
+        weights_source=ws, weights_sha256=sha,
     )
 
 
@@ -1449,7 +1451,7 @@ def evaluate_clip(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, n_test: 
     from modeledit.progress import tqdm
 
     from modeledit.models import load_model
-    from modeledit.provenance import model_hash, package_versions
+    from modeledit.provenance import model_hash, package_versions, weights_record
 
     t0 = time.time()
     lm = load_model(name, weights=weights)
@@ -1505,7 +1507,7 @@ def evaluate_clip(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, n_test: 
             "config": {"model": name, "weights": result["weights"], "n_test": n_test, "seed": seed, "world": json.loads(world.to_json()),
                        "attack_fonts": ATTACK_FONTS, "held_out_fonts": list(HELD_OUT_FONTS)},
             "model_hash": model_hash(lm.model), "train": lm.meta.get("train", {}).get("command"),
-            "versions": package_versions(),
+            "weights": weights_record(lm), "versions": package_versions(),
         }
         write_json_atomic(d / "manifest.json", manifest)
         save_examples([e.clamp(0, 1) for e in examples], d / "examples.png")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from modeledit.atomic import atomic_path
-from modeledit.models import LoadedModel, _load_strict, read_torch_file
+from modeledit.models import LoadedModel, _load_strict, file_weights, read_torch_file
 
 #: the shipped classifiers and what they are
 SHIPPED = {
@@ -73,9 +73,11 @@ def load_project_checkpoint(path: str | os.PathLike, name: str | None = None) ->
     spec = blob["spec"]
     model = build_net(spec["arch"], num_classes=len(blob["class_names"]), **spec.get("kwargs", {}))
     _load_strict(model, blob["state_dict"], str(p))
+    ws, sha = file_weights(p)
     return LoadedModel(
         name or spec.get("name", p.stem), model, list(blob["class_names"]), mean=tuple(spec["mean"]), std=tuple(spec["std"]),
         input_size=int(spec["input_size"]), resize_size=int(spec["input_size"]), source=f"project checkpoint {p.name}",
+        weights_source=ws, weights_sha256=sha,
         meta={k: v for k, v in blob.items() if k not in ("state_dict",)},
     )
 

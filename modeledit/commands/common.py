@@ -106,16 +106,19 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", default=None, help="comma-separated class names (CLIP zero-shot head, or a custom checkpoint)")
 
 
-def add_weights_argument(p: argparse.ArgumentParser) -> None:
+def add_weights_argument(p: argparse.ArgumentParser, extra: str = "") -> None:
+    """The one ``--weights`` flag of every command that loads a model (``extra``: a command's own note)."""
     p.add_argument("--weights", default=None,
-                   help="weights: torchvision enum name (IMAGENET1K_V1), open_clip tag, or a local checkpoint path "
-                        "(default: the model's offline default: shipped weights, or random init where there are none)")
+                   help="the model's weights: omit for its offline weights (mobilenet_v2, efficientnet_lite0, the world models; a "
+                        "model without any, e.g. resnet50 or clip:RN50, is refused); a torchvision enum name (IMAGENET1K_V1) or "
+                        "open_clip tag where the network is open; a local checkpoint path; or 'random' for random init "
+                        "(recorded as such in manifests and edit files)" + (f"; {extra}" if extra else ""))
 
 
 def load_from_args(args: argparse.Namespace) -> LoadedModel:
     """The model of ``args``, on ``--device`` at ``--precision`` where the command has those flags."""
     kwargs = {}
-    if getattr(args, "classes", None):
+    if getattr(args, "classes", None) is not None:   # an empty list is refused by load_model, not ignored
         kwargs["class_names"] = split_list(args.classes)
     lm = load_model(args.model, weights=args.weights, **kwargs)
     from modeledit.device import current_runtime
