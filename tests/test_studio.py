@@ -438,6 +438,16 @@ def test_world_scenes_oracle_effect_sensitivity_and_cancel():
         assert wait_job(c)["status"] == "done"
         assert studio.images[ids[0]].mask.equal(torch_bool(studio.images[ids[0]].meta["masks"]["sand"]))
         c.post("/api/style", json={"name": "snow"})
+        # where to edit: the many-rules module's ranking where it is installed, one message where it is not
+        c.post("/api/recommend", json={"stats": "world:val:64"})
+        job = wait_job(c)
+        if has_site_ranking():
+            assert job["status"] == "done", job
+            rec = c.get("/api/state").json()["recommendation"]
+            assert sorted(r["site"] for r in rec["rows"]) == sorted(studio.model_info()["sites"])
+            assert studio.model_info()["default_site"] == rec["rows"][0]["site"] and rec["n_clean"] == 64
+        else:
+            assert job["status"] == "failed" and "choose the site by hand" in job["error"]
         c.post("/api/execute", json={"site": "-1", "stats": "world:val:64"})
         job = wait_job(c)
         assert job["status"] == "done", job
@@ -479,3 +489,13 @@ def torch_bool(array):
     import torch
 
     return torch.from_numpy(np.asarray(array, dtype=bool))
+
+
+def has_site_ranking() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("modeledit.rules") is None:
+        return False
+    import modeledit.rules as rules
+
+    return callable(getattr(rules, "rank_sites", None))

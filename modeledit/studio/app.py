@@ -236,6 +236,11 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
                      str(b.get("mode", "whole")), str(b.get("stats", "photos")))
 
     @endpoint
+    async def recommend(request: Request) -> dict[str, Any]:
+        b = await body(request)
+        return start("recommend site", studio.recommend_site, str(b.get("stats", "photos")))
+
+    @endpoint
     async def toggle(request: Request) -> dict[str, Any]:
         return {"show_edited": studio.toggle()}
 
@@ -337,6 +342,7 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
         Route("/api/style", style, methods=["POST"]),
         Route("/api/style/upload", style_upload, methods=["POST"]),
         Route("/api/execute", execute, methods=["POST"]),
+        Route("/api/recommend", recommend, methods=["POST"]),
         Route("/api/toggle", toggle, methods=["POST"]),
         Route("/api/revert", revert, methods=["POST"]),
         Route("/api/save", save, methods=["POST"]),

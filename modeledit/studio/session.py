@@ -156,6 +156,7 @@ class Studio:
         self.effect: dict[str, Any] | None = None
         self.sensitivity: dict[str, Any] | None = None
         self.cell: dict[str, Any] | None = None
+        self.recommendation: dict[str, Any] | None = None
         self.files: dict[str, Path] = {}          # public name -> file in workdir (served for download/thumbnails)
         self.lock = threading.RLock()
 
@@ -183,7 +184,7 @@ class Studio:
         with self.lock:
             self.lm, self.model_name, self.weights = lm, name, weights
             self._drop_edit()
-            self.effect = self.sensitivity = self.cell = None
+            self.effect = self.sensitivity = self.cell = self.recommendation = None
             for im in self.images.values():
                 im.x = self.fit(im.raw)
                 if im.mask is not None:
@@ -207,19 +208,48 @@ class Studio:
                 "classes": len(self.lm.class_names), "sites": sites, "default_site": self.default_site(), "source": self.lm.source}
 
     def default_site(self) -> str:
-        """The site the page proposes: the many-rules recommendation where that module exists, else the last site."""
-        import importlib.util
-
+        """The site the page proposes: the last recommendation (Recommend) when there is one, else the last site."""
         from modeledit.layers import list_sites
 
-        if importlib.util.find_spec("modeledit.rules") is not None:
-            import modeledit.rules as rules
-
-            recommend = getattr(rules, "recommend_site", None)
-            if callable(recommend):
-                with contextlib.suppress(Exception):   # a recommendation is optional; the default stands
-                    return str(getattr(recommend(self.lm), "name", recommend(self.lm)))
+        if self.recommendation:
+            return self.recommendation["rows"][0]["site"]
         return list_sites(self.lm.model)[-1].name
+
+    def recommend_site(self, stats: str = "photos", max_images: int = 64, job: Any = None) -> dict[str, Any]:
+        """Rank the sites for the exemplars' rule (``modeledit.rules.rank_sites``: validation correction at a clean
+        budget, from a closed-form sweep), with clean images and statistics from ``stats``."""
+        import importlib.util
+
+        from modeledit.exemplars import Exemplars
+
+        if importlib.util.find_spec("modeledit.rules") is None:
+            raise ValueError("this installation has no site recommendation (modeledit.rules); choose the site by hand")
+        import modeledit.rules as rules
+
+        if not (callable(getattr(rules, "rank_sites", None)) and hasattr(rules, "Rule")):
+            raise ValueError("this installation's modeledit.rules has no rank_sites; choose the site by hand")
+        lm = self.require_model()
+        data = self.statistics_dataset(stats)
+        if data is None:
+            raise ValueError("ranking sites needs clean images (for the budget and the statistics): set Statistics to "
+                             "'photos', a world split or a folder")
+        ims = self.exemplars()
+        for i, im in enumerate(ims):
+            if im.counterfactual is None or im.cf_key != self._cf_key(im):
+                if job is not None:
+                    job.step(i, len(ims), f"counterfactual {i + 1}/{len(ims)}")
+                self.counterfactual(im.id)
+        n = min(len(data), int(max_images))
+        watched = Watched(data, job, "reading clean images", images_only=True)
+        x = torch.stack([watched[i] for i in range(n)])
+        if job is not None:
+            job.step(0, 1, f"ranking sites on {n} clean images")
+        rule = rules.Rule("studio", Exemplars(torch.stack([im.x for im in ims]), torch.stack([im.counterfactual for im in ims]),
+                                              torch.stack([im.mask for im in ims]).float()[:, None]))
+        rows = rules.rank_sites(lm, rule, clean=x, stats=x)
+        keep = ("rank", "site", "val_corrected", "strength", "clean_drop")
+        self.recommendation = {"statistics": stats, "n_clean": n, "rows": [{k: r.get(k) for k in keep} for r in rows]}
+        return self.recommendation
 
     # -- images
 
@@ -725,5 +755,5 @@ class Studio:
         return {"model": self.model_info(), "images": [im.to_dict() for im in self.images.values()],
                 "style": self.style, "style_image": self.style_image, "styles": self.styles(),
                 "edit": self.edit_info, "show_edited": self.show_edited, "effect": self.effect,
-                "sensitivity": self.sensitivity,
+                "sensitivity": self.sensitivity, "recommendation": self.recommendation,
                 "cell": None if self.cell is None else {k: v for k, v in self.cell.items() if not k.startswith("_")}}

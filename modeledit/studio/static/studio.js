@@ -127,6 +127,14 @@ function renderModel() {
     sel.value = sites.includes(keep) ? keep : (m.default_site || "");
     sel.dataset.sites = sites.join(",");
   }
+  const rec = S.recommendation;
+  const box = $("recommendation");
+  box.textContent = rec ? `recommended: ${rec.rows.slice(0, 3).map((r) => `${r.rank}. ${r.site} (corrects ${(100 * r.val_corrected).toFixed(0)}% at strength ${r.strength}, clean drop ${(100 * r.clean_drop).toFixed(2)} pp)`).join("; ")} — ${rec.n_clean} clean images from ${rec.statistics}` : "";
+  if (rec && sel.dataset.recommended !== JSON.stringify(rec.rows[0])) {
+    sel.dataset.recommended = JSON.stringify(rec.rows[0]);
+    sel.value = rec.rows[0].site;
+    if (rec.rows[0].strength > 0) $("strength").value = rec.rows[0].strength;
+  }
   if (m.loaded && $("model-select").value !== m.name && !$("model-select").matches(":focus")) {
     if (![...$("model-select").options].some((o) => o.value === m.name)) $("model-select").add(new Option(m.name, m.name));
     $("model-select").value = m.name;
@@ -498,6 +506,7 @@ $("style-image").onchange = () => act(() => post("/api/style", { name: $("style-
 $("style-upload").onchange = async (e) => { const f = e.target.files[0]; if (f) await act(() => uploadOne("/api/style/upload", f)); e.target.value = ""; };
 $("cf-button").onclick = () => { const im = currentImage(); if (!im) { showMessage("add an image and paint its concept first"); return; } act(() => post(`/api/images/${im.id}/counterfactual`)); };
 $("execute").onclick = () => act(() => post("/api/execute", { site: $("site-select").value, rank: $("rank").value, strength: Number($("strength").value), mode: $("mode").value, stats: $("stats").value }));
+$("recommend").onclick = () => act(() => post("/api/recommend", { stats: $("stats").value }));
 $("toggle").onclick = () => act(() => post("/api/toggle"));
 $("revert").onclick = () => act(() => post("/api/revert"));
 $("save").onclick = () => act(async () => {
