@@ -308,3 +308,14 @@ def test_results_folder_refuses_other_weights(tmp_path):
     with pytest.raises(ValueError, match="holds results of other weights"):
         ResultStore(tmp_path / "run", config={"model": "resnet18", "weights": str(path)}, model=load_model("resnet18", weights=str(path)))
     assert ResultStore(tmp_path / "run", config={"model": "resnet18", "weights": str(path)}, model=lm).n_done() == 1
+
+
+def test_models_command_says_which_have_offline_weights(capsys):
+    from modeledit.cli import main
+
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:-1]}
+    for name in ("mobilenet_v2", "efficientnet_lite0", "world_vgg", "clip:world-RN"):
+        assert rows[name].split()[1] == "yes", rows[name]
+    for name in ("resnet50", "vgg16_bn", "clip:", "timm:"):
+        assert rows[name].split()[1] == "no", rows[name]

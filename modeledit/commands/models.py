@@ -1,4 +1,4 @@
-"""``modeledit models``: the names ``load_model`` accepts."""
+"""``modeledit models``: the names ``load_model`` accepts, and which have real weights offline."""
 from __future__ import annotations
 
 import argparse
@@ -9,8 +9,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modeledit.models import available_models
+    from modeledit.models import OFFLINE_MODELS, available_models
 
-    for name, desc in available_models().items():
-        print(f"{name:<16} {desc}")
+    models = available_models()
+    width = max(len(n) for n in models) + 2
+    print(f"{'name':<{width}}{'offline weights':<17}description")
+    for name, desc in models.items():
+        offline = "yes" if name in OFFLINE_MODELS else "no (--weights)"
+        print(f"{name:<{width}}{offline:<17}{desc.replace('``', '')}")
+    print("a model without offline weights is refused unless --weights names some: a torchvision enum (IMAGENET1K_V1) or "
+          "open_clip tag where the network is open, a local checkpoint, or 'random'")
     return 0
