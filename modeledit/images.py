@@ -10,7 +10,8 @@ Each PIL mode is read by its real range:
 * ``I``: the range its file declares: PGM/PPM (Pillow scales them to 16 bits) and PNG by 65535, an
   unsigned TIFF of ``b`` <= 16 bits by 2^b - 1; 32-bit or signed integers have no agreed range and are
   refused, as is an ``I`` image in memory (give 8/16-bit or float data);
-* ``F``: floats taken as they are; they must lie in [0, 1] (NaN or values outside are refused).
+* ``F``: floats taken as they are; they must lie in [0, 1] (NaN or values outside, beyond rounding of
+  1e-3, are refused).
 
 16-bit RGB(A) PNG and TIFF files are read by Pillow as 8-bit RGB(A) (the high byte of each value), which
 is their 8-bit equivalent. Arrays follow the same rule by dtype: ``uint8`` as it is, ``uint16`` divided by
@@ -40,8 +41,10 @@ RANGE_KEY = "modeledit.range"
 GREY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 PLAIN_MODES = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
-#: floats this far outside [0, 1] are another range (0-255, normalised), not a resampling overshoot
+#: float arrays and tensors this far outside [0, 1] are another range (0-255, normalised), not a
+#: resampling overshoot (which is clipped); float image files (mode F) must lie in [0, 1] up to rounding
 FLOAT_SLACK = 0.5
+FILE_FLOAT_SLACK = 1e-3
 
 
 def _declared_range(im: Image.Image) -> float | None:
@@ -113,17 +116,17 @@ def _grey01(im: Image.Image) -> np.ndarray:
             raise ValueError(f"{_name(im)} has values in [{arr.min():g}, {arr.max():g}], outside the range [0, {full:g}] its file "
                              "declares; save it as an 8- or 16-bit PNG")
         return arr / full
-    return float01(arr.astype(np.float64), _name(im))
+    return float01(arr.astype(np.float64), _name(im), FILE_FLOAT_SLACK)
 
 
-def float01(arr: np.ndarray, name: str) -> np.ndarray:
+def float01(arr: np.ndarray, name: str, slack: float = FLOAT_SLACK) -> np.ndarray:
     """Floats that must lie in [0, 1]: a slight overshoot is clipped, NaN/Inf or another range refused."""
     if arr.size == 0:
         return arr
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} holds NaN or infinite values; give finite values in [0, 1]")
     lo, hi = float(arr.min()), float(arr.max())
-    if lo < -FLOAT_SLACK or hi > 1.0 + FLOAT_SLACK:
+    if lo < -slack or hi > 1.0 + slack:
         raise ValueError(f"{name} holds floats in [{lo:g}, {hi:g}], but float images must lie in [0, 1]; divide 8-bit values "
                          "by 255 (or pass uint8), and undo any normalisation")
     return np.clip(arr, 0.0, 1.0)

@@ -65,11 +65,11 @@ CONVERTED_MODES = ("CMYK", "YCbCr", "LAB", "HSV")
 
 def mask_array(im: "Image.Image", name: str = "mask") -> np.ndarray:
     """An opened mask image (any PIL mode) as an HxW bool array, by the rule of :func:`read_mask`."""
-    from modeledit.images import ALPHA_MODES, FORMAT_KEY, GREY16_MODES, float01
+    from modeledit.images import ALPHA_MODES, FILE_FLOAT_SLACK, FORMAT_KEY, GREY16_MODES, float01
 
     mode = im.mode
     if mode == "F":
-        return float01(np.asarray(im, dtype=np.float64), name) > 0.5
+        return float01(np.asarray(im, dtype=np.float64), name, FILE_FLOAT_SLACK) > 0.5
     if mode in GREY16_MODES or mode in ("I", "1"):
         return np.asarray(im) != 0
     lossy = im.info.get(FORMAT_KEY, im.format) in LOSSY_FORMATS or mode in CONVERTED_MODES

@@ -134,6 +134,11 @@ def test_float_mode_in_0_1_taken_as_is_else_refused(grey, tmp_path):
     Image.fromarray(f * 255).save(tmp_path / "f255.tif")
     with pytest.raises(ValueError, match=r"holds floats in \[4, 194\], but float images must lie in \[0, 1\]"):
         read_image(tmp_path / "f255.tif")
+    Image.fromarray(f * 1.6).save(tmp_path / "f12.tif")          # a little beyond 1 is another range in a file, too
+    with pytest.raises(ValueError, match=r"holds floats in \[0\.\d+, 1\.2\d*\], but float images must lie in \[0, 1\]"):
+        read_image(tmp_path / "f12.tif")
+    Image.fromarray(np.minimum(f + 1e-6, 1 + 1e-6)).save(tmp_path / "f1.tif")   # rounding beyond 1 is not
+    assert np.abs(np.asarray(read_image(tmp_path / "f1.tif"))[..., 0].astype(int) - grey).max() <= 1
     bad = f.copy()
     bad[3, 4] = np.nan
     Image.fromarray(bad).save(tmp_path / "nan.tif")
@@ -204,6 +209,8 @@ def test_arrays_by_dtype(rgb):
     assert np.array_equal(np.asarray(to_pil(rgb.astype(np.uint16) * 257)), rgb)
     assert np.array_equal(np.asarray(to_pil(rgb.astype(np.int64))), rgb)
     assert np.array_equal(np.asarray(to_pil(rgb / 255.0)), rgb)
+    overshoot = rgb / 255.0 * 1.1 - 0.05                          # a resampling overshoot in memory is clipped
+    assert np.array_equal(np.asarray(to_pil(overshoot)), (np.clip(overshoot, 0, 1) * 255).round().astype(np.uint8))
     assert np.array_equal(np.asarray(to_pil(torch.from_numpy(rgb / 255.0).permute(2, 0, 1))), rgb)
     assert np.array_equal(np.asarray(to_pil(rgb[..., 0] > 127))[..., 0], np.where(rgb[..., 0] > 127, 255, 0))
     with pytest.raises(ValueError, match=r"floats in \[0, 231\], but float images must lie in \[0, 1\]"):

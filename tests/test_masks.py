@@ -83,6 +83,9 @@ def test_float_masks_above_half(ref, tmp_path):
     Image.fromarray(np.where(ref, 255.0, 0.0).astype(np.float32)).save(tmp_path / "f255.tif")
     with pytest.raises(ValueError, match=r"mask '.*f255.tif' holds floats in \[0, 255\], but float images must lie in \[0, 1\]"):
         read_mask(tmp_path / "f255.tif")
+    Image.fromarray(np.where(ref, 1.5, 0.0).astype(np.float32)).save(tmp_path / "f15.tif")
+    with pytest.raises(ValueError, match=r"holds floats in \[0, 1.5\], but float images must lie in \[0, 1\]"):
+        read_mask(tmp_path / "f15.tif")
     bad = np.where(ref, 0.9, 0.0).astype(np.float32)
     bad[0, 0] = np.nan
     Image.fromarray(bad).save(tmp_path / "nan.tif")
