@@ -499,3 +499,29 @@ def has_site_ranking() -> bool:
     import modeledit.rules as rules
 
     return callable(getattr(rules, "rank_sites", None))
+
+
+def test_segmenters_and_an_uploaded_style(client):
+    """A mask started from MediaPipe (person) and from GrabCut (object), and a style image of one's own."""
+    import skimage.data
+
+    image_id = client.post("/api/images/photo", json={"name": "astronaut"}).json()["added"][0]
+    studio = client.app.state.studio
+    for choice in ("person (MediaPipe)", "object (GrabCut)"):
+        client.post(f"/api/images/{image_id}/segment", json={"choice": choice})
+        job = wait_job(client)
+        assert job["status"] == "done", job
+        m = studio.images[image_id].mask
+        assert m.shape == (224, 224) and 0.05 < float(m.float().mean()) < 0.95, (choice, float(m.float().mean()))
+    r = client.post("/api/style/upload", files={"file": ("gravel.png", png_bytes(np.stack([skimage.data.gravel()] * 3, -1)), "image/png")})
+    assert r.status_code == 200 and r.json()["style"] == "upload: gravel.png"
+    assert client.get("/api/state").json()["style"] == "upload: gravel.png"
+    client.post(f"/api/images/{image_id}/counterfactual")
+    assert wait_job(client)["status"] == "done"
+    im = studio.images[image_id]
+    outside = ~im.mask
+    assert im.counterfactual[:, outside].equal(im.x[:, outside]) and not im.counterfactual[:, im.mask].equal(im.x[:, im.mask])
+    bad = client.post("/api/style/upload", files={"file": ("style.gif", b"GIF89a", "image/gif")})
+    assert bad.status_code == 400 and "not an image file" in bad.json()["error"]
+    client.post(f"/api/images/{image_id}/remove")
+    client.post("/api/style", json={"name": "snow"})
