@@ -80,18 +80,35 @@ class SiteRule:
     name: str
     match: Callable[[nn.Module], bool]
     find: Callable[[nn.Module], list[dict[str, Any]]]
+    priority: int = 0
 
 
 _RULES: list[SiteRule] = []
+#: the priority of the catch-all ``vgg`` rule (any Conv-ReLU ``nn.Sequential``): below every other rule
+CATCH_ALL_PRIORITY = -10
 
 
-def register_site_rule(name: str, match: Callable[[nn.Module], bool], find: Callable[[nn.Module], list[dict[str, Any]]]) -> None:
-    """Add a family rule; rules are tried in registration order and the first that matches is used."""
-    _RULES.append(SiteRule(name, match, find))
+def register_site_rule(name: str, match: Callable[[nn.Module], bool], find: Callable[[nn.Module], list[dict[str, Any]]],
+                       priority: int = 0) -> None:
+    """Add a family rule. Rules are tried from the highest ``priority`` down, in registration order within one
+    priority, and the first that matches is used: a rule registered later with the default priority (0) wins over
+    the catch-all ``vgg`` rule (:data:`CATCH_ALL_PRIORITY`); give a higher one to win over a built-in family.
+
+    Example:
+        >>> register_site_rule("mynet", lambda m: type(m).__name__ == "MyNet", my_sites)
+    """
+    if any(r.name == name for r in _RULES):
+        raise ValueError(f"an edit-site rule named {name!r} is already registered; unregister_site_rule({name!r}) first")
+    _RULES.append(SiteRule(name, match, find, priority))
+
+
+def unregister_site_rule(name: str) -> None:
+    """Remove the rule ``name`` (nothing if there is none)."""
+    _RULES[:] = [r for r in _RULES if r.name != name]
 
 
 def site_rule_for(model: nn.Module) -> SiteRule:
-    for rule in _RULES:
+    for rule in sorted(_RULES, key=lambda r: -r.priority):   # stable: registration order within a priority
         if rule.match(model):
             return rule
     raise ValueError(
@@ -242,7 +259,7 @@ def _mbconv_sites(model: nn.Module) -> list[dict[str, Any]]:
 
 
 register_site_rule("efficientnet", lambda m: _has_blocks(m, {"MBConvBlock"}) and bool(_mbconv_sites(m)), _mbconv_sites)
-register_site_rule("vgg", lambda m: bool(_vgg_sites(m)), _vgg_sites)
+register_site_rule("vgg", lambda m: bool(_vgg_sites(m)), _vgg_sites, priority=CATCH_ALL_PRIORITY)
 
 
 # ---------------------------------------------------------------------------------------------

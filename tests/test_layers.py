@@ -173,3 +173,27 @@ def test_stop_forward_stays_inside_capture(mobilenet):
     root = pathlib.Path(modeledit.__file__).parent
     users = [p.name for p in root.rglob("*.py") if p.name != "layers.py" and "_StopForward" in p.read_text()]
     assert users == []
+
+
+def test_a_user_site_rule_registered_later_wins_over_the_catch_all_vgg_rule():
+    """The built-in 'vgg' rule matches any Conv-ReLU nn.Sequential; a rule registered later (default priority)
+    is tried first, and one that matches nothing leaves the built-in rules as they were."""
+    from torch import nn
+
+    from modeledit.layers import _vgg_sites, register_site_rule, site_rule_for, unregister_site_rule
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    assert site_rule_for(net).name == "vgg" and len(list_sites(net)) >= 2
+    register_site_rule("only_the_last_conv", lambda m: isinstance(m, nn.Sequential) and len(m) == 9, lambda m: _vgg_sites(m)[-1:])
+    register_site_rule("never", lambda m: False, lambda m: [])
+    try:
+        assert site_rule_for(net).name == "only_the_last_conv"
+        assert [s.name for s in list_sites(net)] == [_vgg_sites(net)[-1]["name"]]
+        assert site_rule_for(load_model("world_vgg").model).name != "only_the_last_conv"   # its match is the user's to define
+        with pytest.raises(ValueError, match="already registered"):
+            register_site_rule("never", lambda m: False, lambda m: [])
+    finally:
+        unregister_site_rule("only_the_last_conv")
+        unregister_site_rule("never")
+    assert site_rule_for(net).name == "vgg"
