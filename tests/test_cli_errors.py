@@ -30,6 +30,7 @@ def ws(tmp_path_factory, photos):
     restyled = cat.copy()
     restyled[100:200, 100:300] = 255 - restyled[100:200, 100:300]  # the same picture, one region changed
     Image.fromarray(restyled).save(d / "cat2.png")
+    Image.fromarray(cat).save(d / "cat_copy.png")   # the same pixels in another file (a no-op edit)
     Image.fromarray(cat[::2, ::2].copy()).save(d / "small.png")
     m = np.zeros(cat.shape[:2], np.uint8)
     m[100:200, 100:300] = 255
@@ -72,11 +73,15 @@ def ws(tmp_path_factory, photos):
     return d
 
 
+#: the folder holding the package's sources (modeledit/, eval/, ...): nothing may be written under it
+PKG = Path(__file__).resolve().parents[1]
+
+
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
 
-B = ["bench", "world_vgg", "--dataset", "world:test:8", "--clean", "world:val:8", "--stats-dataset", "world:train:8"]
+B = ["bench", "world_vgg", "--dataset", "world:test:90", "--clean", "world:val:8", "--stats-dataset", "world:train:8"]
 T = ["typographic", "world_vgg", "--dataset", "world:test:8", "--clean", "world:val:8", "--stats-dataset", "world:train:8"]
 
 # (id, argv with {d} for the workspace and {out} for a fresh output path, regex the one line must match)
@@ -120,7 +125,7 @@ CASES = [
     ("edit-json-empty", ["apply", "world_vgg", "{d}/empty", "{d}/cat.png"], r"edit file '.*empty.json' lacks \['method', 'ops', 'base_hashes'\]"),
     ("edit-missing", ["apply", "world_vgg", "{d}/nope", "{d}/cat.png"], r"edit file '.*nope.safetensors' does not exist"),
     ("edit-other-architecture", ["apply", "world_resnet", "{d}/good", "{d}/cat.png"], r"no parameter 'features.15.weight'; this edit was made for another architecture"),
-    ("edit-other-base", ["apply", "world_vgg", "--weights", "{d}/other_vgg.pt", "{d}/good", "{d}/cat.png"], r"different base weight.*--force on the command line"),
+    ("edit-other-base", ["apply", "world_vgg", "--weights", "{d}/other_vgg.pt", "{d}/good", "{d}/cat.png"], r"different base weight.*--force"),
     # stats
     ("stats-folder-missing", ["stats", "world_vgg", "--layer", "-1", "--images", "{d}/nope"], r"image folder '.*nope' does not exist"),
     ("stats-folder-empty", ["stats", "world_vgg", "--layer", "-1", "--images", "{d}/emptydir"], r"no images .* under '.*emptydir'"),
@@ -155,7 +160,7 @@ CASES = [
     ("bench-budget", B + ["--max-clean-drop", "2", "--out", "{out}"], r"--max-clean-drop: '2' is not a fraction between 0 and 1"),
     ("bench-grid", B + ["--sensitivity", "{d}/sens.csv", "--pairs", f"road:{BW}", "--finetune-grid", "1e-3", "--out", "{out}"], r"--finetune-grid takes lr:steps pairs"),
     ("bench-site", B + ["--sensitivity", "{d}/sens.csv", "--pairs", f"road:{BW}", "--sites", "99", "--out", "{out}"], r"site index 99 out of range"),
-    ("bench-stats-overlap", ["bench", "world_vgg", "--dataset", "world:test:8", "--clean", "world:val:8", "--stats-dataset", "world:test:8", "--sensitivity", "{d}/sens.csv", "--pairs", f"road:{BW}", "--out", "{out}"], r"statistics dataset 'world:test:8' shares images with --dataset"),
+    ("bench-stats-overlap", ["bench", "world_vgg", "--dataset", "world:test:90", "--clean", "world:val:8", "--stats-dataset", "world:test:8", "--sensitivity", "{d}/sens.csv", "--pairs", f"road:{BW}", "--out", "{out}"], r"statistics dataset 'world:test:8' shares images with --dataset"),
     ("bench-executor", B + ["--executor", "dask", "--out", "{out}"], r"argument --executor: invalid choice: 'dask'"),
     ("bench-no-pairs", B + ["--out", "{out}"], r"give concept-style pairs \(--pairs road:snow\) or a sensitivity table"),
     # typographic, snow
@@ -178,13 +183,87 @@ CASES = [
     ("world-train-preset", ["world", "train", "vgg16", "--out", "{out}"], r"unknown world classifier preset 'vgg16'; valid"),
     ("world-no-action", ["world"], r"the following arguments are required: ACTION"),
     ("demo-section", ["demo", "--sections", "snow", "--out", "{out}"], r"unknown demo sections \['snow'\] in --sections"),
+] + [
+    # issue 24 §5: every grid and count bound, before any cell starts (the grids of the chosen methods)
+    (f"grid-{cmd[0]}-{method}-{value}", [*cmd, "--methods", method, f"{flag}={value}", "--out", "{out}"], rf"{flag} takes {what}.*; got {bad}$")
+    for cmd in (B, T, ["snow", "world_vgg"])
+    for method, flag, value, what, bad in (   # the value given, and the part of it that is out of range
+        ("edit", "--strength-grid", "1.5", "fractions in \\(0, 1\\]", "1.5"), ("edit", "--strength-grid", "-0.5,1", "fractions", "-0.5"),
+        ("edit_full", "--strength-grid", "0", "fractions", "0.0"), ("edit_masked", "--strength-grid", "0.5,2", "fractions", "2.0"),
+        ("paint_local", "--alpha-grid", "2", "interpolation coefficients", "2.0"),
+        ("paint_global", "--alpha-grid", "0,1", "interpolation coefficients", "0.0"),
+        ("rrr_local", "--lambda-grid", "-1", "non-negative", "-1.0"), ("rrr_global", "--lambda-grid", "1,-0.1", "non-negative", "-0.1"),
+    )
+] + [
+    ("photos-strength-grid", ["photos", "--methods", "edit", "--strength-grid", "2", "--out", "{out}"], r"--strength-grid takes fractions"),
+    ("photos-alpha-grid", ["photos", "--alpha-grid", "1.5", "--out", "{out}"], r"--alpha-grid takes interpolation coefficients"),
+    ("grid-finetune-lr-zero", B + ["--methods", "finetune_local", "--finetune-grid", "0:10", "--out", "{out}"], r"--finetune-grid takes lr:steps pairs \(lr > 0"),
+    ("grid-adam-steps-zero", B + ["--methods", "edit_adam", "--adam-grid", "1e-3:0", "--out", "{out}"], r"--adam-grid takes lr:steps pairs"),
+    ("bench-n-exemplars-too-many", B + ["--methods", "edit", "--n-exemplars", "100000", "--out", "{out}"],
+     r"--n-exemplars 100000 needs a class with more than 100000 images of --dataset 'world:test:90'.*largest class holds 5"),
+    ("bench-n-exemplars-one-of-several", B + ["--n-exemplars", "1,5", "--out", "{out}"], r"--n-exemplars 5 needs a class with more than 5"),
+    ("bench-n-exemplars-folder", ["bench", "world_vgg", "--dataset", "{d}/imgs", "--n-exemplars", "1", "--pairs", "object:snow", "--out", "{out}"],
+     r"--n-exemplars 1 needs a class with more than 1 images of --dataset '.*imgs'.*largest class holds 1"),
+    # issue 24 §5: flags that do not apply to the chosen mode (the APPLIES tables)
+    ("snow-exemplar-in-world-mode", ["snow", "world_vgg", "--exemplar", "{d}/cat.png", "--out", "{out}"], r"--exemplar applies only with --mode photos"),
+    ("snow-exemplar-mask-in-world-mode", ["snow", "world_vgg", "--exemplar-mask", "{d}/mask.png", "--out", "{out}"], r"--exemplar-mask applies only with --mode photos"),
+    ("snow-photos-in-world-mode", ["snow", "world_vgg", "--photos", "{d}/imgs", "--out", "{out}"], r"--photos applies only with --mode photos"),
+    ("snow-n-test-in-photos-mode", ["snow", "world_vgg", "--mode", "photos", "--n-test", "5", "--out", "{out}"], r"--n-test applies only with --mode world"),
+    ("snow-n-val-in-photos-mode", ["snow", "world_vgg", "--mode", "photos", "--n-val", "5", "--out", "{out}"], r"--n-val applies only with --mode world"),
+    ("world-train-set-not-clip", ["world", "train", "vgg", "--set", "foo=1"], r"--set applies only with world train clip"),
+    ("world-train-steps-not-clip", ["world", "train", "resnet", "--steps", "3"], r"--steps applies only with world train clip"),
+    ("world-train-resume-not-clip", ["world", "train", "vgg", "--resume", "{out}/r.pt"], r"--resume applies only with world train clip"),
+    ("world-train-recipe-not-clip", ["world", "train", "vgg", "--recipe", "v1"], r"--recipe applies only with world train clip"),
+    ("world-train-stop-on-gate-not-clip", ["world", "train", "vgg_text", "--stop-on-gate"], r"--stop-on-gate applies only with world train clip"),
+    ("world-train-epochs-clip", ["world", "train", "clip", "--epochs", "1"], r"--epochs applies only with world train vgg, resnet or vgg_text"),
+    ("world-train-clip-unknown-key", ["world", "train", "clip", "--set", "foo=1", "--out", "{out}/c.pt"], r"unknown ClipTrainConfig field 'foo'"),
+    ("world-train-into-package", ["world", "train", "vgg", "--out", "{pkg}/eval/world/zoo/world_vgg.pt"], r"inside the installed modeledit package"),
+    ("bench-address-without-ray", B + ["--address", "ray://127.0.0.1:1", "--out", "{out}"], r"--address applies only with --executor ray"),
+    ("bench-workers-without-ray", B + ["--workers", "4", "--out", "{out}"], r"--workers applies only with --executor ray"),
+    ("bench-min-confidence-given-labels", B + ["--min-confidence", "0.5", "--out", "{out}"], r"--min-confidence applies only with --labels predicted"),
+    ("bench-max-pairs-with-pairs", B + ["--pairs", f"road:{BW}", "--max-pairs", "5", "--out", "{out}"], r"--max-pairs applies only with pairs selected"),
+    ("bench-alpha-grid-without-paint", B + ["--methods", "edit", "--alpha-grid", "0.5", "--out", "{out}"], r"--alpha-grid applies only with --methods including paint"),
+    ("bench-strength-grid-without-edit", B + ["--methods", "finetune_local", "--strength-grid", "0.5", "--out", "{out}"], r"--strength-grid applies only with --methods including edit"),
+    ("bench-lambda-grid-without-rrr", B + ["--lambda-grid", "1", "--out", "{out}"], r"--lambda-grid applies only with --methods including rrr"),
+    ("bench-adam-grid-without-adam", B + ["--adam-grid", "1e-3:10", "--out", "{out}"], r"--adam-grid applies only with --methods including edit_adam"),
+    ("bench-finetune-grid-edit-only", B + ["--methods", "edit,edit_full", "--finetune-grid", "1e-3:10", "--out", "{out}"], r"--finetune-grid applies only with --methods including finetune"),
+    ("typo-fonts-world-tag", T + ["--paster", "world_tag", "--fonts", "sans", "--out", "{out}"], r"--fonts applies only with --paster typed or world_clip"),
+    ("typo-size-world-clip", T + ["--paster", "world_clip", "--size", "0.3", "--out", "{out}"], r"--size applies only with --paster typed"),
+    ("typo-alpha-grid-default-methods", T + ["--alpha-grid", "0.5", "--out", "{out}"], r"--alpha-grid applies only with --methods including paint"),
+    ("photos-lambda-grid-default-methods", ["photos", "--lambda-grid", "1", "--out", "{out}"], r"--lambda-grid applies only with --methods including rrr"),
+    ("sens-min-confidence-given-labels", ["sensitivity", "world_vgg", "--concepts", "road", "--styles", "snow", "--min-confidence", "0.5", "--out", "{out}"],
+     r"--min-confidence applies only with --labels predicted"),
+    ("edit-lr-closed-form", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--lr", "0.1"], r"--lr applies only with --solver adam"),
+    ("edit-steps-closed-form", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--steps", "5"], r"--steps applies only with --solver adam"),
+    ("edit-resize-masks-without-mask", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--resize-masks"], r"--resize-masks applies only with --mask"),
+    # issue 24 §5: tracebacks become one line; sizes and places checked before work
+    ("dataset-n-not-a-number", ["sensitivity", "world_vgg", "--dataset", "world:test:abc", "--concepts", "road", "--styles", "snow", "--out", "{out}"], r"dataset 'world:test:abc': write world:SPLIT\[:N\]"),
+    ("dataset-n-zero", ["sensitivity", "world_vgg", "--dataset", "world:test:0", "--concepts", "road", "--styles", "snow", "--out", "{out}"], r"N a positive whole number"),
+    ("dataset-too-many-parts", ["sensitivity", "world_vgg", "--dataset", "world:test:5:6", "--concepts", "road", "--styles", "snow", "--out", "{out}"], r"write world:SPLIT\[:N\]"),
+    ("dataset-n-typographic", T[:2] + ["--dataset", "world:test:x", "--out", "{out}"], r"is not a world dataset|write world:SPLIT"),
+    ("segmenter-arg-unknown-key", ["counterfactuals", "--images", "{d}/imgs", "--concepts", "object", "--styles", "snow", "--segmenter", "grabcut", "--segmenter-arg", "bx=1,2,3,4", "--out", "{out}"],
+     r"the grabcut segmenter takes no keyword 'bx'; it takes \['box', 'concept', 'iterations', 'seed_mask'\]"),
+    ("segmenter-arg-files-unknown-key", ["counterfactuals", "--images", "{d}/imgs", "--concepts", "object", "--styles", "snow", "--segmenter", "files", "--segmenter-arg", "rot={d}/masks", "--out", "{out}"],
+     r"the files segmenter takes no keyword 'rot'"),
+    ("ray-unreachable", B + ["--executor", "ray", "--address", "ray://127.0.0.1:1", "--out", "{out}"], r"the Ray cluster at ray://127.0.0.1:1 does not answer"),
+    ("ray-bad-address", B + ["--executor", "ray", "--address", "ray://nohost", "--out", "{out}"], r"--address 'ray://nohost' is not a Ray address"),
+    ("stats-size-beyond-memory", ["stats", "world_vgg", "--layer", "-1", "--images", "{d}/imgs", "--size", "100000"], r"--size 100000 with batches of 32 needs about .* of memory.*is free"),
+    ("stats-size-too-small", ["stats", "world_vgg", "--layer", "-1", "--images", "{d}/imgs", "--size", "8"], r"--size 8 is too small for world_vgg"),
+    ("stats-cache-dir-is-file", ["stats", "world_vgg", "--layer", "-1", "--images", "{d}/imgs", "--cache-dir", "{d}/cat.png"], r"--cache-dir '.*cat.png' is a file, not a folder"),
+    ("stats-cache-dir-unwritable", ["stats", "world_vgg", "--layer", "-1", "--images", "{d}/imgs", "--cache-dir", "/proc/cache"], r"--cache-dir '/proc/cache': cannot write"),
+    ("edit-size-one", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--size", "1"], r"--size 1 is too small for world_vgg"),
+    ("edit-size-beyond-memory", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--size", "200000"], r"--size 200000 .* needs about"),
+    ("edit-no-op", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat.png"], r"is the same picture as --original.*would change nothing"),
+    ("edit-no-op-copy", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat_copy.png"], r"is the same picture as --original"),
+    ("edit-out-into-package", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--out", "{pkg}/modeledit/fix"], r"inside the installed modeledit package"),
+    ("context-out-into-package", ["world", "context", "--out", "{pkg}/eval/world/ctx.json"], r"inside the installed modeledit package"),
 ]
 
 
 @pytest.mark.parametrize("case_id,argv,expected", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gets_one_clear_line(ws, tmp_path, capsys, case_id, argv, expected):
     out = tmp_path / "out"
-    args = [a.replace("{d}", str(ws)).replace("{out}", str(out)) for a in argv]
+    args = [a.replace("{d}", str(ws)).replace("{out}", str(out)).replace("{pkg}", str(PKG)) for a in argv]
     before = _tree(ws)
     code = main(args)
     err = capsys.readouterr().err
@@ -199,7 +278,7 @@ def test_bad_input_gets_one_clear_line(ws, tmp_path, capsys, case_id, argv, expe
 
 
 def test_enough_bad_inputs():
-    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 150 and len({c[0] for c in CASES}) == len(CASES)
 
 
 def test_a_bug_shows_its_traceback_and_exits_1(monkeypatch, capsys):
@@ -257,7 +336,7 @@ def test_help_shows_defaults_and_descriptions(capsys):
         text = " ".join(capsys.readouterr().out.split())
         assert "(default:" in text
         if cmd[0] in ("bench", "snow"):
-            assert "--weights WEIGHTS weights:" in text and "model name (see `modeledit models`)" in text
+            assert "--weights WEIGHTS" in text and "model name (see `modeledit models`)" in text
     with pytest.raises(SystemExit):
         main(["edit", "--help"])
     text = " ".join(capsys.readouterr().out.split())

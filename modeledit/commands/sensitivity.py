@@ -26,6 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_arguments(p, data=True)
 
 
+#: flags that apply only in some modes (modeledit.commands.applies)
+APPLIES = {"--min-confidence": (lambda a: a.labels == "predicted", "--labels predicted")}
+
+
 def run(args: argparse.Namespace) -> int:
     from modeledit.eval.datasets import load_dataset
     from modeledit.eval.plots import plot_class_rules, plot_concept_classes, plot_concept_style_heatmap
