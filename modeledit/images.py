@@ -136,6 +136,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     mode = im.mode
     if mode in GREY16_MODES or mode in ("I", "F"):
         grey = (_grey01(im) * 255.0).round().astype(np.uint8)
+        clear = im.info.get("transparency")
+        if isinstance(clear, int) and mode != "F":   # a PNG tRNS grey value: transparent, so it shows white
+            grey[np.asarray(im) == clear] = 255
         return Image.fromarray(grey, "L").convert("RGB")
     if mode in ALPHA_MODES or (mode in PLAIN_MODES and "transparency" in im.info):
         rgba = im.convert("LA").convert("RGBA") if mode == "La" else im.convert("RGBA")

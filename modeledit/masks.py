@@ -71,7 +71,8 @@ def mask_array(im: "Image.Image", name: str = "mask") -> np.ndarray:
     if mode == "F":
         return float01(np.asarray(im, dtype=np.float64), name, FILE_FLOAT_SLACK) > 0.5
     if mode in GREY16_MODES or mode in ("I", "1"):
-        return np.asarray(im) != 0
+        clear = im.info.get("transparency")   # a PNG tRNS value is the one transparent value: the alpha rule
+        return np.asarray(im) != (clear if isinstance(clear, int) and mode != "1" else 0)
     lossy = im.info.get(FORMAT_KEY, im.format) in LOSSY_FORMATS or mode in CONVERTED_MODES
     if mode in ALPHA_MODES or "transparency" in im.info:
         rgba = np.asarray(im.convert("LA").convert("RGBA") if mode == "La" else im.convert("RGBA"))

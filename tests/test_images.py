@@ -97,6 +97,10 @@ def test_16_bit_grey_png_is_divided_by_65535(rgb, tmp_path):
     for mode, dtype in (("I;16B", ">u2"), ("I;16L", "<u2"), ("I;16N", "=u2")):   # other byte orders, in memory and through TIFF
         im = Image.frombytes(mode, g16.shape[::-1], g16.astype(dtype).tobytes())
         assert np.array_equal(np.asarray(to_pil(im)).astype(int), out)
+    Image.fromarray(g16).save(tmp_path / "g16t.png", transparency=int(g16[0, 0]))   # a tRNS grey value shows white
+    clear = np.asarray(read_image(tmp_path / "g16t.png")).astype(int)
+    hole = g16 == g16[0, 0]
+    assert (clear[hole] == 255).all() and np.array_equal(clear[~hole], out[~hole])
     Image.frombytes("I;16B", g16.shape[::-1], g16.astype(">u2").tobytes()).save(tmp_path / "g16b.tif")
     assert np.array_equal(np.asarray(read_image(tmp_path / "g16b.tif")).astype(int), out)
 

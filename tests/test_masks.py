@@ -70,6 +70,9 @@ def test_alpha_masks_use_the_alpha(ref, tmp_path):
     l.info["transparency"] = 0                                     # PNG tRNS: the black value is transparent
     l.save(tmp_path / "trns.png")
     _check(tmp_path / "trns.png", ref)
+    g16 = np.where(ref, 0, 40000).astype(np.uint16)                 # 16-bit, the background value transparent
+    Image.fromarray(g16).save(tmp_path / "trns16.png", transparency=40000)
+    _check(tmp_path / "trns16.png", ref)
 
 
 def test_float_masks_above_half(ref, tmp_path):
