@@ -135,6 +135,10 @@ def test_mistakes_are_one_message(client):
         (client.post("/api/images/folder", json={"path": "/no/such/folder"}), "does not exist"),
         (client.post("/api/load", json={"path": "/no/such/edit"}), "does not exist"),
         (client.post("/api/style", content=b"{not json"), "not JSON"),
+        (client.post("/api/images/world", json={"split": "test", "n": "many"}), "n must be a number"),
+        (client.post("/api/images/world", json={"split": "test", "start": -3}), "start at index 0"),
+        (client.post("/api/images/world", json={"split": "nowhere"}), "unknown world split"),
+        (client.post("/api/images/folder", json={"path": str(ROOT / "pyproject.toml")}), "is a file"),
     ]
     for r, words in cases:
         assert r.status_code == 400 and words in r.json()["error"], r.text

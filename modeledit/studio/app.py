@@ -47,6 +47,15 @@ def _png(x: Any, mask: bool = False) -> bytes:
     return buf.getvalue()
 
 
+def number(b: dict[str, Any], key: str, default: Any, kind: type = int) -> Any:
+    """``b[key]`` as an int or float (``default`` when absent), or a ValueError saying which field is wrong."""
+    v = b.get(key, default)
+    try:
+        return kind(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a number, got {str(v)[:40]!r}") from None
+
+
 def create_app(studio: Studio, load_on_start: bool = True) -> Any:
     """The Starlette app serving ``studio``; on start it loads the studio's model in a job, on exit it
     removes the session folder."""
@@ -159,14 +168,14 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
     async def add_folder(request: Request) -> dict[str, Any]:
         runner.require_idle()
         b = await body(request)
-        ims = await run_in_threadpool(studio.add_folder, str(b.get("path", "")).strip(), int(b.get("limit", 8)))
+        ims = await run_in_threadpool(studio.add_folder, str(b.get("path", "")).strip(), number(b, "limit", 8))
         return {"added": [im.id for im in ims]}
 
     @endpoint
     async def add_world(request: Request) -> dict[str, Any]:
         runner.require_idle()
         b = await body(request)
-        ims = await run_in_threadpool(studio.add_world, str(b.get("split", "test")), int(b.get("n", 4)), int(b.get("start", 0)))
+        ims = await run_in_threadpool(studio.add_world, str(b.get("split", "test")), number(b, "n", 4), number(b, "start", 0))
         return {"added": [im.id for im in ims]}
 
     @endpoint
@@ -218,7 +227,7 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
     @endpoint
     async def style(request: Request) -> dict[str, Any]:
         b = await body(request)
-        studio.set_style(str(b.get("name", "")), int(b.get("style_image", 0) or 0))
+        studio.set_style(str(b.get("name", "")), number(b, "style_image", 0))
         return {"style": studio.style}
 
     @endpoint
@@ -232,7 +241,7 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
     @endpoint
     async def execute(request: Request) -> dict[str, Any]:
         b = await body(request)
-        return start("execute", studio.execute, str(b.get("site", "-1")), b.get("rank", 1), float(b.get("strength", 1.0)),
+        return start("execute", studio.execute, str(b.get("site", "-1")), b.get("rank", 1), number(b, "strength", 1.0, float),
                      str(b.get("mode", "whole")), str(b.get("stats", "photos")))
 
     @endpoint
@@ -298,7 +307,7 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
     @endpoint
     async def cell(request: Request) -> dict[str, Any]:
         b = await body(request)
-        return start("cell images", studio.cell_images, str(b.get("concept", "")), str(b.get("style", "")), int(b.get("class_index", -1)))
+        return start("cell images", studio.cell_images, str(b.get("concept", "")), str(b.get("style", "")), number(b, "class_index", -1))
 
     @endpoint
     async def cell_use(request: Request) -> dict[str, Any]:

@@ -312,7 +312,9 @@ class Studio:
         from modeledit.eval.datasets import load_dataset
 
         self.require_model()
-        n = max(1, min(int(n), MAX_ADD))
+        if int(start) < 0 or int(n) < 1:
+            raise ValueError(f"world scenes start at index 0 and come at least one at a time; got start {start}, n {n}")
+        n = min(int(n), MAX_ADD)
         ds = load_dataset(f"world:{split}:{int(start) + n}")
         out = []
         for i in range(int(start), int(start) + n):
@@ -709,6 +711,8 @@ class Studio:
         sens = self.sensitivity
         if concept not in sens["concepts"] or style not in sens["styles"]:
             raise KeyError(f"{concept!r} x {style!r} is not a cell of the last sensitivity run")
+        if not 0 <= int(class_index) < len(self.require_model().class_names):
+            raise ValueError(f"class index {class_index} is not one of the model's classes; click a class row of the cell")
         data = self.statistics_dataset(sens["set"])
         seg_name, _ = SEGMENTER_CHOICES[sens["segmenter"]]
         with self.live_model() as lm:
