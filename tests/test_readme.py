@@ -1,60 +1,55 @@
-"""Every Python block of README.md runs as written, in a fresh process, in a folder holding the stand-in
-files the blocks name (made from photos that ship offline and from the benchmark world)."""
+"""The README is a manual whose examples run as written, and the result and benchmark readings cannot drift
+from the committed data.
+
+Every ```bash and ```python block of README.md runs, in document order, in a fresh folder, after nothing but
+what the README tells a reader to run first (`modeledit samples --out .`, itself the first shell example);
+```sh blocks are set-up commands (make, pip) shown but not run here. The tables of README.md,
+results/README.md and benchmarks/README.md are checked against the files they are written from
+(`python results/render.py --check`)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+MAX_LINES = 400
+
+
+def blocks(kinds: tuple[str, ...] = ("bash", "python")) -> list[tuple[int, str, str]]:
+    """(line, kind, code) of the README's fenced blocks of those kinds, in document order."""
+    text = README.read_text()
+    return [(text[: m.start()].count("\n") + 2, m.group(1), m.group(2))
+            for m in re.finditer(r"```(\w+)\n(.*?)```", text, re.S) if m.group(1) in kinds]
 
 
 def python_blocks() -> list[tuple[int, str]]:
-    text = README.read_text()
-    return [(text[: m.start()].count("\n") + 2, m.group(1)) for m in re.finditer(r"```python\n(.*?)```", text, re.S)]
+    return [(line, code) for line, _, code in blocks(("python",))]
 
 
-@pytest.fixture(scope="module")
-def standins(tmp_path_factory) -> Path:
-    """val_images/ (statistics), photos/ (a person to segment), road.png / road_snow.png / road_mask.png."""
-    import skimage.data
-    from PIL import Image
-
-    from modeledit.eval.world import World, WorldConfig
-
-    root = tmp_path_factory.mktemp("readme")
-    (root / "val_images").mkdir()
-    for name in ("chelsea", "coffee", "rocket", "astronaut", "hubble_deep_field", "immunohistochemistry"):
-        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").resize((256, 256)).save(root / "val_images" / f"{name}.png")
-    (root / "photos").mkdir()
-    Image.fromarray(skimage.data.astronaut()).resize((256, 256)).save(root / "photos" / "astronaut.png")
-    world = World(WorldConfig(seed=0, image_size=224))
-    scene = world.render(18)                                      # a car on a road
-    Image.fromarray(scene.image).save(root / "road.png")
-    Image.fromarray(world.render_with(18, {"road": "snow"}).image).save(root / "road_snow.png")
-    Image.fromarray(np.where(scene.masks["road"], 255, 0).astype(np.uint8)).save(root / "road_mask.png")
-    return root
+def test_readme_is_a_manual():
+    lines = README.read_text().splitlines()
+    assert len(lines) < MAX_LINES, f"README.md has {len(lines)} lines; readings and tables belong in results/ and benchmarks/"
+    text = "\n".join(lines)
+    for must in ("make demo", "make test", "results/README.md", "benchmarks/README.md", "<!-- errors -->"):
+        assert must in text, must
 
 
 def test_readme_has_the_blocks_users_copy():
-    blocks = python_blocks()
-    assert len(blocks) >= 5
-    first = blocks[0][1]
+    py = python_blocks()
+    assert len(py) >= 3
+    first = py[0][1]
     assert len([l for l in first.splitlines() if l.strip()]) <= 10, "the ten-line example grew"
     assert len([l for l in first.splitlines() if l.startswith(("import ", "from "))]) <= 3
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("line,code", python_blocks(), ids=lambda v: f"line{v}" if isinstance(v, int) else "")
-def test_readme_block_runs(standins, line, code):
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
-    res = subprocess.run([sys.executable, "-c", code], cwd=standins, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, f"README.md block at line {line} failed:\n{res.stderr[-3000:]}"
+    assert "before" in first and "after" in first, "the ten-line example prints the prediction before and after the edit"
+    shell = [code for _, kind, code in blocks(("bash",))]
+    assert shell and shell[0].lstrip().startswith("modeledit samples --out ."), "the first shell example makes the files the others use"
 
 
 def test_every_name_the_readme_imports_from_modeledit_is_public():
@@ -72,3 +67,41 @@ def test_every_name_the_readme_imports_from_modeledit_is_public():
     assert not missing, f"README uses names outside modeledit.__all__: {missing}"
     for n in names:
         assert getattr(modeledit, n) is not None
+
+
+def test_every_command_the_readme_runs_exists():
+    from modeledit.cli import COMMANDS
+
+    used = {m.group(1) for _, _, code in blocks(("bash",)) for m in re.finditer(r"^\s*modeledit (?:-v )?([a-z-]+)", code, re.M)}
+    assert used and used <= set(COMMANDS), sorted(used - set(COMMANDS))
+
+
+def _render():
+    spec = importlib.util.spec_from_file_location("results_render", ROOT / "results" / "render.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_result_and_benchmark_tables_match_the_committed_data(capsys):
+    assert _render().main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_a_drifted_table_is_caught():
+    render = _render()
+    text = (ROOT / "results" / "README.md").read_text()
+    drifted = text.replace("| edit | world_vgg | 79 [70, 87]", "| edit | world_vgg | 80 [70, 87]", 1)
+    assert drifted != text, "the main comparison's first row moved; update this test"
+    _, changed = render.render(drifted, render.TABLES["results/README.md"], "results/README.md")
+    assert changed == ["main"]
+
+
+@pytest.mark.slow
+def test_readme_runs_as_written(tmp_path):
+    """Every example, in order, in a fresh folder: shell blocks with bash (stopping at the first failing
+    line), Python blocks in a fresh interpreter."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for line, kind, code in blocks():
+        argv = ["bash", "-euo", "pipefail", "-c", code] if kind == "bash" else [sys.executable, "-c", code]
+        res = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+        assert res.returncode == 0, f"README.md {kind} block at line {line} failed (exit {res.returncode}):\n{res.stderr[-3000:]}"

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from modeledit.signals import Terminated, defer_interrupts, terminate_as_interrupt
+from modeledit.signals import Terminated, defer_interrupts, ignoring_interrupts, terminate_as_interrupt
 
 
 @pytest.fixture
@@ -61,3 +61,32 @@ def test_an_ignored_signal_stays_ignored(handlers):
         signal.raise_signal(signal.SIGINT)
         assert not stop.requested
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_a_finished_commands_signals_are_ignored_then_restored(handlers):
+    """While a finished command delivers its output, Ctrl-C and SIGTERM do nothing; the handlers come back after."""
+    with ignoring_interrupts():
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)      # the default action would end the test process
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_signals_stay_ignored_for_an_exiting_program(handlers):
+    with ignoring_interrupts(restore=False):
+        pass
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    signal.raise_signal(signal.SIGINT)           # nothing happens
+
+
+def test_a_host_programs_own_handler_is_left_alone(handlers):
+    seen = []
+    mine = lambda signum, frame: seen.append(signum)  # noqa: E731
+    signal.signal(signal.SIGINT, mine)
+    with ignoring_interrupts():
+        assert signal.getsignal(signal.SIGINT) is mine
+        signal.raise_signal(signal.SIGINT)
+    assert seen == [signal.SIGINT] and signal.getsignal(signal.SIGINT) is mine
