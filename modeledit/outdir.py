@@ -98,15 +98,18 @@ def check_apart(out: str | os.PathLike, inputs: Mapping[str, Any] | None, flag: 
                              "writes into; choose a place outside it (e.g. ./results/...)")
 
 
-def owner(folder: Path) -> tuple[str | None, Any, bool]:
-    """(command that wrote ``folder`` or None, its recorded settings, whether a marker says so)."""
+def owner(folder: Path, prefer: str | None = None) -> tuple[str | None, Any, bool]:
+    """(command that wrote ``folder`` or None, its recorded settings, whether a marker says so). Without a marker
+    the folder's own record decides; several commands share one (a results store): ``prefer`` first."""
     marker = folder / MARKER
     if marker.is_file():
         with contextlib.suppress(OSError, ValueError):
             rec = json.loads(marker.read_text())
             if isinstance(rec, dict) and isinstance(rec.get("command"), str):
                 return rec["command"], rec.get("config"), True
-    for command, names in SIGNATURES.items():
+    order = [prefer] if prefer in SIGNATURES else []
+    for command in [*order, *SIGNATURES]:
+        names = SIGNATURES[command]
         if all((folder / n).exists() for n in names):
             return command, None, False
     return None, None, False
@@ -128,7 +131,7 @@ class OutFolder(contextlib.AbstractContextManager):
         if self.replace and self.path.is_dir() and any(self.path.iterdir()):
             self.aside = _aside_name(self.path)
             os.replace(self.path, self.aside)
-            log.info("--force: %s moved aside to %s until the new run has finished", self.path, self.aside)
+            log.debug("--force: %s moved aside to %s until the new run has finished", self.path, self.aside)
         return self
 
     def mark(self) -> None:
@@ -149,11 +152,12 @@ class OutFolder(contextlib.AbstractContextManager):
             return None
         if exc_type is None:
             shutil.rmtree(self.aside, ignore_errors=True)
+            log.info("--force: the earlier contents of %s were replaced", self.path)
         elif not self.path.exists() or not any(self.path.iterdir()):
             with contextlib.suppress(OSError):
                 self.path.rmdir()
             os.replace(self.aside, self.path)
-            log.info("the run stopped before writing anything: %s is back as it was", self.path)
+            log.debug("the run stopped before writing anything: %s is back as it was", self.path)
         else:
             log.warning("the run stopped; the folder --force replaced is kept in %s (delete it once the new run is done)", self.aside)
         return None
@@ -181,7 +185,7 @@ def prepare_out(out: str | os.PathLike, command: str, inputs: Mapping[str, Any] 
     path = _abs(out)
     replace = False
     if path.is_dir() and any(path.iterdir()):
-        who, settings, marked = owner(path)
+        who, settings, marked = owner(path, prefer=command)
         again = "; choose an empty or new folder, or pass --force to replace it (it is kept until the new run has finished)"
         if who is None:
             names = sorted(p.name for p in path.iterdir())
