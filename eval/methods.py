@@ -68,6 +68,10 @@ class Method:
     description: str = ""
     extra_grid: tuple[str, str, tuple[float, ...]] | None = None
     scaled: tuple[str, str, tuple[float, ...]] | None = None
+    #: the science summary's paired comparison of this method with the edit: an ablation's name ("rank", "mask",
+    #: "solver": this variant - edit) or "vs" (a baseline: edit - this); ``comparison_order`` orders its rows
+    comparison: str | None = None
+    comparison_order: int = 0
 
 
 #: every method the harnesses know, by name
@@ -90,27 +94,42 @@ for _m in (
     Method("edit", _rewrite_maker, {"solver": "closed_form", "rank": 1, "mode": "whole"}, None,
            "rank-one rewrite, closed form, whole-image objective (the paper's method)", scaled=STRENGTH),
     Method("edit_adam", _rewrite_maker, {"solver": "adam", "rank": 1, "mode": "whole"}, "adam_grid",
-           "rank-one rewrite optimised with Adam (the paper's solver)"),
+           "rank-one rewrite optimised with Adam (the paper's solver)",
+           comparison="solver", comparison_order=2),
     Method("edit_full", _rewrite_maker, {"solver": "closed_form", "rank": "full", "mode": "whole"}, None,
-           "unrestricted-rank rewrite (ablation)", scaled=STRENGTH),
+           "unrestricted-rank rewrite (ablation)", scaled=STRENGTH,
+           comparison="rank", comparison_order=0),
     Method("edit_masked", _rewrite_maker, {"solver": "closed_form", "rank": 1, "mode": "masked"}, None,
-           "rank-one rewrite, objective only inside the concept mask (ablation)", scaled=STRENGTH),
+           "rank-one rewrite, objective only inside the concept mask (ablation)", scaled=STRENGTH,
+           comparison="mask", comparison_order=1),
     Method("finetune_local", _finetune_maker, {"scope": "local"}, "finetune_grid",
-           "fine-tune the edited layer on the transformed exemplars"),
+           "fine-tune the edited layer on the transformed exemplars",
+           comparison="vs", comparison_order=3),
     Method("finetune_global", _finetune_maker, {"scope": "global"}, "finetune_grid",
-           "fine-tune every layer from the site to the output"),
+           "fine-tune every layer from the site to the output",
+           comparison="vs", comparison_order=4),
     Method("paint_local", _finetune_maker, {"scope": "local"}, "finetune_grid",
-           "fine-tune the edited layer, then interpolate the weights by alpha (PAINT, Ilharco et al. 2022)", scaled=ALPHA),
+           "fine-tune the edited layer, then interpolate the weights by alpha (PAINT, Ilharco et al. 2022)", scaled=ALPHA,
+           comparison="vs", comparison_order=5),
     Method("paint_global", _finetune_maker, {"scope": "global"}, "finetune_grid",
-           "fine-tune from the site to the output, then interpolate the weights by alpha (PAINT)", scaled=ALPHA),
+           "fine-tune from the site to the output, then interpolate the weights by alpha (PAINT)", scaled=ALPHA,
+           comparison="vs", comparison_order=6),
     Method("rrr_local", _rrr_maker, {"scope": "local"}, "finetune_grid",
            "fine-tune the edited layer with a penalty on input gradients inside the concept mask (Ross et al. 2017)",
-           ("lambda_grid", "lam", LAMBDA_GRID)),
+           ("lambda_grid", "lam", LAMBDA_GRID), comparison="vs", comparison_order=7),
     Method("rrr_global", _rrr_maker, {"scope": "global"}, "finetune_grid",
            "fine-tune from the site to the output with the input-gradient penalty inside the concept mask",
-           ("lambda_grid", "lam", LAMBDA_GRID)),
+           ("lambda_grid", "lam", LAMBDA_GRID), comparison="vs", comparison_order=8),
 ):
     register_method(_m)
+
+
+def comparisons() -> list[tuple[str, str, str]]:
+    """(name, baseline method, variant method) for every registered method with a ``comparison``: an ablation
+    compares the variant with the edit (variant - edit), a baseline the edit with it (edit - baseline)."""
+    ms = sorted((METHODS.get(n) for n in METHODS.names()), key=lambda m: (m.comparison_order, m.name))
+    return [(m.comparison, m.name, "edit") if m.comparison == "vs" else (m.comparison, "edit", m.name)
+            for m in ms if m.comparison is not None]
 
 
 def check_methods(names: Sequence[str]) -> None:

@@ -26,12 +26,11 @@ Example:
     >>> write_science_summary(["results/world/science/world_vgg", "results/world/science/world_resnet"],
     ...                       "results/world/science/summary")
 
-or ``python -m modeledit.eval.science results/world/science/world_vgg results/world/science/world_resnet --out
-results/world/science/summary`` (a folder holding bench folders stands for all of them).
+or ``modeledit science results/world/science/world_vgg results/world/science/world_resnet --out
+results/world/science/summary`` (:mod:`modeledit.commands.science`; a folder holding bench folders stands for all of them).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -45,6 +44,7 @@ import pandas as pd
 
 from modeledit.eval.intervals import (LEVEL, N_BOOT, code_counts, corrected_codes, corrected_difference_from_counts,
                                       corrected_from_counts, hierarchical_change_interval, hierarchical_interval, joint_codes)
+from modeledit.eval.methods import comparisons
 from modeledit.eval.protocol import NO_GAIN, NONE_QUALIFIES, choose_setting, why_no_change
 
 log = logging.getLogger(__name__)
@@ -56,12 +56,6 @@ UNIT_KEYS = ["concept", "style", "target_class", "n_exemplars", "seed"]
 #: (group in the cells, label): same style image as the exemplars, held-out style images
 GROUPS = ("test", "heldout")
 WHO = ("target", "other")
-METRICS = [f"{g}_{w}_corrected" for g in GROUPS for w in WHO]
-#: the paired comparisons: (name, baseline method, variant method); the ablations (rank, mask, solver) and the
-#: edit against each baseline (the paper's main claim, as a difference on the same units and images)
-COMPARISONS = (("rank", "edit", "edit_full"), ("mask", "edit", "edit_masked"), ("solver", "edit", "edit_adam"),
-               ("vs", "finetune_local", "edit"), ("vs", "finetune_global", "edit"), ("vs", "paint_local", "edit"),
-               ("vs", "paint_global", "edit"), ("vs", "rrr_local", "edit"), ("vs", "rrr_global", "edit"))
 NO_CHANGE = "no change"
 
 
@@ -635,7 +629,7 @@ def science_tables(benches: Sequence[BenchData], budgets: Sequence[float] = BUDG
         site_sel = common_units(b, pd.concat([select(b, x, per_site=True) for x in site_budgets], ignore_index=True))
         sites_.append(aggregate(b, site_sel, by=("method", "budget", "n_exemplars", "site_index", "site"), n_boot=n_boot,
                                seed=seed, level=level, resample=resample))
-        for name, base, variant in COMPARISONS:
+        for name, base, variant in comparisons():   # from the method registry: ablations, then the edit vs each baseline
             if {base, variant} <= set(sel["method"]):
                 c = compare(b, sel, base, variant, n_boot=n_boot, seed=seed, level=level, resample=resample)
                 c.insert(1, "ablation", name)
@@ -921,36 +915,3 @@ def write_figures(result: ScienceResult, out_dir: str | Path, budget: float = PA
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
             paths.append(_save(fig, out / f"fig6_9_{model}.png"))
     return paths
-
-
-# ---------------------------------------------------------------------------------------------------
-# command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m modeledit.eval.science FOLDER [FOLDER ...] --out DIR``: write the science summary."""
-    ap = argparse.ArgumentParser(prog="python -m modeledit.eval.science", description=__doc__.split("\n\n")[0])
-    ap.add_argument("folders", nargs="+", help="bench folders, or folders holding them (a model's folders are merged)")
-    ap.add_argument("--sites", choices=["deepest", "all"], default="deepest",
-                    help="the main comparison at each model's deepest site run (default) or selecting among all sites")
-    ap.add_argument("--out", required=True, help="folder for the summary CSVs, science.json and figures/")
-    ap.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS), help="clean-accuracy budgets (fractions)")
-    ap.add_argument("--resample", choices=["units", "pairs"], default="units",
-                    help="the bootstrap's first stage: units (pair x target x exemplars x seed) or concept-style pairs")
-    ap.add_argument("--n-boot", type=int, default=N_BOOT)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--figure-budget", type=float, default=PAPER_BUDGET)
-    args = ap.parse_args(argv)
-    try:
-        budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
-    except ValueError:
-        ap.error(f"--budgets must be comma-separated fractions such as 0.0025,0.01, got {args.budgets!r}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = write_science_summary(args.folders, args.out, budgets, n_boot=args.n_boot, seed=args.seed,
-                                   figure_budget=args.figure_budget, sites=args.sites, resample=args.resample)
-    log.info("wrote %s (%d summary rows, %d units)", args.out, len(result.summary), result.selection["unit"].nunique())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

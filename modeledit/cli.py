@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("modeledit.commands.demo", "the main job on the embedded default: a browsable report"),
     "bench-summary": ("modeledit.commands.bench_summary", "re-select a finished bench at other clean-accuracy budgets"),
     "report": ("modeledit.commands.report", "build the HTML report from harness outputs"),
+    "science": ("modeledit.commands.science", "the science summary of finished bench folders: selection, intervals, ablations"),
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
     "photos": ("modeledit.commands.photos", "the protocol on the shipped colour photos with the real MobileNetV2"),
     "studio": ("modeledit.commands.studio", "the interactive editor in the browser: paint a concept, restyle it, rewrite, compare"),

@@ -14,7 +14,7 @@ import pytest
 from modeledit.eval.metrics import error_counts, errors_corrected
 from modeledit.eval.protocol import NO_GAIN, NONE_QUALIFIES
 from modeledit.eval.results import ResultStore
-from modeledit.eval.science import (BenchData, bench_folders, check_consistency, check_disjoint, load_bench, main, merge_benches,
+from modeledit.eval.science import (BenchData, bench_folders, check_consistency, check_disjoint, load_bench, merge_benches,
                                     science_tables, select, write_science_summary)
 from modeledit.eval.world.scene import CLASSES
 
@@ -235,7 +235,9 @@ def test_write_summary_and_cli(folder, tmp_path):
     (folder.parent / "selection" / "cells").mkdir(parents=True)   # a sensitivity folder beside them is skipped
     (folder.parent / "selection" / "manifest.json").write_text(json.dumps({"config": {"model": "world_vgg", "concepts": []}}))
     assert bench_folders([folder.parent]) == [folder, folder.parent / "B_sites"]
-    main([str(folder.parent), "--out", str(out), "--n-boot", "200", "--budgets", "0.0025,0.01,0.05"])
+    from modeledit.cli import main
+
+    assert main(["science", str(folder.parent), "--out", str(out), "--n-boot", "200", "--budgets", "0.0025,0.01,0.05"]) == 0
     for f in ("selection.csv", "summary.csv", "by_site.csv", "ablations.csv", "resolution.csv", "science.json", "summary.md"):
         assert (out / f).is_file(), f
     md = (out / "summary.md").read_text()
@@ -363,3 +365,20 @@ def test_exemplar_counts_compared_on_common_units():
     assert sorted(kept["unit"]) == ["a|snow|car|10|0", "a|snow|car|1|0", "a|snow|car|3|0"]
     assert set(kept["method"]) == {"edit"}
     assert common_exemplar_units(sel[sel["method"] == "finetune_global"]).empty
+
+
+def test_comparisons_come_from_the_method_registry():
+    """The ablations and the edit-vs-baseline rows of the summary are the registered methods' ``comparison``s, in
+    the order the committed summaries have them; a method registered with one joins them."""
+    from dataclasses import replace
+
+    from modeledit.eval.methods import METHODS, comparisons, register_method
+
+    assert comparisons() == [("rank", "edit", "edit_full"), ("mask", "edit", "edit_masked"), ("solver", "edit", "edit_adam"),
+                             ("vs", "finetune_local", "edit"), ("vs", "finetune_global", "edit"), ("vs", "paint_local", "edit"),
+                             ("vs", "paint_global", "edit"), ("vs", "rrr_local", "edit"), ("vs", "rrr_global", "edit")]
+    register_method(replace(METHODS.get("finetune_local"), name="test_only_baseline", comparison_order=99))
+    try:
+        assert comparisons()[-1] == ("vs", "test_only_baseline", "edit")
+    finally:
+        METHODS.unregister("test_only_baseline")
