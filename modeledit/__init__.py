@@ -35,7 +35,6 @@ _EXPORTS = {
     # the editor, its statistics, its baselines, the Edit value
     "Exemplars": "modeledit.exemplars",
     "second_moment": "modeledit.stats",
-    "ImageFiles": "modeledit.stats",
     "ImageFolder": "modeledit.image_folder",
     "rewrite": "modeledit.editor",
     "EditConfig": "modeledit.editor",

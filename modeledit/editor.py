@@ -542,12 +542,13 @@ def resolve_stats(lm: Any, site: EditSite, stats: Any, batch_size: int = 32) -> 
     result is cached under its identity)."""
     import os
 
-    from modeledit.stats import ImageFiles, second_moment
+    from modeledit.image_folder import ImageFolder
+    from modeledit.stats import second_moment
 
     if stats is None or isinstance(stats, (SecondMoment, torch.Tensor)):
         return stats
     if isinstance(stats, (str, os.PathLike)):
-        data = ImageFiles(stats, size=lm.input_size)
+        data = ImageFolder(stats, size=lm.input_size)   # the folder `modeledit stats DIR` reads: the same identity, the same cache
         loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
         return second_moment(lm, site, loader, dataset_id=data.identity)
     if isinstance(stats, torch.utils.data.Dataset):

@@ -12,7 +12,7 @@ For real use C comes from a large dataset (the paper uses ImageNet validation im
 few scikit-image photos with crops and flips.
 
 Example:
-    >>> data = ImageFiles("val_images/", size=224)
+    >>> data = ImageFolder("val_images/", size=224)      # modeledit.image_folder
     >>> st = second_moment(lm.model, site, DataLoader(data, batch_size=32), dataset_id=data.identity, transform=lm.normalize)
     >>> c = st.regularized()            # (d, d) float64, ridge added when ill-conditioned
 """
@@ -36,7 +36,6 @@ from modeledit.provenance import model_hash
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 CACHE_FORMAT = 1
 
 
@@ -206,7 +205,7 @@ def second_moment(
     ``model`` is a :class:`~modeledit.models.LoadedModel` and ``data`` yields batches (or (image, label)
     pairs) of [0, 1] images (a map-style dataset of single images is batched), normalised with the model's statistics; with a bare ``nn.Module`` the
     batches are fed as they are unless ``transform`` maps them to its input space. With a ``dataset_id`` (a string that changes whenever the
-    data does, e.g. :attr:`ImageFiles.identity`) the result is cached on disk; without one it is not.
+    data does, e.g. :attr:`modeledit.image_folder.ImageFolder.identity`) the result is cached on disk; without one it is not.
 
     Example:
         >>> st = second_moment(lm, site, loader, dataset_id="imagenet-val")
@@ -252,40 +251,3 @@ def second_moment(
         except (OSError, SafetensorError) as exc:   # safetensors reports I/O errors as SafetensorError
             log.warning("cannot write the statistics cache under %s (%s); continuing without caching", path.parent, _one_line(exc))
     return st
-
-
-class ImageFiles(torch.utils.data.Dataset):
-    """Every image file under ``root`` (recursively), resized and centre-cropped to ``size`` in [0, 1].
-
-    :attr:`identity` hashes the relative paths, sizes and modification times of the files and the
-    preprocessing, so a changed folder never reuses cached statistics.
-    """
-
-    def __init__(self, root: str | os.PathLike, size: int = 224) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {str(self.root)!r} does not exist; pass a directory of images")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not self.files:
-            raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {str(self.root)!r}")
-        self.size = size
-
-    @property
-    def identity(self) -> str:
-        h = hashlib.sha256(f"ImageFiles:{self.size}".encode())
-        for p in self.files:
-            s = p.stat()
-            h.update(f"{p.relative_to(self.root)}:{s.st_size}:{s.st_mtime_ns}".encode())
-        return h.hexdigest()
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        import torchvision.transforms.functional as TF
-
-        from modeledit.images import read_image
-
-        im = read_image(self.files[i])
-        im = TF.resize(im, self.size, antialias=True)
-        return TF.to_tensor(TF.center_crop(im, [self.size, self.size]))

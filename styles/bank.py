@@ -24,8 +24,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from modeledit.image_folder import IMAGE_SUFFIXES
+
 STYLE_SIZE = 256
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass

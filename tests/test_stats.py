@@ -11,7 +11,8 @@ import torch
 
 from _editor_data import one_thread, photos, stats_batches  # noqa: F401 (fixture)
 from modeledit import capture_sites, get_site
-from modeledit.stats import ImageFiles, SecondMoment, cache_path, second_moment
+from modeledit.image_folder import ImageFolder
+from modeledit.stats import SecondMoment, cache_path, second_moment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,7 +36,7 @@ def test_cache_reused_and_invalidated_by_model_and_dataset(mobilenet, tmp_path):
     folder.mkdir()
     for i, x in enumerate(photos(64)[:3]):
         Image.fromarray((x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / f"{i}.png")
-    data = ImageFiles(folder, size=64)
+    data = ImageFolder(folder, size=64)
     site = get_site(mobilenet.model, 3)
     cache = tmp_path / "cache"
     kw = dict(transform=mobilenet.normalize, cache_dir=cache, progress=False)
@@ -56,7 +57,7 @@ def test_cache_reused_and_invalidated_by_model_and_dataset(mobilenet, tmp_path):
     assert float(fresh.total[0, 0]) != 7.0 and fresh.model_hash != st.model_hash
     # nor does a changed dataset (one more image)
     Image.fromarray((photos(64)[3].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / "3.png")
-    data2 = ImageFiles(folder, size=64)
+    data2 = ImageFolder(folder, size=64)
     assert data2.identity != data.identity
     st2 = second_moment(mobilenet.model, site, torch.utils.data.DataLoader(data2, batch_size=2), dataset_id=data2.identity, **kw)
     assert st2.count == st.count * 4 // 3
@@ -133,8 +134,45 @@ def test_singular_statistics_are_regularised_with_a_warning(mobilenet):
 
 def test_image_folder_and_batch_errors(mobilenet, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ImageFiles(tmp_path / "nope")
-    with pytest.raises(ValueError, match="no image files"):
-        ImageFiles(tmp_path)
+        ImageFolder(tmp_path / "nope")
+    with pytest.raises(ValueError, match="no images"):
+        ImageFolder(tmp_path)
     with pytest.raises(TypeError, match="image tensors"):
         second_moment(mobilenet.model, get_site(mobilenet.model, 0), [["a"]], progress=False)
+
+
+def test_statistics_of_modeledit_stats_are_found_by_rewrite_and_the_reverse(tmp_path, monkeypatch, capsys):
+    """One image folder, one identity: C computed by `modeledit stats DIR` is the file `rewrite(..., stats="DIR")`
+    reads (resolve_stats), and C computed through the API is the file the command reports as read from cache."""
+    import json
+
+    from PIL import Image
+
+    from modeledit import load_model
+    from modeledit.cli import main
+    from modeledit.editor import resolve_stats
+
+    monkeypatch.setenv("MODELEDIT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, x in enumerate(photos(64)[:3]):
+        Image.fromarray((x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    lm = load_model("world_vgg")
+    site = get_site(lm.model, -1)
+    cli = ["stats", "world_vgg", "--images", str(folder), "--layer", "-1"]
+
+    assert main(cli) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert not out["from_cache"] and out["cache"]
+    planted = SecondMoment.load(out["cache"])
+    planted.total = planted.total * 0 + 7.0
+    planted.save(out["cache"])
+    assert float(resolve_stats(lm, site, str(folder)).total[0, 0]) == 7.0   # the API read the command's file
+
+    for f in (tmp_path / "cache").rglob("*.safetensors"):
+        f.unlink()
+    st = resolve_stats(lm, site, str(folder))
+    assert float(st.total[0, 0]) != 7.0
+    assert main(cli) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["from_cache"] and again["keys"] == st.count        # the command read the API's file

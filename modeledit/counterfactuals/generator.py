@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from modeledit.counterfactuals.restyle import resolve_stylizer, stylize
+from modeledit.image_folder import IMAGE_SUFFIXES
 from modeledit.images import save_image, to_tensor01, to_uint8
 from modeledit.atomic import atomic_path, write_json_atomic
 from modeledit.provenance import package_versions
@@ -49,7 +50,6 @@ from modeledit.config import JsonConfig
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 TABLE = "metadata.csv"
 FORMAT_VERSION = 1
 
