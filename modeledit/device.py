@@ -275,7 +275,8 @@ def describe(devices: Sequence[str] = ("cpu",)) -> dict[str, Any]:
 
     info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                            "cuda_available": bool(cuda_count())}
+                            "cuda_available": bool(cuda_count()),
+                            "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
     if cuda_count():
         info["cuda"] = torch.version.cuda
         info["gpus"] = [{"name": torch.cuda.get_device_name(i),

@@ -625,6 +625,8 @@ def rewrite(
             before = float(site_objective(model, bound, tens))
         t_solve, c_solve = time.perf_counter(), time.process_time()
         lam = SOLVERS[cfg.solver](model, bound, tens, dirs, cfg)
+        if lam.is_cuda:   # GPU kernels run asynchronously: the solve's time is the time to its result
+            torch.cuda.synchronize(lam.device)
         solve_seconds, solve_cpu = time.perf_counter() - t_solve, time.process_time() - c_solve
         param = f"{site.layer}.weight"
         change = ParamChange("lowrank", {"lam": lam.detach().contiguous(), "dir": dirs.detach().contiguous()})
@@ -645,6 +647,7 @@ def rewrite(
             "rank": rank,
             "exemplars": int(tens.key.shape[0]),
             "statistics": stats_info,
+            "device": str(lam.device),
         }
         log.info("rewrite %s (%s, rank %d): objective %.4g -> %.4g in %.2fs", site.name, cfg.solver, rank, before, after, edit.metrics["seconds"])
         return edit
