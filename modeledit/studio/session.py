@@ -220,8 +220,6 @@ class Studio:
         budget, from a closed-form sweep), with clean images and statistics from ``stats``."""
         import importlib.util
 
-        from modeledit.exemplars import Exemplars
-
         if importlib.util.find_spec("modeledit.rules") is None:
             raise ValueError("this installation has no site recommendation (modeledit.rules); choose the site by hand")
         import modeledit.rules as rules
@@ -233,19 +231,13 @@ class Studio:
         if data is None:
             raise ValueError("ranking sites needs clean images (for the budget and the statistics): set Statistics to "
                              "'photos', a world split or a folder")
-        ims = self.exemplars()
-        for i, im in enumerate(ims):
-            if im.counterfactual is None or im.cf_key != self._cf_key(im):
-                if job is not None:
-                    job.step(i, len(ims), f"counterfactual {i + 1}/{len(ims)}")
-                self.counterfactual(im.id)
+        _, ex = self.exemplar_pairs(job)
         n = min(len(data), int(max_images))
         watched = Watched(data, job, "reading clean images", images_only=True)
         x = torch.stack([watched[i] for i in range(n)])
         if job is not None:
             job.step(0, 1, f"ranking sites on {n} clean images")
-        rule = rules.Rule("studio", Exemplars(torch.stack([im.x for im in ims]), torch.stack([im.counterfactual for im in ims]),
-                                              torch.stack([im.mask for im in ims]).float()[:, None]))
+        rule = rules.Rule("studio", ex)
         rows = rules.rank_sites(lm, rule, clean=x, stats=x)
         keep = ("rank", "site", "val_corrected", "strength", "clean_drop")
         self.recommendation = {"statistics": stats, "n_clean": n, "rows": [{k: r.get(k) for k in keep} for r in rows]}
@@ -309,7 +301,7 @@ class Studio:
 
     def add_world(self, split: str = "test", n: int = 4, start: int = 0) -> list[StudioImage]:
         """World scenes ``start`` .. ``start + n`` of a split (their true masks go with them, for the oracle)."""
-        from modeledit.eval.datasets import load_dataset
+        from modeledit.eval.datasets import DatasetSpec, load_dataset
 
         self.require_model()
         if int(start) < 0 or int(n) < 1:
@@ -449,6 +441,20 @@ class Studio:
             raise ValueError("no exemplar yet: paint a concept mask on at least one image and keep it ticked as an exemplar")
         return ims
 
+    def exemplar_pairs(self, job: Any = None) -> tuple[list[StudioImage], Any]:
+        """The exemplar images and their :class:`~modeledit.exemplars.Exemplars` (x, the counterfactual x', the
+        mask), counterfactuals made (or remade, after a new mask or style) where needed."""
+        from modeledit.exemplars import Exemplars
+
+        ims = self.exemplars()
+        for i, im in enumerate(ims):
+            if im.counterfactual is None or im.cf_key != self._cf_key(im):
+                if job is not None:
+                    job.step(i, len(ims), f"counterfactual {i + 1}/{len(ims)}")
+                self.counterfactual(im.id)
+        return ims, Exemplars(torch.stack([im.x for im in ims]), torch.stack([im.counterfactual for im in ims]),
+                              torch.stack([im.mask for im in ims]).float()[:, None])
+
     def statistics_dataset(self, spec: str) -> Any:
         """The images for the key statistics: ``photos`` (the shipped photos), a world split ``world:SPLIT:N``,
         a folder on the server, or ``none`` (C = I)."""
@@ -460,8 +466,11 @@ class Studio:
         if spec == "photos":
             return load_dataset(str(self.photos_folder()), size=self.require_model().input_size)
         if spec.startswith("world:"):
-            parts = spec.split(":")
-            if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) < 1:
+            try:
+                n = DatasetSpec.parse(spec).n
+            except ValueError:
+                n = None
+            if n is None:
                 raise ValueError(f"a world split is written world:SPLIT:N (e.g. world:val:64), not {spec!r}")
             return load_dataset(spec)
         if not Path(spec).is_dir():
@@ -484,7 +493,6 @@ class Studio:
                 job: Any = None) -> dict[str, Any]:
         """Compute the rewrite from the exemplars (counterfactuals made where missing) and show the edited model."""
         from modeledit.editor import EditConfig, rewrite
-        from modeledit.exemplars import Exemplars
         from modeledit.layers import get_site
         from modeledit.patching import interpolate
         from modeledit.stats import second_moment
@@ -499,12 +507,7 @@ class Studio:
         site_obj = get_site(lm.model, int(site) if str(site).lstrip("-").isdigit() else site)
         cfg.validate(site_obj.key_channels)
         data = self.statistics_dataset(stats)
-        ims = self.exemplars()
-        for i, im in enumerate(ims):
-            if im.counterfactual is None or im.cf_key != self._cf_key(im):
-                if job is not None:
-                    job.step(i, len(ims), f"counterfactual {i + 1}/{len(ims)}")
-                self.counterfactual(im.id)
+        ims, ex = self.exemplar_pairs(job)
         st = None
         if data is not None:
             watched = Watched(data, job, f"statistics at {site_obj.name}", images_only=True)
@@ -512,8 +515,6 @@ class Studio:
             st = second_moment(lm, site_obj, loader, dataset_id=f"studio|{stats}|{getattr(data, 'identity', '')}", progress=False)
         if job is not None:
             job.step(1, 1, "solving")
-        ex = Exemplars(torch.stack([im.x for im in ims]), torch.stack([im.counterfactual for im in ims]),
-                       torch.stack([im.mask for im in ims]).float()[:, None])
         with self.lock:
             edit = rewrite(lm, site_obj, ex, config=cfg, stats=st)
             if strength != 1.0:
