@@ -70,7 +70,7 @@ class ResultStore:
                 else:
                     raise ValueError(
                         f"{self.root} holds results of another configuration (differs in {', '.join(sorted(differ))}); "
-                        "use a new --out folder or delete it"
+                        "use a new --out folder, or pass --force to replace this one"
                     )
             weights = weights_record(model) if model is not None else None
             if old is not None and weights is not None and isinstance(old.get("weights"), dict) and self.n_done():

@@ -256,6 +256,7 @@ CASES = [
     ("edit-no-op", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat.png"], r"is the same picture as --original.*would change nothing"),
     ("edit-no-op-copy", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat_copy.png"], r"is the same picture as --original"),
     ("edit-out-into-package", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--out", "{pkg}/modeledit/fix"], r"inside the installed modeledit package"),
+    ("context-n-style-without-style", ["world", "context", "--n-style", "5", "--out", "{out}/c.json"], r"--n-style applies only with --style"),
     ("context-out-into-package", ["world", "context", "--out", "{pkg}/eval/world/ctx.json"], r"inside the installed modeledit package"),
 ]
 

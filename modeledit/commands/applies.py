@@ -50,9 +50,12 @@ def grid_rules(default_methods: Sequence[str] | Callable[[argparse.Namespace], S
                 return True   # an unknown method is reported by the harness's own name check
         return cond
 
-    users = {"finetune_grid": "finetune_*, paint_*, rrr_*", "adam_grid": "edit_adam", "alpha_grid": "paint_local, paint_global",
-             "strength_grid": "edit, edit_full, edit_masked", "lambda_grid": "rrr_local, rrr_global"}
-    return {flag: (uses(field), f"--methods including {users[field]}") for flag, field in GRID_FLAGS.items()}
+    from modeledit.eval.methods import METHODS
+
+    def users(field: str) -> str:   # from the method registry, so a registered method is named too
+        return " or ".join(m for m in METHODS.names() if field in method_fields(m))
+
+    return {flag: (uses(field), f"--methods including {users(field)}") for flag, field in GRID_FLAGS.items()}
 
 
 def _actions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple[argparse.ArgumentParser, argparse.Action]]:

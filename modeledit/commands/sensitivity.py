@@ -50,8 +50,12 @@ def run(args: argparse.Namespace) -> int:
     with folder:
         table = concept_sensitivity(lm, ds, cfg, out_dir=args.out)
     out = Path(args.out)
-    table.to_csv(out / "table.csv", index=False)
-    table.to_json(out / "table.json", orient="records", indent=1)
+    from modeledit.atomic import atomic_path
+
+    with atomic_path(out / "table.csv") as tmp:   # a table is never half-written
+        table.to_csv(tmp, index=False)
+    with atomic_path(out / "table.json") as tmp:
+        table.to_json(tmp, orient="records", indent=1)
     figs = out / "figures"
     for c in cfg.concepts:
         plot_concept_classes(table, c, figs / f"concept_{c}.png")

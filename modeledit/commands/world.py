@@ -66,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of modeledit.commands.applies
+    if args.world_command == "context":
+        return {"--n-style": (lambda a: a.style is not None, "--style (the Magenta restyle of the context)")}
     if args.world_command != "train":
         return {}
     clip = (lambda a: a.arch == "clip", "world train clip (the world CLIP's recipe)")

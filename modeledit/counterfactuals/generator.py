@@ -183,7 +183,7 @@ def _prepare_out_dir(out: Path, header: dict[str, Any]) -> None:
         diff = [k for k in keys if old.get(k) != header.get(k)]
         if diff:
             raise ValueError(
-                f"{str(out)!r} holds a dataset made with different {', '.join(diff)}; resume with the same settings or choose a new output folder"
+                f"{str(out)!r} holds a dataset made with different {', '.join(diff)}; resume with the same settings, choose a new output folder, or pass --force to replace it"
             )
         header["skipped"] = sorted(set(old.get("skipped", [])) | set(header.get("skipped", [])))
     for sub in ("originals", "masks", "transformed", "records"):
