@@ -138,24 +138,33 @@ def _fmt(v: Any, key: str = "", kind: str | None = None) -> str:
     return html.escape(format_value(v, key, kind))
 
 
-def _cell(r: Mapping[str, Any], c: str, t: Mapping[str, Any]) -> str:
+def _cell(r: Mapping[str, Any], c: str, t: Mapping[str, Any]) -> dict[str, Any]:
+    """One table cell as the template shows it: its text and, where the table has one, its interval."""
     kind = "frac" if c in t.get("percent", ()) else None
     v = r.get(c, "")
-    text = _fmt(v, c, kind)
+    cell: dict[str, Any] = {"text": format_value(v, c, kind), "interval": None}
     lo_hi = t.get("intervals", {}).get(c)
     if lo_hi and isinstance(v, (int, float)) and all(isinstance(r.get(k), (int, float)) for k in lo_hi):
         lo, hi = (format_value(r[k], c, kind) for k in lo_hi)
         if lo != "-":
-            text += f"<br><small>[{html.escape(lo)}, {html.escape(hi)}]</small>"
-    return text
+            cell["interval"] = (lo, hi)
+    return cell
 
 
-def _table(t: Mapping[str, Any]) -> str:
-    head = "".join(f"<th>{html.escape(str(c).replace('_', ' '))}</th>" for c in t["columns"])
-    body = "".join("<tr>" + "".join(f"<td>{_cell(r, c, t)}</td>" for c in t["columns"]) + "</tr>" for r in t["rows"])
-    note = " <small>(95% intervals in brackets)</small>" if t.get("intervals") else ""
-    return (f"<h3>{html.escape(t.get('title', ''))}{note}</h3><div class='tw'><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table></div>")
+def _table(t: Mapping[str, Any]) -> dict[str, Any]:
+    """A section's table as the template takes it (column names readable, every cell formatted)."""
+    return {"title": t.get("title", ""), "intervals": bool(t.get("intervals")),
+            "columns": [str(c).replace("_", " ") for c in t["columns"]],
+            "rows": [[_cell(r, c, t) for c in t["columns"]] for r in t["rows"]]}
+
+
+def _template(name: str) -> Any:
+    """A page template from ``eval/templates`` (Jinja2, HTML-escaped)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().parent / "templates")),
+                      autoescape=select_autoescape(["html"]), keep_trailing_newline=False)
+    return env.get_template(name)
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}
@@ -386,15 +395,9 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     summaries.sort(key=lambda s: (ORDER.get(s["kind"], 99), int(s.get("order", 0)), s["folder"]))
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
-    parts = [f"<h1>{html.escape(title)}</h1>"]
+    sections = []
     for k, s in enumerate(summaries):
-        parts.append(f"<h2 id='s{k}'>{html.escape(s['title'])}</h2>")
-        if s.get("finding"):
-            parts.append(f"<p class='finding'>{html.escape(s['finding'])}</p>")
-        if s.get("text"):
-            parts.append(f"<p>{html.escape(s['text'])}</p>")
-        parts.append("<div>" + "".join(f"<span class='num' data-key='{html.escape(n)}'><b>{_fmt(v, n)}</b>{html.escape(n)}</span>" for n, v in s["numbers"].items()) + "</div>")
-        parts += [_table(t) for t in s.get("tables", [])]
+        pictures = []
         for rel, caption in s.get("figures", []) + s.get("images", []):
             src = s["_dir"] / rel
             if not src.is_file():
@@ -402,11 +405,12 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
             name = f"{k}_{Path(rel).name}"
             if src.resolve() != (assets / name).resolve():
                 shutil.copyfile(src, assets / name)
-            parts.append(f"<figure><img src='assets/{html.escape(name)}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+            pictures.append((name, caption))
+        sections.append({"title": s["title"], "finding": s.get("finding"), "text": s.get("text"),
+                         "numbers": [(n, format_value(v, n)) for n, v in s["numbers"].items()],
+                         "tables": [_table(t) for t in s.get("tables", [])], "pictures": pictures})
     versions = package_versions()
-    parts.append(f"<p class='meta'>versions: {html.escape(json.dumps(versions))}</p>")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'><title>{html.escape(title)}</title><style>{CSS}</style>"
-            f"<script>{CHECK_JS}</script></head><body>{''.join(parts)}</body></html>")
+    page = _template("report.html").render(title=title, css=CSS, check_js=CHECK_JS, sections=sections, versions=json.dumps(versions))
     write_text_atomic(out / "index.html", page)
     write_json_atomic(out / "results.json", {
         "title": title, "versions": versions,
