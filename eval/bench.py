@@ -426,7 +426,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
     for p in pairs:
         if not p["candidates"]:
             raise ValueError(f"pair {p['concept']}/{p['style']} has no affected class to draw the target from; give --sensitivity")
-    lm = check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[p["style"] for p in pairs],
+    lm = check_names(values=cfg, model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[p["style"] for p in pairs],
                 concepts=[p["concept"] for p in pairs], segmenter=cfg.segmenter, stylizer=cfg.stylizer, methods=cfg.methods,
                 datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})

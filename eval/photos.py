@@ -495,7 +495,7 @@ def run_photos(cfg: PhotosConfig, out_dir: str | Path, progress: bool = True,
     from modeledit.eval.validate import check_names
 
     out = Path(out_dir)
-    lm = check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=cfg.styles, concepts=[cfg.concept],
+    lm = check_names(values=cfg, model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=cfg.styles, concepts=[cfg.concept],
                 segmenter=cfg.segmenter, stylizer=cfg.stylizer, methods=cfg.methods)
     load_photos(cfg.photos)  # unknown names fail before any work
     study = PhotoStudy(cfg, cache_dir=out / "cache", progress=progress)

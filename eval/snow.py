@@ -169,7 +169,7 @@ def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.Dat
                 raise FileNotFoundError(f"{flag} {path!r} does not exist")
     evaluation = ({"--clean": cfg.clean, "the validation scenes": "world:val", "the test scenes": "world:test"} if cfg.mode == "world"
                   else {"--clean": cfg.clean, "--photos": cfg.photos})
-    lm = check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[cfg.style], stylizer=cfg.stylizer, methods=cfg.methods,
+    lm = check_names(values=cfg, model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[cfg.style], stylizer=cfg.stylizer, methods=cfg.methods,
                 datasets={"--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     check_disjoint(cfg.stats_dataset, evaluation)
     store = ResultStore(out_dir, config=asdict(cfg), harness="snow", model=lm)

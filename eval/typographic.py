@@ -174,7 +174,7 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.Dat
     from modeledit.eval.validate import check_names
 
     check_paster(cfg.paster, cfg.fonts, cfg.exemplar_font)
-    lm = check_names(model=cfg.model, weights=cfg.weights, sites=cfg.sites, methods=cfg.methods, class_names=cfg.class_names,
+    lm = check_names(values=cfg, model=cfg.model, weights=cfg.weights, sites=cfg.sites, methods=cfg.methods, class_names=cfg.class_names,
                      datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     if cfg.attack_class not in lm.class_names:
         from modeledit.registry import close_matches

@@ -15,8 +15,9 @@ from typing import Any, Mapping, Sequence
 def check_names(model: str | None = None, weights: Any = None, sites: Sequence[str] = (), styles: Sequence[str] = (),
                 concepts: Sequence[str] = (), segmenter: str | None = None, stylizer: str | None = None,
                 datasets: Mapping[str, str | None] | None = None, methods: Sequence[str] = (),
-                class_names: Sequence[str] | None = None) -> Any:
-    """Raise the library's one-line error for the first unknown name; returns the loaded model (or None)."""
+                class_names: Sequence[str] | None = None, values: Any = None) -> Any:
+    """Raise the library's one-line error for the first unknown name; returns the loaded model (or None).
+    ``values``: a study's config whose grids and exemplar counts are checked too (:func:`check_values`)."""
     from modeledit.styles import STYLIZERS
     from modeledit.styles.bank import get_style
 
@@ -24,6 +25,8 @@ def check_names(model: str | None = None, weights: Any = None, sites: Sequence[s
         from modeledit.eval.methods import check_methods
 
         check_methods(list(methods))
+    if values is not None:
+        check_values(values)
     for s in styles:
         get_style(s)
     if stylizer is not None and stylizer not in STYLIZERS:
