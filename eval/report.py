@@ -158,6 +158,11 @@ def _table(t: Mapping[str, Any]) -> dict[str, Any]:
             "rows": [[_cell(r, c, t) for c in t["columns"]] for r in t["rows"]]}
 
 
+def _is_number(text: str) -> bool:
+    """Whether a formatted value is a number (a big tile) rather than words such as NO_SETTING (a small one)."""
+    return bool(text) and (text[0].isdigit() or (text[0] == "-" and text[1:2].isdigit()))
+
+
 def _template(name: str) -> Any:
     """A page template from ``eval/templates`` (Jinja2, HTML-escaped)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -176,7 +181,10 @@ td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;overflow-wrap:anywh
 th{background:#f3f3f3}.num{display:inline-block;margin:0 1.2em .6em 0;max-width:30em;vertical-align:top}.num b{font-size:1.3em;display:block}
 figure{display:inline-block;margin:.5em;vertical-align:top;max-width:100%}figure img{max-width:100%;border:1px solid #ddd}
 figure.wide img{width:100%}
-figcaption{font-size:.85em;color:#555}.meta{font-size:.8em;color:#777;overflow-wrap:anywhere}"""
+figcaption{font-size:.85em;color:#555}.meta{font-size:.8em;color:#777;overflow-wrap:anywhere}
+.num.txt b{font-size:1em;font-weight:600;color:#666}
+#summary{background:#f6f7f9;border:1px solid #ddd;padding:.3em 1em;margin:.5em 0 1em}#summary h2{margin:.4em 0;border:0;font-size:1.2em}
+#summary ol{margin:.2em 0 .5em;padding-left:1.4em}#summary li{margin:.25em 0}"""
 
 #: on load: how many pictures loaded, the widest element beyond the window (overflow), and the data-keys
 #: of key numbers not visible (zero size or outside the window) - the browser test reads them from the DOM
@@ -189,7 +197,9 @@ var hidden=[],nums=document.querySelectorAll('[data-key]');for(var k=0;k<nums.le
 if(q.width<1||q.height<1||q.right>W+1||q.left<0)hidden.push(nums[k].getAttribute('data-key'));}
 b.setAttribute('data-images-loaded',ok+'/'+im.length);b.setAttribute('data-window-width',W);
 b.setAttribute('data-scroll-width',document.documentElement.scrollWidth);
-b.setAttribute('data-overflow',over.length+':'+over.slice(0,5).join(','));b.setAttribute('data-hidden-numbers',hidden.length+':'+hidden.slice(0,5).join('|'));});"""
+b.setAttribute('data-overflow',over.length+':'+over.slice(0,5).join(','));
+var sm=document.getElementById('summary');if(sm)b.setAttribute('data-summary-bottom',Math.round(sm.getBoundingClientRect().bottom));
+b.setAttribute('data-window-height',window.innerHeight);b.setAttribute('data-hidden-numbers',hidden.length+':'+hidden.slice(0,5).join('|'));});"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,10 +417,11 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
                 shutil.copyfile(src, assets / name)
             pictures.append((name, caption))
         sections.append({"title": s["title"], "finding": s.get("finding"), "text": s.get("text"),
-                         "numbers": [(n, format_value(v, n)) for n, v in s["numbers"].items()],
+                         "numbers": [(n, format_value(v, n), _is_number(format_value(v, n))) for n, v in s["numbers"].items()],
                          "tables": [_table(t) for t in s.get("tables", [])], "pictures": pictures})
     versions = package_versions()
-    page = _template("report.html").render(title=title, css=CSS, check_js=CHECK_JS, sections=sections, versions=json.dumps(versions))
+    page = _template("report.html").render(title=title, css=CSS, check_js=CHECK_JS, sections=sections,
+                                           versions=sorted((str(k), str(v)) for k, v in versions.items()))
     write_text_atomic(out / "index.html", page)
     write_json_atomic(out / "results.json", {
         "title": title, "versions": versions,

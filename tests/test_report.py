@@ -98,6 +98,11 @@ def test_report_fits_a_1300px_window(tmp_path):
     assert loaded == total == "2"
     assert "-0.0" not in re.sub(r"<[^>]+>", " ", dom).replace("-0.1", "")   # no negative zero anywhere on the page
     assert "One sentence that states the finding." in dom and "[-10.0%, 20.0%]" in dom
+    # the summary (each section's title and finding) opens the page, within the first screen
+    assert 0 < int(attrs["summary-bottom"]) <= int(attrs["window-height"]), attrs
+    summary = re.search(r'<nav id="summary">(.*?)</nav>', dom, re.S).group(1)
+    assert "One sentence that states the finding." in summary and "wide results" in summary
+    assert "{" not in dom[dom.index('class="meta"'):]          # versions read as words, not a JSON dump
     shot = screenshot(page, tmp_path / "shot.png")
     im = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert im.shape[1] == WINDOW[0] and im.std() > 5        # a rendered page, not a blank one
