@@ -417,7 +417,7 @@ SCALE_KEYS = ("max_pairs",)
 
 def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executor_kwargs: Any) -> BenchResult:
     """Run every cell not yet in ``out_dir``; the raw table holds every finished cell (old and new)."""
-    from modeledit.eval.datasets import check_disjoint
+    from modeledit.eval.datasets import check_stats_disjoint
     from modeledit.eval.executors import get_executor
     from modeledit.eval.validate import check_names
 
@@ -429,7 +429,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
     lm = check_names(values=cfg, model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[p["style"] for p in pairs],
                 concepts=[p["concept"] for p in pairs], segmenter=cfg.segmenter, stylizer=cfg.stylizer, methods=cfg.methods,
                 datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
-    check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
+    check_stats_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
     manifest = asdict(cfg)
     if cfg.labels == "given" and not cfg.min_confidence:  # the default leaves the manifest as before (older runs resume)
         manifest.pop("labels")

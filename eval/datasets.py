@@ -22,8 +22,9 @@ Example:
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -39,41 +40,100 @@ class FolderDataset(ImageFolder):
         super().__init__(root, class_names, size, fit="stretch")
 
 
-def _spec_items(spec: str) -> tuple[str, Any]:
-    """("world", (split, n)) or ("folder", set of resolved files) for a dataset spec."""
-    kind = spec.split(":", 1)[0] if ":" in spec and not os.path.isdir(spec) else "folder"
-    if kind == "world":
-        from modeledit.eval.world.data import DEFAULT_SIZES
-
-        parts = spec.split(":")
-        split = parts[1] if len(parts) > 1 and parts[1] else "test"
-        n = int(parts[2]) if len(parts) > 2 and parts[2] else DEFAULT_SIZES.get(split, 0)
-        return "world", (split, n)
-    root = Path(spec.split(":", 1)[1] if spec.startswith("folder:") else spec)
-    files = {p.resolve() for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES} if root.is_dir() else set()
-    return "folder", files
-
-
-def check_disjoint(stats_spec: str, evaluation: dict[str, str]) -> None:
-    """Refuse (ValueError) statistics computed on images that an evaluation set also uses.
-
-    World specs ``world:SPLIT[:N]`` take the first N items of a split, so two of them overlap exactly
-    when they name the same split; folders overlap when they share a file.
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset spec string, parsed here and nowhere else: ``world:SPLIT[:N]`` (the first N scenes of a world
+    split; ``n`` None: the split's default size), ``folder:PATH`` or a folder path, or ``KIND:...`` of another
+    kind in :data:`DATASETS`.
 
     Example:
-        >>> check_disjoint("world:train:1500", {"--dataset": "world:test", "--clean": "world:val:600"})
+        >>> DatasetSpec.parse("world:test:1800")
+        DatasetSpec(text='world:test:1800', kind='world', split='test', n=1800, path=None)
     """
-    kind, items = _spec_items(stats_spec)
+
+    text: str
+    kind: str
+    split: str | None = None
+    n: int | None = None
+    path: str | None = None
+
+    @classmethod
+    def parse(cls, spec: "str | DatasetSpec") -> "DatasetSpec":
+        """ValueError for a malformed world spec (N not a positive whole number, too many parts)."""
+        if isinstance(spec, DatasetSpec):
+            return spec
+        kind = spec.split(":", 1)[0] if ":" in spec and not os.path.isdir(spec) else "folder"
+        if kind == "world":
+            parts = spec.split(":")
+            if len(parts) > 3 or (len(parts) > 2 and parts[2] and not (parts[2].isdigit() and int(parts[2]) >= 1)):
+                raise ValueError(f"dataset {spec!r}: write world:SPLIT[:N] with N a positive whole number of images (e.g. world:test:300)")
+            return cls(spec, "world", split=parts[1] if len(parts) > 1 and parts[1] else "test",
+                       n=int(parts[2]) if len(parts) > 2 and parts[2] else None)
+        if kind == "folder":
+            return cls(spec, "folder", path=spec.split(":", 1)[1] if spec.startswith("folder:") else spec)
+        return cls(spec, kind)
+
+    @property
+    def size(self) -> int | None:
+        """How many world scenes it takes (the split's default when N is not given); None for other kinds."""
+        if self.kind != "world":
+            return None
+        from modeledit.eval.world.data import DEFAULT_SIZES
+
+        return self.n if self.n is not None else DEFAULT_SIZES.get(self.split, 0)
+
+    def items(self) -> set[Any]:
+        """What its images are, comparable across specs: (world, split, index) per scene, a folder's resolved files
+        (empty for other kinds: they are not compared)."""
+        if self.kind == "world":
+            return {("world", self.split, i) for i in range(self.size or 0)}
+        if self.kind == "folder":
+            root = Path(self.path)
+            return {p.resolve() for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES} if root.is_dir() else set()
+        return set()
+
+
+def check_disjoint(splits: Mapping[str, Iterable[Hashable]]) -> None:
+    """The one disjointness check: ValueError naming every pair of splits that share an item (image indices of
+    selection, val, test, clean, statistics and exemplars; or a dataset spec's :meth:`DatasetSpec.items`).
+
+    Example:
+        >>> check_disjoint({"val": [1, 2], "test": [3], "exemplars": [4]})
+        >>> check_disjoint({"val": [1, 2], "test": [2, 3]})
+        Traceback (most recent call last):
+        ...
+        ValueError: splits overlap: val & test share 1 item (e.g. 2); every split must use its own images
+    """
+    sets = {name: set(items) for name, items in splits.items()}
+    names = list(sets)
+    clashes = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            common = sets[a] & sets[b]
+            if common:
+                example = sorted(common, key=repr)[:3]
+                clashes.append(f"{a} & {b} share {len(common)} item{'s' if len(common) > 1 else ''} "
+                               f"(e.g. {', '.join(map(str, example))})")
+    if clashes:
+        raise ValueError(f"splits overlap: {'; '.join(clashes)}; every split must use its own images")
+
+
+def check_stats_disjoint(stats_spec: str, evaluation: Mapping[str, str | None]) -> None:
+    """Refuse (ValueError) statistics computed on images that an evaluation set also uses (:func:`check_disjoint`
+    on the specs' items: world specs take the first N scenes of a split, folders their files).
+
+    Example:
+        >>> check_stats_disjoint("world:train:1500", {"--dataset": "world:test", "--clean": "world:val:600"})
+    """
+    stats = DatasetSpec.parse(stats_spec).items()
     for flag, spec in evaluation.items():
         if spec is None:
             continue
-        k2, items2 = _spec_items(spec)
-        if kind != k2:
-            continue
-        overlap = items[0] == items2[0] if kind == "world" else bool(items & items2)
-        if overlap:
+        try:
+            check_disjoint({"statistics": stats, flag: DatasetSpec.parse(spec).items()})
+        except ValueError:
             raise ValueError(f"the statistics dataset {stats_spec!r} shares images with {flag} {spec!r}; statistics must come "
-                             "from images disjoint from every evaluation set (e.g. --stats-dataset world:train:1500)")
+                             "from images disjoint from every evaluation set (e.g. --stats-dataset world:train:1500)") from None
 
 
 def dataset_key(spec: str, dataset: Any) -> str:
@@ -92,16 +152,12 @@ def dataset_key(spec: str, dataset: Any) -> str:
 def _world(spec: str, class_names: Sequence[str] | None = None, size: int | None = None) -> torch.utils.data.Dataset:
     from modeledit.eval.world.data import WorldDataset
 
-    parts = spec.split(":")
-    split = parts[1] if len(parts) > 1 and parts[1] else "test"
-    if len(parts) > 3 or (len(parts) > 2 and parts[2] and not (parts[2].isdigit() and int(parts[2]) >= 1)):
-        raise ValueError(f"dataset {spec!r}: write world:SPLIT[:N] with N a positive whole number of images (e.g. world:test:300)")
-    n = int(parts[2]) if len(parts) > 2 and parts[2] else None
-    return WorldDataset(split=split, n=n)
+    ds = DatasetSpec.parse(spec)
+    return WorldDataset(split=ds.split, n=ds.n)
 
 
 def _folder(spec: str, class_names: Sequence[str] | None = None, size: int | None = None) -> torch.utils.data.Dataset:
-    return FolderDataset(spec.split(":", 1)[1] if spec.startswith("folder:") else spec, class_names, size)
+    return FolderDataset(DatasetSpec.parse(spec).path, class_names, size)
 
 
 DATASETS: dict[str, Callable[..., torch.utils.data.Dataset]] = {"world": _world, "folder": _folder}
@@ -109,7 +165,7 @@ DATASETS: dict[str, Callable[..., torch.utils.data.Dataset]] = {"world": _world,
 
 def load_dataset(spec: str, class_names: Sequence[str] | None = None, size: int | None = None) -> torch.utils.data.Dataset:
     """A dataset from its spec string (see the module docstring)."""
-    kind = spec.split(":", 1)[0] if ":" in spec and not os.path.isdir(spec) else "folder"
+    kind = DatasetSpec.parse(spec).kind
     if kind not in DATASETS:
         raise KeyError(f"unknown dataset kind {kind!r} in {spec!r}; use one of {sorted(DATASETS)} or a folder path")
     return DATASETS[kind](spec, class_names=class_names, size=size)

@@ -44,6 +44,7 @@ import pandas as pd
 
 from modeledit.eval.intervals import (LEVEL, N_BOOT, code_counts, corrected_codes, corrected_difference_from_counts,
                                       corrected_from_counts, hierarchical_change_interval, hierarchical_interval, joint_codes)
+from modeledit.eval.datasets import check_disjoint  # noqa: F401 (the one disjointness check; re-exported)
 from modeledit.eval.methods import comparisons
 from modeledit.eval.protocol import NO_GAIN, NONE_QUALIFIES, choose_setting, why_no_change
 
@@ -57,31 +58,6 @@ UNIT_KEYS = ["concept", "style", "target_class", "n_exemplars", "seed"]
 GROUPS = ("test", "heldout")
 WHO = ("target", "other")
 NO_CHANGE = "no change"
-
-
-def check_disjoint(splits: Mapping[str, Iterable[Hashable]]) -> None:
-    """Raise ValueError naming every pair of splits that share an item (e.g. image indices of selection,
-    val, test, clean, statistics and exemplars).
-
-    Example:
-        >>> check_disjoint({"val": [1, 2], "test": [3], "exemplars": [4]})
-        >>> check_disjoint({"val": [1, 2], "test": [2, 3]})
-        Traceback (most recent call last):
-        ...
-        ValueError: splits overlap: val & test share 1 item (e.g. 2); every split must use its own images
-    """
-    sets = {name: set(items) for name, items in splits.items()}
-    names = list(sets)
-    clashes = []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            common = sets[a] & sets[b]
-            if common:
-                example = sorted(common, key=repr)[:3]
-                clashes.append(f"{a} & {b} share {len(common)} item{'s' if len(common) > 1 else ''} "
-                               f"(e.g. {', '.join(map(str, example))})")
-    if clashes:
-        raise ValueError(f"splits overlap: {'; '.join(clashes)}; every split must use its own images")
 
 
 def _split_items(spec: str) -> set[Hashable]:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.datasets import _spec_items, check_disjoint
+from modeledit.eval.datasets import DatasetSpec, check_stats_disjoint
 from modeledit.eval.methods import MethodGrid
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, run_study, summarize_oneshot
 from modeledit.eval.results import ResultStore
@@ -73,8 +73,8 @@ def _world_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Ten
     rng = np.random.default_rng(cfg.seed)
     val_ds, test_ds = WorldDataset("val"), WorldDataset("test")
     # validation scenes (and the exemplar's) come after the clean set in the val split: disjoint from it
-    kind, (clean_split, clean_n) = _spec_items(cfg.clean)
-    val_start = clean_n if kind == "world" and clean_split == "val" else 0
+    clean = DatasetSpec.parse(cfg.clean)
+    val_start = clean.size if clean.kind == "world" and clean.split == "val" else 0
     if val_start >= len(val_ds):
         raise ValueError(f"--clean {cfg.clean!r} takes the whole val split; leave some of it for validation (e.g. world:val:600)")
     scene = val_ds.scene(val_start + int(rng.integers(len(val_ds) - val_start)), label=cfg.exemplar_class, context=cfg.concept, text_tag=False)
@@ -171,7 +171,7 @@ def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.Dat
                   else {"--clean": cfg.clean, "--photos": cfg.photos})
     lm = check_names(values=cfg, model=cfg.model, weights=cfg.weights, sites=cfg.sites, styles=[cfg.style], stylizer=cfg.stylizer, methods=cfg.methods,
                 datasets={"--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
-    check_disjoint(cfg.stats_dataset, evaluation)
+    check_stats_disjoint(cfg.stats_dataset, evaluation)
     store = ResultStore(out_dir, config=asdict(cfg), harness="snow", model=lm)
     table, images = run_study(store, cfg, build_study)
     if images is not None:

@@ -170,7 +170,7 @@ def summarize_typographic(table: pd.DataFrame, max_clean_drop: float) -> pd.Data
 
 def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every (method, site, setting) cell not yet in ``out_dir``; returns (cells table, summary)."""
-    from modeledit.eval.datasets import check_disjoint
+    from modeledit.eval.datasets import check_stats_disjoint
     from modeledit.eval.validate import check_names
 
     check_paster(cfg.paster, cfg.fonts, cfg.exemplar_font)
@@ -181,7 +181,7 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.Dat
 
         raise KeyError(f"--attack-class {cfg.attack_class!r} is not a class of {cfg.model}; closest: "
                        f"{close_matches(cfg.attack_class, lm.class_names) or '-'}")
-    check_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
+    check_stats_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
     store = ResultStore(out_dir, config=asdict(cfg), harness="typographic", model=lm)
     table, images = run_study(store, cfg, build_study)
     if images is not None:

@@ -64,19 +64,21 @@ def check_names(model: str | None = None, weights: Any = None, sites: Sequence[s
 def _check_dataset_spec(flag: str, spec: str) -> None:
     import os
 
-    from modeledit.eval.datasets import DATASETS
+    from modeledit.eval.datasets import DATASETS, DatasetSpec
 
-    kind = spec.split(":", 1)[0] if ":" in spec and not os.path.isdir(spec) else "folder"
+    try:
+        ds = DatasetSpec.parse(spec)
+    except ValueError:
+        ds = None
+    kind = ds.kind if ds is not None else "world"
     if kind == "world":
         from modeledit.eval.world.data import SPLIT_OFFSETS
 
-        parts = spec.split(":")
-        split = parts[1] if len(parts) > 1 and parts[1] else "test"
-        if split not in SPLIT_OFFSETS or len(parts) > 3 or (len(parts) == 3 and not parts[2].isdigit()) or (len(parts) == 3 and int(parts[2]) < 1):
+        if ds is None or ds.split not in SPLIT_OFFSETS:
             raise ValueError(f"{flag} {spec!r} is not a world dataset: write world:SPLIT[:N] with SPLIT in {list(SPLIT_OFFSETS)} "
                              "and N a positive number of images")
     elif kind == "folder":
-        path = spec.split(":", 1)[1] if spec.startswith("folder:") else spec
+        path = ds.path
         if not os.path.isdir(path):
             raise FileNotFoundError(f"{flag} {spec!r}: no such folder; give world:SPLIT[:N] or a folder of images")
     elif kind not in DATASETS:
@@ -140,18 +142,19 @@ def largest_class(spec: str) -> int | None:
     import math
     import os
 
-    if spec.startswith("world:") or spec == "world":
+    from modeledit.eval.datasets import DatasetSpec
+
+    try:
+        ds = DatasetSpec.parse("world:" if spec == "world" else spec)
+    except ValueError:
+        return None
+    if ds.kind == "world":
         from modeledit.eval.world.data import DEFAULT_SIZES
         from modeledit.eval.world.scene import CLASSES
 
-        parts = spec.split(":")
-        split = parts[1] if len(parts) > 1 and parts[1] else "test"
-        if split not in DEFAULT_SIZES:
-            return None
-        n = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else DEFAULT_SIZES[split]
-        return math.ceil(n / len(CLASSES))
-    path = spec.split(":", 1)[1] if spec.startswith("folder:") else spec
-    if not os.path.isdir(path):
+        return math.ceil(ds.size / len(CLASSES)) if ds.split in DEFAULT_SIZES else None
+    path = ds.path
+    if path is None or not os.path.isdir(path):
         return None
     from modeledit.image_folder import IMAGE_SUFFIXES
 

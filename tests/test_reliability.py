@@ -76,7 +76,7 @@ def test_bench_statistics_key_follows_the_folder(tmp_path, photos):
 
 
 def test_statistics_split_is_disjoint_from_evaluation_sets(tmp_path, photos):
-    from modeledit.eval.datasets import check_disjoint
+    from modeledit.eval.datasets import check_stats_disjoint as check_disjoint
     from modeledit.eval.snow import SnowConfig
     from modeledit.eval.typographic import TypographicConfig
 

@@ -301,7 +301,7 @@ class Studio:
 
     def add_world(self, split: str = "test", n: int = 4, start: int = 0) -> list[StudioImage]:
         """World scenes ``start`` .. ``start + n`` of a split (their true masks go with them, for the oracle)."""
-        from modeledit.eval.datasets import DatasetSpec, load_dataset
+        from modeledit.eval.datasets import load_dataset
 
         self.require_model()
         if int(start) < 0 or int(n) < 1:
@@ -458,7 +458,7 @@ class Studio:
     def statistics_dataset(self, spec: str) -> Any:
         """The images for the key statistics: ``photos`` (the shipped photos), a world split ``world:SPLIT:N``,
         a folder on the server, or ``none`` (C = I)."""
-        from modeledit.eval.datasets import load_dataset
+        from modeledit.eval.datasets import DatasetSpec, load_dataset
 
         spec = (spec or "").strip()
         if spec in ("", "none"):
