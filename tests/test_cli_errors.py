@@ -82,6 +82,8 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 B = ["bench", "world_vgg", "--dataset", "world:test:90", "--clean", "world:val:8", "--stats-dataset", "world:train:8"]
+E = ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png"]
+S = ["sensitivity", "world_vgg", "--dataset"]
 T = ["typographic", "world_vgg", "--dataset", "world:test:8", "--clean", "world:val:8", "--stats-dataset", "world:train:8"]
 
 # (id, argv with {d} for the workspace and {out} for a fresh output path, regex the one line must match)
@@ -143,7 +145,7 @@ CASES = [
     ("cf-images-missing", ["counterfactuals", "--images", "{d}/nope", "--concepts", "object", "--styles", "snow", "--segmenter", "files", "--segmenter-arg", "root={d}/masks", "--out", "{out}"], r"image folder '.*nope' does not exist"),
     ("cf-out-is-file", ["counterfactuals", "--images", "{d}/imgs", "--concepts", "object", "--styles", "snow", "--out", "{d}/afile"], r"--out '.*afile' is a file, not a folder"),
     ("cf-typo-into-finished-run", ["counterfactuals", "--images", "{d}/imgs", "--concepts", "object", "--styles", "snw", "--segmenter", "files", "--segmenter-arg", "root={d}/masks", "--stylizer", "texture", "--style-images", "0", "--out", "{d}/cf"], r"unknown style 'snw'"),
-    ("cf-other-settings-into-finished-run", ["counterfactuals", "--images", "{d}/imgs", "--concepts", "object", "--styles", "snow", "--segmenter", "files", "--segmenter-arg", "root={d}/masks", "--stylizer", "texture", "--style-images", "0", "--blend", "0.5", "--out", "{d}/cf"], r"holds a dataset made with different settings; resume with the same settings or choose a new output folder"),
+    ("cf-other-settings-into-finished-run", ["counterfactuals", "--images", "{d}/imgs", "--concepts", "object", "--styles", "snow", "--segmenter", "files", "--segmenter-arg", "root={d}/masks", "--stylizer", "texture", "--style-images", "0", "--blend", "0.5", "--out", "{d}/cf"], r"holds a dataset made with different settings; resume with the same settings, choose a new output folder, or pass --force"),
     # sensitivity
     ("sens-concept-typo", ["sensitivity", "world_vgg", "--dataset", "world:test:8", "--concepts", "rod", "--styles", "snow", "--out", "{out}"], r"the oracle segmenter cannot find 'rod'; it finds: \d+ names, closest \['road'"),
     ("sens-style-typo", ["sensitivity", "world_vgg", "--dataset", "world:test:8", "--concepts", "road", "--styles", "snw", "--out", "{out}"], r"unknown style 'snw'; closest: \['snow'"),
@@ -233,13 +235,13 @@ CASES = [
     ("photos-lambda-grid-default-methods", ["photos", "--lambda-grid", "1", "--out", "{out}"], r"--lambda-grid applies only with --methods including rrr"),
     ("sens-min-confidence-given-labels", ["sensitivity", "world_vgg", "--concepts", "road", "--styles", "snow", "--min-confidence", "0.5", "--out", "{out}"],
      r"--min-confidence applies only with --labels predicted"),
-    ("edit-lr-closed-form", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--lr", "0.1"], r"--lr applies only with --solver adam"),
-    ("edit-steps-closed-form", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--steps", "5"], r"--steps applies only with --solver adam"),
-    ("edit-resize-masks-without-mask", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--resize-masks"], r"--resize-masks applies only with --mask"),
+    ("edit-lr-closed-form", E + ["--lr", "0.1"], r"--lr applies only with --solver adam"),
+    ("edit-steps-closed-form", E + ["--steps", "5"], r"--steps applies only with --solver adam"),
+    ("edit-resize-masks-without-mask", E + ["--resize-masks"], r"--resize-masks applies only with --mask"),
     # issue 24 §5: tracebacks become one line; sizes and places checked before work
-    ("dataset-n-not-a-number", ["sensitivity", "world_vgg", "--dataset", "world:test:abc", "--concepts", "road", "--styles", "snow", "--out", "{out}"], r"dataset 'world:test:abc': write world:SPLIT\[:N\]"),
-    ("dataset-n-zero", ["sensitivity", "world_vgg", "--dataset", "world:test:0", "--concepts", "road", "--styles", "snow", "--out", "{out}"], r"N a positive whole number"),
-    ("dataset-too-many-parts", ["sensitivity", "world_vgg", "--dataset", "world:test:5:6", "--concepts", "road", "--styles", "snow", "--out", "{out}"], r"write world:SPLIT\[:N\]"),
+    ("dataset-n-not-a-number", S + ["world:test:abc", "--concepts", "road", "--styles", "snow", "--out", "{out}"], r"dataset 'world:test:abc': write world:SPLIT\[:N\]"),
+    ("dataset-n-zero", S + ["world:test:0", "--concepts", "road", "--styles", "snow", "--out", "{out}"], r"N a positive whole number"),
+    ("dataset-too-many-parts", S + ["world:test:5:6", "--concepts", "road", "--styles", "snow", "--out", "{out}"], r"write world:SPLIT\[:N\]"),
     ("dataset-n-typographic", T[:2] + ["--dataset", "world:test:x", "--out", "{out}"], r"is not a world dataset|write world:SPLIT"),
     ("segmenter-arg-unknown-key", ["counterfactuals", "--images", "{d}/imgs", "--concepts", "object", "--styles", "snow", "--segmenter", "grabcut", "--segmenter-arg", "bx=1,2,3,4", "--out", "{out}"],
      r"the grabcut segmenter takes no keyword 'bx'; it takes \['box', 'concept', 'iterations', 'seed_mask'\]"),
@@ -251,11 +253,11 @@ CASES = [
     ("stats-size-too-small", ["stats", "world_vgg", "--layer", "-1", "--images", "{d}/imgs", "--size", "8"], r"--size 8 is too small for world_vgg"),
     ("stats-cache-dir-is-file", ["stats", "world_vgg", "--layer", "-1", "--images", "{d}/imgs", "--cache-dir", "{d}/cat.png"], r"--cache-dir '.*cat.png' is a file, not a folder"),
     ("stats-cache-dir-unwritable", ["stats", "world_vgg", "--layer", "-1", "--images", "{d}/imgs", "--cache-dir", "/proc/cache"], r"--cache-dir '/proc/cache': cannot write"),
-    ("edit-size-one", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--size", "1"], r"--size 1 is too small for world_vgg"),
-    ("edit-size-beyond-memory", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--size", "200000"], r"--size 200000 .* needs about"),
+    ("edit-size-one", E + ["--size", "1"], r"--size 1 is too small for world_vgg"),
+    ("edit-size-beyond-memory", E + ["--size", "200000"], r"--size 200000 .* needs about"),
     ("edit-no-op", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat.png"], r"is the same picture as --original.*would change nothing"),
     ("edit-no-op-copy", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat_copy.png"], r"is the same picture as --original"),
-    ("edit-out-into-package", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--out", "{pkg}/modeledit/fix"], r"inside the installed modeledit package"),
+    ("edit-out-into-package", E + ["--out", "{pkg}/modeledit/fix"], r"inside the installed modeledit package"),
     ("context-n-style-without-style", ["world", "context", "--n-style", "5", "--out", "{out}/c.json"], r"--n-style applies only with --style"),
     ("context-out-into-package", ["world", "context", "--out", "{pkg}/eval/world/ctx.json"], r"inside the installed modeledit package"),
 ]
