@@ -112,14 +112,9 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
         manifest.pop("dataset", None)
     store = ResultStore(out_dir, config=manifest, harness="sensitivity", model=lm) if out_dir else None
     rows: list[dict[str, Any]] = []
-    with (store.discarded_if_empty() if store is not None else _nothing()):
+    with (store.discarded_if_empty() if store is not None else contextlib.nullcontext()):
         _cells(lm, dataset, config, store, masks, labels, clean_pred, stylizer, progress, rows)
     return pd.DataFrame(rows)
-
-
-@contextlib.contextmanager
-def _nothing() -> Any:
-    yield
 
 
 def _cells(lm: LoadedModel, dataset: Any, config: SensitivityConfig, store: ResultStore | None, masks: dict, labels: np.ndarray,

@@ -293,11 +293,6 @@ class _Ridge:
         return lam
 
 
-def _weighted_ridge(x: torch.Tensor, omega: torch.Tensor | None, rhs: torch.Tensor, s: torch.Tensor, ridge: float) -> torch.Tensor:
-    """One weighted ridge solve per output channel (see :class:`_Ridge`): x (P, m), omega and rhs (P, out), s (out,) -> λ (out, m)."""
-    return _Ridge(x, ridge).solve(omega, rhs, s)
-
-
 @torch.no_grad()
 def solve_closed_form(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig) -> torch.Tensor:
     """Λ of the closed form (see the module docstring). On CPU it runs on one thread: its work is many small

@@ -377,24 +377,6 @@ def bind_site(model: nn.Module, site: int | str | EditSite | BoundSite) -> Bound
     return BoundSite(model, get_site(model, site))
 
 
-def layer_weight_as_conv(model: nn.Module, site: EditSite | BoundSite) -> torch.Tensor:
-    """The rewritten weight as a conv kernel (out, in, kh, kw); a linear weight is (out, in, 1, 1)."""
-    return bind_site(model, site).weight
-
-
-def site_affine(model: nn.Module, site: EditSite | BoundSite) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift) per output channel such that pre-activation = scale * conv_W(key) + shift (+ skip).
-
-    Folds the layer's bias and an eval-mode BatchNorm.
-    """
-    b = bind_site(model, site)
-    return b.scale, b.shift
-
-
-def conv_geometry(model: nn.Module, site: EditSite | BoundSite) -> dict[str, Any]:
-    return dict(bind_site(model, site).geometry)
-
-
 def site_forward(
     model: nn.Module, site: EditSite | BoundSite, key: torch.Tensor, skip: torch.Tensor | None, weight: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -325,7 +325,7 @@ def test_ctrl_c_stops_the_full_rank_closed_form():
 def test_weighted_ridge_solves_each_channels_normal_equations(p, m, c):
     """Each channel's λ_o of the per-channel solver equals a dense solve of its weighted ridge normal equations
     (s_o² Xᵀ Ω_o X + μ_o I) λ_o = s_o Xᵀ Ω_o r_o, μ_o = ridge · s_o² Σ_p ω_po ‖x_p‖² / m, on every solver path."""
-    from modeledit.editor import _weighted_ridge
+    from modeledit.editor import _Ridge
 
     g = torch.Generator().manual_seed(p + m)
     ridge = 1e-3
@@ -333,7 +333,7 @@ def test_weighted_ridge_solves_each_channels_normal_equations(p, m, c):
     omega = torch.rand(p, c, generator=g, dtype=torch.float64) * (torch.rand(p, c, generator=g) > 0.3)
     rhs = torch.randn(p, c, generator=g, dtype=torch.float64)
     s = torch.rand(c, generator=g, dtype=torch.float64) + 0.5
-    lam = _weighted_ridge(x, omega, rhs, s, ridge)
+    lam = _Ridge(x, ridge).solve(omega, rhs, s)
     for o in range(c):
         xo = x * omega[:, o, None]
         mu = ridge * s[o] ** 2 * float(omega[:, o] @ (x * x).sum(1)) / m + 1e-12

@@ -43,7 +43,6 @@ positive_int = _typed("a positive integer", int, lambda v: v >= 1)
 nonneg_int = _typed("a non-negative integer", int, lambda v: v >= 0)
 fraction = _typed("a fraction between 0 and 1", float, lambda v: 0.0 <= v <= 1.0)
 positive_float = _typed("a positive number", float, lambda v: v > 0)
-nonneg_float = _typed("a non-negative number", float, lambda v: v >= 0)
 
 
 def csv_list(item: Callable[[str], Any] = str, what: str = "item") -> Callable[[str], list[Any]]:
