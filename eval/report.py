@@ -143,12 +143,47 @@ def _cell(r: Mapping[str, Any], c: str, t: Mapping[str, Any]) -> dict[str, Any]:
     kind = "frac" if c in t.get("percent", ()) else None
     v = r.get(c, "")
     cell: dict[str, Any] = {"text": format_value(v, c, kind), "interval": None}
+    cell["pieces"] = break_points(cell["text"])
     lo_hi = t.get("intervals", {}).get(c)
     if lo_hi and isinstance(v, (int, float)) and all(isinstance(r.get(k), (int, float)) for k in lo_hi):
         lo, hi = (format_value(r[k], c, kind) for k in lo_hi)
         if lo != "-":
             cell["interval"] = (lo, hi)
     return cell
+
+
+#: where a cell's text may wrap besides spaces: after ``_ / , ; = ) ] }``, and after ``.``, ``:`` or ``-`` that follow a
+#: letter (``finetune_global`` and ``visual.layer4.0`` wrap at their parts, never mid-word; numbers never); a run
+#: longer than LONGEST_PIECE without one wraps every LONGEST_PIECE characters
+BREAK_AFTER = r"(?<=[_/,;=)\]}])|(?<=[A-Za-z][.:-])"
+LONGEST_PIECE = 24
+
+
+def break_points(text: str) -> list[str]:
+    """``text`` cut into the pieces a line may wrap between (the template joins them with ``<wbr>``).
+
+    Example:
+        >>> break_points("visual.layer4.0 at 0.25")
+        ['visual.', 'layer4.0 at 0.25']
+    """
+    import re
+
+    out: list[str] = []
+    for part in re.split(BREAK_AFTER, text):
+        if not part:
+            continue
+        pieces = [tok[i:i + LONGEST_PIECE] for tok in re.split(r"(\s+)", part) if tok
+                  for i in range(0, len(tok), LONGEST_PIECE)]
+        merged = [pieces[0]]
+        for tok in pieces[1:]:      # spaces are break points already: keep words and spaces in one piece
+            if tok.isspace() or merged[-1].isspace() or merged[-1].endswith(" "):
+                merged[-1] += tok
+            else:
+                merged.append(tok)
+        if out and merged[0][:1].isspace():   # a break point followed by a space: the space is enough
+            out[-1] += merged.pop(0)
+        out += merged
+    return out or [text]
 
 
 def _table(t: Mapping[str, Any]) -> dict[str, Any]:

@@ -198,3 +198,18 @@ def test_report_reads_the_harness_its_manifest_names_and_refuses_an_unknown_fold
     (odd / "manifest.json").write_text(json.dumps({"harness": "nonesuch", "config": {}}))
     with pytest.raises(ValueError, match="nonesuch"):
         build_report(tmp_path / "r")
+
+
+def test_table_cells_wrap_at_name_parts_not_mid_word():
+    """Names wrap at their parts (``finetune_|global``, ``visual.|layer4.0``), numbers and words never; a run
+    with no break point wraps every LONGEST_PIECE characters (so a wide table still fits the window)."""
+    from modeledit.eval.report import LONGEST_PIECE, break_points
+
+    assert break_points("finetune_global") == ["finetune_", "global"]
+    assert break_points("visual.layer4.0") == ["visual.", "layer4.0"]
+    assert break_points("73.1%") == ["73.1%"] and break_points("-0.5 pp [-1.0, 0.2]") == ["-0.5 pp [-1.0, 0.2]"]
+    assert break_points("no setting qualifies: no change") == ["no setting qualifies: no change"]
+    long = "x" * (2 * LONGEST_PIECE + 3)
+    assert break_points(long) == ["x" * LONGEST_PIECE, "x" * LONGEST_PIECE, "xxx"]
+    for text in ("finetune_global", "visual.layer4.0 at 0.25", long, '{"lr": 0.001, "steps": 500}'):
+        assert "".join(break_points(text)) == text
