@@ -27,6 +27,8 @@ Solvers (registry :data:`SOLVERS`):
   gathered once: the positions for 1x1 convs and linear layers, an unfold otherwise), with the L1
   gradient written out and preallocated buffers: the same function and gradient as autograd through
   the convolution, at a fraction of the cost.
+* ``linear``: one shared ridge solve of the pre-activation against a linear target (the MEMIT form; no IRLS or active
+  sets): fast and approximate, for many rules at once (:mod:`modeledit.rules`).
 * ``closed_form``: with BN in eval mode the site is affine in Λ before its nonlinearity:
   pre-activation z_o = z0_o + s_o · (Λ_o · P), where P stacks the projected keys dᵀk of every kernel tap
   seen by an output position (an unfold), s_o the folded BN scale and z0 the unedited pre-activation.
@@ -131,15 +133,27 @@ def _flat_keys(t: ExemplarTensors) -> tuple[torch.Tensor, torch.Tensor]:
     return k[keep], w[keep]
 
 
-def update_direction(keys: torch.Tensor, weights: torch.Tensor, c: torch.Tensor | None, rank: int) -> torch.Tensor:
-    """d = C⁻¹D = C^{-1/2}E (d x rank, float64): E the top eigenvectors of the whitened exemplar keys' second moment."""
+def update_direction(keys: torch.Tensor, weights: torch.Tensor, c: torch.Tensor | None, rank: int,
+                     inv_sqrt: torch.Tensor | None = None) -> torch.Tensor:
+    """d = C⁻¹D = C^{-1/2}E (d x rank, float64): E the top eigenvectors of the whitened exemplar keys' second moment.
+
+    ``inv_sqrt``: C^{-1/2} already computed (many rules at one site); then, with fewer keys than dimensions, E comes
+    from the keys' n x n Gram matrix (the same eigenvectors, up to sign, at a fraction of the cost)."""
     dim = keys.shape[1]
-    if c is None:
-        c = torch.eye(dim, dtype=torch.float64, device=keys.device)
-    c = c.to(keys.device, torch.float64)
     with single_threaded():
-        s, u = torch.linalg.eigh(0.5 * (c + c.T))
-        inv_sqrt = (u * s.clamp_min(torch.finfo(torch.float64).tiny).rsqrt()) @ u.T
+        if inv_sqrt is None:
+            if c is None:
+                c = torch.eye(dim, dtype=torch.float64, device=keys.device)
+            c = c.to(keys.device, torch.float64)
+            s, u = torch.linalg.eigh(0.5 * (c + c.T))
+            inv_sqrt = (u * s.clamp_min(torch.finfo(torch.float64).tiny).rsqrt()) @ u.T
+        elif rank <= keys.shape[0] < dim:
+            kw = (keys @ inv_sqrt.to(keys.device, torch.float64)) * weights.sqrt()[:, None]
+            g = kw @ kw.T
+            _, v = torch.linalg.eigh(0.5 * (g + g.T))
+            e = kw.T @ v.flip(-1)[:, :rank]
+            return inv_sqrt.to(keys.device, torch.float64) @ (e / e.norm(dim=0).clamp_min(torch.finfo(torch.float64).tiny))
+        inv_sqrt = inv_sqrt.to(keys.device, torch.float64)
         kw = keys @ inv_sqrt
         m = (kw * weights[:, None]).T @ kw
         _, e = torch.linalg.eigh(0.5 * (m + m.T))
@@ -507,9 +521,44 @@ def solve_adam(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors,
     return lam.to(w0.dtype)
 
 
+@torch.no_grad()
+def solve_linear(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig,
+                 chunk: int = 256) -> torch.Tensor:
+    """Λ of one shared ridge solve (the MEMIT form, no IRLS or active sets): the least-squares fit of the
+    pre-activation to a linear target, t = v* where the site is linear or v* > 0, else min(z0, 0) (a ReLU output of 0 is
+    reached by any non-positive pre-activation, so already-silent positions keep theirs), weighted by the objective's
+    position weights. The normal equations are accumulated over exemplars in chunks of ``chunk`` images, so thousands
+    of rules' keys fit in memory; one (r·kh·kw)² system is solved for every output channel at once. Fast and
+    approximate: it ignores the L1 objective and the ReLU's kink that ``closed_form`` follows."""
+    site = bind_site(model, site)
+    w0 = site.weight.detach()
+    out_c, _, kh, kw = w0.shape
+    r = dirs.shape[1]
+    m = r * kh * kw
+    s = site.scale.double()
+    a = torch.zeros(m, m, dtype=torch.float64, device=w0.device)
+    b = torch.zeros(m, out_c, dtype=torch.float64, device=w0.device)
+    with single_threaded() if w0.device.type == "cpu" else contextlib.nullcontext():
+        for i in range(0, t.key.shape[0], chunk):
+            sl = slice(i, i + chunk)
+            x = _unfold_projected(site, t.key[sl], dirs, (kh, kw)).double()
+            z0 = _positions(site.preactivation(t.key[sl], None if t.skip is None else t.skip[sl], w0)).double()
+            v = _positions(t.value[sl]).double()
+            target = torch.where(v > 0, v, z0.clamp_max(0)) if site.relu else v
+            sw = t.weight[sl].reshape(-1).double().sqrt()[:, None]
+            x, rhs = x * sw, (target - z0) * sw
+            a += x.T @ x
+            b += x.T @ rhs
+        mu = cfg.ridge * float(a.diagonal().sum()) / m + 1e-12
+        a.diagonal().add_(mu)
+        lam = (_spd_solve(a, b) / s).T                                                        # (out, m)
+    return lam.reshape(out_c, r, kh, kw).to(w0.dtype)
+
+
 SOLVERS: dict[str, Callable[[nn.Module, EditSite, ExemplarTensors, torch.Tensor, EditConfig], torch.Tensor]] = {
     "closed_form": solve_closed_form,
     "adam": solve_adam,
+    "linear": solve_linear,
 }
 
 

@@ -1,0 +1,341 @@
+"""The rules study on the world (issue 27): many rules in one solve and long sequences, against single edits.
+
+Every admitted concept-style pair x target class is a *rule* (the science rules: pairs selected on ``world:val``
+by the paper's rule, exemplars / val / test from ``world:test`` by :func:`modeledit.eval.protocol.split_pair`,
+clean change on ``world:clean:10000``, statistics C from ``world:train``; the pair data come from
+:class:`modeledit.eval.bench.BenchRunner`, the bench's own machinery). Variants, each at full strength (the whole
+closed-form update, no strength selection):
+
+* ``single``: each rule alone (``closed_form``, rank 1); ``single_linear`` the same with the ``linear`` solver;
+* ``batch``: all rules in one solve (:func:`modeledit.rules.rewrite_rules`, ``linear``: the closed form's
+  per-channel IRLS is refused beyond ~10 rules at this site); ``batch_full`` its unrestricted (MEMIT) form;
+* ``per_pair``: one joint solve per concept-style pair (its target classes; ``closed_form``), each applied alone;
+* ``sequence`` / ``sequence_keep``: every rule in a seeded random order, each edit solved on the model carrying the
+  earlier ones (:class:`modeledit.rules.RuleSequence`), without / with preservation of earlier rules' keys;
+* ``batch_k``: the first k rules of the seeded order in one solve, k = 1, 3, 10, 30, all (correction vs number of rules).
+
+Per rule: errors corrected (thesis 6.3) on its own test images (the exemplars' style image), retention after the
+rest (sequences: correction at the end / right after its own step), clean change (accuracy and flips on the clean
+set). Results are per-variant CSVs (rewritten atomically after every unit: a rerun resumes), ``sequence_*_steps.csv``
+(every earlier rule after every step), ``summary.csv`` (paired 95% intervals against ``single``, resampling pairs) and
+``manifest.json``.
+
+Example:
+    >>> cfg = RulesStudyConfig(bench=BenchConfig(model="world_vgg", dataset="world:test:1800", clean="world:clean:10000",
+    ...                        sensitivity="results/world/science/world_vgg/selection/table.csv", max_pairs=None, n_targets=3))
+    >>> run_rules_study(cfg, "results/world/rules/world_vgg")
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from modeledit.config import JsonConfig
+from modeledit.eval.bench import BenchConfig
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("single", "single_linear", "batch", "batch_full", "per_pair", "sequence", "sequence_keep", "batch_k")
+BATCH_KS = (1, 3, 10, 30)
+
+
+@dataclass
+class RulesStudyConfig(JsonConfig):
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    site: str = "-1"
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    order_seed: int = 0
+    max_rules: int | None = None
+    keep_threshold: float | None = None        # None: modeledit.rules.KEEP_THRESHOLD
+    max_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bench, Mapping):
+            self.bench = BenchConfig(**self.bench)
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad:
+            raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+
+
+@dataclass
+class Unit:
+    key: str
+    pair: str
+    rule: Any                 # modeledit.rules.Rule
+    test: tuple[torch.Tensor, torch.Tensor, np.ndarray]
+
+
+def study_units(runner: Any, cfg: RulesStudyConfig) -> list[Unit]:
+    """Every admitted pair x target class as a rule with its test images, in the bench's order."""
+    from modeledit.eval.bench import choose_pairs
+    from modeledit.eval.protocol import choose_targets
+    from modeledit.exemplars import Exemplars
+    from modeledit.rules import Rule
+
+    b = cfg.bench
+    units = []
+    for pair in choose_pairs(b):
+        targets = choose_targets(pair["candidates"], b.n_targets or 1, b.protocol.seed)
+        for target in targets:
+            p = runner.pair(pair["concept"], pair["style"], pair["candidates"], b.n_exemplars[0], b.seeds[0], target)
+            same = b.exemplar_style_image
+            ex = Exemplars(torch.stack([p.originals[i] for i in p.exemplars]), torch.stack([p.transformed[same][i] for i in p.exemplars]),
+                           torch.stack([torch.as_tensor(p.masks[i]).float() for i in p.exemplars])[:, None])
+            key = f"{pair['concept']}|{pair['style']}|{target}"
+            test = (torch.stack([p.originals[i] for i in p.test]), torch.stack([p.transformed[same][i] for i in p.test]),
+                    np.array([p.labels[i] for i in p.test]))
+            units.append(Unit(key, f"{pair['concept']}|{pair['style']}", Rule(key, ex), test))
+            if cfg.max_rules is not None and len(units) >= cfg.max_rules:
+                return units
+    return units
+
+
+class _Evaluator:
+    """Base predictions once; an edited model's predictions on every unit's test images and the clean set from the site on."""
+
+    def __init__(self, runner: Any, units: Sequence[Unit], site: Any) -> None:
+        from modeledit.suffix import SuffixEvaluator
+
+        self.site, self.model = site, runner.lm.model
+        self.ev = SuffixEvaluator(self.model, runner.lm.normalize, runner.cfg.cache)
+        cx, cy, _ = runner.clean_set()
+        self.clean, self.cy = self.ev.image_set(cx), cy.numpy()
+        self.sets = {u.key: (self.ev.image_set(u.test[0]), self.ev.image_set(u.test[1])) for u in units}
+        self.y = {u.key: u.test[2] for u in units}
+        self.cpre = self.predict_clean()
+        self.orig_ok = {k: self.ev.predict(s[0], site).numpy() == self.y[k] for k, s in self.sets.items()}
+        self.pre_ok = {k: self.ev.predict(s[1], site).numpy() == self.y[k] for k, s in self.sets.items()}
+
+    def predict_clean(self) -> np.ndarray:
+        return self.ev.predict(self.clean, self.site).numpy()
+
+    def rule_row(self, key: str) -> dict[str, Any]:
+        post_ok = self.ev.predict(self.sets[key][1], self.site).numpy() == self.y[key]
+        ok = self.orig_ok[key]
+        n_pre, n_post = int((ok & ~self.pre_ok[key]).sum()), int((ok & ~post_ok).sum())
+        return {"n_pre": n_pre, "n_post": n_post, "corrected": (n_pre - n_post) / n_pre if n_pre else float("nan")}
+
+    def clean_row(self, cpost: np.ndarray | None = None) -> dict[str, Any]:
+        cpost = self.predict_clean() if cpost is None else cpost
+        pre_ok, post_ok = self.cpre == self.cy, cpost == self.cy
+        return {"clean_acc_change": float(post_ok.mean() - pre_ok.mean()), "clean_changed": float((cpost != self.cpre).mean()),
+                "clean_flips_bad": int((pre_ok & ~post_ok).sum()), "clean_flips_good": int((~pre_ok & post_ok).sum())}
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    from modeledit.atomic import write_text_atomic
+
+    write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False))
+
+
+def _done(path: Path) -> list[dict[str, Any]]:
+    return pd.read_csv(path).to_dict("records") if path.is_file() and path.stat().st_size > 0 else []
+
+
+def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
+    """Run (or resume) the study into ``out_dir``; returns the summary CSV's path."""
+    import warnings
+
+    from modeledit.atomic import write_json_atomic
+    from modeledit.editor import EditConfig, rewrite
+    from modeledit.eval.bench import BenchRunner
+    from modeledit.layers import get_site
+    from modeledit.progress import tqdm
+    from modeledit.provenance import package_versions
+    from modeledit.rules import KEEP_THRESHOLD, RuleSequence, rewrite_rules
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    conf = cfg.to_dict() if hasattr(cfg, "to_dict") else asdict(cfg)
+    if manifest_path.is_file():
+        old = json.loads(manifest_path.read_text())
+        if old.get("config") != json.loads(json.dumps(conf)):
+            raise ValueError(f"{out} holds a study with another configuration; use a new --out folder or the same settings")
+    keep_thr = KEEP_THRESHOLD if cfg.keep_threshold is None else cfg.keep_threshold
+    t0 = time.perf_counter()
+    runner = BenchRunner(cfg.bench)
+    lm = runner.lm
+    site = get_site(lm.model, cfg.site)
+    st = runner.statistics(site)
+    log.info("rules study: building the rules (pairs' counterfactuals)")
+    units = study_units(runner, cfg)
+    order = [units[i] for i in np.random.default_rng(cfg.order_seed).permutation(len(units))]
+    write_json_atomic(manifest_path, {"config": conf, "versions": package_versions(), "site": site.name, "n_rules": len(units),
+                                      "rules": [u.key for u in units], "sequence_order": [u.key for u in order],
+                                      "keep_threshold": keep_thr, "status": "running"})
+    ev = _Evaluator(runner, units, site)
+    warnings.simplefilter("ignore", UserWarning)
+    cf = EditConfig(solver="closed_form")
+    base = {"model": cfg.bench.model, "site": site.name}
+
+    def unit_meta(u: Unit) -> dict[str, Any]:
+        concept, style, target = u.key.split("|")
+        return {**base, "rule": u.key, "pair": u.pair, "concept": concept, "style": style, "target_class": target}
+
+    for variant in cfg.variants:
+        path = out / f"{variant}.csv"
+        rows = _done(path)
+        if variant in ("single", "single_linear"):
+            done = {r["rule"] for r in rows}
+            solver = "closed_form" if variant == "single" else "linear"
+            for u in tqdm([u for u in units if u.key not in done], desc=variant):
+                edit = rewrite(lm, site, u.rule.exemplars, config=EditConfig(solver=solver), stats=st)
+                with edit.applied(lm.model):
+                    rows.append({**unit_meta(u), "variant": variant, **ev.rule_row(u.key), **ev.clean_row(),
+                                 "objective_before": edit.metrics["objective_before"], "objective_after": edit.metrics["objective_after"]})
+                _write(path, rows)
+        elif variant in ("batch", "batch_full") and not rows:
+            edit = rewrite_rules(lm, [u.rule for u in units], site, stats=st, solver="linear", form="full" if variant == "batch_full" else "directions")
+            obj = {r["name"]: r for r in edit.metrics["rules"]}
+            with edit.applied(lm.model):
+                clean = ev.clean_row()
+                rows = [{**unit_meta(u), "variant": variant, **ev.rule_row(u.key), **clean, "objective_before": obj[u.key]["objective_before"],
+                         "objective_after": obj[u.key]["objective_after"], "rank": edit.metrics["rank"]} for u in units]
+            _write(path, rows)
+        elif variant == "per_pair":
+            done = {r["pair"] for r in rows}
+            pairs = list(dict.fromkeys(u.pair for u in units))
+            for pair in tqdm([p for p in pairs if p not in done], desc=variant):
+                us = [u for u in units if u.pair == pair]
+                edit = rewrite_rules(lm, [u.rule for u in us], site, cf, stats=st)
+                obj = {r["name"]: r for r in edit.metrics["rules"]}
+                with edit.applied(lm.model):
+                    clean = ev.clean_row()
+                    rows += [{**unit_meta(u), "variant": variant, **ev.rule_row(u.key), **clean, "objective_before": obj[u.key]["objective_before"],
+                              "objective_after": obj[u.key]["objective_after"]} for u in us]
+                _write(path, rows)
+        elif variant in ("sequence", "sequence_keep") and not rows:
+            from modeledit.rules import measure_sequence
+
+            seq = RuleSequence(lm, site, stats=st, config=cf, preserve=variant == "sequence_keep", keep_threshold=keep_thr,
+                               max_norm=cfg.max_norm)
+            for u in tqdm(order, desc=variant):
+                seq.add(u.rule)
+            steps = measure_sequence(seq, {u.key: (u.test[0], u.test[1], u.test[2]) for u in order},
+                                     clean=(runner.clean_set()[0], runner.clean_set()[1].numpy()))
+            meta = {u.key: unit_meta(u) for u in order}
+            null = {i: e.metrics["keep"]["null_dim"] for i, e in enumerate(seq.edits.edits)}
+            steps = [{**meta[s["rule"]], "variant": variant, **s, "null_dim_at_step": null[s["step"]]} for s in steps]
+            _write(out / f"{variant}_steps.csv", steps)
+            last = len(order) - 1
+            own = {s["rule"]: s for s in steps if order[s["step"]].key == s["rule"]}
+            pos = {u.key: i for i, u in enumerate(order)}
+            rows = [{**s, "corrected_own_step": own[s["rule"]]["corrected"], "null_dim": null[pos[s["rule"]]], "position": pos[s["rule"]]}
+                    for s in steps if s["step"] == last]
+            _write(path, rows)
+        elif variant == "batch_k":
+            done = {int(r["k"]) for r in rows}
+            for k in [k for k in (*BATCH_KS, len(order)) if k <= len(order) and k not in done]:
+                edit = rewrite_rules(lm, [u.rule for u in order[:k]], site, stats=st, solver="linear")
+                with edit.applied(lm.model):
+                    clean = ev.clean_row()
+                    rows += [{**unit_meta(u), "variant": variant, "k": k, **ev.rule_row(u.key), **clean} for u in order[:k]]
+                _write(path, rows)
+    summary = summarize(out)
+    write_json_atomic(manifest_path, {**json.loads(manifest_path.read_text()), "status": "finished",
+                                      "seconds_this_run": time.perf_counter() - t0})
+    return summary
+
+
+def paired_over_pairs(a: pd.DataFrame, b: pd.DataFrame, col: str = "corrected", n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean over rules of b[col] - a[col] (paired by rule), with a 95% bootstrap interval resampling concept-style pairs."""
+    from modeledit.eval.intervals import draw_units
+
+    m = a[["rule", "pair", col]].merge(b[["rule", col]], on="rule", suffixes=("_a", "_b")).dropna()
+    if m.empty:
+        return {"diff": float("nan"), "diff_lo": float("nan"), "diff_hi": float("nan"), "n": 0}
+    d = (m[f"{col}_b"] - m[f"{col}_a"]).to_numpy()
+    idx = draw_units(np.random.default_rng(seed), n_boot, len(d), list(m["pair"]))
+    vals = np.where(idx >= 0, d[np.clip(idx, 0, None)], np.nan)
+    boots = np.nanmean(vals, 1)
+    return {"diff": float(d.mean()), "diff_lo": float(np.percentile(boots, 2.5)), "diff_hi": float(np.percentile(boots, 97.5)), "n": int(len(d))}
+
+
+def _clean_means(variant: str, g: pd.DataFrame) -> dict[str, float]:
+    """The clean change of a variant: per edit, averaged over its edits (single: one per rule; per_pair: one per pair;
+    a batch or a finished sequence: one edit for all rules)."""
+    edits = g if variant in ("single", "single_linear") else (g.drop_duplicates("pair") if variant == "per_pair" else g.iloc[:1])
+    return {"clean_acc_change_mean": float(edits["clean_acc_change"].mean()), "clean_changed_mean": float(edits["clean_changed"].mean()),
+            "n_edits": int(len(edits))}
+
+
+def summarize(out_dir: str | Path) -> Path:
+    """``summary.csv``: per variant, the mean correction and clean change, and the paired difference to ``single``."""
+    out = Path(out_dir)
+    tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS}
+    rows = []
+    single = tables.get("single")
+    for name, t in tables.items():
+        groups = [(name, t)] if name != "batch_k" else [(f"batch_k{k}", g) for k, g in t.groupby("k")]
+        for label, g in groups:
+            row = {"variant": label, "n_rules": int(len(g)), "corrected_mean": float(g["corrected"].mean()),
+                   **_clean_means(name, g)}
+            if "retention" in g:
+                row["retention_mean"] = float(g["retention"].mean())
+            if single is not None and label != "single":
+                row.update({f"vs_single_{k}": v for k, v in paired_over_pairs(single, g).items()})
+                row["fraction_of_single"] = row["corrected_mean"] / float(single[single["rule"].isin(g["rule"])]["corrected"].mean())
+            rows.append(row)
+    path = out / "summary.csv"
+    from modeledit.atomic import write_text_atomic
+
+    write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False))
+    return path
+
+
+def write_figures(out_dir: str | Path) -> list[Path]:
+    """Correction vs number of rules (batch_k, with single as reference) and the retention curve over the sequences."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    figs = out / "figures"
+    figs.mkdir(exist_ok=True)
+    made = []
+    if (out / "batch_k.csv").is_file():
+        t = pd.read_csv(out / "batch_k.csv")
+        g = t.groupby("k")["corrected"].mean()
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        ax.plot(g.index, g.values, "o-", label="one joint solve (linear)")
+        if (out / "single.csv").is_file():
+            s = pd.read_csv(out / "single.csv")
+            ref = [s[s["rule"].isin(t[t["k"] == k]["rule"])]["corrected"].mean() for k in g.index]
+            ax.plot(g.index, ref, "s--", label="each rule alone (closed form)")
+        ax.set_xscale("log")
+        ax.set_xlabel("rules in the solve")
+        ax.set_ylabel("mean errors corrected (test)")
+        ax.legend()
+        fig.tight_layout()
+        made.append(figs / "correction_vs_rules.png")
+        fig.savefig(made[-1], dpi=120)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    any_seq = False
+    for v in ("sequence", "sequence_keep"):
+        p = out / f"{v}_steps.csv"
+        if p.is_file():
+            t = pd.read_csv(p)
+            earlier = t[t["retention"].notna()]
+            g = earlier.groupby("step")["corrected"].mean()
+            ax.plot(g.index + 1, g.values, label=f"{v}: mean correction of rules so far")
+            any_seq = True
+    if any_seq:
+        ax.set_xlabel("rules added")
+        ax.set_ylabel("mean errors corrected (test)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        made.append(figs / "sequence_retention.png")
+        fig.savefig(made[-1], dpi=120)
+    plt.close(fig)
+    return made

@@ -1,0 +1,605 @@
+r"""Many rules in one solve, preservation of kept keys, and edit sequences measured against a pinned base.
+
+A *rule* is one exemplar set (original images x, transformed x', optional masks) at a site: "x' should act
+like x". :func:`rewrite_rules` fixes several rules with one closed-form update of one site:
+
+* each rule keeps its own direction from its own whitened keys (:func:`modeledit.editor.update_direction`:
+  d_i = C^{-1/2} E_i), and the update's row space is the span of all of them, d = C^{-1/2} U with U an
+  orthonormal basis of [E_1 ... E_k] (rank up to k x r, at most the key dimension);
+* Λ is the joint least-squares solution over every rule's keys: the editor's solvers
+  (:data:`modeledit.editor.SOLVERS`: ``closed_form`` with its ReLU active sets and IRLS, ``linear`` the one
+  shared ridge solve, ``adam``) run on all rules' exemplar tensors at once. A batch of one rule is the
+  single-rule :func:`~modeledit.editor.rewrite`;
+* ``form="full"`` is the unrestricted MEMIT-style update (every whitened direction: ΔW ∝ R Kᵀ(λC + KKᵀ)⁻¹).
+
+Preservation (AlphaEdit, Fang et al. 2025): ``keep=`` gives images (or a second moment) whose site outputs
+must not change. With K0 their keys, the eigenvectors U0 of K0 K0ᵀ whose eigenvalues are at most
+``keep_threshold`` x the largest span the approximate null space; the directions are projected, d ← U0 U0ᵀ d,
+so ΔW k = Λ dᵀ U0 U0ᵀ k ≈ 0 for every kept key k (exactly 0 when the kept keys do not span the key space).
+``max_norm`` optionally bounds ‖ΔW‖_F / ‖W‖_F (the update is scaled down to it). Both are in the edit's metadata.
+
+Sequences (:class:`RuleSequence`): rules added one by one; each new edit is solved on the model carrying the
+earlier ones, with the earlier rules' keys (a running second moment: the cache of past keys) kept. The sequence
+holds a frozen copy of the base weights (:class:`PinnedBase`); :func:`measure_sequence` takes the sequence, not a
+model, restores the pinned base itself and measures after every step, so "before" is always the base model.
+
+Example:
+    >>> from modeledit.rules import Rule, rewrite_rules, RuleSequence, measure_sequence
+    >>> rules = [Rule.from_images(lm, "road:snow", [x1], [x1_snow]), Rule.from_images(lm, "grass:wood", [x2], [x2_wood])]
+    >>> edit = rewrite_rules(lm, rules, "features.15", stats=st)            # one Edit, both rules
+    >>> [(r["name"], r["objective_before"], r["objective_after"]) for r in edit.metrics["rules"]]
+    >>> edit = rewrite_rules(lm, rules, "features.15", stats=st, keep=clean_images)   # clean outputs kept
+    >>> seq = RuleSequence(lm, "features.15", stats=st)
+    >>> for r in rules: seq.add(r)
+    >>> rows = measure_sequence(seq, {"road:snow": (x, x_snow, y), "grass:wood": (x2, x2_wood, y2)}, clean=(xc, yc))
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from modeledit.edit import Edit, EditSequence, ParamChange
+from modeledit.editor import SOLVERS, EditConfig, _flat_keys, _image_list, _stats_matrix, resolve_stats, update_direction
+from modeledit.exemplars import Exemplars, ExemplarTensors, collect
+from modeledit.layers import BoundSite, EditSite, bind_site, capture_sites, get_site
+from modeledit.models import as_loaded
+from modeledit.provenance import model_hash
+from modeledit.stats import SecondMoment, single_threaded
+
+log = logging.getLogger(__name__)
+
+#: default relative eigenvalue threshold of the kept keys' null space (see results/world/rules/keep_threshold.json)
+KEEP_THRESHOLD = 1e-2
+#: the joint solve's forms: each rule's own directions (their span), or every whitened direction (MEMIT)
+FORMS = ("directions", "full")
+
+
+# ---------------------------------------------------------------------------------------------
+# rules and their cached keys
+
+
+@dataclass
+class Rule:
+    """One exemplar set: ``exemplars`` (x, x' in [0, 1], optional masks) under a ``name``."""
+
+    name: str
+    exemplars: Exemplars
+
+    @classmethod
+    def from_images(cls, lm: Any, name: str, originals: Any, transformed: Any, masks: Any = None, size: int | None = None) -> "Rule":
+        """A rule from image(s) as :meth:`~modeledit.exemplars.Exemplars.from_images` takes them (one or a list each)."""
+        return cls(name, Exemplars.from_images(lm, _image_list(originals), _image_list(transformed),
+                                               None if masks is None else _image_list(masks), size=size))
+
+
+@dataclass
+class RuleKeys:
+    """A rule's keys and values collected at ``site`` (what a joint solve needs: collect once, solve often)."""
+
+    name: str
+    site: str
+    tensors: ExemplarTensors
+
+
+def collect_rules(lm: Any, rules: Sequence[Rule | RuleKeys], site: EditSite | BoundSite | int | str, mode: str = "whole") -> list[RuleKeys]:
+    """Every rule's exemplar keys and values at ``site`` (rules already collected there are kept as they are)."""
+    lm = as_loaded(lm, "collecting rules' keys")
+    site = get_site(lm.model, site.site if isinstance(site, BoundSite) else site)
+    out, names = [], set()
+    for r in rules:
+        if isinstance(r, RuleKeys):
+            if r.site != site.name:
+                raise ValueError(f"rule {r.name!r} was collected at site {r.site!r}, not {site.name!r}; collect it at the edited site")
+            out.append(r)
+        elif isinstance(r, Rule):
+            out.append(RuleKeys(r.name, site.name, collect(lm, site, r.exemplars, mode)))
+        else:
+            raise TypeError(f"rules must be Rule or RuleKeys values, got {type(r).__name__}; build one with Rule.from_images(lm, name, x, x')")
+        if out[-1].name in names:
+            raise ValueError(f"two rules are named {out[-1].name!r}; give each rule its own name")
+        names.add(out[-1].name)
+    return out
+
+
+def _concat(keys: Sequence[RuleKeys]) -> ExemplarTensors:
+    ts = [k.tensors for k in keys]
+    shapes = {tuple(t.key.shape[1:]) for t in ts}
+    if len(shapes) > 1:
+        raise ValueError(f"the rules' keys have different shapes {sorted(shapes)}: their images differ in size; give every rule's "
+                         "exemplars one size (Exemplars.from_images(..., size=N))")
+    skips = [t.skip is None for t in ts]
+    if any(skips) and not all(skips):
+        raise ValueError("some rules carry a skip input and some do not; collect every rule at the same site")
+    cat = lambda name: torch.cat([getattr(t, name) for t in ts])  # noqa: E731
+    return ExemplarTensors(key=cat("key"), skip=None if ts[0].skip is None else cat("skip"), value=cat("value"),
+                           weight=cat("weight"), key_weight=cat("key_weight"))
+
+
+@torch.no_grad()
+def _rule_objectives(bound: BoundSite, tens: ExemplarTensors, sizes: Sequence[int], weight: torch.Tensor | None = None,
+                     chunk: int = 512) -> list[float]:
+    """Each rule's objective (:func:`modeledit.editor.site_objective` on its own exemplars) from one pass over all of them."""
+    err, norm = [], []
+    for i in range(0, tens.key.shape[0], chunk):
+        sl = slice(i, i + chunk)
+        out = bound.forward(tens.key[sl], None if tens.skip is None else tens.skip[sl], weight)
+        err.append(((out - tens.value[sl]).abs() * tens.weight[sl]).flatten(1).sum(1).double())
+        norm.append(tens.weight[sl].flatten(1).sum(1).double() * tens.value.shape[1])
+    e, n = torch.cat(err).split(list(sizes)), torch.cat(norm).split(list(sizes))
+    return [float(a.sum() / b.sum()) for a, b in zip(e, n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# kept keys
+
+
+def keep_moment(lm: Any, site: EditSite, keep: Any, batch_size: int = 64) -> tuple[torch.Tensor, int]:
+    """(E[k kᵀ] of the kept keys (d, d) float64, number of keys). ``keep``: images (N, 3, H, W) in [0, 1] or a list of
+    them, a :class:`~modeledit.stats.SecondMoment`, a (d, d) tensor (a second moment), or :class:`RuleKeys` (their
+    objective's keys)."""
+    d = site.key_channels
+    if isinstance(keep, SecondMoment):
+        if keep.site and keep.site != site.name:
+            raise ValueError(f"the keep statistics were computed at site {keep.site!r}, not {site.name!r}; compute them at the edited site")
+        m, n = keep.mean.double(), int(keep.count)
+    elif isinstance(keep, RuleKeys) or (isinstance(keep, (list, tuple)) and keep and all(isinstance(k, RuleKeys) for k in keep)):
+        ks = [keep] if isinstance(keep, RuleKeys) else list(keep)
+        flat = [_flat_keys(k.tensors)[0] for k in ks]
+        kk = torch.cat(flat) if flat else torch.zeros(0, d, dtype=torch.float64)
+        m, n = (kk.T @ kk) / max(len(kk), 1), int(len(kk))
+    elif isinstance(keep, torch.Tensor) and keep.dim() == 2:
+        m, n = keep.double(), -1
+    else:
+        imgs = keep if isinstance(keep, torch.Tensor) else (torch.stack(list(keep)) if isinstance(keep, (list, tuple)) and keep else None)
+        if imgs is None or imgs.dim() != 4 or imgs.shape[0] == 0:
+            raise ValueError("the keep set is empty or not images: give (N, 3, H, W) images in [0, 1], a SecondMoment or a (d, d) "
+                             "matrix of the keys to keep, or leave keep out")
+        lm = as_loaded(lm, "keeping images' outputs")
+        dev = next(lm.model.parameters()).device
+        tot, n = torch.zeros(d, d, dtype=torch.float64, device=dev), 0
+        for i in range(0, imgs.shape[0], batch_size):
+            k = capture_sites(lm.model, lm.normalize(imgs[i:i + batch_size].to(dev)), [site], stop_after=True)[site.name].key
+            k = k.transpose(0, 1).reshape(d, -1).double()
+            tot += k @ k.T
+            n += k.shape[1]
+        m = tot / n
+    if n == 0:
+        raise ValueError("the keep set is empty (no keys); give at least one image to keep, or leave keep out")
+    if m.shape != (d, d):
+        raise ValueError(f"the keep second moment has shape {tuple(m.shape)} but site {site.name} has {d} key channels")
+    return m.cpu(), n
+
+
+def null_space(moment: torch.Tensor, threshold: float = KEEP_THRESHOLD) -> torch.Tensor:
+    """U0 (d, q) float64: eigenvectors of ``moment`` with eigenvalue at most ``threshold`` x the largest (AlphaEdit's projection P = U0 U0ᵀ)."""
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"keep_threshold must be in [0, 1) (a fraction of the kept keys' largest eigenvalue), got {threshold}")
+    with single_threaded():
+        s, u = torch.linalg.eigh(0.5 * (moment + moment.T).double())
+    top = float(s[-1].clamp_min(0))
+    return u[:, s <= threshold * top + 1e-300] if top > 0 else u
+
+
+# ---------------------------------------------------------------------------------------------
+# the joint solve
+
+
+def _sqrt_pair(c: torch.Tensor | None, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if c is None:
+        eye = torch.eye(d, dtype=torch.float64)
+        return eye, eye
+    with single_threaded():
+        s, u = torch.linalg.eigh(0.5 * (c + c.T))
+    s = s.clamp_min(torch.finfo(torch.float64).tiny)
+    return (u * s.sqrt()) @ u.T, (u * s.rsqrt()) @ u.T
+
+
+def joint_directions(raw: torch.Tensor, c_sqrt: torch.Tensor, c_inv_sqrt: torch.Tensor, tol: float = 1e-8) -> torch.Tensor:
+    """d = C^{-1/2} U (d, q) with U an orthonormal basis of span(C^{1/2} raw): dᵀ C d = I, span(d) = span(raw)."""
+    w = c_sqrt @ raw
+    with single_threaded():
+        u, s, _ = torch.linalg.svd(w, full_matrices=False)
+    keep = s > tol * float(s.max()) if s.numel() and float(s.max()) > 0 else torch.zeros_like(s, dtype=torch.bool)
+    return c_inv_sqrt @ u[:, keep]
+
+
+def rewrite_rules(
+    model: Any,
+    rules: Sequence[Rule | RuleKeys],
+    site: EditSite | BoundSite | int | str,
+    config: EditConfig | None = None,
+    *,
+    stats: Any = None,
+    keep: Any = None,
+    keep_threshold: float = KEEP_THRESHOLD,
+    max_norm: float | None = None,
+    form: str = "directions",
+    **fields: Any,
+) -> Edit:
+    """One update of ``site`` that fixes every rule: the joint least-squares solution over all rules' keys.
+
+    ``model`` is a :class:`~modeledit.models.LoadedModel`; ``rules`` are :class:`Rule` values (or their keys,
+    :class:`RuleKeys`, from :func:`collect_rules`: collect once, solve often). ``config`` (or its fields as
+    keywords) is the editor's :class:`~modeledit.editor.EditConfig`: ``rank`` is each rule's rank r, ``solver``
+    any of :data:`modeledit.editor.SOLVERS` (``closed_form``, ``linear`` for thousands of rules, ``adam``).
+    ``form``: ``"directions"`` (the span of the rules' own directions) or ``"full"`` (unrestricted, MEMIT).
+    ``keep``: images / second moment / RuleKeys whose site outputs must not change (see the module docstring),
+    ``keep_threshold`` the relative eigenvalue cut of their null space, ``max_norm`` a bound on ‖ΔW‖/‖W‖.
+    The model is not changed. ``metrics["rules"]`` lists each rule's name and objective before/after;
+    ``metrics["keep"]`` the preservation settings and the null space's dimension.
+
+    Example:
+        >>> edit = rewrite_rules(lm, [rule_a, rule_b], "features.15", stats=st, keep=clean_x)
+    """
+    if config is not None and fields:
+        raise TypeError(f"give either config= or its fields ({sorted(fields)}) as keywords, not both")
+    cfg = config or EditConfig(**fields)
+    if form not in FORMS:
+        raise ValueError(f"unknown form {form!r}; choose from {FORMS}")
+    if max_norm is not None and not max_norm > 0:
+        raise ValueError(f"max_norm must be positive (a bound on the update's relative Frobenius norm), got {max_norm}")
+    if not rules:
+        raise ValueError("no rules given; pass at least one Rule")
+    lm = as_loaded(model, "rewrite_rules")
+    module = lm.model
+    bound = bind_site(module, site)
+    site = bound.site
+    rank = cfg.validate(site.key_channels)
+    stats = resolve_stats(lm, site, stats)
+    was_training = module.training
+    module.eval()
+    try:
+        t0 = time.perf_counter()
+        keys = collect_rules(lm, rules, site, cfg.mode)
+        c, stats_info = _stats_matrix(stats, site, cfg.stats_ridge)
+        dim = site.key_channels
+        c_sqrt, c_isqrt = _sqrt_pair(c, dim)
+        if form == "full":
+            raw = c_isqrt
+        else:
+            cpu = torch.device("cpu")
+            raw = torch.cat([update_direction(*(t.to(cpu) for t in _flat_keys(k.tensors)), None, rank, inv_sqrt=c_isqrt)
+                             for k in keys], 1) if len(keys) > 1 else update_direction(*_flat_keys(keys[0].tensors), c, rank).cpu()
+        keep_info: dict[str, Any] = {"threshold": None, "null_dim": None, "kept_keys": 0, "max_norm": max_norm, "scaled": 1.0}
+        if keep is not None:
+            moment, n_kept = keep_moment(lm, site, keep)
+            u0 = null_space(moment, keep_threshold)
+            keep_info.update(threshold=keep_threshold, null_dim=int(u0.shape[1]), kept_keys=n_kept)
+            raw = u0 @ (u0.T @ raw)
+        dirs = joint_directions(raw, c_sqrt, c_isqrt)
+        tens = _concat(keys)
+        dev, dt = tens.key.device, tens.key.dtype
+        w0 = bound.weight.detach()
+        out_c, _, kh, kw = w0.shape
+        sizes = [k.tensors.key.shape[0] for k in keys]
+        before = _rule_objectives(bound, tens, sizes)
+        t_solve = time.perf_counter()
+        if dirs.shape[1] == 0:
+            warnings.warn(f"the kept keys leave no direction free at {site.name} (null space of dimension 0 at threshold "
+                          f"{keep_threshold}); the edit changes nothing: raise keep_threshold or keep fewer keys", UserWarning, stacklevel=2)
+            dirs = torch.zeros(dim, 1, dtype=torch.float64)
+            lam = torch.zeros(out_c, 1, kh, kw, dtype=w0.dtype, device=w0.device)
+        else:
+            lam = SOLVERS[cfg.solver](module, bound, tens, dirs.to(dev, dt), cfg)
+        solve_seconds = time.perf_counter() - t_solve
+        dirs = dirs.to(dev, dt)
+        if max_norm is not None:
+            dw = torch.einsum("orij,dr->odij", lam.double(), dirs.double())
+            ratio = float(dw.norm() / w0.double().norm().clamp_min(1e-30))
+            if ratio > max_norm:
+                keep_info["scaled"] = max_norm / ratio
+                lam = (lam.double() * keep_info["scaled"]).to(lam.dtype)
+        param = f"{site.layer}.weight"
+        change = ParamChange("lowrank", {"lam": lam.detach().contiguous(), "dir": dirs.detach().contiguous()})
+        conf = {**asdict(cfg), "form": form, "keep_threshold": keep_info["threshold"], "max_norm": max_norm,
+                "rules": [k.name for k in keys]}
+        edit = Edit.from_changes(module, "rewrite_rules", {param: change}, sites=[site.name], config=conf)
+        new_w = edit.new_values(module)[param]
+        new_w = new_w if new_w.dim() == 4 else new_w[:, :, None, None]
+        after = _rule_objectives(bound, tens, sizes, new_w)
+        rel = float((new_w.double() - w0.double()).norm() / w0.double().norm().clamp_min(1e-30))
+        edit.metrics = {
+            "rules": [{"name": k.name, "objective_before": b, "objective_after": a} for k, b, a in zip(keys, before, after)],
+            "objective_before": float(np.mean(before)),
+            "objective_after": float(np.mean(after)),
+            "n_rules": len(keys),
+            "rank": int(dirs.shape[1]),
+            "rank_per_rule": rank,
+            "form": form,
+            "keep": keep_info,
+            "update_norm": rel,
+            "seconds": time.perf_counter() - t0,
+            "solve_seconds": solve_seconds,
+            "solver": cfg.solver,
+            "layer": site.layer,
+            "site": site.name,
+            "statistics": stats_info,
+        }
+        log.info("rewrite_rules %s: %d rules, rank %d, mean objective %.4g -> %.4g in %.2fs", site.name, len(keys), dirs.shape[1],
+                 edit.metrics["objective_before"], edit.metrics["objective_after"], edit.metrics["seconds"])
+        return edit
+    finally:
+        module.train(was_training)
+
+
+def scale_edit(edit: Edit, strength: float) -> Edit:
+    """The same low-rank edit with its update multiplied by ``strength`` (same base)."""
+    changes = {n: ParamChange(c.op, {**c.tensors, "lam": c.tensors["lam"] * strength}) for n, c in edit.changes.items()}
+    return Edit(method=edit.method, changes=changes, base_hashes=dict(edit.base_hashes), sites=list(edit.sites),
+                config={**edit.config, "strength": strength}, metrics={**edit.metrics, "strength": strength})
+
+
+# ---------------------------------------------------------------------------------------------
+# sequences against a pinned base
+
+
+class PinnedBase:
+    """A frozen copy of a model's parameters and buffers, and their hash: the reference every metric uses."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.hash = model_hash(model)
+
+    @contextlib.contextmanager
+    def restored(self, model: nn.Module) -> Iterator[nn.Module]:
+        """The model holds the pinned base inside the block (whatever it held before), and its own state again after."""
+        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if set(own) != set(self.state):
+            raise ValueError("the model's parameters are not those of the pinned base; use the model the sequence was built on")
+        model.load_state_dict(self.state)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(own)
+
+
+class RuleSequence:
+    """Rules fixed one after another at one site, each new edit solved on the model carrying the earlier ones.
+
+    With ``preserve`` every new edit keeps the earlier rules' keys (their running second moment: the cache of past
+    keys) plus ``keep`` (images / a second moment to keep, optional); ``keep_threshold`` and ``max_norm`` as in
+    :func:`rewrite_rules`. The model given is never left changed: the sequence pins a copy of its base weights at
+    construction, and :attr:`edits` (an :class:`~modeledit.edit.EditSequence`) applies to that base in order.
+
+    Example:
+        >>> seq = RuleSequence(lm, "features.15", stats=st)
+        >>> for rule in rules: seq.add(rule)
+        >>> with seq.applied():  lm.predict(x)                # base + every edit
+    """
+
+    def __init__(self, lm: Any, site: EditSite | int | str, *, stats: Any = None, config: EditConfig | None = None,
+                 preserve: bool = True, keep: Any = None, keep_threshold: float = KEEP_THRESHOLD, max_norm: float | None = None,
+                 form: str = "directions") -> None:
+        self.lm = as_loaded(lm, "a rule sequence")
+        self.site = get_site(self.lm.model, site)
+        self.stats = resolve_stats(self.lm, self.site, stats)
+        self.config = config or EditConfig()
+        self.preserve, self.keep_threshold, self.max_norm, self.form = preserve, keep_threshold, max_norm, form
+        self.base = PinnedBase(self.lm.model)
+        self.edits = EditSequence()
+        self.rules: list[RuleKeys] = []
+        d = self.site.key_channels
+        self._keep_extra, self._keep_n = keep_moment(self.lm, self.site, keep) if keep is not None else (None, 0)
+        self._keep_n = max(self._keep_n, 1 if keep is not None else 0)   # a bare (d, d) matrix counts as one
+        self._past = torch.zeros(d, d, dtype=torch.float64)
+        self._past_n = 0
+
+    def __len__(self) -> int:
+        return len(self.edits.edits)
+
+    def past_keys(self) -> SecondMoment | None:
+        """E[k kᵀ] over every earlier rule's keys, plus the extra kept moment (None before the first rule without ``keep``)."""
+        parts = [] if self._past_n == 0 else [self._past / self._past_n]
+        if self._keep_extra is not None:
+            parts.append(self._keep_extra)
+        if not parts:
+            return None
+        n = max(1, self._past_n + self._keep_n)
+        return SecondMoment(site=self.site.name, total=sum(parts) * n, count=n)
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[nn.Module]:
+        """The model holds base + every edit so far inside the block; its own state again after."""
+        model = self.lm.model
+        with self.base.restored(model):
+            with self.edits.applied(model):
+                yield model
+
+    def add(self, rule: Rule | RuleKeys) -> Edit:
+        """Solve ``rule`` on base + earlier edits (keeping earlier rules' keys with ``preserve``), append and return its edit."""
+        model = self.lm.model
+        if any(r.name == getattr(rule, "name", None) for r in self.rules):
+            raise ValueError(f"rule {rule.name!r} is already in the sequence; give each rule its own name")
+        with self.base.restored(model):
+            keys = collect_rules(self.lm, [rule], self.site, self.config.mode)[0]   # values from the pinned base
+            keep = self.past_keys() if self.preserve else (None if self._keep_extra is None else
+                                                            SecondMoment(self.site.name, self._keep_extra * self._keep_n, self._keep_n))
+            with self.edits.applied(model):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    edit = rewrite_rules(self.lm, [keys], self.site, self.config, stats=self.stats, keep=keep,
+                                         keep_threshold=self.keep_threshold, max_norm=self.max_norm, form=self.form)
+                for w in caught:
+                    if not issubclass(w.category, UserWarning) or "null space of dimension 0" not in str(w.message):
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        edit.metrics["step"] = len(self.edits.edits)
+        self.edits.append(edit)
+        self.rules.append(keys)
+        k = _flat_keys(keys.tensors)[0].cpu()
+        self._past += k.T @ k
+        self._past_n += k.shape[0]
+        return edit
+
+
+def _corrected(orig_ok: np.ndarray, pre_ok: np.ndarray, post_ok: np.ndarray) -> tuple[int, int, float]:
+    """(errors before, errors after, errors corrected (thesis 6.3)) over images whose original the base gets right."""
+    n_pre, n_post = int((orig_ok & ~pre_ok).sum()), int((orig_ok & ~post_ok).sum())
+    return n_pre, n_post, (float("nan") if n_pre == 0 else (n_pre - n_post) / n_pre)
+
+
+def measure_sequence(seq: RuleSequence, tests: Mapping[str, tuple[torch.Tensor, torch.Tensor, Any]], clean: Any = None,
+                     batch_size: int = 256) -> list[dict[str, Any]]:
+    """After every step of ``seq``: each earlier rule's correction on its test images and its retention, and the clean change.
+
+    ``tests`` maps a rule's name to (originals, transformed, labels) ([0, 1] images, labels an int sequence or None for
+    the base model's own predictions on the originals); ``clean`` is images or (images, labels). The "before" predictions
+    are always those of the pinned base (restored from the sequence's frozen copy, whatever state the model is in). Rows:
+    ``step`` (0-based, the edit just added), ``rule``, ``n_pre``, ``n_post``, ``corrected``, ``retention`` (its
+    correction now / right after its own step), ``clean_changed`` (fraction of clean predictions that moved) and, with
+    labels, ``clean_acc_change``.
+    """
+    from modeledit.suffix import SuffixEvaluator
+
+    if not isinstance(seq, RuleSequence):
+        raise TypeError(f"measure_sequence takes the RuleSequence (it restores the pinned base itself), got {type(seq).__name__}")
+    names = [r.name for r in seq.rules]
+    missing = [n for n in names if n not in tests]
+    if missing:
+        raise ValueError(f"no test images for rule(s) {missing}; give tests[name] = (originals, transformed, labels) for every rule")
+    lm, site, model = seq.lm, seq.site, seq.lm.model
+    ev = SuffixEvaluator(model, lm.normalize)
+    sets = {n: (ev.image_set(tests[n][0]), ev.image_set(tests[n][1])) for n in names}
+    cx, cy = (clean if isinstance(clean, (tuple, list)) else (clean, None)) if clean is not None else (None, None)
+    cset = ev.image_set(cx) if cx is not None else None
+    rows: list[dict[str, Any]] = []
+    try:
+        with seq.base.restored(model):
+            assert model_hash(model) == seq.base.hash
+            ref = {}
+            for n in names:
+                orig = ev.predict(sets[n][0], site).numpy()
+                y = np.asarray(tests[n][2]) if tests[n][2] is not None else orig
+                ref[n] = (y, orig == y, ev.predict(sets[n][1], site).numpy() == y)
+            cpre = ev.predict(cset, site).numpy() if cset is not None else None
+            own: dict[str, float] = {}
+            try:
+                for i, _ in seq.edits.steps(model):
+                    cpost = ev.predict(cset, site).numpy() if cset is not None else None
+                    for j in range(i + 1):
+                        n = names[j]
+                        y, orig_ok, pre_ok = ref[n]
+                        post_ok = ev.predict(sets[n][1], site).numpy() == y
+                        n_pre, n_post, corr = _corrected(orig_ok, pre_ok, post_ok)
+                        if j == i:
+                            own[n] = corr
+                        row = {"step": i, "rule": n, "n_pre": n_pre, "n_post": n_post, "corrected": corr,
+                               "retention": corr / own[n] if own[n] == own[n] and own[n] > 0 else float("nan")}
+                        if cpre is not None:
+                            row["clean_changed"] = float((cpre != cpost).mean())
+                            if cy is not None:
+                                yc = np.asarray(cy)
+                                row["clean_acc_change"] = float((cpost == yc).mean() - (cpre == yc).mean())
+                        rows.append(row)
+            finally:
+                seq.edits.revert(model)
+    finally:
+        ev.close()
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# where to edit
+
+#: strengths (fractions of the closed-form update) tried per site when ranking sites
+SITE_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
+
+
+def _images_and_labels(data: Any, what: str) -> tuple[torch.Tensor, np.ndarray | None]:
+    x, y = (data[0], data[1]) if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
+        raise ValueError(f"the {what} set is empty or not images; give (N, 3, H, W) images in [0, 1] (or (images, labels))")
+    return x, None if y is None else np.asarray(y)
+
+
+def rank_sites(
+    lm: Any,
+    rule: Rule,
+    *,
+    clean: Any,
+    val: tuple[torch.Tensor, torch.Tensor, Any] | None = None,
+    stats: Any = None,
+    sites: Sequence[int | str] | None = None,
+    budget: float = 0.0025,
+    strengths: Sequence[float] = SITE_STRENGTHS,
+    config: EditConfig | None = None,
+) -> list[dict[str, Any]]:
+    """Rank edit sites for ``rule`` by validation correction at a clean budget, best first (a closed-form sweep).
+
+    At every site (``sites``, default all) the rule's rewrite is solved once and applied at each of ``strengths``;
+    predictions come from the site on (:class:`~modeledit.suffix.SuffixEvaluator`: each image set's prefix once). A
+    strength qualifies when the clean accuracy drops by at most ``budget`` (labels of ``clean`` = (images, labels), or
+    the base model's own predictions); the site's score is its best qualifying validation correction (thesis 6.3,
+    0: no change). ``val`` = (originals, transformed, labels or None); default the rule's own exemplars (in-sample).
+    ``stats``: images (N, 3, H, W) in [0, 1] to compute each site's C from, a mapping site name -> SecondMoment, a
+    callable site -> SecondMoment, or None (C = I). Rows: ``rank``, ``site_index``, ``site``, ``val_corrected``,
+    ``strength``, ``clean_drop``, ``objective_before``/``after`` and ``seconds``.
+
+    Example:
+        >>> rows = rank_sites(lm, rule, clean=clean_x, stats=train_x)
+        >>> rows[0]["site"]                  # the recommended site
+    """
+    from modeledit.editor import rewrite
+    from modeledit.layers import list_sites
+    from modeledit.stats import second_moment
+    from modeledit.suffix import SuffixEvaluator
+
+    lm = as_loaded(lm, "ranking sites")
+    if not isinstance(rule, Rule):
+        raise TypeError(f"rank_sites takes one Rule, got {type(rule).__name__}")
+    if not 0 <= budget < 1:
+        raise ValueError(f"budget is a clean-accuracy drop in [0, 1) (0.0025 = 0.25 pp), got {budget}")
+    if not strengths or any(not 0 < s <= 1 for s in strengths):
+        raise ValueError(f"strengths must be fractions in (0, 1], got {list(strengths)}")
+    cx, cy = _images_and_labels(clean, "clean")
+    vx, vxp, vy = val if val is not None else (rule.exemplars.x, rule.exemplars.x_prime, None)
+    if len(vx) == 0 or len(vx) != len(vxp):
+        raise ValueError("the validation set needs as many transformed images as originals (and at least one)")
+    chosen = list_sites(lm.model) if sites is None else [get_site(lm.model, s) for s in sites]
+    cfg = config or EditConfig()
+    model = lm.model
+    rows = []
+    with SuffixEvaluator(model, lm.normalize) as ev:
+        sets = {"clean": ev.image_set(cx), "orig": ev.image_set(vx), "trans": ev.image_set(vxp)}
+        for site in chosen:
+            t0 = time.perf_counter()
+            if callable(stats):
+                st = stats(site)
+            elif isinstance(stats, Mapping):
+                st = stats[site.name]
+            elif isinstance(stats, torch.Tensor):
+                st = second_moment(lm, site, [stats[i:i + 64] for i in range(0, len(stats), 64)], progress=False)
+            else:
+                st = stats
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                edit = rewrite(lm, site, rule.exemplars, config=cfg, stats=st)
+            cpre = ev.predict(sets["clean"], site).numpy()
+            yc = cy if cy is not None else cpre
+            orig = ev.predict(sets["orig"], site).numpy()
+            yv = np.asarray(vy) if vy is not None else orig
+            orig_ok, pre_ok = orig == yv, ev.predict(sets["trans"], site).numpy() == yv
+            best = {"val_corrected": 0.0, "strength": 0.0, "clean_drop": 0.0}
+            tried = []
+            for s in strengths:
+                with scale_edit(edit, s).applied(model):
+                    post_ok = ev.predict(sets["trans"], site).numpy() == yv
+                    drop = float((cpre == yc).mean() - (ev.predict(sets["clean"], site).numpy() == yc).mean())
+                corr = _corrected(orig_ok, pre_ok, post_ok)[2]
+                tried.append({"strength": s, "val_corrected": corr, "clean_drop": drop})
+                if drop <= budget + 1e-12 and corr == corr and corr > best["val_corrected"]:
+                    best = {"val_corrected": corr, "strength": s, "clean_drop": drop}
+            rows.append({"site_index": site.index, "site": site.name, **best,
+                         "objective_before": edit.metrics["objective_before"], "objective_after": edit.metrics["objective_after"],
+                         "tried": tried, "seconds": time.perf_counter() - t0})
+    rows.sort(key=lambda r: (-r["val_corrected"], r["clean_drop"]))
+    for i, r in enumerate(rows):
+        r["rank"] = i + 1
+    return rows
