@@ -257,6 +257,7 @@ CASES = [
     ("edit-size-beyond-memory", E + ["--size", "200000"], r"--size 200000 .* needs about"),
     ("edit-no-op", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat.png"], r"is the same picture as --original.*would change nothing"),
     ("edit-no-op-copy", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat_copy.png"], r"is the same picture as --original"),
+    ("edit-out-inside-images", E + ["--images", "{d}/imgs", "--out", "{d}/imgs/fix"], r"--out '.*imgs/fix' lies inside the input folder of --images"),
     ("edit-out-into-package", E + ["--out", "{pkg}/modeledit/fix"], r"inside the installed modeledit package"),
     ("context-n-style-without-style", ["world", "context", "--n-style", "5", "--out", "{out}/c.json"], r"--n-style applies only with --style"),
     ("context-out-into-package", ["world", "context", "--out", "{pkg}/eval/world/ctx.json"], r"inside the installed modeledit package"),

@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stats and args.images:
         raise ValueError("give statistics once: --stats FILE or --images DIR, not both")
     if args.out:
-        check_apart(args.out, {"--original": args.original, "--transformed": args.transformed, "--mask": args.mask})
+        check_apart(args.out, {"--original": args.original, "--transformed": args.transformed, "--mask": args.mask,
+                               "--images": args.images, "--stats": getattr(args, "stats", None)})
     rt = runtime_from_args(args)
     lm = load_from_args(args)
     site = get_site(lm.model, args.layer)
