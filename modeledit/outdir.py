@@ -47,6 +47,7 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
     "photos": ("manifest.json", "cells"),
     "world render": ("0000.json",),
     "world clip-eval": ("eval.json",),
+    "demo": ("index.html", "results.json"),
 }
 
 

@@ -55,6 +55,7 @@ COMMANDS = {
     "photos": lambda d: ["photos", "--quick"],
     "world render": lambda d: ["world", "render", "--n", "2"],
     "world clip-eval": lambda d: ["world", "clip-eval", "--n-test", "18"],
+    "demo": lambda d: ["demo", "--quick", "--sections", "sensitivity"],
 }
 
 #: commands reading an input folder: the flag and how the arguments name it

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from modeledit.commands.common import add_list, check_out
+from modeledit.commands.common import add_force_argument, add_list, check_out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_arguments(p)
     p.add_argument("--quick", action="store_true", help="a small version (about two minutes); the numbers are noisy")
     add_list(p, "--sections", default="sensitivity,bench,typographic,photos", what="section", help="subset of the sections to run")
+    add_force_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,7 +26,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown demo sections {unknown} in --sections; valid: {','.join(SECTIONS)}")
-    page = run_demo(args.out, DemoConfig.quick() if args.quick else DemoConfig(), sections=sections)
+    from modeledit.outdir import prepare_out
+
+    with prepare_out(args.out, command="demo", force=args.force):
+        page = run_demo(args.out, DemoConfig.quick() if args.quick else DemoConfig(), sections=sections)
     results = json.loads((page.parent / "results.json").read_text())
     print("\nsummary")
     for sec in results["sections"]:
