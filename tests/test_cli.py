@@ -135,3 +135,35 @@ def test_native_stderr_is_shown_when_the_block_fails(capfd):
         os.write(2, b"native diagnosis\n")
         raise RuntimeError("failed")
     assert "native diagnosis" in capfd.readouterr().err
+
+
+def test_edit_uses_the_statistics_stats_wrote(tmp_path, capsys):
+    """`modeledit stats` prints its cache file; `edit --stats FILE` uses it (checked against site and weights),
+    and `edit --images` with the same folder finds the same file in the cache."""
+    import json
+
+    import skimage.data
+    from PIL import Image
+
+    from modeledit.cli import main
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i, name in enumerate(("chelsea", "coffee", "astronaut", "rocket")):
+        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").resize((64, 64)).save(imgs / f"{i}.png")
+    pair = ["--original", str(imgs / "0.png"), "--transformed", str(imgs / "1.png"), "--size", "64"]
+    cache = tmp_path / "cache"
+    assert main(["stats", "mobilenet_v2", "--layer", "features.16", "--images", str(imgs), "--size", "64", "--cache-dir", str(cache)]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert main(["edit", "mobilenet_v2", "--layer", "features.16", *pair, "--stats", made["cache"]]) == 0
+    out = capsys.readouterr()
+    used = json.loads(out.out)["statistics"]
+    assert used["source"] == "second_moment" and used["keys"] == made["keys"], used
+    assert "C = I" not in out.err
+
+    assert main(["edit", "mobilenet_v2", "--layer", "features.15", *pair, "--stats", made["cache"]]) == 2
+    assert "holds site 'features.16', not 'features.15'" in capsys.readouterr().err
+    assert main(["edit", "mobilenet_v2", "--layer", "features.16", *pair, "--stats", made["cache"], "--images", str(imgs)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["edit", "mobilenet_v2", "--layer", "features.16", *pair, "--stats", str(imgs / "0.png")]) == 2
+    assert "is not a statistics file" in capsys.readouterr().err
