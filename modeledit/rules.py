@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import warnings
@@ -395,6 +396,11 @@ class RuleSequence:
     def __len__(self) -> int:
         return len(self.edits.edits)
 
+    def _replay(self) -> EditSequence:
+        """The edits as a sequence of their own (fresh apply/revert bookkeeping), so whatever the caller did with
+        :attr:`edits` on the model (applied them, or not) never changes what the sequence measures or solves on."""
+        return EditSequence([dataclasses.replace(e) for e in self.edits.edits])
+
     def past_keys(self) -> SecondMoment | None:
         """E[k kᵀ] over every earlier rule's keys, plus the extra kept moment (None before the first rule without ``keep``)."""
         parts = [] if self._past_n == 0 else [self._past / self._past_n]
@@ -410,7 +416,7 @@ class RuleSequence:
         """The model holds base + every edit so far inside the block; its own state again after."""
         model = self.lm.model
         with self.base.restored(model):
-            with self.edits.applied(model):
+            with self._replay().applied(model):
                 yield model
 
     def add(self, rule: Rule | RuleKeys) -> Edit:
@@ -422,7 +428,7 @@ class RuleSequence:
             keys = collect_rules(self.lm, [rule], self.site, self.config.mode)[0]   # values from the pinned base
             keep = self.past_keys() if self.preserve else (None if self._keep_extra is None else
                                                             SecondMoment(self.site.name, self._keep_extra * self._keep_n, self._keep_n))
-            with self.edits.applied(model):
+            with self._replay().applied(model):
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     edit = rewrite_rules(self.lm, [keys], self.site, self.config, stats=self.stats, keep=keep,
@@ -480,8 +486,9 @@ def measure_sequence(seq: RuleSequence, tests: Mapping[str, tuple[torch.Tensor, 
                 ref[n] = (y, orig == y, ev.predict(sets[n][1], site).numpy() == y)
             cpre = ev.predict(cset, site).numpy() if cset is not None else None
             own: dict[str, float] = {}
+            replay = seq._replay()
             try:
-                for i, _ in seq.edits.steps(model):
+                for i, _ in replay.steps(model):
                     cpost = ev.predict(cset, site).numpy() if cset is not None else None
                     for j in range(i + 1):
                         n = names[j]
@@ -499,7 +506,7 @@ def measure_sequence(seq: RuleSequence, tests: Mapping[str, tuple[torch.Tensor, 
                                 row["clean_acc_change"] = float((cpost == yc).mean() - (cpre == yc).mean())
                         rows.append(row)
             finally:
-                seq.edits.revert(model)
+                replay.revert(model)
     finally:
         ev.close()
     return rows

@@ -1,0 +1,143 @@
+"""Many rules in one solve, preservation of kept keys, and sequences measured against the pinned base
+(modeledit.rules), on the real world_vgg and scenes of the world with a context swapped for snow."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from modeledit.editor import rewrite
+from modeledit.exemplars import Exemplars
+from modeledit.layers import capture_sites, get_site
+from modeledit.rules import Rule, RuleSequence, collect_rules, measure_sequence, rewrite_rules
+
+SITE = 4   # world_vgg features.15, the deepest site
+
+
+def swapped(label: str, context: str, indices, texture: str = "snow") -> tuple[torch.Tensor, torch.Tensor]:
+    from modeledit.eval.world import World
+
+    w = World()
+    xs = [w.render(i, label=label, context=context).image for i in indices]
+    xps = [w.render_with(i, {context: texture}, label=label, context=context).image for i in indices]
+    to = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    return to(xs), to(xps)
+
+
+@pytest.fixture(scope="module")
+def world():
+    from modeledit import load_model
+    from modeledit.eval.datasets import load_dataset
+    from modeledit.stats import second_moment
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    lm = load_model("world_vgg")
+    ds = load_dataset("world:train:192", class_names=lm.class_names, size=lm.input_size)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    site = get_site(lm.model, SITE)
+    st = second_moment(lm, site, [x[i:i + 64] for i in range(0, len(x), 64)], progress=False)
+    rules = [Rule("car:road>snow", Exemplars(*swapped("car", "road", [0, 1, 2]))),
+             Rule("cow:grass>snow", Exemplars(*swapped("cow", "grass", [3, 4, 5]))),
+             Rule("ship:water>snow", Exemplars(*swapped("ship", "water", [6, 7, 8])))]
+    yield lm, site, st, rules, x
+    torch.set_num_threads(old)
+
+
+def test_batch_of_one_equals_single_rewrite(world):
+    lm, site, st, rules, _ = world
+    single = rewrite(lm, site, rules[0].exemplars, stats=st)
+    batch = rewrite_rules(lm, rules[:1], site, stats=st)
+    (name, d1), = single.deltas(lm.model).items()
+    d2 = batch.deltas(lm.model)[name]
+    assert float((d1 - d2).norm() / d1.norm()) < 1e-5
+    assert batch.metrics["rules"][0]["objective_after"] == pytest.approx(single.metrics["objective_after"], rel=1e-5)
+
+
+@pytest.mark.parametrize("kw", [{}, {"form": "full", "solver": "linear"}, {"solver": "linear"}])
+def test_batch_lowers_every_rules_objective(world, kw):
+    lm, site, st, rules, _ = world
+    edit = rewrite_rules(lm, rules, site, stats=st, **kw)
+    assert [r["name"] for r in edit.metrics["rules"]] == [r.name for r in rules]
+    for r in edit.metrics["rules"]:
+        assert r["objective_after"] < r["objective_before"]
+    assert edit.metrics["rank"] == (site.key_channels if kw.get("form") == "full" else len(rules))
+    # the recorded objectives are the rules' objectives under the applied edit
+    keys = collect_rules(lm, rules, site)
+    from modeledit.editor import site_objective
+    with edit.applied(lm.model), torch.no_grad():
+        for k, r in zip(keys, edit.metrics["rules"]):
+            assert float(site_objective(lm.model, site, k.tensors)) == pytest.approx(r["objective_after"], rel=1e-4)
+
+
+def test_keep_leaves_kept_outputs_unchanged(world):
+    lm, site, st, rules, x = world
+    kept = x[:1]                                       # 64 keys at an 8x8 map span 64 of 96 key dimensions
+    edit = rewrite_rules(lm, rules, site, stats=st, keep=kept, keep_threshold=1e-9)
+    assert edit.metrics["keep"]["null_dim"] == site.key_channels - 64 and edit.metrics["keep"]["kept_keys"] == 64
+    before = capture_sites(lm.model, lm.normalize(kept), [site])[site.name].value
+    with edit.applied(lm.model):
+        after = capture_sites(lm.model, lm.normalize(kept), [site])[site.name].value
+    assert float((after - before).norm() / before.norm()) < 1e-5
+    for r in edit.metrics["rules"]:                    # and the rules are still fixed in part
+        assert r["objective_after"] < r["objective_before"]
+    # without keep the same images move
+    free = rewrite_rules(lm, rules, site, stats=st)
+    with free.applied(lm.model):
+        moved = capture_sites(lm.model, lm.normalize(kept), [site])[site.name].value
+    assert float((moved - before).norm() / before.norm()) > 1e-2
+
+
+def test_max_norm_bounds_the_update(world):
+    lm, site, st, rules, _ = world
+    edit = rewrite_rules(lm, rules, site, stats=st, form="full", solver="linear", max_norm=0.01)
+    assert edit.metrics["update_norm"] == pytest.approx(0.01, rel=1e-3) and edit.metrics["keep"]["scaled"] < 1
+
+
+def test_bad_inputs_one_clear_line(world):
+    lm, site, st, rules, x = world
+    with pytest.raises(ValueError, match="keep set is empty"):
+        rewrite_rules(lm, rules, site, stats=st, keep=x[:0])
+    with pytest.raises(ValueError, match="two rules are named"):
+        rewrite_rules(lm, [rules[0], rules[0]], site, stats=st)
+    small = Rule("small", Exemplars(torch.nn.functional.interpolate(rules[1].exemplars.x, size=32),
+                                    torch.nn.functional.interpolate(rules[1].exemplars.x_prime, size=32)))
+    with pytest.raises(ValueError, match="different shapes"):
+        rewrite_rules(lm, [rules[0], small], site, stats=st)
+    with pytest.raises(ValueError, match="no rules"):
+        rewrite_rules(lm, [], site, stats=st)
+
+
+def test_sequence_retention_against_pinned_base(world):
+    lm, site, st, rules, x = world
+    base_w = lm.model.features[15].weight.detach().clone()
+    seq = RuleSequence(lm, site, stats=st)
+    for r in rules[:2]:
+        seq.add(r)
+    assert torch.equal(lm.model.features[15].weight, base_w)          # the model is never left edited
+    assert seq.edits.edits[1].metrics["keep"]["null_dim"] is not None   # the second edit keeps the first rule's keys
+    tests = {"car:road>snow": (*swapped("car", "road", range(20, 44)), None),
+             "cow:grass>snow": (*swapped("cow", "grass", range(20, 44)), None)}
+    ref = measure_sequence(seq, tests, clean=x[:64])
+    assert [(r["step"], r["rule"]) for r in ref] == [(0, "car:road>snow"), (1, "car:road>snow"), (1, "cow:grass>snow")]
+    assert ref[0]["corrected"] > 0 and ref[0]["retention"] == 1.0
+    # "before" is always the pinned base: measuring while the model carries the edits gives the same rows
+    seq.edits.apply(lm.model)
+    try:
+        assert not torch.equal(lm.model.features[15].weight, base_w)
+        edited_w = lm.model.features[15].weight.detach().clone()
+        again = measure_sequence(seq, tests, clean=x[:64])
+        assert torch.equal(lm.model.features[15].weight, edited_w)     # and the model's own state is back after measuring
+    finally:
+        seq.edits.revert(lm.model)
+    assert again == ref
+    # and they are not what an edited "before" gives: its errors before are the ones the edits left
+    with seq.applied():
+        from modeledit.suffix import SuffixEvaluator
+        with SuffixEvaluator(lm.model, lm.normalize) as ev:
+            xo, xt, _ = tests["car:road>snow"]
+            y = ev.predict(xo, site).numpy()
+            edited_errors = int(((ev.predict(xo, site).numpy() == y) & (ev.predict(xt, site).numpy() != y)).sum())
+    assert edited_errors < ref[0]["n_pre"]
+    with pytest.raises(TypeError, match="RuleSequence"):
+        measure_sequence(lm.model, tests)
