@@ -288,7 +288,9 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
         if path is None or not path.is_file():
             raise HTTPException(404)
         kind = "image/png" if name.endswith(".png") else "application/json" if name.endswith(".json") else "application/octet-stream"
-        headers = {} if kind == "image/png" else {"Content-Disposition": f'attachment; filename="{name}"'}
+        headers = {"Cache-Control": "no-store"}       # thumbnails keep their names across runs: never show a stale one
+        if kind != "image/png":
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return Response(path.read_bytes(), media_type=kind, headers=headers)
 
     # -- effect and sensitivity
