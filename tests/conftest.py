@@ -1,6 +1,8 @@
-"""Shared fixtures: real photos from scikit-image and the real MobileNetV2."""
+"""Shared fixtures: real photos from scikit-image, the real MobileNetV2, the editor tests' restyled photos and
+statistics batches, the baselines' snowy world cars, and one torch thread per module."""
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -25,3 +27,118 @@ def photos() -> dict[str, np.ndarray]:
     import skimage.data as d
 
     return {"chelsea": d.chelsea(), "coffee": d.coffee(), "astronaut": d.astronaut(), "rocket": d.rocket()}
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a test module on one torch thread (restored after): use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``. These tests do many small ops, and on a shared
+    2-core machine two threads per process measured many times slower than one."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# ---- editor data: real photos (scikit-image) with a restyled concept region, and a small statistics set.
+# The fixtures hand out the builders (tests call them with their own sizes); the builders cache their photos.
+
+EDITOR_SIZE = 128
+
+
+def _as01(image, size: int = EDITOR_SIZE) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    from modeledit.images import to_tensor01
+
+    x = to_tensor01(image)
+    x = x.expand(3, -1, -1) if x.shape[0] == 1 else x
+    return F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+@functools.lru_cache(maxsize=4)
+def _photo_batch(size: int = EDITOR_SIZE) -> torch.Tensor:
+    """chelsea, coffee, astronaut, rocket, camera as (5, 3, size, size) in [0, 1]."""
+    import skimage.data as d
+
+    return torch.stack([_as01(a, size) for a in (d.chelsea(), d.coffee(), d.astronaut(), d.rocket(), d.camera())])
+
+
+def _stats_batches(size: int = EDITOR_SIZE) -> list[torch.Tensor]:
+    """[0, 1] batches for statistics: three photos, their mirror images and zoomed centre crops (the
+    other two photos stay unseen, as "unrelated" images)."""
+    import torch.nn.functional as F
+
+    x = _photo_batch(size)[:3]
+    c = size // 8
+    crops = [F.interpolate(x[:, :, a:a + size // 2, b:b + size // 2], size=(size, size), mode="bilinear", align_corners=False)
+             for a in (0, size // 2) for b in (0, size // 2)]
+    return [x, x.flip(-1), F.interpolate(x[:, :, c:-c, c:-c], size=(size, size), mode="bilinear", align_corners=False), *crops]
+
+
+def _concept_mask(size: int = EDITOR_SIZE, n: int = 1) -> torch.Tensor:
+    m = torch.zeros(n, 1, size, size)
+    m[..., size * 5 // 16: size * 13 // 16, size // 4: size * 7 // 8] = 1
+    return m
+
+
+def _restyled_pairs(n: int = 1, size: int = EDITOR_SIZE, texture: str = "grass") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, x', mask) in [0, 1]: the first ``n`` photos with the mask region replaced by a real texture."""
+    import skimage.data as d
+
+    x = _photo_batch(size)[:n]
+    tex = _as01(getattr(d, texture)(), size)
+    mask = _concept_mask(size, n)
+    return x, x * (1 - mask) + tex * mask, mask
+
+
+@pytest.fixture(scope="session")
+def photo_batch():
+    """``photo_batch(size=128)``: chelsea, coffee, astronaut, rocket, camera as (5, 3, size, size) in [0, 1]."""
+    return _photo_batch
+
+
+@pytest.fixture(scope="session")
+def stats_batches():
+    """``stats_batches(size=128)``: batches for statistics from the first three photos (flips, crops)."""
+    return _stats_batches
+
+
+@pytest.fixture(scope="session")
+def restyled_pairs():
+    """``restyled_pairs(n=1, size=128, texture="grass")``: (x, x', mask), a concept region restyled."""
+    return _restyled_pairs
+
+
+# ---- baseline data: world exemplars for patching, RRR and explanations: cars on a road whose road is
+# swapped for snow (world_vgg calls most of them crab or bird), with the exact road mask.
+
+
+def _snowy_cars(indices=(0,)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, x', mask) in [0, 1] at the world's 64 x 64: originals, road -> snow, road masks (N, H, W)."""
+    from modeledit.eval.world import World
+
+    world = World()
+    xs, xps, ms = [], [], []
+    for i in indices:
+        s = world.render(i, label="car", context="road")
+        t = world.render_with(i, {"road": "snow"}, label="car", context="road")
+        xs.append(s.image)
+        xps.append(t.image)
+        ms.append(s.mask("road"))
+    to = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    return to(xs), to(xps), torch.from_numpy(np.stack(ms)).float()
+
+
+@pytest.fixture(scope="session")
+def snowy_cars():
+    """``snowy_cars(indices=(0,))``: (x, x', road mask) for world cars whose road is swapped for snow."""
+    return _snowy_cars
+
+
+@pytest.fixture(scope="session")
+def car() -> int:
+    """The world's class index of "car" (the target of the snowy-car exemplars)."""
+    from modeledit.eval.world.scene import CLASSES
+
+    return CLASSES.index("car")
