@@ -488,6 +488,21 @@ def test_world_scenes_oracle_effect_sensitivity_and_cancel():
         assert wait_job(c)["status"] == "cancelled"
         assert c.get("/api/state").json()["edit"] == edit_info
 
+        # another model: the images stay (refitted, masks kept), the edit and its results go; a wrong name is one message
+        masked = [i for i, im in studio.images.items() if im.mask is not None]
+        c.post("/api/model", json={"name": "world_resnet"})
+        assert wait_job(c)["status"] == "done"
+        st = c.get("/api/state").json()
+        assert st["model"]["name"] == "world_resnet" and st["edit"] is None and st["sensitivity"] is None
+        assert all(studio.images[i].mask is not None for i in masked) and all(im["preds"]["original"]["base"] for im in st["images"])
+        c.post("/api/model", json={"name": "world_resnett"})
+        job = wait_job(c)
+        assert job["status"] == "failed" and "unknown model 'world_resnett'" in job["error"], job
+        c.post("/api/model", json={"name": "world_vgg", "weights": "/no/such/checkpoint.pt"})
+        job = wait_job(c)
+        assert job["status"] == "failed" and "does not exist" in job["error"], job
+        assert c.get("/api/state").json()["model"]["name"] == "world_resnet"     # the failed loads changed nothing
+
 
 def torch_bool(array):
     import torch
