@@ -33,8 +33,7 @@ def test_grids_cross_the_finetuning_grid():
     assert all(METHODS.entry(n).description for n in NEW)
 
 
-def test_method_edit_builds_each_new_method():
-    from _baseline_data import CAR, snowy_cars
+def test_method_edit_builds_each_new_method(car, snowy_cars):
     from modeledit import get_site, load_model
 
     lm = load_model("world_vgg")
@@ -43,7 +42,7 @@ def test_method_edit_builds_each_new_method():
     base = {k: v.clone() for k, v in lm.model.state_dict().items()}
     for name in NEW:
         setting = {"lr": 1e-2, "steps": 3, **({"alpha": 0.5} if name.startswith("paint") else {"lam": 10.0})}
-        edit = method_edit(lm, name, setting, site, x, xp, m, [CAR])   # a setting naming alpha: the patched edit itself
+        edit = method_edit(lm, name, setting, site, x, xp, m, [car])   # a setting naming alpha: the patched edit itself
         assert edit.method == name and edit.config["scope"] == name.split("_")[1]
         assert edit.config.get("alpha", edit.config.get("lam")) in (0.5, 10.0)
         assert {c.op for c in edit.changes.values()} == ({"delta"} if name.startswith("paint") else {"replace"})
@@ -53,7 +52,7 @@ def test_method_edit_builds_each_new_method():
             assert not all(torch.equal(v, base[k]) for k, v in lm.model.state_dict().items())
     assert all(torch.equal(v, base[k]) for k, v in lm.model.state_dict().items())
     # in a cell: one fine-tuning, interpolated at each alpha (alpha = 1 is the fine-tuning itself)
-    ft = method_edit(lm, "paint_global", {"lr": 1e-2, "steps": 3}, site, x, xp, m, [CAR])
+    ft = method_edit(lm, "paint_global", {"lr": 1e-2, "steps": 3}, site, x, xp, m, [car])
     scaled = scaled_edits(lm, "paint_global", ft, [0.5, 1.0])
     assert [e for e, _ in scaled] == [{"alpha": 0.5}, {"alpha": 1.0}] and scaled[1][1] is ft
     assert scaled[0][1].method == "paint_global" and {c.op for c in scaled[0][1].changes.values()} == {"delta"}

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from _editor_data import one_thread, photos, restyled_pairs, stats_batches  # noqa: F401 (fixture)
 from modeledit import get_site
 from modeledit.edit import Edit, EditSequence
 from modeledit.exemplars import Exemplars
@@ -28,7 +27,7 @@ def _same(a, b):
 
 
 @pytest.fixture(scope="module")
-def setup(mobilenet):
+def setup(restyled_pairs, stats_batches, mobilenet):
     x, xp, m = restyled_pairs(1)
     ex = Exemplars(x, xp, m)
     site = get_site(mobilenet.model, 16)
@@ -57,10 +56,10 @@ def test_apply_revert_bit_exact_and_context_manager(setup):
     assert _same(_state(lm.model), base)
 
 
-def test_composed_edits_each_measurable_and_reverted(setup):
+def test_composed_edits_each_measurable_and_reverted(photo_batch, restyled_pairs, setup):
     lm, ex, site, st = setup
     base = _state(lm.model)
-    probe = lm.normalize(photos()[1:3])
+    probe = lm.normalize(photo_batch()[1:3])
     seq = EditSequence()
     first = rewrite(lm, site, ex, config=EditConfig(), stats=st)
     seq.append(first)
@@ -126,7 +125,7 @@ def test_save_load_identical_and_refused_on_another_base(setup, tmp_path):
         Edit.load(tmp_path / "missing")
 
 
-def test_cli_stats_edit_apply(tmp_path, capsys, monkeypatch):
+def test_cli_stats_edit_apply(photo_batch, restyled_pairs, tmp_path, capsys, monkeypatch):
     from PIL import Image
 
     from modeledit.cli import main
@@ -134,7 +133,7 @@ def test_cli_stats_edit_apply(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MODELEDIT_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i, x in enumerate(photos(128)[:3]):
+    for i, x in enumerate(photo_batch(128)[:3]):
         Image.fromarray((x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / f"{i}.png")
     x, xp, m = restyled_pairs(1)
     for name, t in (("x", x[0]), ("xp", xp[0])):

@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from _baseline_data import CAR, snowy_cars
-from _editor_data import one_thread  # noqa: F401 (fixture)
 from modeledit import load_model
 from modeledit.exemplars import Exemplars
 from modeledit.rrr import RRRConfig, rrr
@@ -25,11 +23,11 @@ def world_vgg():
 
 
 @pytest.fixture(scope="module")
-def case(world_vgg):
+def case(car, snowy_cars, world_vgg):
     """A real edit: RRR on one snowy car (road mask) at site 3; images: the exemplar and two held-out snowy cars."""
     x, xp, m = snowy_cars((0, 3, 4))
     ex = Exemplars(x[:1], xp[:1], m[:1, None])
-    edit = rrr(world_vgg, 3, ex, target=CAR, config=RRRConfig(scope="global", lr=1e-2, steps=20, lam=5.0))
+    edit = rrr(world_vgg, 3, ex, target=car, config=RRRConfig(scope="global", lr=1e-2, steps=20, lam=5.0))
     return xp, m, edit
 
 
@@ -38,13 +36,13 @@ def _hooks(model):
     return {(n, k): len(getattr(mod, k, {})) for n, mod in model.named_modules() for k in keys}
 
 
-def test_maps_before_after_a_real_edit(world_vgg, case, tmp_path):
+def test_maps_before_after_a_real_edit(car, world_vgg, case, tmp_path):
     model = world_vgg.model
     xp, m, edit = case
     hooks = _hooks(model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()  # the caller's mode comes back
-    maps = before_after(world_vgg, edit, xp, target=CAR, config=ExplainConfig(ig_steps=8))
+    maps = before_after(world_vgg, edit, xp, target=car, config=ExplainConfig(ig_steps=8))
     assert model.training
     model.eval()
     assert _hooks(model) == hooks  # captum's hooks are gone
@@ -99,13 +97,13 @@ def test_missing_captum_names_the_extra(world_vgg, monkeypatch):
         attribution_maps(world_vgg, torch.zeros(1, 3, 64, 64), target=0, config=ExplainConfig(methods=["input_gradient"]))
 
 
-def test_compare_edits_one_column_per_method(world_vgg, case, tmp_path):
+def test_compare_edits_one_column_per_method(car, world_vgg, case, tmp_path):
     from modeledit.finetuning import FinetuneConfig, finetune
 
     xp, m, edit = case
     x = xp[:2]
     cfg = ExplainConfig(methods=["gradcam", "input_gradient"])
-    ft = finetune(world_vgg, 3, Exemplars(x[:1], x[:1], m[:1, None]), target=CAR, config=FinetuneConfig(scope="global", lr=1e-2, steps=5))
+    ft = finetune(world_vgg, 3, Exemplars(x[:1], x[:1], m[:1, None]), target=car, config=FinetuneConfig(scope="global", lr=1e-2, steps=5))
     maps = compare_edits(world_vgg, {"rrr_global": edit, "finetune_global": ft}, x, config=cfg)
     assert list(maps) == ["before", "rrr_global", "finetune_global"]
     ba = before_after(world_vgg, edit, x, config=cfg)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _editor_data import one_thread, restyled_pairs  # noqa: F401 (fixture)
 from modeledit import get_site, load_model
 from modeledit.exemplars import Exemplars
 from modeledit.finetuning import FINETUNE_GRID, FinetuneConfig, downstream_parameters, finetune
@@ -19,7 +18,7 @@ def _state(model):
 
 
 @pytest.fixture(scope="module")
-def ex(mobilenet):
+def ex(restyled_pairs, mobilenet):
     x, xp, m = restyled_pairs(2)
     return Exemplars(x, xp, m)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _baseline_data import CAR, snowy_cars
 from modeledit import load_model
 from modeledit.edit import Edit
 from modeledit.exemplars import Exemplars
@@ -18,7 +17,7 @@ def world_vgg():
 
 
 @pytest.fixture(scope="module")
-def ex(world_vgg):
+def ex(snowy_cars, world_vgg):
     x, xp, m = snowy_cars((0, 1))
     return Exemplars(x, xp, m[:, None])
 
@@ -35,11 +34,11 @@ def _rounding_close(new: torch.Tensor, ft: torch.Tensor, base: torch.Tensor) -> 
 
 
 @pytest.mark.parametrize("scope", ["local", "global"])
-def test_alpha_zero_is_the_base_and_alpha_one_the_finetuned_model(world_vgg, ex, scope):
+def test_alpha_zero_is_the_base_and_alpha_one_the_finetuned_model(car, world_vgg, ex, scope):
     model = world_vgg.model
     xn = world_vgg.normalize(ex.x_prime)
     base = _state(model)
-    ft = finetune(world_vgg, 3, ex, target=CAR, config=FinetuneConfig(scope=scope, lr=1e-2, steps=15))
+    ft = finetune(world_vgg, 3, ex, target=car, config=FinetuneConfig(scope=scope, lr=1e-2, steps=15))
     assert all(torch.equal(v, base[k]) for k, v in _state(model).items())  # the model is left alone
     with torch.no_grad():
         logits0 = model(xn)
@@ -66,16 +65,16 @@ def test_alpha_zero_is_the_base_and_alpha_one_the_finetuned_model(world_vgg, ex,
     lp = []
     for a in (0.0, *ALPHA_GRID):
         with interpolate(model, ft, a).applied(model), torch.no_grad():
-            lp.append(float(model(xn).log_softmax(-1)[:, CAR].mean()))
+            lp.append(float(model(xn).log_softmax(-1)[:, car].mean()))
     assert lp == sorted(lp) and lp[-1] > lp[0]
 
 
-def test_patch_saves_reloads_and_reverts(world_vgg, ex, tmp_path):
+def test_patch_saves_reloads_and_reverts(car, world_vgg, ex, tmp_path):
     model = world_vgg.model
     base = _state(model)
     cfg = PatchConfig(scope="global", lr=1e-2, steps=10, alpha=0.5)
     assert PatchConfig.from_json(cfg.to_json()) == cfg
-    edit = patch(world_vgg, 3, ex, target=CAR, config=cfg)
+    edit = patch(world_vgg, 3, ex, target=car, config=cfg)
     xn = world_vgg.normalize(ex.x_prime)
     assert edit.method == "paint_global" and edit.config["alpha"] == 0.5 and edit.metrics["source_method"] == "finetune_global"
     assert "classifier" in " ".join(edit.changes) or len(edit.changes) > 1
@@ -88,15 +87,15 @@ def test_patch_saves_reloads_and_reverts(world_vgg, ex, tmp_path):
         assert torch.equal(model(xn), a)
     assert all(torch.equal(v, base[k]) for k, v in _state(model).items())
     # the same fine-tuning at α = 0.5 from patch() and from interpolate() agree bit for bit
-    ft = finetune(world_vgg, 3, ex, target=CAR, config=cfg.finetune_config())
+    ft = finetune(world_vgg, 3, ex, target=car, config=cfg.finetune_config())
     half = interpolate(world_vgg, ft, 0.5)
     assert all(torch.equal(half.changes[k].tensors["delta"], edit.changes[k].tensors["delta"]) for k in edit.changes)
 
 
-def test_errors(world_vgg, ex):
+def test_errors(car, world_vgg, ex):
     with pytest.raises(ValueError, match="alpha must be in"):
         PatchConfig(alpha=1.5)
-    ft = finetune(world_vgg, 3, ex, target=CAR, config=FinetuneConfig(lr=1e-2, steps=2))
+    ft = finetune(world_vgg, 3, ex, target=car, config=FinetuneConfig(lr=1e-2, steps=2))
     with pytest.raises(ValueError, match="alpha must be in"):
         interpolate(world_vgg, ft, -0.1)
     with ft.applied(world_vgg), pytest.raises(ValueError, match="different base weight"):

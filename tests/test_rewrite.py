@@ -7,7 +7,6 @@ import warnings
 import pytest
 import torch
 
-from _editor_data import SIZE, one_thread, photos, restyled_pairs, stats_batches  # noqa: F401 (fixture)
 from modeledit import capture_sites, get_site, load_model
 from modeledit.exemplars import Exemplars, collect
 from modeledit.provenance import model_hash
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def mnet(mobilenet):
+def mnet(restyled_pairs, stats_batches, mobilenet):
     x, xp, m = restyled_pairs(1)
     ex = Exemplars(x, xp, m)
     stats = {}
@@ -35,7 +34,7 @@ def mnet(mobilenet):
 
 
 @pytest.fixture(scope="module")
-def vgg():
+def vgg(restyled_pairs, stats_batches):
     """torchvision VGG16-BN, random init (no offline weights), BN statistics re-estimated on real photos
     so activations have a realistic scale, at 64 px."""
     torch.manual_seed(0)
@@ -131,10 +130,10 @@ def test_relu_sites_ignore_extrapolation(vgg):
 
 
 @pytest.mark.parametrize("idx", [13, 16])
-def test_unrelated_images_move_much_less(mnet, idx):
+def test_unrelated_images_move_much_less(photo_batch, mnet, idx):
     lm, ex, stats_at = mnet
     site = get_site(lm.model, idx)
-    unrelated = lm.normalize(photos()[3:])  # rocket, camera: not in the statistics set
+    unrelated = lm.normalize(photo_batch()[3:])  # rocket, camera: not in the statistics set
 
     def moves(edit):
         def vals(x):
@@ -168,7 +167,7 @@ def test_bad_inputs_give_one_clear_error_each(mnet):
     with pytest.raises(ValueError, match="does not fit exemplars"):
         Exemplars(x, xp, torch.ones(1, 1, 64, 64))
     with pytest.raises(ValueError, match="mask is empty"):
-        Exemplars(x, xp, torch.zeros(1, 1, SIZE, SIZE))
+        Exemplars(x, xp, torch.zeros(1, 1, *x.shape[-2:]))
     with pytest.raises(ValueError, match="same .* shape"):
         Exemplars(x, xp[..., :96, :96])
     with pytest.raises(ValueError, match="larger than the key dimension 960"):
@@ -192,7 +191,7 @@ def test_config_json_round_trip_and_paper_grid():
 
 
 @pytest.mark.parametrize("name,kwargs,size", [("resnet18", {}, 64), ("timm:vit_tiny_patch16_224", {"num_classes": 4}, 224)])
-def test_other_families_residual_and_token_sites(name, kwargs, size):
+def test_other_families_residual_and_token_sites(restyled_pairs, name, kwargs, size):
     """Random init (no offline weights): a residual 3x3 site with ReLU after the skip, and a ViT MLP
     projection whose tokens play the role of pixels (the mask maps onto the patch grid)."""
     if name.startswith("timm:"):
@@ -207,7 +206,7 @@ def test_other_families_residual_and_token_sites(name, kwargs, size):
 
 
 @pytest.mark.parametrize("mode", ["whole", "masked"])
-def test_full_rank_at_features_12_finishes_and_beats_rank_8(mode):
+def test_full_rank_at_features_12_finishes_and_beats_rank_8(restyled_pairs, stats_batches, mode):
     """The unrestricted closed form at MobileNetV2 features.12 (the site where it used to run for
     minutes with oneMKL errors) finishes, is finite, and its objective is no worse than rank 8's."""
     lm = load_model("mobilenet_v2")
@@ -293,7 +292,7 @@ def test_adam_fast_path_gradient_equals_autograd(arch, idx, mode, mnet, vgg):
     torch.testing.assert_close(g, delta.grad, rtol=1e-4, atol=1e-6 * float(delta.grad.abs().max()))
 
 
-def test_ctrl_c_stops_the_full_rank_closed_form():
+def test_ctrl_c_stops_the_full_rank_closed_form(restyled_pairs):
     """The full-rank solve is chunked (no giant LAPACK call): a KeyboardInterrupt (Ctrl-C) raised while it
     runs stops it, and the model is left as it was (weights and train/eval mode)."""
     import _thread

@@ -7,7 +7,6 @@ import warnings
 import pytest
 import torch
 
-from _editor_data import one_thread, restyled_pairs, stats_batches  # noqa: F401 (fixture)
 from modeledit import get_site, list_sites, load_model
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import Exemplars
@@ -98,7 +97,7 @@ def test_world_models_with_a_closed_form_edit(world, name, index):
     assert ev.stats["prefix_runs"] == 4 and ev.stats["fallbacks"] == 0  # 120 images / 32: the prefix ran once
 
 
-def _bn_recalibrated(arch, size):
+def _bn_recalibrated(arch, size, stats_batches):
     """A torchvision model with random init and BatchNorm statistics re-estimated on real photos."""
     torch.manual_seed(0)
     lm = load_model(arch, weights="random")
@@ -114,8 +113,8 @@ def _bn_recalibrated(arch, size):
 
 
 @pytest.mark.parametrize("arch,index", [("vgg16_bn", 6), ("resnet18", 0), ("resnet18", 2)])
-def test_torchvision_vgg_and_resnet_with_a_random_lowrank_change(arch, index):
-    lm = _bn_recalibrated(arch, 64)
+def test_torchvision_vgg_and_resnet_with_a_random_lowrank_change(stats_batches, arch, index):
+    lm = _bn_recalibrated(arch, 64, stats_batches)
     site = get_site(lm.model, index)
     x = torch.cat(stats_batches(64))
     ev = SuffixEvaluator(lm.model, lm.normalize, SuffixCacheConfig(batch_size=8))
@@ -123,13 +122,13 @@ def test_torchvision_vgg_and_resnet_with_a_random_lowrank_change(arch, index):
 
 
 @pytest.fixture(scope="module")
-def mnet_data(mobilenet):
+def mnet_data(restyled_pairs, stats_batches, mobilenet):
     x, xp, m = restyled_pairs(1, size=96)
     return torch.cat([*stats_batches(96), xp]), Exemplars(x, xp, m)
 
 
 @pytest.mark.parametrize("index", [2, 16])  # features.3 (with skip) and features.17 (without)
-def test_mobilenet_v2_real_weights_with_a_closed_form_edit(mobilenet, mnet_data, index):
+def test_mobilenet_v2_real_weights_with_a_closed_form_edit(stats_batches, mobilenet, mnet_data, index):
     site = get_site(mobilenet.model, index)
     assert (site.skip is not None) == (index == 2)
     x, ex = mnet_data
