@@ -21,7 +21,7 @@ import warnings
 from typing import Callable, Iterator, Sequence
 
 from modeledit.errors import UsageError, user_message
-from modeledit.signals import Terminated, ignoring_interrupts, terminate_as_interrupt
+from modeledit.signals import Terminated, exit_on_interrupt, ignoring_interrupts, terminate_as_interrupt
 
 # subcommand -> (module, one-line help). Add a line here to add a command.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("modeledit.commands.report", "build the HTML report from harness outputs"),
     "science": ("modeledit.commands.science", "the science summary of finished bench folders: selection, intervals, ablations"),
     "sensitivity": ("modeledit.commands.sensitivity", "per-class accuracy drops when one concept is restyled"),
+    "sites": ("modeledit.commands.sites", "rank a model's edit sites for one rule (where to edit)"),
     "photos": ("modeledit.commands.photos", "the protocol on the shipped colour photos with the real MobileNetV2"),
     "studio": ("modeledit.commands.studio", "the interactive editor in the browser: paint a concept, restyle it, rewrite, compare"),
     "samples": ("modeledit.commands.samples", "write sample photos, a mask, a restyled copy and a statistics folder to try the commands on"),
@@ -234,12 +235,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _finish(code: int, keep_ignoring: bool) -> int:
     """The command is over: deliver its output with Ctrl-C and SIGTERM ignored, so a late signal cannot turn
-    its code into 130/143. ``keep_ignoring``: leave them ignored (the process is about to exit; a signal
-    during the interpreter's shutdown would otherwise end it with 130)."""
-    with ignoring_interrupts(restore=not keep_ignoring):
+    its code into 130/143. ``keep_ignoring`` (the process is about to exit): from then on either signal ends
+    the process at once with ``code`` (a signal during the interpreter's shutdown would otherwise end it with
+    130, and ignoring it would leave a slow shutdown unstoppable)."""
+    with ignoring_interrupts():
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):     # a closed pipe or stream: nothing left to deliver
                 stream.flush()
+        if keep_ignoring:
+            exit_on_interrupt(code)
     return code
 
 

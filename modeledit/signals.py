@@ -122,4 +122,28 @@ def ignoring_interrupts(restore: bool = True) -> Iterator[None]:
     finally:
         if restore:
             for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                if signal.getsignal(signum) is signal.SIG_IGN:     # not replaced inside the block
+                    signal.signal(signum, handler)
+
+
+def exit_on_interrupt(code: int) -> None:
+    """For a process whose command has finished with ``code`` and which is about to exit: from now on SIGINT and
+    SIGTERM end it at once with that code (its output is flushed first), so a late Ctrl-C neither turns success
+    into 130 nor leaves a slow shutdown (library exit handlers) unstoppable. Main thread only; a host program's
+    own handlers are left alone."""
+    import os
+    import sys
+
+    def _exit(signum: int, frame: Any) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+    if not _main_thread():
+        return
+    for signum in DEFERRED_SIGNALS:
+        if signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler, signal.SIG_IGN):
+            signal.signal(signum, _exit)

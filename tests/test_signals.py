@@ -90,3 +90,20 @@ def test_a_host_programs_own_handler_is_left_alone(handlers):
         assert signal.getsignal(signal.SIGINT) is mine
         signal.raise_signal(signal.SIGINT)
     assert seen == [signal.SIGINT] and signal.getsignal(signal.SIGINT) is mine
+
+
+def test_a_finished_program_ends_with_its_own_code_on_a_late_signal(tmp_path):
+    """exit_on_interrupt: Ctrl-C or SIGTERM after the command finished ends the process at once with the
+    command's code (here 3), its output delivered."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys\n"
+            "from modeledit.signals import exit_on_interrupt\n"
+            "print('result', flush=False)\n"
+            "exit_on_interrupt(3)\n"
+            "os.kill(os.getpid(), signal.{sig})\n"
+            "print('never reached')\n")
+    for sig in ("SIGINT", "SIGTERM"):
+        res = subprocess.run([sys.executable, "-c", code.format(sig=sig)], capture_output=True, text=True, timeout=120)
+        assert (res.returncode, res.stdout) == (3, "result\n"), (sig, res.returncode, res.stdout, res.stderr)
