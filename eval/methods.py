@@ -1,10 +1,12 @@
 """The method catalogue every harness shares (bench, typographic, snow): what a method is, how it
 builds its :class:`~modeledit.edit.Edit` from exemplars, and which hyperparameter settings it tries.
 
-A :class:`Method` names a maker (the editor or a fine-tuning baseline), the config fields it fixes,
-and the config field that holds its grid of settings (and optionally a second grid crossed with the
-first: weight-interpolation patching's α, right-for-the-right-reasons' λ). Every maker returns the same ``Edit`` value, so
-the harnesses apply, measure and revert all methods alike. New methods register in :data:`METHODS`.
+A :class:`Method` names a core function (the editor's ``rewrite``, ``finetune``, ``rrr``) and its config class,
+the config fields it fixes, and the config field that holds its grid of settings (and optionally a second grid
+crossed with the first: weight-interpolation patching's α, right-for-the-right-reasons' λ). Every core method has
+one call shape, ``fn(lm, site, exemplars, target=..., config=..., stats=...)``, and returns the same ``Edit``
+value, so the catalogue needs no adapters and the harnesses apply, measure and revert all methods alike. New
+methods register in :data:`METHODS`.
 
 Example:
     >>> from modeledit.eval.methods import METHODS, method_edit
@@ -23,36 +25,17 @@ from modeledit.config import JsonConfig
 from modeledit.finetuning import FINETUNE_GRID
 from modeledit.patching import ALPHA_GRID
 from modeledit.rrr import LAMBDA_GRID
-from modeledit.registry import Registry
-
-
-def _rewrite_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
-                   stats: Callable[[Any], Any] | None) -> Any:
-    from modeledit.editor import EditConfig, rewrite
-
-    return rewrite(lm, site, exemplars, config=EditConfig(**fields), stats=stats(site) if stats else None)
-
-
-def _finetune_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
-                    stats: Callable[[Any], Any] | None) -> Any:
-    from modeledit.finetuning import FinetuneConfig, finetune
-
-    return finetune(lm, site, exemplars, target=list(targets), config=FinetuneConfig(**fields))
-
-
-def _rrr_maker(lm: Any, site: Any, exemplars: Any, targets: Sequence[int], fields: Mapping[str, Any],
-               stats: Callable[[Any], Any] | None) -> Any:
-    from modeledit.rrr import RRRConfig, rrr
-
-    return rrr(lm, site, exemplars, target=list(targets), config=RRRConfig(**fields))
+from modeledit.registry import Registry, import_target
 
 
 @dataclass(frozen=True)
 class Method:
     """A method of the comparison.
 
-    ``make(lm, site, exemplars, targets, fields, stats)`` builds its Edit; ``base`` holds the config
-    fields fixed for the method; ``grid_field`` names the config field (of :class:`MethodGrid` or the
+    ``make`` is a core function with the methods' one call shape, ``make(lm, site, exemplars, target=...,
+    config=..., stats=...)`` returning an :class:`~modeledit.edit.Edit` (``"module:attr"``, imported on first
+    use), ``config`` its config class (likewise); ``statistics``: whether it reads the key statistics C (only
+    then are they computed). ``base`` holds the config fields fixed for the method; ``grid_field`` names the config field (of :class:`MethodGrid` or the
     bench's config) listing its hyperparameter settings, or ``None`` for a single setting.
     ``extra_grid`` = (config field, setting key, default values) crosses every setting with each value
     of that field (the default when the config has no such field). ``scaled`` = (config field, setting
@@ -62,7 +45,8 @@ class Method:
     """
 
     name: str
-    make: Callable[..., Any]
+    make: str | Callable[..., Any]
+    config: str | type
     base: Mapping[str, Any]
     grid_field: str | None = None
     description: str = ""
@@ -72,6 +56,7 @@ class Method:
     #: "solver": this variant - edit) or "vs" (a baseline: edit - this); ``comparison_order`` orders its rows
     comparison: str | None = None
     comparison_order: int = 0
+    statistics: bool = False
 
 
 #: every method the harnesses know, by name
@@ -91,33 +76,34 @@ STRENGTH = ("strength_grid", "strength", (1.0,))
 ALPHA = ("alpha_grid", "alpha", ALPHA_GRID)
 
 for _m in (
-    Method("edit", _rewrite_maker, {"solver": "closed_form", "rank": 1, "mode": "whole"}, None,
-           "rank-one rewrite, closed form, whole-image objective (the paper's method)", scaled=STRENGTH),
-    Method("edit_adam", _rewrite_maker, {"solver": "adam", "rank": 1, "mode": "whole"}, "adam_grid",
+    Method("edit", "modeledit.editor:rewrite", "modeledit.editor:EditConfig", {"solver": "closed_form", "rank": 1, "mode": "whole"}, None,
+           "rank-one rewrite, closed form, whole-image objective (the paper's method)", scaled=STRENGTH,
+           statistics=True),
+    Method("edit_adam", "modeledit.editor:rewrite", "modeledit.editor:EditConfig", {"solver": "adam", "rank": 1, "mode": "whole"}, "adam_grid",
            "rank-one rewrite optimised with Adam (the paper's solver)",
-           comparison="solver", comparison_order=2),
-    Method("edit_full", _rewrite_maker, {"solver": "closed_form", "rank": "full", "mode": "whole"}, None,
-           "unrestricted-rank rewrite (ablation)", scaled=STRENGTH,
+           statistics=True, comparison="solver", comparison_order=2),
+    Method("edit_full", "modeledit.editor:rewrite", "modeledit.editor:EditConfig", {"solver": "closed_form", "rank": "full", "mode": "whole"}, None,
+           "unrestricted-rank rewrite (ablation)", scaled=STRENGTH, statistics=True,
            comparison="rank", comparison_order=0),
-    Method("edit_masked", _rewrite_maker, {"solver": "closed_form", "rank": 1, "mode": "masked"}, None,
-           "rank-one rewrite, objective only inside the concept mask (ablation)", scaled=STRENGTH,
+    Method("edit_masked", "modeledit.editor:rewrite", "modeledit.editor:EditConfig", {"solver": "closed_form", "rank": 1, "mode": "masked"}, None,
+           "rank-one rewrite, objective only inside the concept mask (ablation)", scaled=STRENGTH, statistics=True,
            comparison="mask", comparison_order=1),
-    Method("finetune_local", _finetune_maker, {"scope": "local"}, "finetune_grid",
+    Method("finetune_local", "modeledit.finetuning:finetune", "modeledit.finetuning:FinetuneConfig", {"scope": "local"}, "finetune_grid",
            "fine-tune the edited layer on the transformed exemplars",
            comparison="vs", comparison_order=3),
-    Method("finetune_global", _finetune_maker, {"scope": "global"}, "finetune_grid",
+    Method("finetune_global", "modeledit.finetuning:finetune", "modeledit.finetuning:FinetuneConfig", {"scope": "global"}, "finetune_grid",
            "fine-tune every layer from the site to the output",
            comparison="vs", comparison_order=4),
-    Method("paint_local", _finetune_maker, {"scope": "local"}, "finetune_grid",
+    Method("paint_local", "modeledit.finetuning:finetune", "modeledit.finetuning:FinetuneConfig", {"scope": "local"}, "finetune_grid",
            "fine-tune the edited layer, then interpolate the weights by alpha (PAINT, Ilharco et al. 2022)", scaled=ALPHA,
            comparison="vs", comparison_order=5),
-    Method("paint_global", _finetune_maker, {"scope": "global"}, "finetune_grid",
+    Method("paint_global", "modeledit.finetuning:finetune", "modeledit.finetuning:FinetuneConfig", {"scope": "global"}, "finetune_grid",
            "fine-tune from the site to the output, then interpolate the weights by alpha (PAINT)", scaled=ALPHA,
            comparison="vs", comparison_order=6),
-    Method("rrr_local", _rrr_maker, {"scope": "local"}, "finetune_grid",
+    Method("rrr_local", "modeledit.rrr:rrr", "modeledit.rrr:RRRConfig", {"scope": "local"}, "finetune_grid",
            "fine-tune the edited layer with a penalty on input gradients inside the concept mask (Ross et al. 2017)",
            ("lambda_grid", "lam", LAMBDA_GRID), comparison="vs", comparison_order=7),
-    Method("rrr_global", _rrr_maker, {"scope": "global"}, "finetune_grid",
+    Method("rrr_global", "modeledit.rrr:rrr", "modeledit.rrr:RRRConfig", {"scope": "global"}, "finetune_grid",
            "fine-tune from the site to the output with the input-gradient penalty inside the concept mask",
            ("lambda_grid", "lam", LAMBDA_GRID), comparison="vs", comparison_order=8),
 ):
@@ -232,6 +218,8 @@ def method_edit(lm: Any, method: str, setting: Mapping[str, Any], site: Any, x01
     ex = Exemplars(x01.to(dev), xp01.to(dev), mask)
     key = m.scaled[1] if m.scaled else None
     fields = {k: v for k, v in setting.items() if k != key}
-    edit = m.make(lm, site, ex, targets, {**m.base, **fields}, stats)
+    make, config = (import_target(v) if isinstance(v, str) else v for v in (m.make, m.config))
+    edit = make(lm, site, ex, target=list(targets), config=config(**{**m.base, **fields}),
+                stats=stats(site) if stats is not None and m.statistics else None)
     value = setting.get(key) if key else None
     return edit if value is None else scaled_edits(lm, method, edit, [float(value)])[0][1]

@@ -39,15 +39,12 @@ Solvers (registry :data:`SOLVERS`):
   site every channel shares one matrix: one linear solve, the MEMIT form ΔW ∝ R Kᵀ(λC + K Kᵀ)⁻¹ in
   whitened coordinates; this is the first pass, and with ``l1=False`` the only one. Identity sites: target z = v* everywhere. ReLU sites: a Gauss-Newton active set per
   channel, the positions where the current prediction is positive (target v*, which is 0 for the
-  violations where v* = 0), re-derived every pass. (Also forcing every v* > 0 position into the set
-  stalls: its L2 fit pushes inactive positions above 0 and the L1 objective rises.) The L1 objective is
-  approached by iteratively reweighted least squares. Each pass takes the best step λ + α(λ_LS - λ),
+  violations where v* = 0), re-derived every pass. The L1 objective is approached by iteratively
+  reweighted least squares. Each pass takes the best step λ + α(λ_LS - λ),
   α in {``extrapolate``, ..., 4, 2, 1, 1/2, ..., 1/16}, by the true objective, so the objective never rises;
   passes stop when it improves by less than ``tol``. The over-relaxed steps (α > 1) shorten IRLS's slow
   linear tail at identity sites, where the L1 objective is convex; ReLU sites keep α <= 1, because there a
-  longer step can leave its linear piece and end in a worse local optimum of the non-convex objective
-  (tried: 2 of 20 bench_edit cases ended up to 5% worse, and restricting α > 1 to steps that keep the
-  active set removed the gain). No long optimisation.
+  longer step can leave its linear piece and end in a worse local optimum of the non-convex objective.
 
 Example:
     >>> from modeledit.editor import EditConfig, rewrite
@@ -612,6 +609,7 @@ def rewrite(
     mask: Any = None,
     config: EditConfig | None = None,
     stats: Any = None,
+    target: Any = None,
     **fields: Any,
 ) -> Edit:
     """Compute the rank-r rewrite of ``site`` mapping the exemplars' keys at x' to their values at x.
@@ -625,7 +623,9 @@ def rewrite(
     more). The model is not changed: apply the returned :class:`~modeledit.edit.Edit`. ``metrics``
     holds ``objective_before``, ``objective_after`` (the paper's L1 on the exemplars), ``seconds``,
     ``solve_seconds`` (wall) and ``solve_cpu_seconds`` (process CPU time) of the solver, ``solver`` and
-    which ``statistics`` were used.
+    which ``statistics`` were used. ``target`` is not used (a rewrite keeps the values the originals have); it
+    is there so every method of the comparison shares one call shape, ``fn(lm, site, exemplars, target=...,
+    config=..., stats=...)`` (:mod:`modeledit.eval.methods`).
 
     Example:
         >>> edit = rewrite(lm, "features.14", "road.png", "road_snow.png", mask="road_mask.png", stats="val_images/")

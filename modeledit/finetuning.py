@@ -17,6 +17,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -54,6 +55,11 @@ class FinetuneConfig(JsonConfig):
     momentum: float = 0.0
     weight_decay: float = 0.0
     from_site: bool = True
+
+    def finetune_config(self) -> "FinetuneConfig":
+        """The plain fine-tuning settings of this config: PAINT's and RRR's configs derive from this one and add
+        their own fields (``alpha``; ``lam``, ``region``)."""
+        return FinetuneConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FinetuneConfig)})
 
 
 def downstream_parameters(model: nn.Module, site: EditSite | BoundSite, x: torch.Tensor) -> list[str]:
@@ -115,6 +121,7 @@ def finetune(
     config: FinetuneConfig | None = None,
     objective: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     method: str | None = None,
+    stats: Any = None,
 ) -> Edit:
     """Fine-tune towards ``target`` (class index, one per exemplar, or None = the model's prediction on
     the originals) on the transformed exemplars x'; the model is left unchanged, the edit returned.
@@ -126,6 +133,8 @@ def finetune(
     logits; ``x_prime`` is normalised), for regularised variants such as :mod:`modeledit.rrr`; it runs the
     whole network (an input gradient needs it), so ``from_site`` does not apply. ``method`` names the
     edit (default ``finetune_<scope>``). The reported ``loss_before``/``loss_after`` stay the plain cross-entropy.
+    ``stats`` is not used (fine-tuning needs no key statistics); it is there so every method of the comparison
+    shares one call shape, ``fn(lm, site, exemplars, target=..., config=..., stats=...)``.
 
     Example:
         >>> edit = finetune(lm, "features.14", ex, config=FinetuneConfig(scope="local", lr=1e-3, steps=500))

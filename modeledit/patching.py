@@ -25,7 +25,6 @@ from typing import Any, Sequence
 
 import torch
 
-from modeledit.config import JsonConfig
 from modeledit.edit import Edit, ParamChange
 from modeledit.exemplars import Exemplars
 from modeledit.finetuning import FinetuneConfig, finetune
@@ -38,25 +37,15 @@ ALPHA_GRID: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass
-class PatchConfig(JsonConfig):
-    """The fine-tuning (``scope``, ``lr``, ``steps``, ``momentum``, ``weight_decay``, ``from_site`` as in
-    :class:`~modeledit.finetuning.FinetuneConfig`) and the interpolation coefficient ``alpha`` in [0, 1]."""
+class PatchConfig(FinetuneConfig):
+    """The fine-tuning's settings (:class:`~modeledit.finetuning.FinetuneConfig`, declared there once) and the
+    interpolation coefficient ``alpha`` in [0, 1]."""
 
-    scope: str = "local"
-    lr: float = 1e-4
-    steps: int = 500
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    from_site: bool = True
     alpha: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1] (0: the base model, 1: the fine-tuned one), got {self.alpha}")
-
-    def finetune_config(self) -> FinetuneConfig:
-        return FinetuneConfig(scope=self.scope, lr=self.lr, steps=self.steps, momentum=self.momentum, weight_decay=self.weight_decay,
-                              from_site=self.from_site)
 
 
 def interpolate(model: Any, edit: Edit, alpha: float, method: str | None = None) -> Edit:

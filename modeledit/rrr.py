@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modeledit.config import JsonConfig
 from modeledit.edit import Edit
 from modeledit.exemplars import Exemplars
 from modeledit.finetuning import FinetuneConfig, SCOPES, finetune
@@ -53,15 +52,11 @@ REGIONS = ("mask", "everywhere")
 
 
 @dataclass
-class RRRConfig(JsonConfig):
-    """Fine-tuning settings as in :class:`~modeledit.finetuning.FinetuneConfig`, the penalty weight ``lam``
-    (λ ≥ 0, relative to the unedited model's penalty; 0 is plain fine-tuning) and the penalised ``region``: ``"mask"`` (the concept) or ``"everywhere"``."""
+class RRRConfig(FinetuneConfig):
+    """The fine-tuning's settings (:class:`~modeledit.finetuning.FinetuneConfig`, declared there once), the penalty
+    weight ``lam`` (λ ≥ 0, relative to the unedited model's penalty; 0 is plain fine-tuning) and the penalised
+    ``region``: ``"mask"`` (the concept) or ``"everywhere"``."""
 
-    scope: str = "local"
-    lr: float = 1e-4
-    steps: int = 500
-    momentum: float = 0.0
-    weight_decay: float = 0.0
     lam: float = 10.0
     region: str = "mask"
 
@@ -72,9 +67,6 @@ class RRRConfig(JsonConfig):
             raise ValueError(f"unknown penalty region {self.region!r}; choose from {REGIONS}")
         if self.scope not in SCOPES:
             raise ValueError(f"unknown fine-tuning scope {self.scope!r}; choose from {SCOPES}")
-
-    def finetune_config(self) -> FinetuneConfig:
-        return FinetuneConfig(scope=self.scope, lr=self.lr, steps=self.steps, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
 def _input_gradient(module: nn.Module, xn: torch.Tensor, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,10 +117,13 @@ def rrr(
     exemplars: Exemplars | torch.Tensor,
     target: int | Sequence[int] | torch.Tensor | None = None,
     config: RRRConfig | None = None,
+    stats: Any = None,
 ) -> Edit:
     """Fine-tune on the transformed exemplars towards ``target`` with the input-gradient penalty inside
     the exemplars' mask (everywhere without one); the model is left unchanged, the edit returned.
     ``model`` is a :class:`~modeledit.models.LoadedModel`; ``exemplars`` hold [0, 1] images.
+
+    ``stats`` is not used (the methods' common call shape, as :func:`~modeledit.finetuning.finetune`).
 
     Example:
         >>> edit = rrr(lm, "features.11", ex, target=0, config=RRRConfig(scope="local", lr=1e-2, steps=200, lam=10.0))
