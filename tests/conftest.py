@@ -29,6 +29,18 @@ def photos() -> dict[str, np.ndarray]:
     return {"chelsea": d.chelsea(), "coffee": d.coffee(), "astronaut": d.astronaut(), "rocket": d.rocket()}
 
 
+@pytest.fixture
+def photo_folder(tmp_path, photos):
+    """An image folder ``tmp_path/imgs`` with one class folder ``cat`` holding three 96 x 96 photo crops (0-2.png)."""
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    (root / "cat").mkdir(parents=True)
+    for i, name in enumerate(list(photos)[:3]):
+        Image.fromarray(photos[name][:96, :96]).save(root / "cat" / f"{i}.png")
+    return root
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Run a test module on one torch thread (restored after): use with

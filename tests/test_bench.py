@@ -55,3 +55,28 @@ def test_outcomes_reproduce_the_rows(run):
             bad, good = row["_outcomes"]["clean_bad"], row["_outcomes"]["clean_good"]
             assert (len(bad), len(good)) == (row["clean_flips_bad"], row["clean_flips_good"])
             assert row["clean_drop"] == pytest.approx((len(bad) - len(good)) / row["clean_n"])
+
+
+def test_bench_statistics_key_follows_the_folder(photo_folder, photos):
+    """The bench keys C on the dataset's content (it was ``spec:None`` for folders): a changed folder
+    gives another cache file."""
+    from PIL import Image
+
+    from modeledit.eval.bench import BenchConfig, BenchRunner
+    from modeledit.layers import get_site
+
+    root = photo_folder
+    cfg = BenchConfig(model="world_vgg", dataset="world:test:8", clean="world:val:8", stats_dataset=str(root))
+    r = BenchRunner(cfg)
+    site = get_site(r.lm.model, -1)
+    first = r.statistics(site)
+    from modeledit.eval.datasets import dataset_key, load_dataset
+
+    key = dataset_key(str(root), load_dataset(str(root), class_names=r.lm.class_names, size=r.lm.input_size))
+    assert first.dataset_id == key
+    Image.fromarray(photos["rocket"][:96, :96]).save(root / "cat" / "0.png")
+    r2 = BenchRunner(cfg)
+    second = r2.statistics(site)
+    key2 = dataset_key(str(root), load_dataset(str(root), class_names=r.lm.class_names, size=r.lm.input_size))
+    assert key2 != key and second.dataset_id == key2
+    assert not np.allclose(first.total.numpy(), second.total.numpy())  # recomputed, not the stale cached C

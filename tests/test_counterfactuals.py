@@ -221,3 +221,27 @@ def test_cli(tmp_path, photos, capsys):
     assert "4 counterfactuals from 2 images" in capsys.readouterr().out
     assert main(args[:5] + ["--style", "snwo"] + args[9:]) == 2
     assert "unknown style" in capsys.readouterr().err
+
+
+def test_mask_files_fit_after_max_size(tmp_path, photos):
+    """Mask files made for the original size still fit after --max-size."""
+    from PIL import Image
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    img = photos["astronaut"]  # 512x512
+    Image.fromarray(img).save(images / "astro.png")
+    m = np.zeros(img.shape[:2], bool)
+    m[100:400, 150:350] = True
+    (masks / "astro").mkdir(parents=True)
+    write_mask_png(m, masks / "astro" / "road.png")
+    cfg = CounterfactualConfig(max_size=128, progress=False)
+    out = generate_counterfactuals(images, "files", "texture", ["road"], ["snow"], tmp_path / "cf", cfg, segmenter_kwargs={"root": str(masks)})
+    ds = load_counterfactuals(out)
+    r = ds[0]
+    assert tuple(r.mask.shape) == (128, 128) and abs(float(r.mask.float().mean()) - m.mean()) < 0.02
+    # a mask of neither size is refused, naming both
+    write_mask_png(np.ones((50, 60), bool), masks / "astro" / "road.png")
+    with pytest.raises(ValueError, match=r"mask for 'road' is 60x50 but the image is 512x512 \(processed at 128x128\)"):
+        generate_counterfactuals(images, "files", "texture", ["road"], ["snow"], tmp_path / "cf2", cfg, segmenter_kwargs={"root": str(masks)})
+    assert not (tmp_path / "cf2").exists()

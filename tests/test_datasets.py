@@ -30,3 +30,19 @@ def test_one_disjointness_check_for_specs_and_splits(tmp_path):
     check_stats_disjoint(str(tmp_path / "a"), {"--clean": "world:val:600"})
     with pytest.raises(ValueError, match="val & test share 1 item"):
         check_disjoint({"val": [1, 2], "test": [2, 3]})
+
+
+def test_statistics_split_is_disjoint_from_evaluation_sets(photo_folder):
+    """The harnesses' default statistics split is disjoint from their evaluation sets; folders are checked too."""
+    from modeledit.eval.snow import SnowConfig
+    from modeledit.eval.typographic import TypographicConfig
+
+    for cfg in (TypographicConfig(), SnowConfig()):
+        assert cfg.stats_dataset == "world:train:1500"
+        check_stats_disjoint(cfg.stats_dataset, {"--clean": cfg.clean, "--dataset": getattr(cfg, "dataset", None)})
+    with pytest.raises(ValueError, match="shares images with --clean"):
+        check_stats_disjoint("world:val:100", {"--clean": "world:val:600"})
+    root = photo_folder
+    with pytest.raises(ValueError, match="shares images"):
+        check_stats_disjoint(str(root), {"--photos": str(root.parent)})
+    check_stats_disjoint(str(root), {"--clean": "world:val:600"})

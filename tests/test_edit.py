@@ -171,3 +171,22 @@ def test_cli_stats_edit_apply(photo_batch, restyled_pairs, tmp_path, capsys, mon
     Image.fromarray(np.zeros(Image.open(tmp_path / "x.png").size[::-1], np.uint8)).save(bad_mask)
     assert main(args[:5] + [str(tmp_path / "x.png"), "--transformed", str(tmp_path / "xp.png"), "--mask", str(bad_mask)]) == 2
     assert "mask is empty" in capsys.readouterr().err
+
+
+def test_edit_files_are_0644(tmp_path):
+    import os
+    import stat
+
+    from modeledit import load_model
+    from modeledit.edit import ParamChange
+
+    lm = load_model("world_vgg")
+    name = next(n for n, _ in lm.model.named_parameters())
+    p = dict(lm.model.named_parameters())[name]
+    e = Edit.from_changes(lm.model, "finetune_local", {name: ParamChange("delta", {"delta": torch.zeros_like(p)})},
+                          sites=[name.rsplit(".", 1)[0]])   # a saved edit names a known method and its site
+    st, js = e.save(tmp_path / "e")
+    old = os.umask(0o022)
+    os.umask(old)
+    for f in (st, js):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644 & ~old

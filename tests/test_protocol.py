@@ -130,3 +130,27 @@ def test_bench_max_pairs_all_takes_every_admitted_pair(tmp_path):
               for n in (2, None)}
     assert chosen[2] == [("road", "snow"), ("grass", "snow")]
     assert chosen[None] == chosen[2] + [("sky", "wooden")]
+
+
+def test_no_change_beats_a_negative_best():
+    """"No change" is always a candidate scoring 0."""
+    from modeledit.eval.bench import display_summary, summarize
+
+    rows = [{"val_corrected": -0.2, "clean_drop": 0.0}, {"val_corrected": -0.05, "clean_drop": 0.001}]
+    assert choose_setting(rows, 0.0025) is None
+    assert choose_setting(rows + [{"val_corrected": 0.1, "clean_drop": 0.002}], 0.0025)["val_corrected"] == 0.1
+    assert choose_setting([{"val_corrected": 0.0, "clean_drop": 0.0}], 0.0025) is None  # a tie goes to no change
+    base = dict(concept="road", style="snow", n_exemplars=3, seed=0, site_name="features.15", target_class="car",
+                test_target_corrected=0.5, test_other_corrected=-0.3, heldout_target_corrected=0.1, heldout_other_corrected=-0.1,
+                test_target_n_pre=10, test_other_n_pre=20)
+    table = pd.DataFrame([{**base, "method": "edit", "setting": "{}", "val_corrected": -0.1, "clean_drop": 0.0},
+                          {**base, "method": "finetune_local", "setting": "{}", "val_corrected": 0.4, "clean_drop": 0.5},
+                          {**base, "method": "finetune_global", "setting": "{}", "val_corrected": 0.4, "clean_drop": 0.001}])
+    s = summarize(table, 0.0025).set_index("method")
+    assert not s.loc["edit", "changed"] and s.loc["edit", "setting"] == "no setting beats no change: no change"
+    assert s.loc["edit", "test_other_corrected"] == 0.0 and s.loc["edit", "site_name"] == "-"
+    assert not s.loc["finetune_local", "changed"] and s.loc["finetune_local", "setting"] == "no setting qualifies: no change"
+    assert s.loc["finetune_global", "changed"] and s.loc["finetune_global", "test_other_corrected"] == -0.3
+    text = display_summary(s.reset_index(), ["method", "test_other_corrected", "clean_drop", "site_name", "setting"])
+    assert "no setting qualifies: no change" in text and "no setting beats no change: no change" in text
+    assert "0.000" not in text.splitlines()[1] + text.splitlines()[2]  # unchanged rows show '-', not 0.000
