@@ -73,26 +73,84 @@ class Unit:
     test: tuple[torch.Tensor, torch.Tensor, np.ndarray]
 
 
+def _unit_cache(cfg: RulesStudyConfig) -> Path:
+    """Where built rules are kept between runs (outside the repository): keyed by everything that defines them."""
+    import hashlib
+
+    from modeledit.stats import cache_root
+
+    b = cfg.bench
+    ident = json.dumps([b.model, b.weights, b.dataset, b.sensitivity, b.protocol.to_json() if hasattr(b.protocol, "to_json") else str(b.protocol),
+                        b.n_exemplars, b.seeds, b.n_targets, b.exemplar_style_image, b.segmenter, b.stylizer], default=str)
+    return cache_root() / "rules_study" / hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def _u8(t: torch.Tensor) -> torch.Tensor:
+    return (t.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _build_pair(runner: Any, pair: Mapping[str, Any], targets: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
+    """Each target's exemplars and test images of one pair, restyling the pair's images once for all its targets (the
+    splits are :func:`~modeledit.eval.protocol.split_pair`'s, as the bench draws them)."""
+    from modeledit.counterfactuals import restyle
+    from modeledit.eval.protocol import split_pair
+
+    t0 = time.perf_counter()
+    b = runner.cfg
+    masks = runner.concept_masks(pair["concept"])
+    idx = sorted(masks)
+    labels = {i: int(runner.data[i][1]) for i in idx}
+    names = runner.lm.class_names
+    cand = [names.index(c) for c in pair["candidates"]]
+    splits = {t: split_pair(idx, [labels[i] for i in idx], cand, b.n_exemplars[0], b.protocol.val_fraction, b.seeds[0],
+                            target=names.index(t)) for t in targets}
+    used = sorted(set().union(*[set(s.exemplars) | set(s.test) for s in splits.values()]))
+    x = {i: runner.data[i][0] for i in used}
+    xt: dict[int, torch.Tensor] = {}
+    for start in range(0, len(used), b.batch_size):
+        chunk = used[start:start + b.batch_size]
+        out = restyle(torch.stack([x[i] for i in chunk]), np.stack([masks[i] for i in chunk]), pair["style"], b.exemplar_style_image,
+                      runner.stylizer())
+        xt.update({i: out[k] for k, i in enumerate(chunk)})
+    res = {}
+    for t, s in splits.items():
+        res[t] = {"ex_x": _u8(torch.stack([x[i] for i in s.exemplars])), "ex_xp": _u8(torch.stack([xt[i] for i in s.exemplars])),
+                  "ex_m": torch.stack([torch.as_tensor(masks[i]).float() for i in s.exemplars])[:, None],
+                  "test_x": _u8(torch.stack([x[i] for i in s.test])), "test_xp": _u8(torch.stack([xt[i] for i in s.test])),
+                  "test_y": torch.tensor([labels[i] for i in s.test])}
+    log.info("pair %s|%s built in %.0fs (%d images restyled)", pair["concept"], pair["style"], time.perf_counter() - t0, len(used))
+    return res
+
+
 def study_units(runner: Any, cfg: RulesStudyConfig) -> list[Unit]:
-    """Every admitted pair x target class as a rule with its test images, in the bench's order."""
+    """Every admitted pair x target class as a rule with its test images, in the bench's order. Built rules are cached
+    on disk (as 8-bit images: the world's originals are 8-bit, restyled ones are rounded to 8 bits), so a resumed study does not
+    restyle again."""
     from modeledit.eval.bench import choose_pairs
     from modeledit.eval.protocol import choose_targets
     from modeledit.exemplars import Exemplars
     from modeledit.rules import Rule
 
     b = cfg.bench
+    cache = _unit_cache(cfg)
+    cache.mkdir(parents=True, exist_ok=True)
     units = []
     for pair in choose_pairs(b):
         targets = choose_targets(pair["candidates"], b.n_targets or 1, b.protocol.seed)
+        built: dict[str, dict[str, torch.Tensor]] = {}
         for target in targets:
-            p = runner.pair(pair["concept"], pair["style"], pair["candidates"], b.n_exemplars[0], b.seeds[0], target)
-            same = b.exemplar_style_image
-            ex = Exemplars(torch.stack([p.originals[i] for i in p.exemplars]), torch.stack([p.transformed[same][i] for i in p.exemplars]),
-                           torch.stack([torch.as_tensor(p.masks[i]).float() for i in p.exemplars])[:, None])
             key = f"{pair['concept']}|{pair['style']}|{target}"
-            test = (torch.stack([p.originals[i] for i in p.test]), torch.stack([p.transformed[same][i] for i in p.test]),
-                    np.array([p.labels[i] for i in p.test]))
-            units.append(Unit(key, f"{pair['concept']}|{pair['style']}", Rule(key, ex), test))
+            path = cache / (key.replace("|", "__").replace(" ", "_") + ".pt")
+            if path.is_file():
+                d = torch.load(path, weights_only=True)
+            else:
+                if not built:
+                    built = _build_pair(runner, pair, targets)
+                d = built[target]
+                torch.save(d, path)
+            f = lambda t: t.float() / 255  # noqa: E731
+            ex = Exemplars(f(d["ex_x"]), f(d["ex_xp"]), d["ex_m"])
+            units.append(Unit(key, f"{pair['concept']}|{pair['style']}", Rule(key, ex), (f(d["test_x"]), f(d["test_xp"]), d["test_y"].numpy())))
             if cfg.max_rules is not None and len(units) >= cfg.max_rules:
                 return units
     return units

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from modeledit.commands.sites import add_site_search_arguments, recommend
 from modeledit.commands.common import SITE_HELP, add_device_arguments, check_out, add_model_arguments, load_from_args, runtime_from_args, positive_float, positive_int, rank_value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    p.add_argument("--layer", required=True, help=SITE_HELP)
+    p.add_argument("--layer", required=True, help=SITE_HELP + "; 'auto': the best site of `modeledit sites` (needs --images)")
     p.add_argument("--original", nargs="+", required=True, help="original image(s) x")
     p.add_argument("--transformed", nargs="+", required=True, help="transformed image(s) x', one per original")
     p.add_argument("--mask", nargs="+", default=None, help="concept mask image(s), non-zero = concept, one per pair")
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=None, help="adam learning rate (default 1e-4)")
     p.add_argument("--steps", type=positive_int, default=None, help="adam steps (default 20000)")
     p.add_argument("--out", default=None, help="write the edit to OUT.safetensors + OUT.json")
+    add_site_search_arguments(p)
     add_device_arguments(p, precision=False, data=True)
 
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                                "--images": args.images, "--stats": getattr(args, "stats", None)})
     rt = runtime_from_args(args)
     lm = load_from_args(args)
-    site = get_site(lm.model, args.layer)
+    site = get_site(lm.model, args.layer) if args.layer != "auto" else recommend(lm, None, args.images, check_only=True)
     cfg = EditConfig(solver=args.solver, rank=args.rank, mode=args.mode)
     if args.lr is not None:
         cfg.lr = args.lr
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         if torch.equal(a, b):
             raise ValueError(f"--transformed {args.transformed[i]!r} is the same picture as --original {args.original[i]!r}: the edit "
                              "would change nothing; give the restyled copy of the original as --transformed")
+    ranking = recommend(lm, ex, args.images, args.budget, args.max_images) if site is None else None
+    site = site or get_site(lm.model, ranking[0]["site"])
     stats = None
     if args.stats:
         from modeledit.stats import SecondMoment
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         data = ImageFolder(args.images, size=args.size or lm.input_size)
         stats = second_moment(lm.model, site, DataLoader(data, batch_size=rt.batch(32), **rt.loader()), dataset_id=data.identity, transform=lm.normalize)
     edit = rewrite(lm, site, ex, config=cfg, stats=stats)
-    out = {"site_index": site.index, "site": site.name, **edit.metrics}
+    out = {"site_index": site.index, "site": site.name, **edit.metrics, **({"site_ranking": ranking} if ranking else {})}
     if args.out:
         st, js = edit.save(args.out)
         out["files"] = [str(st), str(js)]

@@ -49,13 +49,18 @@ def _folder_images(lm: Any, folder: str, limit: int) -> tuple[Any, Any]:
 
 
 def recommend(lm: Any, exemplars: Any, images: str | None, budget: float = 0.0025, max_images: int = MAX_IMAGES,
-              val: Any = None, sites: Any = None) -> list[dict[str, Any]]:
-    """The site ranking for one rule (:func:`modeledit.rules.rank_sites`), with clean images and statistics from a folder."""
+              val: Any = None, sites: Any = None, check_only: bool = False) -> list[dict[str, Any]] | None:
+    """The site ranking for one rule (:func:`modeledit.rules.rank_sites`), with clean images and statistics from a folder.
+    ``check_only``: refuse a missing or empty folder (before any work) and return None."""
+    from modeledit.image_folder import ImageFolder
     from modeledit.rules import Rule, rank_sites
     from modeledit.stats import second_moment
 
     if not images:
         raise ValueError("ranking sites needs clean images for the budget and the statistics: pass --images FOLDER")
+    if check_only:
+        ImageFolder(images, size=None)
+        return None
     data, x = _folder_images(lm, images, max_images)
 
     def stats(site: Any) -> Any:
@@ -67,11 +72,12 @@ def recommend(lm: Any, exemplars: Any, images: str | None, budget: float = 0.002
 def run(args: argparse.Namespace) -> int:
     from modeledit.exemplars import Exemplars
 
-    lm = load_from_args(args)
-    ex = Exemplars.from_images(lm, args.original, args.transformed, args.mask, resize_masks=args.resize_masks)
-    val = None
     if (args.val_original is None) != (args.val_transformed is None):
         raise ValueError("give both --val-original and --val-transformed (one transformed image per original), or neither")
+    lm = load_from_args(args)
+    recommend(lm, None, args.images, check_only=True)      # an empty or missing folder is refused before any work
+    ex = Exemplars.from_images(lm, args.original, args.transformed, args.mask, resize_masks=args.resize_masks)
+    val = None
     if args.val_original is not None:
         v = Exemplars.from_images(lm, args.val_original, args.val_transformed)
         val = (v.x, v.x_prime, None)

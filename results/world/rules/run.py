@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     m = args.model
     bench = BenchConfig(model=m, dataset="world:test:1800", clean=args.clean, stats_dataset="world:train:1500",
                         sensitivity=f"results/world/science/{m}/selection/table.csv", max_pairs=None, n_targets=3,
-                        n_exemplars=[3], methods=["edit"], sites=[DEEP[m]])
+                        n_exemplars=[3], methods=["edit"], sites=[DEEP[m]], heldout_style_images=[])   # test: the exemplars' style image
     cfg = RulesStudyConfig(bench=bench, site=DEEP[m], variants=args.variants.split(","), max_rules=args.max_rules)
     out = args.out or f"results/world/rules/{m}"
     summary = run_rules_study(cfg, out)
