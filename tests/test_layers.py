@@ -197,3 +197,15 @@ def test_a_user_site_rule_registered_later_wins_over_the_catch_all_vgg_rule():
         unregister_site_rule("only_the_last_conv")
         unregister_site_rule("never")
     assert site_rule_for(net).name == "vgg"
+
+
+def test_layers_json(capsys):
+    """`modeledit layers --json` lists the sites with their channels."""
+    import json
+
+    from modeledit.cli import main
+
+    assert main(["layers", "mobilenet_v2", "--json"]) == 0
+    sites = json.loads(capsys.readouterr().out)
+    assert len(sites) >= 17
+    assert {"index", "name", "kind", "key_channels", "value_channels"} <= set(sites[0])

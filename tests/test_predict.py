@@ -1,3 +1,4 @@
+"""`modeledit predict` (modeledit/commands/predict.py) on real photos, and its one-line errors."""
 from __future__ import annotations
 
 import json
@@ -18,13 +19,6 @@ def test_predict_json(tmp_path, photos, capsys):
     assert 281 <= out[0]["top5"][0]["index"] <= 285
     assert out[1]["top5"][0]["label"] in ("espresso", "cup")
     assert set(out[0]["top5"][0]) == {"label", "index", "prob"} and len(out[0]["top5"]) == 5
-
-
-def test_layers_json(capsys):
-    assert main(["layers", "mobilenet_v2", "--json"]) == 0
-    sites = json.loads(capsys.readouterr().out)
-    assert len(sites) >= 17
-    assert {"index", "name", "kind", "key_channels", "value_channels"} <= set(sites[0])
 
 
 def test_bad_inputs_one_line_errors(tmp_path, capsys):
