@@ -50,14 +50,14 @@ def available_styles() -> list[str]:
     return _avail()
 
 
-def register_style_folder(name: str, path: Any) -> None:
-    """Register a folder of style images as the style ``name``."""
-    from modeledit.styles.bank import register_style_folder as _reg
+def folder_style(path: Any) -> Any:
+    """A folder of style images as one style, named by its path (``get_style(path)`` gives the same)."""
+    from modeledit.styles.bank import folder_style as _folder
 
-    _reg(name, path)
+    return _folder(path)
 
 
 __all__ = [
     "Stylizer", "STYLIZERS", "DEFAULT_BLEND", "apply_in_mask", "available_stylizers", "get_stylizer",
-    "get_style", "available_styles", "register_style_folder",
+    "get_style", "available_styles", "folder_style",
 ]

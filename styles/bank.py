@@ -4,8 +4,10 @@ Built-in styles follow the paper's list (Santurkar et al. 2021, appendix B.1.3):
 (a transform, not a stylization), "floral", "fall colors", "furry", "graffiti", "gravel", "snow",
 "wooden", plus "metallic", "rusty", "grass" and "brick". Their images come from scikit-image's
 texture photographs (grass, gravel, brick) and from deterministic procedural textures
-(:mod:`modeledit.styles.procedural`), generated on demand at 256x256. Users add a folder of images as
-a style with :func:`register_style_folder`. Exemplars use image 0; tests hold out the others.
+(:mod:`modeledit.styles.procedural`), generated on demand at 256x256. A folder of images is a style too:
+name it by its path (``get_style("my_styles/stained_glass")``). The bank keeps no state: a folder style is
+its path, so it travels in a harness's config to every worker (Ray included). Exemplars use image 0; tests
+hold out the others.
 
 Example:
     >>> from modeledit.styles.bank import get_style, available_styles
@@ -75,17 +77,13 @@ BUILTIN: dict[str, tuple[str, ...]] = {
 _TINTS = {"stone": ((0.10, 0.09, 0.08), (0.92, 0.88, 0.82)), "green": ((0.04, 0.15, 0.02), (0.55, 0.85, 0.30)),
           "red": ((0.20, 0.06, 0.03), (0.90, 0.55, 0.40))}
 
-# registry of user styles: name -> folder
-_USER_FOLDERS: dict[str, Path] = {}
-
-
 def _norm(name: str) -> str:
     return " ".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
 
 
 def available_styles() -> list[str]:
-    """Every style name: transforms, built-in image styles and registered folders."""
-    return sorted(set(TRANSFORMS) | set(BUILTIN) | set(_USER_FOLDERS))
+    """Every built-in style name: transforms and image styles (any folder of images is a style as well)."""
+    return sorted(set(TRANSFORMS) | set(BUILTIN))
 
 
 @lru_cache(maxsize=64)
@@ -118,18 +116,20 @@ def _folder_images(folder: Path) -> list[Path]:
 
 
 def get_style(name: str) -> Style:
-    """The style ``name`` with its images (fresh tensors, safe to modify).
+    """The style ``name`` with its images (fresh tensors, safe to modify): a built-in style, or a folder of
+    style images named by its path (built-in names come first: write ``./snow`` for a folder called snow).
 
     Example:
         >>> get_style("black and white").kind
         'transform'
+        >>> get_style("my_styles/stained_glass").sources[:1]
+        ['my_styles/stained_glass/a.png']
     """
     key = _norm(name)
     if key in TRANSFORMS:
         return Style(key, [], "transform", [f"transform:{key}"])
-    if key in _USER_FOLDERS:
-        paths = _folder_images(_USER_FOLDERS[key])
-        return Style(key, [_read_style_image(p) for p in paths], "images", [str(p) for p in paths])
+    if key not in BUILTIN and Path(str(name)).is_dir():
+        return folder_style(name)
     if key in BUILTIN:
         srcs = list(BUILTIN[key])
         imgs = [torch.from_numpy(_source_array(s).copy()).permute(2, 0, 1).contiguous().float() for s in srcs]
@@ -137,32 +137,20 @@ def get_style(name: str) -> Style:
     from modeledit.registry import close_matches
 
     raise KeyError(f"unknown style {name!r}; closest: {close_matches(key, available_styles()) or '-'}; "
-                   "register a folder of images with register_style_folder(name, path)")
+                   "or give the path of a folder of style images")
 
 
-def register_style_folder(name: str, path: str | os.PathLike) -> Style:
-    """Register every image in folder ``path`` as the style ``name``; reads them now to fail early.
+def folder_style(path: str | os.PathLike) -> Style:
+    """Every image in folder ``path`` as one style, named by the path; read now, so a bad file fails early.
 
     Example:
-        >>> register_style_folder("stained glass", "my_styles/stained_glass/")
+        >>> folder_style("my_styles/stained_glass/").kind
+        'images'
     """
-    key = _norm(name)
-    if key in TRANSFORMS or key in BUILTIN:
-        raise ValueError(f"style name {name!r} is built in; choose another name")
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"style folder {str(folder)!r} does not exist; pass a folder of style images")
     paths = _folder_images(folder)
     if not paths:
         raise ValueError(f"style folder {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); add at least one")
-    images = [_read_style_image(p) for p in paths]
-    _USER_FOLDERS[key] = folder
-    return Style(key, images, "images", [str(p) for p in paths])
-
-
-def unregister_style(name: str) -> None:
-    """Forget a style registered with :func:`register_style_folder` (built-in styles stay)."""
-    key = _norm(name)
-    if key not in _USER_FOLDERS:
-        raise KeyError(f"style {name!r} is not a registered folder style; registered: {sorted(_USER_FOLDERS)}")
-    del _USER_FOLDERS[key]
+    return Style(str(path), [_read_style_image(p) for p in paths], "images", [str(p) for p in paths])

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from modeledit.images import save_image, to_tensor01
 from modeledit.styles import apply_in_mask, available_stylizers, get_stylizer
-from modeledit.styles.bank import available_styles, get_style, register_style_folder, unregister_style
+from modeledit.styles.bank import available_styles, folder_style, get_style
 
 PAPER_STYLES = ("black and white", "floral", "fall colors", "furry", "graffiti", "gravel", "snow", "wooden")
 
@@ -132,27 +132,27 @@ def test_black_and_white_is_a_transform(astronaut128):
         get_style("snow").apply_transform(astronaut128)
 
 
-def test_register_style_folder(tmp_path, photos):
+def test_a_folder_of_images_is_a_style_named_by_its_path(tmp_path, photos):
+    """No registry to fill in each process: the style's name is its folder, so it travels in configs (Ray workers)."""
     folder = tmp_path / "coffee_style"
     folder.mkdir()
     save_image(photos["coffee"], folder / "a.png")
     save_image(photos["chelsea"], folder / "b.jpg")
-    s = register_style_folder("coffee beans", folder)
-    try:
-        assert "coffee beans" in available_styles() and len(get_style("coffee beans").images) == 2
-        (folder / "c.png").write_bytes(b"\x89PNG broken")
-        with pytest.raises(ValueError, match="c.png"):
-            get_style("coffee beans")
-    finally:
-        unregister_style("coffee beans")
-    assert "coffee beans" not in available_styles()
+    s = get_style(str(folder))
+    assert s.kind == "images" and len(s.images) == 2 and s.images[0].shape[0] == 3 and s.name == str(folder)
+    assert [t.shape for t in folder_style(folder).images] == [t.shape for t in s.images]
+    assert str(folder) not in available_styles()          # the bank lists its own styles only
+    (tmp_path / "snow").mkdir()
+    assert get_style("snow").sources == get_style("SNOW").sources and get_style("snow").sources[0] != str(tmp_path / "snow")
+    (folder / "c.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(ValueError, match="c.png"):
-        register_style_folder("broken", folder)
+        get_style(str(folder))
     with pytest.raises(FileNotFoundError):
-        register_style_folder("nothing", tmp_path / "missing")
-    with pytest.raises(ValueError, match="built in"):
-        register_style_folder("snow", tmp_path)
-    assert s.images[0].shape[0] == 3
+        folder_style(tmp_path / "missing")
+    with pytest.raises(ValueError, match="holds no images"):
+        folder_style(tmp_path / "snow")
+    with pytest.raises(KeyError, match="folder of style images"):
+        get_style(str(tmp_path / "missing"))
 
 
 def test_tensorflow_is_not_imported_by_the_other_backends():
