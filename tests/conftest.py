@@ -23,6 +23,14 @@ def mobilenet():
 
 
 @pytest.fixture(scope="session")
+def mediapipe():
+    """The real MediaPipe person segmenter with its default thresholds."""
+    from modeledit.segmenters import get_segmenter
+
+    return get_segmenter("mediapipe")
+
+
+@pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:
     import skimage.data as d
 
