@@ -1332,35 +1332,47 @@ def train_clip(cfg: ClipTrainConfig, out: str | os.PathLike | None = None, comma
     return result
 
 
-def train_clip_command(args: Any) -> int:
-    """``modeledit world train clip [--recipe parrot|v1] [--steps N] [--n-train N] [--out PATH] [--resume PATH] [--stop-on-gate]
-    [--set KEY=VALUE ...]``."""
+@dataclass
+class ClipRecipeRun(JsonConfig):
+    """What ``modeledit world train clip`` asks for: a recipe of :data:`PRESETS` (``parrot``, ``v1``), the last
+    stage's ``steps`` and ``n_train`` when given, ``overrides`` (``KEY=VALUE`` fields of its
+    :class:`ClipTrainConfig`), the checkpoint path ``out`` (default: the user's cache, never the shipped file),
+    a ``resume`` file and whether a failed go/no-go gate stops the run."""
+
+    recipe: str = "parrot"
+    steps: int | None = None
+    n_train: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    out: str | None = None
+    resume: str | None = None
+    stop_on_gate: bool = False
+
+
+def train_clip_recipe(run: ClipRecipeRun) -> dict[str, Any]:
+    """Train a world CLIP recipe (:func:`train_clip`), index it in the zoo file beside the checkpoint, and return
+    the training result with ``out`` (the checkpoint path) and ``config_name``; ValueError/KeyError before any
+    work for an unknown recipe or overrides without ``out``.
+
+    Example:
+        >>> result = train_clip_recipe(ClipRecipeRun(recipe="parrot", steps=100, out="/tmp/clip.pt"))
+    """
+    from modeledit.eval.world.models import train_out
     from modeledit.eval.world.train import update_zoo_index
 
-    recipe = getattr(args, "recipe", None) or "parrot"
-    if recipe not in PRESETS:
-        raise KeyError(f"unknown world CLIP recipe {recipe!r}; valid: {sorted(PRESETS)}")
-    changes = {k: v for k, v in (("steps", getattr(args, "steps", None)), ("n_train", args.n_train)) if v is not None}
-    if getattr(args, "epochs", None) is not None:
-        raise ValueError("the world CLIP is trained for a number of steps: pass --steps instead of --epochs")
-    overrides = list(getattr(args, "overrides", None) or [])
-    cfg = dataclasses.replace(PRESETS[recipe], **changes).with_overrides(overrides)
-    from modeledit.eval.world.models import train_out
-
-    if overrides and not args.out:
+    if run.recipe not in PRESETS:
+        raise KeyError(f"unknown world CLIP recipe {run.recipe!r}; valid: {sorted(PRESETS)}")
+    changes = {k: v for k, v in (("steps", run.steps), ("n_train", run.n_train)) if v is not None}
+    overrides = list(run.overrides)
+    cfg = dataclasses.replace(PRESETS[run.recipe], **changes).with_overrides(overrides)
+    if overrides and not run.out:
         raise ValueError("--set changes the recipe: pass --out (the default path holds the reproduction of the shipped recipe)")
-    out = train_out(args.out, Path(CHECKPOINT_NAME).stem)   # never the shipped checkpoint: the user's cache by default
-    command = ("modeledit world train clip" + (f" --recipe {recipe}" if recipe != "parrot" else "")
+    out = train_out(run.out, Path(CHECKPOINT_NAME).stem)   # never the shipped checkpoint: the user's cache by default
+    command = ("modeledit world train clip" + (f" --recipe {run.recipe}" if run.recipe != "parrot" else "")
                + "".join(f" --{k.replace('_', '-')} {v}" for k, v in changes.items())
                + "".join(f" --set {shlex.quote(pair)}" for pair in overrides))
-    result = train_clip(cfg, out=out, command=command, resume=getattr(args, "resume", None),
-                        stop_on_gate=bool(getattr(args, "stop_on_gate", False)))
+    result = train_clip(cfg, out=out, command=command, resume=run.resume, stop_on_gate=run.stop_on_gate)
     update_zoo_index(result, out.parent / "world_models.json")
-    failed = [g for g in result["gates"] if not g["passed"]]
-    print(f"{cfg.name}: zero-shot clean test accuracy {result['clean_test_accuracy']:.4f} on {result['n_test']} scenes "
-          f"({result['train_seconds']:.0f} s); saved {out}" + (f"; failed gates at steps {[g['step'] for g in failed]}" if failed else ""))
-    return 0
-
+    return {**result, "out": str(out), "config_name": cfg.name}
 
 
 def load_clip_world(name: str = f"clip:{CLIP_ARCH}", weights: Any = None, class_names: Sequence[str] | None = None,

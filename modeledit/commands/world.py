@@ -128,10 +128,20 @@ def _render(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     if args.arch == "clip":
-        from modeledit.eval.world.clip import train_clip_command
+        from modeledit.eval.world.clip import ClipRecipeRun, train_clip_recipe
 
         check_out(args.out, folder=False)
-        return train_clip_command(args)
+        if getattr(args, "epochs", None) is not None:
+            raise ValueError("the world CLIP is trained for a number of steps: pass --steps instead of --epochs")
+        result = train_clip_recipe(ClipRecipeRun(recipe=getattr(args, "recipe", None) or "parrot", steps=getattr(args, "steps", None),
+                                                 n_train=args.n_train, overrides=list(getattr(args, "overrides", None) or []),
+                                                 out=args.out, resume=getattr(args, "resume", None),
+                                                 stop_on_gate=bool(getattr(args, "stop_on_gate", False))))
+        failed = [g for g in result["gates"] if not g["passed"]]
+        print(f"{result['config_name']}: zero-shot clean test accuracy {result['clean_test_accuracy']:.4f} on {result['n_test']} "
+              f"scenes ({result['train_seconds']:.0f} s); saved {result['out']}"
+              + (f"; failed gates at steps {[g['step'] for g in failed]}" if failed else ""))
+        return 0
     import dataclasses
 
     from modeledit.eval.world.models import train_out
