@@ -23,6 +23,17 @@ def mobilenet():
 
 
 @pytest.fixture(scope="session")
+def unlabelled_folder(tmp_path_factory, photos):
+    """A flat folder of three full-size photos (chelsea, coffee, rocket) with no class folders: no labels."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("unlabelled")
+    for name in ("chelsea", "coffee", "rocket"):
+        Image.fromarray(photos[name]).save(root / f"{name}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
 def mediapipe():
     """The real MediaPipe person segmenter with its default thresholds."""
     from modeledit.segmenters import get_segmenter

@@ -80,3 +80,23 @@ def test_bench_statistics_key_follows_the_folder(photo_folder, photos):
     key2 = dataset_key(str(root), load_dataset(str(root), class_names=r.lm.class_names, size=r.lm.input_size))
     assert key2 != key and second.dataset_id == key2
     assert not np.allclose(first.total.numpy(), second.total.numpy())  # recomputed, not the stale cached C
+
+
+def test_bench_takes_predicted_labels(unlabelled_folder, mobilenet):
+    """bench's evaluation and clean sets from an unlabelled folder: the model's own labels, so the clean
+    accuracy before any edit is 1 and a clean 'drop' is the share of clean images whose prediction changes."""
+    from modeledit.commands.bench import add_arguments, config_from_args
+    from modeledit.cli import Parser
+    from modeledit.eval.bench import labelled_datasets
+    from modeledit.eval.datasets import PredictedLabels
+    from modeledit.eval.sensitivity import predictions
+
+    p = Parser(prog="bench")
+    add_arguments(p)
+    args = p.parse_args(["mobilenet_v2", "--dataset", str(unlabelled_folder), "--clean", str(unlabelled_folder), "--stats-dataset", str(unlabelled_folder),
+                         "--pairs", "object:floral", "--labels", "predicted", "--min-confidence", "0.5", "--out", "x"])
+    cfg = config_from_args(args)
+    assert cfg.labels == "predicted" and cfg.min_confidence == 0.5
+    data, clean = labelled_datasets(cfg, mobilenet)
+    assert isinstance(data, PredictedLabels) and len(clean) == 2
+    assert (predictions(mobilenet, clean, range(len(clean))) == np.array(clean.labels)).all()

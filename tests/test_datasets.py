@@ -1,9 +1,12 @@
 """Dataset specs are parsed in one place (eval/datasets.py: DatasetSpec) and compared by one disjointness check."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from modeledit.eval.datasets import DatasetSpec, check_disjoint, check_stats_disjoint
+from modeledit.eval.datasets import (
+    DatasetSpec, PredictedLabels, check_disjoint, check_stats_disjoint, label_record, load_dataset, with_labels,
+)
 
 
 def test_dataset_spec_parses_world_folder_and_other_kinds(tmp_path):
@@ -46,3 +49,38 @@ def test_statistics_split_is_disjoint_from_evaluation_sets(photo_folder):
     with pytest.raises(ValueError, match="shares images"):
         check_stats_disjoint(str(root), {"--photos": str(root.parent)})
     check_stats_disjoint(str(root), {"--clean": "world:val:600"})
+
+
+# ---- labels from the model itself (--labels predicted): on an unlabelled folder every original counts as
+# correct, low-confidence images are left out, and the choice is recorded in the results' manifest
+
+
+def test_predicted_labels_make_every_original_correct(unlabelled_folder, mobilenet):
+    from modeledit.eval.sensitivity import predictions
+
+    ds = load_dataset(str(unlabelled_folder), class_names=mobilenet.class_names, size=224)
+    assert [ds[i][1] for i in range(len(ds))] == [-1, -1, -1]          # a flat folder has no labels
+    pl = PredictedLabels(ds, mobilenet)
+    # hand-checked: MobileNetV2 (ImageNet weights) on the stretched 224 px photos
+    assert [mobilenet.class_names[y] for y in pl.labels] == ["Egyptian cat", "espresso", "obelisk"]
+    assert pl.confidence[1] > 0.95 and 0.3 < pl.confidence[2] < 0.4
+    pred = predictions(mobilenet, pl, range(len(pl)))
+    assert (pred == np.array([pl[i][1] for i in range(len(pl))])).all()   # every original is "correct"
+    # only confident images stay: the rocket (0.35) goes at 0.5, the cat (0.70) at 0.9
+    assert [mobilenet.class_names[pl2] for pl2 in PredictedLabels(ds, mobilenet, min_confidence=0.5).labels] == ["Egyptian cat", "espresso"]
+    high = PredictedLabels(ds, mobilenet, min_confidence=0.9)
+    assert high.indices == [1] and high.n_dropped == 2
+    rec = label_record(high)
+    assert rec["labels"] == "predicted" and rec["items"][0]["label"] == "espresso" and rec["items"][0]["file"].endswith("coffee.png")
+    assert pl.identity != high.identity
+    with pytest.raises(ValueError, match="lower --min-confidence"):
+        PredictedLabels(ds, mobilenet, min_confidence=0.999)
+
+
+def test_label_source_errors(unlabelled_folder, mobilenet):
+    ds = load_dataset(str(unlabelled_folder), class_names=mobilenet.class_names, size=224)
+    assert with_labels(ds, mobilenet, "given") is ds and label_record(ds) == {"labels": "given"}
+    with pytest.raises(ValueError, match="unknown label source"):
+        with_labels(ds, mobilenet, "guessed")
+    with pytest.raises(ValueError, match="only applies with --labels predicted"):
+        with_labels(ds, mobilenet, "given", min_confidence=0.5)
