@@ -41,6 +41,14 @@ def mediapipe():
     return get_segmenter("mediapipe")
 
 
+@pytest.fixture(scope="module")
+def world_vgg():
+    """The world's VGG (module scope: a module's edits stay in that module)."""
+    from modeledit import load_model
+
+    return load_model("world_vgg")
+
+
 @pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:
     import skimage.data as d

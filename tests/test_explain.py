@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from modeledit import load_model
 from modeledit.exemplars import Exemplars
 from modeledit.rrr import RRRConfig, rrr
 
@@ -15,11 +14,6 @@ from modeledit.eval.explain import (  # noqa: E402
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def world_vgg():
-    return load_model("world_vgg")
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modeledit import load_model
 from modeledit.edit import Edit
 from modeledit.exemplars import Exemplars
 from modeledit.finetuning import FinetuneConfig, finetune
 from modeledit.patching import ALPHA_GRID, PatchConfig, interpolate, patch
-
-
-@pytest.fixture(scope="module")
-def world_vgg():
-    return load_model("world_vgg")
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modeledit import load_model
 from modeledit.edit import Edit
 from modeledit.exemplars import Exemplars
 from modeledit.finetuning import FinetuneConfig, finetune
 from modeledit.rrr import LAMBDA_GRID, RRRConfig, explanation_penalty, rrr
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def world_vgg():
-    return load_model("world_vgg")
 
 
 @pytest.fixture(scope="module")
