@@ -6,8 +6,8 @@
    the sensitivity run flags first (errors corrected on the target and other classes, clean accuracy).
 3. *A typographic attack and its fix* on the world CLIP (``clip:world-RN``, zero-shot; a class name pasted
    on images of other classes), then the same on the world's text-tag classifier as a second example.
-4. *Real photos*: the real MobileNetV2 on every colour photo that ships offline (and crops), its own
-   predictions as labels, the generic 'object' (GrabCut) restyled with Magenta; the rewrite and the
+4. *Real photos*: the real MobileNetV2 and EfficientNet-Lite0 (``--quick``: MobileNetV2 only) on every
+   colour photo that ships offline (and crops), its own predictions as labels, the generic 'object' (GrabCut) restyled with Magenta; the rewrite and the
    fine-tuning baselines edited from one exemplar photo, measured on the other photos (the study of
    :mod:`modeledit.eval.photos` in a smaller size; ``modeledit photos`` runs the whole one).
 
@@ -55,6 +55,8 @@ class DemoConfig(JsonConfig):
     # (results/world/science measures it on 10,000); the demo allows 2 pp (`--max-clean-drop` in `modeledit bench`)
     max_clean_drop: float = 0.02
     photo_style: str = "floral"
+    # the real ImageNet models that ship offline: section 4 runs the photos study on each
+    photo_models: list[str] = field(default_factory=lambda: ["mobilenet_v2", "efficientnet_lite0"])
     photos_quick: bool = False
     seed: int = 0
 
@@ -63,7 +65,7 @@ class DemoConfig(JsonConfig):
         """A small version (about two minutes) for tests and a first look; the numbers are noisy."""
         return cls(sensitivity_images=180, concepts=["road", "grass", "water"], styles=["snow"], bench_images=270,
                    clean_images=180, typographic_images=180, sites=["-1"], finetune_grid=[[1e-2, 20]], max_clean_drop=0.02,
-                   photos_quick=True)
+                   photos_quick=True, photo_models=["mobilenet_v2"])
 
 
 def _step(title: str) -> float:
@@ -314,18 +316,24 @@ def _typographic_study(tcfg: Any, out: Path, title: str, order: int = 0) -> pd.D
 
 
 def photo_section(cfg: DemoConfig, out: Path) -> pd.DataFrame:
-    """The photos study (:mod:`modeledit.eval.photos`) in the demo's size: the real MobileNetV2 on every
-    shipped colour photo (and a crop of each), its own predictions as labels, the GrabCut 'object'
-    restyled with Magenta, each method edited from one exemplar photo and measured on the other photos."""
+    """The photos study (:mod:`modeledit.eval.photos`) in the demo's size, on each real ImageNet model of
+    ``cfg.photo_models`` (MobileNetV2 and EfficientNet-Lite0): every shipped colour photo (and a crop of each),
+    the model's own predictions as labels, the GrabCut 'object' restyled with Magenta, each method edited from
+    one exemplar photo and measured on the other photos. The first model writes ``out``, the others
+    ``out`` + ``_MODEL``; the methods tables are returned one after the other."""
     import dataclasses
 
     from modeledit.eval.photos import PhotosConfig, run_photos
 
     base = PhotosConfig.quick() if cfg.photos_quick else PhotosConfig.demo()
-    pcfg = dataclasses.replace(base, styles=[cfg.photo_style], seed=cfg.seed)
-    _, _, methods = run_photos(pcfg, out, title=(f"4. Real photos: {pcfg.model} (real ImageNet weights) edited from one "
-                                                 f"exemplar photo, {cfg.photo_style} foreground"))
-    return methods
+    tables = []
+    for k, model in enumerate(cfg.photo_models):
+        pcfg = dataclasses.replace(base, model=model, styles=[cfg.photo_style], seed=cfg.seed)
+        folder = out if k == 0 else out.with_name(f"{out.name}_{model}")
+        _, _, methods = run_photos(pcfg, folder, title=(f"4.{k + 1} Real photos: {model} (real ImageNet weights) edited "
+                                                        f"from one exemplar photo, {cfg.photo_style} foreground"))
+        tables.append(methods.assign(model=model))
+    return pd.concat(tables, ignore_index=True)
 
 
 SECTIONS = ("sensitivity", "bench", "typographic", "photos")
@@ -345,7 +353,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, sections: tuple
                   lambda: bench_section(cfg, out / "bench", out / "sensitivity" / "table.csv")),
         "typographic": ("typographic attack and its fix (world CLIP, then the text-tag classifier)",
                         lambda: typographic_section(cfg, out / "typographic")),
-        "photos": ("real photos with the real MobileNetV2", lambda: photo_section(cfg, out / "photos")),
+        "photos": ("real photos with the real MobileNetV2 and EfficientNet-Lite0", lambda: photo_section(cfg, out / "photos")),
     }
     timings = {}
     chosen = [name for name in SECTIONS if name in sections]
