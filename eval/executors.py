@@ -103,6 +103,9 @@ class RayExecutor:
         from modeledit.device import current_runtime
 
         self.address, self.workers, self.max_retries, self.cpus = address, workers, max_retries, cpus_per_worker
+        self.runtime = current_runtime()
+        cuda = self.runtime is not None and self.runtime.cuda
+        self.gpus = float(gpus_per_worker) if gpus_per_worker is not None else (1.0 if cuda else 0.0)
 
     def run(self, cells: Sequence[Mapping[str, Any]], factory: Callable[[], Runner], store: ResultStore) -> SweepReport:
         from modeledit.deps import optional_import
@@ -129,17 +132,18 @@ class RayExecutor:
     def _drive(self, ray: Any, todo: list, factory: Callable[[], Runner], store: ResultStore, report: SweepReport) -> None:
         @ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)
         class Worker:
-        self.runtime = current_runtime()
-        cuda = self.runtime is not None and self.runtime.cuda
-        self.gpus = float(gpus_per_worker) if gpus_per_worker is not None else (1.0 if cuda else 0.0)
             def __init__(self, factory: Callable[[], Runner], threads: int, runtime: Any) -> None:
                 import dataclasses
 
                 import torch
 
+                from modeledit.device import using
+
                 torch.set_num_threads(threads)  # one worker per CPU: avoid oversubscribed OpenMP pools
                 # Ray shows each actor only its own GPU(s) (CUDA_VISIBLE_DEVICES): the driver's cuda:N is this actor's cuda
                 self.runtime = dataclasses.replace(runtime, device="cuda") if runtime is not None and runtime.cuda else runtime
+                if self.runtime is not None:
+                    self.runtime.begin()   # --deterministic: this process's algorithms and seeds too
                 with using(self.runtime):
                     self.runner = factory()
 
@@ -169,8 +173,6 @@ class RayExecutor:
                 store.write(params, ray.get(ref))
                 report.done += 1
                 bar.update(1)
-                from modeledit.device import using
-
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as exc:
                 attempts[pos] = attempts.get(pos, 0) + 1
                 if isinstance(exc, ray.exceptions.RayActorError):

@@ -218,6 +218,7 @@ def using(runtime: "Runtime | None") -> Iterator["Runtime | None"]:
     """Inside, :func:`modeledit.load_model` places every model it loads on ``runtime``'s device at its precision
     (an explicit ``device=`` still wins), and stylizers run there; ``None`` changes nothing. The command line
     wraps each command in it, so every harness, however it loads its model, runs where ``--device`` says.
+    It sets no seeds: :meth:`Runtime.begin` does (once per process; the command line calls it).
 
     Example:
         >>> with using(Runtime.resolve("auto", "bf16")):
@@ -228,7 +229,6 @@ def using(runtime: "Runtime | None") -> Iterator["Runtime | None"]:
         return
     token = _CURRENT.set(runtime)
     try:
-        runtime.begin()
         yield runtime
     finally:
         _CURRENT.reset(token)

@@ -379,10 +379,13 @@ class SuffixEvaluator:
     """
 
     def __init__(self, model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 config: SuffixCacheConfig | None = None) -> None:
+                 config: SuffixCacheConfig | None = None, precision: str | None = None) -> None:
+        """``precision``: autocast of the prediction passes (fp32, bf16, fp16), as ``LoadedModel.precision``; None:
+        the command's ``--precision`` (:func:`modeledit.device.current_runtime`), else fp32."""
         self.model = model
         self.transform = transform
         self.config = config or SuffixCacheConfig()
+        self.precision = precision
         self._splits: dict[str, SiteSplit | None] = {}
         self._verified: set[str] = set()
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
@@ -430,8 +433,8 @@ class SuffixEvaluator:
         if not isinstance(images, ImageSet):
             images = self.image_set(images)
         site = get_site(self.model, site)
-        outs = self._run(images, site)
-        return torch.cat(outs) if outs else torch.zeros(0)
+        outs = [o.float() for o in self._run(images, site)]
+        return torch.cat(outs) if outs else torch.zeros(0, device=images.x.device)
 
     def predict(self, images: ImageSet | torch.Tensor, site: EditSite | int | str) -> torch.Tensor:
         """Arg-max class per image (N,), on the CPU."""
@@ -439,7 +442,7 @@ class SuffixEvaluator:
             images = self.image_set(images)
         site = get_site(self.model, site)
         outs = [o.argmax(-1).cpu() for o in self._run(images, site)]
-        return torch.cat(outs) if outs else torch.zeros(0, dtype=torch.long)
+        return torch.cat(outs) if outs else torch.zeros(0, dtype=torch.long, device="cpu")
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -452,7 +455,11 @@ class SuffixEvaluator:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode():
+            from modeledit.device import autocast, current_runtime
+
+            rt = current_runtime()
+            precision = self.precision or (rt.precision if rt is not None else "fp32")
+            with torch.inference_mode(), autocast(precision, self._device()):
                 return self._run_eval(images, site)
         finally:
             self.model.train(was_training)
@@ -519,7 +526,8 @@ class SuffixEvaluator:
     def _verify(self, split: SiteSplit, x01: torch.Tensor) -> SiteSplit | None:
         """Once per site: the suffix on the prefix's values must reproduce the full forward pass."""
         x = self._input(x01)
-        full, part = self.model(x), split(x)
+        with torch.autocast(x.device.type, enabled=False):   # the split must reproduce the full forward in full precision
+            full, part = self.model(x), split(x)
         self._verified.add(split.site.name)
         if part.shape == full.shape and torch.allclose(part, full, rtol=1e-4, atol=1e-5):
             return split
