@@ -292,7 +292,7 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
             _write(path, rows)
         elif variant == "batch_k":
             done = {int(r["k"]) for r in rows}
-            for k in [k for k in (*BATCH_KS, len(order)) if k <= len(order) and k not in done]:
+            for k in [k for k in sorted({*BATCH_KS, len(order)}) if k <= len(order) and k not in done]:
                 edit = rewrite_rules(lm, [u.rule for u in order[:k]], site, stats=st, solver="linear")
                 with edit.applied(lm.model):
                     clean = ev.clean_row()
