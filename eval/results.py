@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import pandas as pd
 
 from modeledit.atomic import write_json_atomic
+from modeledit.device import runtime_record
 from modeledit.provenance import package_versions, weights_record
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,15 @@ class ResultStore:
                 if not same:
                     raise ValueError(f"{self.root} holds results of other weights ({was.get('weights')}, not {weights['weights']}); "
                                      "use a new --out folder or delete it")
+            run = runtime_record(model)   # device and prediction precision (modeledit.device)
+            was_precision = (old or {}).get("runtime", {}).get("precision", "fp32")
+            if old is not None and self.n_done() and was_precision != run["precision"]:
+                raise ValueError(f"{self.root} holds results predicted at --precision {was_precision}, not {run['precision']}; "
+                                 f"rerun with --precision {was_precision} or use a new --out folder")
             if old is None:
                 write_json_atomic(manifest, {**({"harness": harness} if harness else {}), "config": dict(config),
-                                             **({"weights": weights} if weights is not None else {}), "versions": package_versions()})
+                                             **({"weights": weights} if weights is not None else {}), "runtime": run,
+                                             "versions": package_versions()})
 
     def n_done(self) -> int:
         return sum(1 for _ in self.cells_dir.glob("*.json")) if self.cells_dir.is_dir() else 0
