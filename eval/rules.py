@@ -43,7 +43,7 @@ from modeledit.eval.bench import BenchConfig
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("single", "single_linear", "batch", "batch_full", "per_pair", "sequence", "sequence_keep", "batch_k")
+VARIANTS = ("single", "single_linear", "batch", "batch_full", "per_pair", "sequence", "sequence_keep", "batch_k", "sites")
 BATCH_KS = (1, 3, 10, 30)
 
 
@@ -298,6 +298,22 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
                     clean = ev.clean_row()
                     rows += [{**unit_meta(u), "variant": variant, "k": k, **ev.rule_row(u.key), **clean} for u in order[:k]]
                 _write(path, rows)
+        elif variant == "sites":
+            from modeledit.rules import rank_sites
+
+            done = {r["rule"] for r in rows}
+            cx, cy, _ = runner.clean_set()
+            for u in tqdm([u for u in units if u.key not in done], desc=variant):
+                half = len(u.test[2]) // 2          # val: the first half of the unit's test images (seeded split), test: the rest
+                ranking = rank_sites(lm, u.rule, clean=(cx, cy.numpy()), val=(u.test[0][:half], u.test[1][:half], u.test[2][:half]),
+                                     test=(u.test[0][half:], u.test[1][half:], u.test[2][half:]), stats=runner.statistics,
+                                     budget=cfg.bench.protocol.max_clean_drop)
+                best_test = max(r["test_corrected"] for r in ranking if r["test_corrected"] == r["test_corrected"])
+                for r in ranking:
+                    rows.append({**unit_meta(u), "variant": variant, **{k: v for k, v in r.items() if k not in ("tried", "site")},
+                                 "site_name": r["site"], "best_test_corrected": best_test,
+                                 "recommended_within_5pp": ranking[0]["test_corrected"] >= best_test - 0.05})
+                _write(path, rows)
     summary = summarize(out)
     write_json_atomic(manifest_path, {**json.loads(manifest_path.read_text()), "status": "finished",
                                       "seconds_this_run": time.perf_counter() - t0})
@@ -329,7 +345,7 @@ def _clean_means(variant: str, g: pd.DataFrame) -> dict[str, float]:
 def summarize(out_dir: str | Path) -> Path:
     """``summary.csv``: per variant, the mean correction and clean change, and the paired difference to ``single``."""
     out = Path(out_dir)
-    tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS}
+    tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS and p.stem != "sites"}
     rows = []
     single = tables.get("single")
     for name, t in tables.items():

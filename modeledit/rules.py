@@ -545,6 +545,7 @@ def rank_sites(
     budget: float = 0.0025,
     strengths: Sequence[float] = SITE_STRENGTHS,
     config: EditConfig | None = None,
+    test: tuple[torch.Tensor, torch.Tensor, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Rank edit sites for ``rule`` by validation correction at a clean budget, best first (a closed-form sweep).
 
@@ -555,7 +556,8 @@ def rank_sites(
     0: no change). ``val`` = (originals, transformed, labels or None); default the rule's own exemplars (in-sample).
     ``stats``: images (N, 3, H, W) in [0, 1] to compute each site's C from, a mapping site name -> SecondMoment, a
     callable site -> SecondMoment, or None (C = I). Rows: ``rank``, ``site_index``, ``site``, ``val_corrected``,
-    ``strength``, ``clean_drop``, ``objective_before``/``after`` and ``seconds``.
+    ``strength``, ``clean_drop``, ``objective_before``/``after`` and ``seconds``; with ``test`` (as ``val``) also
+    ``test_corrected`` at the chosen strength (0 where no strength qualified), to check the ranking on held-out images.
 
     Example:
         >>> rows = rank_sites(lm, rule, clean=clean_x, stats=train_x)
@@ -583,6 +585,8 @@ def rank_sites(
     rows = []
     with SuffixEvaluator(model, lm.normalize) as ev:
         sets = {"clean": ev.image_set(cx), "orig": ev.image_set(vx), "trans": ev.image_set(vxp)}
+        if test is not None:
+            sets.update(test_orig=ev.image_set(test[0]), test_trans=ev.image_set(test[1]))
         for site in chosen:
             t0 = time.perf_counter()
             if callable(stats):
@@ -611,6 +615,15 @@ def rank_sites(
                 tried.append({"strength": s, "val_corrected": corr, "clean_drop": drop})
                 if drop <= budget + 1e-12 and corr == corr and corr > best["val_corrected"]:
                     best = {"val_corrected": corr, "strength": s, "clean_drop": drop}
+            if test is not None:
+                tor = ev.predict(sets["test_orig"], site).numpy()
+                ty = np.asarray(test[2]) if test[2] is not None else tor
+                tpre = ev.predict(sets["test_trans"], site).numpy() == ty
+                best["test_corrected"] = 0.0
+                if best["strength"] > 0:
+                    with scale_edit(edit, best["strength"]).applied(model):
+                        tpost = ev.predict(sets["test_trans"], site).numpy() == ty
+                    best["test_corrected"] = _corrected(tor == ty, tpre, tpost)[2]
             rows.append({"site_index": site.index, "site": site.name, **best,
                          "objective_before": edit.metrics["objective_before"], "objective_after": edit.metrics["objective_after"],
                          "tried": tried, "seconds": time.perf_counter() - t0})
