@@ -44,7 +44,9 @@ def world_files(tmp_path_factory):
 def test_rank_sites_orders_by_validation_correction(world_files):
     lm, _, x, xp, clean = world_files
     vx, vxp = swapped("car", "road", range(10, 34))
-    rows = rank_sites(lm, Rule("car", Exemplars(x, xp)), clean=clean, val=(vx, vxp, None), stats=clean, budget=0.02)
+    tx, txp = swapped("car", "road", range(40, 64))
+    rows = rank_sites(lm, Rule("car", Exemplars(x, xp)), clean=clean, val=(vx, vxp, None), stats=clean, budget=0.02,
+                      test=(tx, txp, None))
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
     assert sorted(r["site_index"] for r in rows) == [0, 1, 2, 3, 4]
     scores = [r["val_corrected"] for r in rows]
@@ -52,6 +54,7 @@ def test_rank_sites_orders_by_validation_correction(world_files):
     for r in rows:
         assert r["clean_drop"] <= 0.02 + 1e-12
         assert len(r["tried"]) == 4
+        assert (r["test_corrected"] == 0.0) if r["strength"] == 0 else (-1 <= r["test_corrected"] <= 1)
     with pytest.raises(ValueError, match="clean set is empty"):
         rank_sites(lm, Rule("car", Exemplars(x, xp)), clean=clean[:0], stats=clean)
 
