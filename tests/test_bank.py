@@ -25,6 +25,7 @@ def restyles(photos):
     return {name: [st.stylize(x, im) for im in get_style(name).images] for name in BUILTIN}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BUILTIN))
 def test_every_pair_of_style_images_restyles_differently(restyles, name):
     outs = restyles[name]

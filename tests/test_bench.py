@@ -28,6 +28,7 @@ def run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_units_strengths_and_paint(run):
     cells = pd.read_csv(run / "cells.csv")
     assert cells["target_class"].nunique() == 2 and set(cells["target_class"]) <= {"car", "bus", "truck"}
@@ -40,6 +41,7 @@ def test_units_strengths_and_paint(run):
     assert len(files) == 2 * 2      # targets x (edit, paint_global): no separate fine-tuning cells
 
 
+@pytest.mark.slow
 def test_outcomes_reproduce_the_rows(run):
     units = json.loads((run / "unedited.json").read_text())["units"]
     assert len(units) == 2

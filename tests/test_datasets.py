@@ -55,6 +55,7 @@ def test_statistics_split_is_disjoint_from_evaluation_sets(photo_folder):
 # correct, low-confidence images are left out, and the choice is recorded in the results' manifest
 
 
+@pytest.mark.slow
 def test_predicted_labels_make_every_original_correct(unlabelled_folder, mobilenet):
     from modeledit.eval.sensitivity import predictions
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import torch
 
 from modeledit.cli import main
@@ -33,6 +34,7 @@ def test_grids_cross_the_finetuning_grid():
     assert all(METHODS.entry(n).description for n in NEW)
 
 
+@pytest.mark.slow
 def test_method_edit_builds_each_new_method(car, snowy_cars):
     from modeledit import get_site, load_model
 
@@ -58,6 +60,7 @@ def test_method_edit_builds_each_new_method(car, snowy_cars):
     assert scaled[0][1].method == "paint_global" and {c.op for c in scaled[0][1].changes.values()} == {"delta"}
 
 
+@pytest.mark.slow
 def test_typographic_runs_the_new_methods(tmp_path, capsys):
     out = tmp_path / "typo"
     assert main(["typographic", "world_vgg", "--dataset", "world:test:54", "--clean", "world:val:36", "--methods", ",".join(NEW),
@@ -75,6 +78,7 @@ def _sensitivity_csv(path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_bench_runs_the_new_methods(tmp_path, capsys):
     out = tmp_path / "bench"
     args = ["bench", "world_vgg", "--dataset", "world:test:72", "--clean", "world:val:36", "--stats-dataset", "world:train:36",

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 
+
+@pytest.mark.slow
 def test_sensitivity_cli_with_predicted_labels(unlabelled_folder, tmp_path):
     """End to end on an unlabelled folder: accuracy on the originals is 1 for every class, and the
     manifest records where the labels came from."""
