@@ -161,7 +161,7 @@ HARNESS_CELLS = {"eval/bench.py": "BenchRunner", "eval/photos.py": "PhotoStudy",
 #: what walks a method's in-cell grid (strengths, alphas) and makes the scaled edits: only eval/cell.py calls these
 CELL_KERNEL = {"scaled_edits", "method_strengths"}
 #: each summary (file, function) must choose through eval/protocol.py's choose_setting
-SELECTIONS = {"eval/bench.py": "summarize", "eval/science.py": "select", "eval/photos.py": "summarize_photos",
+SELECTIONS = {"eval/bench.py": "summarize", "eval/science/selection.py": "select", "eval/photos.py": "summarize_photos",
               "eval/oneshot.py": "summarize_oneshot"}
 
 
