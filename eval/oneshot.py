@@ -54,7 +54,6 @@ class OneShotStudy:
             raise KeyError(f"the validation group {val_group!r} is not among the groups {sorted(groups)}")
         self.lm, self.ex, self.groups, self.clean = lm, exemplar, dict(groups), clean
         self.val_group, self.batch_size = val_group, batch_size
-        self.from_site = from_site
         self.grid = grid or MethodGrid()   # its strength / alpha grids are evaluated inside each cell
         if stats_images is None:
             raise ValueError("pass stats_images: images for the key statistics, disjoint from every evaluation set "
@@ -69,6 +68,15 @@ class OneShotStudy:
         self.plain_rows = False
         self.pre_ok = self.correct()
         self.pre = _accuracies(self.pre_ok)
+
+    @property
+    def from_site(self) -> bool:
+        """Whether edited predictions come from the site's cached inputs (the cell cache's setting)."""
+        return self.cache.from_site
+
+    @from_site.setter
+    def from_site(self, value: bool) -> None:
+        self.cache.from_site = bool(value)
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
         return self.cache.predict(x)

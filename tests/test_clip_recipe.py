@@ -264,13 +264,13 @@ def test_ctrl_c_lets_the_step_finish_and_the_resume_file_holds_it(tmp_path, monk
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # also when the runner ignores SIGINT
     try:
-        monkeypatch.setattr(C, "make_batch", make_batch)
+        monkeypatch.setattr(C.training, "make_batch", make_batch)
         with pytest.raises(KeyboardInterrupt):
             C.train_clip(cfg, out=tmp_path / "stopped.pt", resume=resume, monitor_every=100, save_every=1e9, progress=False)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler     # the handler is back
     finally:
         signal.signal(signal.SIGINT, previous)
-    monkeypatch.setattr(C, "make_batch", real)
+    monkeypatch.setattr(C.training, "make_batch", real)
     assert torch.load(str(resume), map_location="cpu", weights_only=False)["step"] == 3 and not (tmp_path / "stopped.pt").exists()
     C.train_clip(cfg, out=tmp_path / "resumed.pt", resume=resume, monitor_every=100, save_every=1e9, progress=False)
     C.train_clip(cfg, out=tmp_path / "straight.pt", monitor_every=100, progress=False)
@@ -304,7 +304,7 @@ def test_set_overrides_recipe_fields_with_types_and_one_line_errors(capsys, tmp_
     assert "unknown ClipTrainConfig field 'nope'" in err and "pass --out" in err and "Traceback" not in err
     # the recorded command quotes each pair, so it can be pasted back
     seen = {}
-    monkeypatch.setattr(C, "train_clip", lambda cfg, out, command, **kw: seen.update(cfg=cfg, command=command) or
+    monkeypatch.setattr(C.training, "train_clip", lambda cfg, out, command, **kw: seen.update(cfg=cfg, command=command) or
                         {"gates": [], "name": cfg.name, "clean_test_accuracy": 0.0, "n_test": 0, "train_seconds": 0.0})
     assert main(["world", "train", "clip", "--set", "tag_height=[0.1, 0.2]", "--out", str(tmp_path / "y.pt")]) == 0
     assert seen["command"] == "modeledit world train clip --set 'tag_height=[0.1, 0.2]'" and seen["cfg"].tag_height == (0.1, 0.2)

@@ -127,12 +127,16 @@ def test_edited_predictions_from_the_site_equal_the_full_forward():
     study, _ = build_study(cfg)
     cells = [{"method": "edit", "site": SITE, "setting": {}}, {"method": "finetune_global", "site": SITE, "setting": {"lr": 1e-2, "steps": 3}}]
     fast = [study(c) for c in cells]
-    ev = study._suffix
+    ev = study.cache.suffix()   # the cell's per-worker cache (eval/cell.py) holds the evaluator
     # the prefix ran once per image set and was reused; global fine-tuning trains only what follows the cut
     assert ev is not None and ev.stats["fallbacks"] == 0 and ev.stats["invalidations"] == 0 and ev.stats["chunks_from_memory"] > 0
     runs = ev.stats["prefix_runs"]
     study.from_site = False
     slow = [study(c) for c in cells]
     assert ev.stats["prefix_runs"] == runs
-    assert fast == slow
+
+    def untimed(rows):   # timings differ from run to run; every other column must not
+        return [[{k: v for k, v in r.items() if not k.endswith("seconds")} for r in cell] for cell in rows]
+
+    assert untimed(fast) == untimed(slow)
     assert any(r["post_clean"] != r["pre_clean"] or r["post_attack_acc"] != r["pre_attack_acc"] for rows in fast for r in rows)
