@@ -14,7 +14,6 @@ import torch
 
 pytest.importorskip("open_clip")
 
-from _editor_data import one_thread  # noqa: E402,F401 (fixture)
 from modeledit import load_model  # noqa: E402
 from modeledit.cli import main  # noqa: E402
 from modeledit.eval.typographic import PASTERS, TypographicConfig, build_study  # noqa: E402
