@@ -170,8 +170,6 @@ def command_runtime(args: argparse.Namespace) -> Any:
     return using(runtime_from_args(args))
 
 
-
-
 def add_label_arguments(p: argparse.ArgumentParser) -> None:
     """``--labels given|predicted`` and ``--min-confidence`` (sensitivity, bench): labels from the dataset, or the
     model's own top-1 on each original (for unlabelled photos; recorded in the results' manifest)."""
