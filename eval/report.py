@@ -367,6 +367,7 @@ READERS: dict[str, tuple[str, Callable[[Path, Mapping[str, Any]], dict[str, Any]
         "Accuracy on snowy vehicles (or photos), clean accuracy, and how often snowy images go to the exemplar's class.")),
     "photos": ("summary.json", None),
     "clip-eval": ("eval.json", None),
+    "rules": ("summary.csv", None),       # the many-rules study (eval/rules.py): read in results/world/rules/README.md
 }
 
 

@@ -227,7 +227,7 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
     log.info("rules study: building the rules (pairs' counterfactuals)")
     units = study_units(runner, cfg)
     order = [units[i] for i in np.random.default_rng(cfg.order_seed).permutation(len(units))]
-    write_json_atomic(manifest_path, {"config": conf, "versions": package_versions(), "site": site.name, "n_rules": len(units),
+    write_json_atomic(manifest_path, {"harness": "rules", "config": conf, "versions": package_versions(), "site": site.name, "n_rules": len(units),
                                       "rules": [u.key for u in units], "sequence_order": [u.key for u in order],
                                       "keep_threshold": keep_thr, "status": "running"})
     ev = _Evaluator(runner, units, site)
