@@ -68,9 +68,14 @@ def test_a_warning_shown_by_the_cli_speaks_flags(tmp_path):
     assert "--images DIR" in res.stderr and "second_moment(" not in res.stderr, res.stderr[-2000:]
 
 
+# A child inherits an ignored SIGINT (pytest-xdist's workers may run with one), and Python then installs no
+# default_int_handler: each script starts with the signals a program launched from a shell has.
+_SHELL_SIGNALS = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+
+
 def _run_script(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", _SHELL_SIGNALS + textwrap.dedent(code)], cwd=tmp_path, env=ENV, capture_output=True,
+                          text=True, timeout=300)
 
 
 def test_ctrl_c_while_a_finished_command_delivers_its_output_keeps_its_exit_code(tmp_path):
