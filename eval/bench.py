@@ -16,6 +16,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -114,8 +115,13 @@ class BenchRunner:
     """Computes cells; built once per worker (model, datasets, statistics and counterfactuals cached)."""
 
     def __init__(self, config: BenchConfig) -> None:
+        from modeledit.device import runtime_batch_size
         from modeledit.models import load_model
 
+        # --batch-size (the command's runtime) sets the images per batch on the device, the site cache's included
+        if runtime_batch_size(config.batch_size) != config.batch_size:
+            size = runtime_batch_size(config.batch_size)
+            config = dataclasses.replace(config, batch_size=size, cache=dataclasses.replace(config.cache, batch_size=size))
         self.cfg = config
         self.lm = load_model(config.model, weights=config.weights)
         self.data, self.clean = labelled_datasets(config, self.lm)

@@ -47,9 +47,11 @@ class OneShotStudy:
     def __init__(self, lm: Any, exemplar: Exemplar, groups: Mapping[str, tuple[torch.Tensor, np.ndarray]],
                  clean: tuple[torch.Tensor, np.ndarray], val_group: str = "val", batch_size: int = 128,
                  stats_images: torch.Tensor | None = None, grid: MethodGrid | None = None, from_site: bool = True) -> None:
+        from modeledit.device import runtime_batch_size
         from modeledit.eval.cell import CellCache
         from modeledit.suffix import SuffixCacheConfig
 
+        batch_size = runtime_batch_size(batch_size)   # the command's --batch-size, where given
         if val_group not in groups:
             raise KeyError(f"the validation group {val_group!r} is not among the groups {sorted(groups)}")
         self.lm, self.ex, self.groups, self.clean = lm, exemplar, dict(groups), clean

@@ -229,9 +229,14 @@ class PhotoStudy:
     call computes one cell."""
 
     def __init__(self, cfg: PhotosConfig, cache_dir: Path | None = None, progress: bool = True) -> None:
+        import dataclasses
+
+        from modeledit.device import runtime_batch_size
         from modeledit.eval.datasets import PredictedLabels
         from modeledit.models import load_model
 
+        if runtime_batch_size(cfg.batch_size) != cfg.batch_size:   # the command's --batch-size
+            cfg = dataclasses.replace(cfg, batch_size=runtime_batch_size(cfg.batch_size))
         self.cfg = cfg
         self.lm = load_model(cfg.model, weights=cfg.weights)
         size = self.lm.input_size
@@ -488,9 +493,9 @@ def method_table(summary: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd
 # the run
 
 
-def run_photos(cfg: PhotosConfig, out_dir: str | Path, progress: bool = True,
-               title: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Run every cell not yet in ``out_dir``; write cells.csv, summary.csv (per unit), methods.csv (per
+def run_photos(cfg: PhotosConfig, out_dir: str | Path, progress: bool = True, title: str | None = None, executor: str = "local",
+               **executor_kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Run every cell not yet in ``out_dir`` (through ``executor``: local or ray, with ``address``/``workers``); write cells.csv, summary.csv (per unit), methods.csv (per
     method), views.csv, the figures and summary.json (for ``modeledit report``). Returns the three tables."""
     from modeledit.eval.validate import check_names
 
@@ -508,7 +513,7 @@ def run_photos(cfg: PhotosConfig, out_dir: str | Path, progress: bool = True,
     from modeledit.eval.cell import Prebuilt, run_cells
 
     with store.discarded_if_empty():   # the study built above runs the cells here; a Ray worker builds its own
-        table, _ = run_cells(store, photo_cells(cfg), Prebuilt(PhotoRunner(cfg, out / "cache"), study))
+        table, _ = run_cells(store, photo_cells(cfg), Prebuilt(PhotoRunner(cfg, out / "cache"), study), executor, **executor_kwargs)
     table.to_csv(out / "cells.csv", index=False)
     summary = summarize_photos(table, cfg.max_clean_drop)
     summary.to_csv(out / "summary.csv", index=False)

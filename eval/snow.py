@@ -155,8 +155,9 @@ def build_study(cfg: SnowConfig) -> tuple[OneShotStudy, list[torch.Tensor]]:
     return STUDIES[cfg.mode](cfg, load_model(cfg.model, weights=cfg.weights))
 
 
-def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every (method, site, setting) cell not yet in ``out_dir``; returns (cells, summary)."""
+def run_snow(cfg: SnowConfig, out_dir: str | Path, executor: str = "local", **executor_kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every (method, site, setting) cell not yet in ``out_dir``, through ``executor`` (local or ray, with
+    ``address``/``workers``); returns (cells, summary)."""
     from modeledit.eval.validate import check_names
 
     if cfg.mode not in STUDIES:
@@ -173,7 +174,7 @@ def run_snow(cfg: SnowConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.Dat
                 datasets={"--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     check_stats_disjoint(cfg.stats_dataset, evaluation)
     store = ResultStore(out_dir, config=asdict(cfg), harness="snow", model=lm)
-    table, images = run_study(store, cfg, build_study)
+    table, images = run_study(store, cfg, build_study, executor, **executor_kwargs)
     if images is not None:
         from modeledit.eval.plots import save_examples
 

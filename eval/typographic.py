@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,8 +169,10 @@ def summarize_typographic(table: pd.DataFrame, max_clean_drop: float) -> pd.Data
     return s
 
 
-def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every (method, site, setting) cell not yet in ``out_dir``; returns (cells table, summary)."""
+def run_typographic(cfg: TypographicConfig, out_dir: str | Path, executor: str = "local",
+                    **executor_kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every (method, site, setting) cell not yet in ``out_dir``, through ``executor`` (local or ray, with
+    ``address``/``workers``); returns (cells table, summary)."""
     from modeledit.eval.datasets import check_stats_disjoint
     from modeledit.eval.validate import check_names
 
@@ -183,7 +186,7 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path) -> tuple[pd.Dat
                        f"{close_matches(cfg.attack_class, lm.class_names) or '-'}")
     check_stats_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
     store = ResultStore(out_dir, config=asdict(cfg), harness="typographic", model=lm)
-    table, images = run_study(store, cfg, build_study)
+    table, images = run_study(store, cfg, build_study, executor, **executor_kwargs)
     if images is not None:
         from modeledit.eval.plots import save_examples
 

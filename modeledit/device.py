@@ -239,6 +239,13 @@ def current_runtime() -> "Runtime | None":
     return _CURRENT.get()
 
 
+def runtime_batch_size(default: int) -> int:
+    """Images per batch on the device: the command's ``--batch-size`` (the current runtime's) where given, else
+    ``default`` (the harness's own). Harnesses read it once, when a worker builds its runner."""
+    rt = current_runtime()
+    return rt.batch(default) if rt is not None else int(default)
+
+
 def runtime_record(model: Any = None) -> dict[str, Any]:
     """What a manifest records about how it ran: ``model``'s device and prediction precision (a LoadedModel
     or an nn.Module), else the current runtime's, else the CPU at fp32."""

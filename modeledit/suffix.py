@@ -384,7 +384,10 @@ class SuffixEvaluator:
         the command's ``--precision`` (:func:`modeledit.device.current_runtime`), else fp32."""
         self.model = model
         self.transform = transform
+        from modeledit.device import runtime_batch_size
+
         self.config = config or SuffixCacheConfig()
+        self.batch_size = runtime_batch_size(self.config.batch_size)   # the command's --batch-size, where given
         self.precision = precision
         self._splits: dict[str, SiteSplit | None] = {}
         self._verified: set[str] = set()
@@ -465,7 +468,7 @@ class SuffixEvaluator:
             self.model.train(was_training)
 
     def _run_eval(self, images: ImageSet, site: EditSite) -> list[torch.Tensor]:
-        bs = self.config.batch_size
+        bs = self.batch_size
         starts = range(0, len(images), bs)
         split = self.split(site)
         if split is not None and site.name not in self._verified and len(images):

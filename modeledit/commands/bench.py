@@ -28,22 +28,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_registry_flag(p, "--segmenter", "segmenter", "segmenter backend", default="oracle")
     add_registry_flag(p, "--stylizer", "stylizer", "stylizer backend", default="magenta")
-    add_registry_flag(p, "--executor", "executor", "where the cells run", check=True, default="local")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
-    p.add_argument("--workers", type=positive_int, default=2, help="parallel workers (ray executor)")
     p.add_argument("--out", required=True, help="results folder (resumable)")
-    from modeledit.commands.common import add_device_arguments
+    from modeledit.commands.common import add_device_arguments, add_executor_arguments
 
-    add_device_arguments(p)
+    add_executor_arguments(p)
+    add_device_arguments(p, batch=True)
     add_force_argument(p)
 
 
 def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of modeledit.commands.applies
     from modeledit.commands.applies import grid_rules
+    from modeledit.commands.common import EXECUTOR_APPLIES
 
     return {
-        "--address": (lambda a: a.executor == "ray", "--executor ray"),
-        "--workers": (lambda a: a.executor == "ray", "--executor ray"),
+        **EXECUTOR_APPLIES,
         "--min-confidence": (lambda a: a.labels == "predicted", "--labels predicted"),
         "--max-pairs": (lambda a: not a.pairs, "pairs selected from --sensitivity (not with --pairs)"),
         **grid_rules(["edit", "finetune_local", "finetune_global"]),
@@ -84,17 +82,16 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.validate import check_values
     from modeledit.outdir import prepare_out
 
+    from modeledit.commands.common import executor_from_args
+
     check_out(args.out)
     cfg = config_from_args(args)
     check_values(cfg)
     folder = prepare_out(args.out, command="bench", force=args.force, inputs={
         "--dataset": args.dataset, "--clean": args.clean, "--stats-dataset": args.stats_dataset, "--sensitivity": args.sensitivity})
-    if args.executor == "ray":
-        from modeledit.eval.executors import check_ray_address
-
-        check_ray_address(args.address)
+    executor = executor_from_args(args)
     with folder:
-        result = run_bench(cfg, args.out, executor=args.executor, address=args.address, workers=args.workers)
+        result = run_bench(cfg, args.out, **executor)
     table = result.table
     out = Path(args.out)
     if result.failed:   # no summary from part of the cells: the finished ones are kept, the same command resumes

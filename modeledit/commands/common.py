@@ -127,10 +127,16 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
     return lm
 
 
-def add_device_arguments(p: argparse.ArgumentParser, precision: bool = True, data: bool = False) -> None:
+def add_device_arguments(p: argparse.ArgumentParser, precision: bool = True, data: bool = False, batch: bool = False) -> None:
     """``--device`` and ``--deterministic`` (every command that runs a model), ``--precision`` (those that
-    evaluate predictions), and with ``data`` the loading flags ``--workers`` and ``--batch-size`` (each only
-    where the command does not define that flag itself). Read back with :func:`runtime_from_args`."""
+    evaluate predictions); with ``batch`` (or ``data``) ``--batch-size``, images per batch on the device, and
+    with ``data`` the DataLoader worker count for image folders. Each only where the command does not define
+    that flag itself. Read back with :func:`runtime_from_args`.
+
+    One name, one meaning: ``--loader-workers`` is always the DataLoader's worker processes. A command that
+    loads image folders and runs no cells (stats, edit, sensitivity) also spells it ``--workers``; on the
+    commands that run cells (bench, typographic, snow, photos) ``--workers`` is the Ray worker count
+    (:func:`add_executor_arguments`), so there the loader's is only ``--loader-workers``."""
     from modeledit.device import DEVICE_CHOICES, PRECISIONS
 
     have = p._option_string_actions  # noqa: SLF001 - a command's own --workers/--batch-size stays
@@ -140,11 +146,42 @@ def add_device_arguments(p: argparse.ArgumentParser, precision: bool = True, dat
         p.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
                        help="autocast on prediction passes only (statistics, solvers and training stay in float32)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms (cuDNN's too) and seeded generators")
-    if data and "--workers" not in have:
-        p.add_argument("--workers", dest="loader_workers", type=nonneg_int, default=0,
-                       help="DataLoader worker processes for image folders (pinned memory on CUDA)")
-    if data and "--batch-size" not in have:
+    if data and "--loader-workers" not in have:
+        ray = "--executor" in have   # a command that runs cells: its --workers is the Ray worker count
+        p.add_argument(*(["--loader-workers"] if ray else ["--workers", "--loader-workers"]), dest="loader_workers", metavar="N", type=nonneg_int,
+                       default=0, help="DataLoader worker processes for image folders (pinned memory on CUDA)"
+                       + ("" if ray else "; not Ray workers (the --workers of the commands that run cells)"))
+    if (data or batch) and "--batch-size" not in have:
         p.add_argument("--batch-size", type=positive_int, default=None, help="images per batch on the device (default: the command's own)")
+
+
+#: ``APPLIES`` entries of :func:`add_executor_arguments`: Ray's flags are refused with the local executor
+EXECUTOR_APPLIES = {"--address": (lambda a: a.executor == "ray", "--executor ray"),
+                    "--workers": (lambda a: a.executor == "ray", "--executor ray")}
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """``--executor`` (from the executor registry), ``--address`` and ``--workers`` (Ray workers) of every
+    command that runs cells; read back with :func:`executor_from_args`, refused in the wrong mode by
+    :data:`EXECUTOR_APPLIES`."""
+    from modeledit.commands.choices import add_registry_flag
+
+    add_registry_flag(p, "--executor", "executor", "where the cells run", check=True, default="local")
+    p.add_argument("--address", default=None, help="with --executor ray: the Ray cluster, ray://HOST:PORT (default: a local Ray instance)")
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="with --executor ray: Ray workers, each running one cell at a time (one GPU each with a CUDA --device); "
+                        "not the DataLoader's worker processes (--loader-workers of the commands that load image folders)")
+
+
+def executor_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``executor=`` and its options for a harness's run function; with ``--executor ray`` and ``--address``,
+    a cluster that does not answer is a one-line error here, before any work."""
+    if args.executor != "ray":
+        return {"executor": args.executor}
+    from modeledit.eval.executors import check_ray_address
+
+    check_ray_address(args.address)
+    return {"executor": "ray", "address": args.address, "workers": args.workers}
 
 
 def runtime_from_args(args: argparse.Namespace) -> Any:

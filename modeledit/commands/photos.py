@@ -20,9 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(methods=None, sites=None, max_clean_drop=None)   # the study's own defaults (PhotosConfig)
     p.add_argument("--quick", action="store_true", help="a tiny configuration (five photos, one style; noisy) for a first look")
     p.add_argument("--out", required=True, help="results folder (resumable)")
-    from modeledit.commands.common import add_device_arguments
+    from modeledit.commands.common import add_device_arguments, add_executor_arguments
 
-    add_device_arguments(p)
+    add_executor_arguments(p)
+    add_device_arguments(p, batch=True)
     add_force_argument(p)
 
 
@@ -34,7 +35,9 @@ def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of
 
         return list((PhotosConfig.quick() if a.quick else PhotosConfig()).methods)
 
-    return grid_rules(study_methods)
+    from modeledit.commands.common import EXECUTOR_APPLIES
+
+    return {**EXECUTOR_APPLIES, **grid_rules(study_methods)}
 
 
 def config_from_args(args: argparse.Namespace):
@@ -54,14 +57,16 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.photos import run_photos
     from modeledit.eval.report import display_table
 
+    from modeledit.commands.common import executor_from_args
     from modeledit.eval.validate import check_values
     from modeledit.outdir import prepare_out
 
     check_out(args.out)
     cfg = config_from_args(args)
     check_values(cfg)
+    executor = executor_from_args(args)
     with prepare_out(args.out, command="photos", force=args.force):
-        _, _, methods = run_photos(cfg, args.out)
+        _, _, methods = run_photos(cfg, args.out, **executor)
     print(display_table(methods, ["n_exemplars", "method", "units_changed", "test_corrected", "heldout_corrected", "locality"]))
     print(f"results: {args.out} (summary.json, methods.csv, summary.csv, cells.csv, views.csv, masks.png, grid.png)")
     return 0

@@ -26,9 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_method_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed for the exemplar and the world scenes")
     p.add_argument("--out", required=True, help="results folder (resumable)")
-    from modeledit.commands.common import add_device_arguments
+    from modeledit.commands.common import add_device_arguments, add_executor_arguments
 
-    add_device_arguments(p)
+    add_executor_arguments(p)
+    add_device_arguments(p, batch=True)
     add_force_argument(p)
 
 
@@ -37,7 +38,9 @@ def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of
 
     photos = (lambda a: a.mode == "photos", "--mode photos (world mode makes its own exemplar from a world scene)")
     world = (lambda a: a.mode == "world", "--mode world (photos mode evaluates the photos under --photos)")
-    return {"--photos": photos, "--exemplar": photos, "--exemplar-mask": photos, "--n-val": world, "--n-test": world,
+    from modeledit.commands.common import EXECUTOR_APPLIES
+
+    return {**EXECUTOR_APPLIES, "--photos": photos, "--exemplar": photos, "--exemplar-mask": photos, "--n-val": world, "--n-test": world,
             **grid_rules(["edit", "finetune_local", "finetune_global"])}
 
 
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.snow import SnowConfig, run_snow
 
     from modeledit.atomic import atomic_path
+    from modeledit.commands.common import executor_from_args
     from modeledit.eval.validate import check_values
     from modeledit.outdir import prepare_out
 
@@ -54,11 +58,12 @@ def run(args: argparse.Namespace) -> int:
                      style=args.style, stylizer=args.stylizer, methods=split_list(args.methods), sites=split_list(args.sites),
                      max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args))
     check_values(cfg)
+    executor = executor_from_args(args)
     folder = prepare_out(args.out, command="snow", force=args.force, inputs={
         "--photos": args.photos, "--exemplar": args.exemplar, "--exemplar-mask": args.exemplar_mask, "--clean": args.clean,
         "--stats-dataset": args.stats_dataset})
     with folder:
-        table, summary = run_snow(cfg, args.out)
+        table, summary = run_snow(cfg, args.out, **executor)
     out = Path(args.out)
     for name, frame in (("cells.csv", table), ("summary.csv", summary)):
         with atomic_path(out / name) as tmp:

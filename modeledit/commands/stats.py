@@ -5,7 +5,7 @@ import argparse
 import json
 import time
 
-from modeledit.commands.common import SITE_HELP, add_device_arguments, add_model_arguments, runtime_from_args, load_from_args, nonneg_int, positive_int
+from modeledit.commands.common import SITE_HELP, add_device_arguments, add_model_arguments, runtime_from_args, load_from_args, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,7 +14,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images the statistics are computed over (searched recursively)")
     p.add_argument("--size", type=positive_int, default=None, help="input size (default: the model's)")
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--workers", type=nonneg_int, default=0, help="DataLoader worker processes")
     p.add_argument("--cache-dir", default=None, help="cache folder (default $MODELEDIT_CACHE or ~/.cache/modeledit)")
     add_device_arguments(p, precision=False, data=True)
 
@@ -22,7 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
-    from modeledit.device import loader_options
     from modeledit.layers import get_site
     from modeledit.image_folder import ImageFolder
     from modeledit.stats import cache_path, second_moment
@@ -45,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     path = cache_path(model_hash(lm.model), site, ident, args.cache_dir)
     before = path.stat().st_mtime_ns if path.is_file() else None
     t0 = time.perf_counter()
-    st = second_moment(lm.model, site, DataLoader(data, batch_size=args.batch_size, **loader_options(rt.device, args.workers)),
+    st = second_moment(lm.model, site, DataLoader(data, batch_size=args.batch_size, **rt.loader()),
                        dataset_id=ident, transform=lm.normalize, cache_dir=args.cache_dir)
     after = path.stat().st_mtime_ns if path.is_file() else None
     # read from the cache only if the file was there and was not rewritten (a corrupt one is recomputed);

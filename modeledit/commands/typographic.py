@@ -25,16 +25,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_method_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed for the exemplar and the pasted text")
     p.add_argument("--out", required=True, help="results folder (resumable)")
-    from modeledit.commands.common import add_device_arguments
+    from modeledit.commands.common import add_device_arguments, add_executor_arguments
 
-    add_device_arguments(p)
+    add_executor_arguments(p)
+    add_device_arguments(p, batch=True)
     add_force_argument(p)
 
 
 def APPLIES(args: argparse.Namespace) -> dict:  # noqa: N802 - the flag table of modeledit.commands.applies
     from modeledit.commands.applies import grid_rules
+    from modeledit.commands.common import EXECUTOR_APPLIES
 
-    return {"--fonts": (lambda a: a.paster != "world_tag", "--paster typed or world_clip (the world's tag has its own font)"),
+    return {**EXECUTOR_APPLIES, "--fonts": (lambda a: a.paster != "world_tag", "--paster typed or world_clip (the world's tag has its own font)"),
             "--size": (lambda a: a.paster == "typed", "--paster typed (the world's pasters size their own text)"),
             **grid_rules(["edit", "finetune_local", "finetune_global"])}
 
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from modeledit.eval.typographic import TypographicConfig, run_typographic
 
     from modeledit.atomic import atomic_path
+    from modeledit.commands.common import executor_from_args
     from modeledit.eval.validate import check_values
     from modeledit.outdir import prepare_out
 
@@ -54,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
         max_clean_drop=args.max_clean_drop, seed=args.seed, **grid_overrides(args),
     )
     check_values(cfg)
+    executor = executor_from_args(args)
     folder = prepare_out(args.out, command="typographic", force=args.force, inputs={
         "--weights": args.weights, "--dataset": args.dataset, "--clean": args.clean, "--stats-dataset": args.stats_dataset})
     with folder:
-        table, summary = run_typographic(cfg, args.out)
+        table, summary = run_typographic(cfg, args.out, **executor)
     out = Path(args.out)
     for name, frame in (("cells.csv", table), ("summary.csv", summary)):
         with atomic_path(out / name) as tmp:
