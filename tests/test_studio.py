@@ -544,3 +544,120 @@ def test_segmenters_and_an_uploaded_style(client):
     assert bad.status_code == 400 and "not an image file" in bad.json()["error"]
     client.post(f"/api/images/{image_id}/remove")
     client.post("/api/style", json={"name": "snow"})
+
+
+# ------------------------------------------------------------------------------------------------
+# where the studio runs: --device, --precision, --deterministic (the session owns its Runtime)
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("modeledit")
+    return subprocess.run([str(exe), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_studio_command_takes_the_runtime_flags():
+    """``modeledit studio --device cpu --precision bf16 --deterministic`` serves a model on the CPU predicting in bf16,
+    and the page's state (its status line) says so."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("modeledit")
+    proc = subprocess.Popen([str(exe), "studio", "--model", "world_vgg", "--port", str(port), "--device", "cpu", "--precision", "bf16",
+                             "--deterministic"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        t0 = time.monotonic()
+        while True:
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            try:
+                model = get_json(f"http://127.0.0.1:{port}/api/state")["model"]
+                if model["loaded"]:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() - t0 < 180, "the studio did not come up"
+            time.sleep(0.5)
+        assert model["runtime"]["device"] == "cpu" and model["runtime"]["precision"] == "bf16" and model["runtime"]["deterministic"]
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
+        assert 'id="model-device"' in page
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA GPU is visible here: --device cuda is accepted")
+def test_studio_refuses_cuda_without_a_gpu_in_one_line():
+    r = run_cli("studio", "--device", "cuda", "--port", str(free_port()))
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "no CUDA GPU is visible" in lines[0] and "Traceback" not in r.stderr, r.stderr
+    r = run_cli("studio", "--device", "cpu", "--precision", "fp16", "--port", str(free_port()))
+    assert r.returncode == 2 and "fp16 needs a CUDA device" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def forward_recorder(module):
+    """Every forward of ``module``: its input's device and whether a bf16 autocast was on (a hook, removed by the caller)."""
+    import torch
+
+    seen: list[tuple[str, bool]] = []
+
+    def hook(mod, inputs):
+        x = inputs[0]
+        on = torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type) == torch.bfloat16
+        seen.append((x.device.type, bool(on)))
+    return seen, module.register_forward_pre_hook(hook)
+
+
+def test_session_runs_everything_on_its_runtime(tmp_path):
+    """The session's model sits on the runtime's device; every prediction (images added, counterfactuals, the
+    effect panel, the predictions refreshed after an edit) runs there under its bf16 autocast, while the statistics
+    and the solve run in float32; the jobs' threads see the runtime; the saved edit records it."""
+    from modeledit.device import Runtime, current_runtime
+    from modeledit.studio.jobs import JobRunner
+
+    rt = Runtime("cpu", "bf16", deterministic=True)
+    st = Studio("world_vgg", runtime=rt, workdir=str(tmp_path))
+    try:
+        st.load_model("world_vgg")
+        assert st.lm.precision == "bf16" and {p.device.type for p in st.lm.model.parameters()} == {"cpu"}
+        assert st.model_info()["runtime"]["device"] == "cpu" and st.model_info()["runtime"]["precision"] == "bf16"
+        runner = JobRunner(context=st.within)
+        assert runner.wait(runner.submit("probe", lambda job: current_runtime()).id).result is rt   # a job's thread has it
+        seen, handle = forward_recorder(st.lm.model)
+        try:
+            ims = st.add_world("test", 2)
+            st.segment(ims[0].id, "oracle (world scenes)", "sand")
+            st.get_image(ims[1].id).exemplar = False
+            st.counterfactual(ims[0].id)
+            assert seen and all(s == ("cpu", True) for s in seen), seen              # predictions: bf16 on the CPU
+            seen.clear()
+            with st.within():
+                st.execute("-1", stats="world:val:16")
+            assert {d for d, _ in seen} == {"cpu"}
+            assert ("cpu", False) in seen and ("cpu", True) in seen, seen            # statistics/solve in fp32; predictions bf16
+            seen.clear()
+            eff = st.effect_panel("world:test:12")
+            assert seen and all(s == ("cpu", True) for s in seen), seen
+            assert eff["n"] >= 11
+        finally:
+            handle.remove()
+        names = st.save_edit("rt")
+        record = json.loads((st.workdir / "edits" / names["json"]).read_text())
+        assert record["metrics"]["runtime"]["device"] == "cpu" and record["metrics"]["runtime"]["precision"] == "bf16"
+        assert record["metrics"]["runtime"]["deterministic"] is True
+    finally:
+        st.close()
+
+
+def test_bf16_on_the_cpu_predicts_a_shipped_photo_as_fp32_does(tmp_path):
+    """The studio's prediction for chelsea at bf16 (the CPU's autocast) has fp32's top-1. Measured on all 11 shipped
+    photos (docs/studio.md): MobileNetV2 11 of 11 equal, EfficientNet-Lite0 10 of 11."""
+    from modeledit.device import Runtime
+
+    tops = {}
+    for precision in ("fp32", "bf16"):
+        st = Studio("mobilenet_v2", runtime=Runtime("cpu", precision), workdir=str(tmp_path))
+        try:
+            st.load_model("mobilenet_v2")
+            tops[precision] = st.add_photo("chelsea").preds["original"]["base"]
+        finally:
+            st.close()
+    assert tops["fp32"][0]["label"] == tops["bf16"][0]["label"] == "Egyptian cat"
+    assert abs(tops["fp32"][0]["prob"] - tops["bf16"][0]["prob"]) < 0.05

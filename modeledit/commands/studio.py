@@ -1,9 +1,10 @@
-"""``modeledit studio [--model M] [--host H] [--port P]``: the interactive editor in the browser (local page)."""
+"""``modeledit studio [--model M] [--host H] [--port P] [--device D] [--precision P] [--deterministic]``: the
+interactive editor in the browser (local page)."""
 from __future__ import annotations
 
 import argparse
 
-from modeledit.commands.common import add_weights_argument, positive_int
+from modeledit.commands.common import add_device_arguments, add_weights_argument, positive_int, runtime_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -11,6 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_weights_argument(p, extra="for --model")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only by default; the page has no login)")
     p.add_argument("--port", type=positive_int, default=8765, help="port to listen on")
+    add_device_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,10 +26,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--port must be at most 65535, got {args.port}")
     check_model_name(args.model)
     check_port_free(args.host, args.port)
+    from modeledit.device import current_runtime
     from modeledit.studio.app import serve
 
+    # the server's work runs on job threads, which the command line's context (modeledit.device.using) does not
+    # reach: the session is given its runtime explicitly
+    runtime = current_runtime() or runtime_from_args(args)
+
     logging.getLogger(__name__).info("open http://%s:%d/ in a browser (Ctrl-C stops the studio)", args.host, args.port)
-    serve(host=args.host, port=args.port, model=args.model, weights=args.weights)
+    serve(host=args.host, port=args.port, model=args.model, weights=args.weights, runtime=runtime)
     return 0
 
 

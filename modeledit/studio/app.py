@@ -70,7 +70,7 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    runner = JobRunner()
+    runner = JobRunner(context=studio.within)
     templates = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]))
 
     def fail(exc: BaseException) -> JSONResponse:
@@ -370,15 +370,18 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, model: str | None = None, weights: str | None = None) -> None:
-    """Run the studio until Ctrl-C (``modeledit studio``); its session folder is removed on exit."""
+def serve(host: str = "127.0.0.1", port: int = 8765, model: str | None = None, weights: str | None = None,
+          runtime: Any = None) -> None:
+    """Run the studio until Ctrl-C (``modeledit studio``); its session folder is removed on exit. ``runtime``: a
+    :class:`modeledit.device.Runtime` (None: ``auto`` at fp32), the device and precision of everything it runs."""
     import uvicorn
 
     from modeledit.studio.session import DEFAULT_MODEL
 
-    studio = Studio(model or DEFAULT_MODEL, weights)
+    studio = Studio(model or DEFAULT_MODEL, weights, runtime=runtime)
     app = create_app(studio)
-    log.info("modeledit studio on http://%s:%d/ (session folder %s)", host, port, studio.workdir)
+    log.info("modeledit studio on http://%s:%d/ on %s at %s (session folder %s)", host, port, studio.runtime.device,
+             studio.runtime.precision, studio.workdir)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

@@ -14,6 +14,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -72,9 +73,13 @@ class Job:
 
 
 class JobRunner:
-    """Runs at most one job at a time in a daemon thread; keeps the last job for the page to read."""
+    """Runs at most one job at a time in a daemon thread; keeps the last job for the page to read.
 
-    def __init__(self) -> None:
+    ``context`` (a function returning a context manager) is entered in the job's thread around each job: a new
+    thread starts with none of the server's context variables (the studio passes its device runtime this way)."""
+
+    def __init__(self, context: Callable[[], contextlib.AbstractContextManager] | None = None) -> None:
+        self._context = context or contextlib.nullcontext
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._job: Job | None = None
@@ -107,7 +112,8 @@ class JobRunner:
 
     def _run(self, job: Job, fn: Callable[[Job], Any], on_done: Callable[[Job], None] | None) -> None:
         try:
-            job.result = fn(job)
+            with self._context():
+                job.result = fn(job)
             job.status = "done"
         except Cancelled:
             job.status, job.message = "cancelled", "cancelled"

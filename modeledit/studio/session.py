@@ -7,8 +7,14 @@ which model the page looks at (original or edited) is a flag. Methods that take 
 (:mod:`modeledit.studio.jobs`); they take the :class:`~modeledit.studio.jobs.Job` for progress and
 cancelling. A user's mistake is a ValueError/KeyError/FileNotFoundError with one sentence.
 
+Where the work runs is the session's own :class:`~modeledit.device.Runtime` (``--device``, ``--precision``,
+``--deterministic``), passed explicitly: the page's work runs on job threads, which a context variable
+(:func:`modeledit.device.using`) does not reach. Models are placed on its device when loaded, predictions
+run under its autocast, statistics and solves keep float32/float64; each job also runs inside
+``using(runtime)`` (:meth:`Studio.within`) so that what the library places by itself (the stylizer) follows.
+
 Example:
-    >>> st = Studio("mobilenet_v2")
+    >>> st = Studio("mobilenet_v2", runtime=Runtime.resolve("auto", "bf16"))
     >>> st.load_model(st.model_name)                   # (the app does this in a job)
     >>> im = st.add_photo("chelsea")
 """
@@ -141,8 +147,13 @@ class Studio:
     ``workdir`` is a fresh temporary folder for this session (uploads, saved edits, thumbnails), removed
     by :meth:`close`."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, weights: str | None = None, workdir: str | None = None) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, weights: str | None = None, workdir: str | None = None,
+                 runtime: Any = None) -> None:
+        from modeledit.device import Runtime
+
         self.model_name, self.weights = model, weights
+        #: where the models run and at what prediction precision (None: ``auto``, fp32)
+        self.runtime: Runtime = runtime if runtime is not None else Runtime.resolve("auto")
         self.workdir = Path(tempfile.mkdtemp(prefix="modeledit-studio-", dir=workdir))
         self.lm: Any = None
         self.images: dict[str, StudioImage] = {}
@@ -162,6 +173,12 @@ class Studio:
 
     # -- lifetime
 
+    def within(self) -> contextlib.AbstractContextManager:
+        """The context a job's thread runs in: the session's runtime for whatever the library places by itself."""
+        from modeledit.device import using
+
+        return using(self.runtime)
+
     def close(self) -> None:
         """Remove the session folder and everything in it."""
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -180,7 +197,7 @@ class Studio:
             raise FileNotFoundError(f"checkpoint {weights!r} does not exist on the server; give the path of a .pth/.pt/.safetensors file")
         if job is not None:
             job.step(0, 1, f"loading {name}")
-        lm = load_model(name, weights=weights)
+        lm = self.runtime.place(load_model(name, weights=weights))   # on the device, predicting at its precision
         with self.lock:
             self.lm, self.model_name, self.weights = lm, name, weights
             self._drop_edit()
@@ -198,14 +215,22 @@ class Studio:
             raise ValueError("no model is loaded yet; choose one and press Load (or wait for the loading job)")
         return self.lm
 
+    def runtime_info(self) -> dict[str, Any]:
+        """Where the work runs, as the page's status line shows it: the model's own device once one is loaded."""
+        from modeledit.device import device_record, module_device
+
+        device = module_device(self.lm.model) if self.lm is not None else self.runtime.device
+        return device_record(device, self.runtime.precision, self.runtime.deterministic)
+
     def model_info(self) -> dict[str, Any]:
         from modeledit.layers import list_sites
 
         if self.lm is None:
-            return {"name": self.model_name, "loaded": False}
+            return {"name": self.model_name, "loaded": False, "runtime": self.runtime_info()}
         sites = [s.name for s in list_sites(self.lm.model)]
         return {"name": self.model_name, "weights": self.weights, "loaded": True, "input_size": self.lm.input_size,
-                "classes": len(self.lm.class_names), "sites": sites, "default_site": self.default_site(), "source": self.lm.source}
+                "classes": len(self.lm.class_names), "sites": sites, "default_site": self.default_site(), "source": self.lm.source,
+                "weights_source": self.lm.weights_source, "runtime": self.runtime_info()}
 
     def default_site(self) -> str:
         """The site the page proposes: the last recommendation (Recommend) when there is one, else the last site."""
@@ -511,7 +536,7 @@ class Studio:
         st = None
         if data is not None:
             watched = Watched(data, job, f"statistics at {site_obj.name}", images_only=True)
-            loader = torch.utils.data.DataLoader(watched, batch_size=16)
+            loader = torch.utils.data.DataLoader(watched, batch_size=self.runtime.batch(16))
             st = second_moment(lm, site_obj, loader, dataset_id=f"studio|{stats}|{getattr(data, 'identity', '')}", progress=False)
         if job is not None:
             job.step(1, 1, "solving")
@@ -519,6 +544,7 @@ class Studio:
             edit = rewrite(lm, site_obj, ex, config=cfg, stats=st)
             if strength != 1.0:
                 edit = interpolate(lm, edit, strength, method="rewrite")
+            edit.metrics["runtime"] = self.runtime.record()        # in the saved edit's JSON, with the solve's device
             self.edit, self.show_edited = edit, True
             self.edit_info = {"site": site_obj.name, "rank": cfg.rank, "strength": strength, "mode": mode, "statistics": stats,
                               "exemplars": [im.name for im in ims], "style": self.style,

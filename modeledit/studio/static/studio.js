@@ -118,6 +118,8 @@ async function refresh() {
 function renderModel() {
   const m = S.model;
   $("model-info").textContent = m.loaded ? `${m.name}: ${m.classes} classes, ${m.input_size} px, ${m.sites.length} sites` : `${m.name}: loading…`;
+  const r = m.runtime;
+  $("model-device").textContent = r ? `on ${r.device}${r.device_name ? ` (${r.device_name})` : ""}, ${r.precision}${r.deterministic ? ", deterministic" : ""}` : "";
   const sel = $("site-select");
   const keep = sel.value;
   const sites = m.loaded ? m.sites : [];
