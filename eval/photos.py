@@ -400,7 +400,12 @@ class PhotoStudy:
         """One row per view in the study: photo, view, the model's label and its probability, mask share and source."""
         return pd.DataFrame({"photo": self.photo, "view": self.view, "label": [self.lm.class_names[int(v)] for v in self.y],
                              "confidence": self.conf, "mask_share": self.masks.reshape(len(self.masks), -1).mean(1),
-                             "mask": ["grabcut" if s >= 1.0 else "ellipse (GrabCut failed)" if s > 0 else "none" for s in self.mask_score]})
+                             "mask": ["GrabCut mask" if s >= 1.0 else ELLIPSE_LABEL if s > 0 else "none" for s in self.mask_score]})
+
+
+#: how a view whose mask is the foreground segmenter's fallback is labelled (GrabCut returned almost nothing or the
+#: whole box, so the centre ellipse stands in); runs before this wording wrote "ellipse (GrabCut failed)"
+ELLIPSE_LABEL = "ellipse mask (GrabCut found no clear object)"
 
 
 @dataclass
@@ -530,7 +535,8 @@ def run_photos(cfg: PhotosConfig, out_dir: str | Path, progress: bool = True, ti
         s = get_site(study.lm.model, site)
         keys[s.name] = int(study.statistics(s).count)
     figures = [(mask_figure(study, out / "masks.png").name,
-                "the 'object' masks on every photo's full view (GrabCut from a centre box; an ellipse where it failed)"),
+                "the 'object' masks on every photo's full view (GrabCut from a centre box, or the centre ellipse where GrabCut "
+                "found no clear object)"),
                (grid_figure(study, summary, out / "grid.png").name,
                 "test photos of the first draw: original (the model's label) and restyled, with each method's prediction "
                 "(chosen setting; * = the original's label)")]
