@@ -33,18 +33,57 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return p
 
 
-def plot_concept_classes(table: pd.DataFrame, concept: str, path: str | os.PathLike, top: int = 10) -> Path:
-    """Figure 3-3a: the classes whose accuracy drops most when ``concept`` is restyled (mean over styles)."""
+#: a class counts toward a concept's headline, bars and table when the concept is in at least MIN_PRESENCE of its
+#: images (the paper's 20% rule) and in at least MIN_IMAGES of them (one or two images are not a finding)
+MIN_PRESENCE, MIN_IMAGES = 0.2, 5
+#: bars measured on fewer images than this are hatched and say so
+SMALL_N = 10
+
+
+def ranked_drops(table: pd.DataFrame, concept: str | None = None, style: str | None = None,
+                 min_presence: float = MIN_PRESENCE, min_images: int = MIN_IMAGES) -> pd.DataFrame:
+    """The sensitivity table's (concept, style, class) rows that count (:data:`MIN_PRESENCE`, :data:`MIN_IMAGES`),
+    largest drop first (ties: more images first, then by name). The headline, the bars and the table of
+    the report all take their order from here, so they name the same class first."""
+    t = table[table["drop"].notna() & (table["presence"] >= min_presence)]
+    if "n_with_concept" in t.columns:
+        t = t[t["n_with_concept"] >= min_images]
+    if concept is not None:
+        t = t[t["concept"] == concept]
+    if style is not None:
+        t = t[t["style"] == style]
+    by = ["drop", *(["n_with_concept"] if "n_with_concept" in t.columns else []), "class_name"]
+    return t.sort_values(by, ascending=[False] * (len(by) - 1) + [True], kind="stable")
+
+
+def plot_concept_classes(table: pd.DataFrame, concept: str, path: str | os.PathLike, top: int = 10,
+                         style: str | None = None) -> Path:
+    """Figure 3-3a: the classes whose accuracy drops most when ``concept`` is restyled (with ``style``, else
+    the mean over styles), among the classes :func:`ranked_drops` counts, in its order; each bar says its n
+    (images of the class with the concept), hatched below :data:`SMALL_N`."""
     plt = _plt()
-    t = table[(table["concept"] == concept) & table["drop"].notna()]
-    g = t.groupby("class_name").agg(drop=("drop", "mean"), low=("drop_low", "mean"), high=("drop_high", "mean"))
-    g = g.sort_values("drop", ascending=False).head(top)
+    t = ranked_drops(table, concept, style)
+    n_col = "n_with_concept" if "n_with_concept" in t.columns else "presence"
+    g = t.groupby("class_name", sort=False).agg(drop=("drop", "mean"), low=("drop_low", "mean"), high=("drop_high", "mean"),
+                                                 n=(n_col, "min"))
+    if style is None:
+        g = g.sort_values("drop", ascending=False, kind="stable")
+    g = g.head(top)
     fig, ax = plt.subplots(figsize=(6, 0.35 * max(len(g), 3) + 1))
     y = np.arange(len(g))[::-1]
-    ax.barh(y, 100 * g["drop"], xerr=100 * np.vstack([g["drop"] - g["low"], g["high"] - g["drop"]]).clip(0), color="#c0504d")
+    small = (g["n"] < SMALL_N).to_numpy() if n_col == "n_with_concept" else np.zeros(len(g), bool)
+    bars = ax.barh(y, 100 * g["drop"], xerr=100 * np.vstack([g["drop"] - g["low"], g["high"] - g["drop"]]).clip(0),
+                   color=["#e8b4b3" if s else "#c0504d" for s in small])
+    for bar, s in zip(bars, small):
+        if s:
+            bar.set_hatch("//")
     ax.set_yticks(y, g.index)
-    ax.set_xlabel("accuracy drop (percentage points, 95% CI)")
-    ax.set_title(f"classes most affected by restyling '{concept}'")
+    for k, (yy, (_, r)) in enumerate(zip(y, g.iterrows())):
+        label = f"{100 * r['drop']:.0f} pp, n = {int(r['n'])}" if n_col == "n_with_concept" else f"{100 * r['drop']:.0f} pp"
+        ax.text(max(100 * r["high"], 100 * r["drop"], 0) + 2, yy, label + (" (small n)" if small[k] else ""), va="center", fontsize=7)
+    ax.set_xlim(min(0, 100 * float(g["low"].min()) if len(g) else 0) - 2, 145)
+    ax.set_xlabel("accuracy drop (pp, 95% CI; higher = more sensitive)")
+    ax.set_title(f"classes most affected by restyling '{concept}'" + (f" with {style}" if style else ""))
     return _save(fig, path)
 
 
@@ -76,12 +115,15 @@ def plot_class_rules(table: pd.DataFrame, class_name: str, path: str | os.PathLi
     t = table[(table["class_name"] == class_name) & table["drop"].notna()]
     m = t.pivot_table(index="concept", columns="style", values="drop", aggfunc="mean").fillna(0)
     m = m.loc[m.mean(axis=1).sort_values(ascending=False).index]
+    n = t.groupby("concept")["n_with_concept"].min() if "n_with_concept" in t.columns else None
     fig, ax = plt.subplots(figsize=(6, 3.2))
     width = 0.8 / max(m.shape[1], 1)
     for k, style in enumerate(m.columns):
         ax.bar(np.arange(len(m)) + k * width, 100 * m[style], width, label=style)
-    ax.set_xticks(np.arange(len(m)) + 0.4 - width / 2, m.index, rotation=30, ha="right")
-    ax.set_ylabel("accuracy drop (pp)")
+    ticks = [f"{c} (n = {int(n[c])})" if n is not None else c for c in m.index]
+    ax.set_xticks(np.arange(len(m)) + 0.4 - width / 2, ticks, rotation=30, ha="right")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel("accuracy drop (pp; higher = more sensitive)")
     ax.set_title(f"prediction rules of '{class_name}'")
     ax.legend(fontsize=7)
     return _save(fig, path)

@@ -13,11 +13,16 @@ from modeledit.eval.report import build_report, write_summary
 from browser import WINDOW, chromium, dump_dom, screenshot
 
 
+def _body(dom):
+    """The check results the page's script wrote on <body> (eval/report.py CHECK_JS)."""
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+
+
 def _fake_harness(folder, kind, value):
     folder.mkdir(parents=True)
     Image.fromarray((np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)).save(folder / "fig.png")
-    write_summary(folder, kind, f"{kind} results", {"errors corrected (target)": value},
-                  tables=[{"title": "t", "columns": ["a", "b"], "rows": [{"a": 1, "b": value}]}],
+    write_summary(folder, kind, f"{kind} results", {"errors corrected (target)": value}, n={"errors corrected (target)": 40},
+                  tables=[{"title": "t", "columns": ["a", "b"], "rows": [{"a": 1, "b": value}], "percent": ["b"], "n": {"b": 40}}],
                   figures=[("fig.png", "a figure")])
 
 
@@ -72,10 +77,14 @@ def _wide_harness(folder):
     rows = [{**{c: 0.1 * k for c in cols[:-1]}, "a_long_column_name_0_corrected": -0.0, "a_long_column_name_0_low": -0.1,
              "a_long_column_name_0_high": 0.2,
              "setting": json.dumps({"lr": 0.001, "steps": 500, "alpha": 0.25, "note": "x" * 120})} for k in range(4)]
+    for r in rows:
+        r.update(setting_long="finetune_global.visual.layer4.0.conv2.weight_and_more", n_errors=17)
+    cols.append("setting_long")
     numbers = {f"method {k}: errors corrected on other photos in held-out style images": 0.1 * k for k in range(12)}
     numbers["clean accuracy change (pp)"] = -0.0
     write_summary(folder, "photos", "wide results", numbers, finding="One sentence that states the finding.",
-                  tables=[{"title": "wide", "columns": cols, "rows": rows,
+                  n={k: 30 for k in numbers},
+                  tables=[{"title": "wide", "columns": cols, "rows": rows, "n": {c: "n_errors" for c in cols},
                            "intervals": {"a_long_column_name_0_corrected": ["a_long_column_name_0_low", "a_long_column_name_0_high"]}}],
                   figures=[("wide.png", "a wide figure")])
 
@@ -98,6 +107,12 @@ def test_report_fits_a_1300px_window(tmp_path):
     assert loaded == total == "2"
     assert "-0.0" not in re.sub(r"<[^>]+>", " ", dom).replace("-0.1", "")   # no negative zero anywhere on the page
     assert "One sentence that states the finding." in dom and "[-10.0%, 20.0%]" in dom
+    # the wide table scrolls in its own box; no cell's text is cut inside a word; every estimate shows its n
+    assert int(attrs["scrolling-tables"]) >= 1, attrs
+    assert attrs["midword"].startswith("0:"), attrs
+    assert int(attrs["estimates"]) > 0 and attrs["estimates-without-n"].startswith("0:"), attrs
+    assert attrs["bare-numbers"].startswith("0:"), attrs
+    assert "n\xa0=\xa017" in dom.replace("&nbsp;", "\xa0") and "finetune_<wbr>global.<wbr>visual.<wbr>" in dom
     # the summary (each section's title and finding) opens the page, within the first screen
     assert 0 < int(attrs["summary-bottom"]) <= int(attrs["window-height"]), attrs
     summary = re.search(r'<nav id="summary">(.*?)</nav>', dom, re.S).group(1)
@@ -201,15 +216,70 @@ def test_report_reads_the_harness_its_manifest_names_and_refuses_an_unknown_fold
 
 
 def test_table_cells_wrap_at_name_parts_not_mid_word():
-    """Names wrap at their parts (``finetune_|global``, ``visual.|layer4.0``), numbers and words never; a run
-    with no break point wraps every LONGEST_PIECE characters (so a wide table still fits the window)."""
-    from modeledit.eval.report import LONGEST_PIECE, break_points
+    """Names wrap at their parts (``finetune_|global``, ``visual.|layer4.0``), numbers and words never, and a run
+    with no break point is never cut (a wide table scrolls in its own box instead)."""
+    from modeledit.eval.report import break_points
 
     assert break_points("finetune_global") == ["finetune_", "global"]
     assert break_points("visual.layer4.0") == ["visual.", "layer4.0"]
     assert break_points("73.1%") == ["73.1%"] and break_points("-0.5 pp [-1.0, 0.2]") == ["-0.5 pp [-1.0, 0.2]"]
     assert break_points("no setting qualifies: no change") == ["no setting qualifies: no change"]
-    long = "x" * (2 * LONGEST_PIECE + 3)
-    assert break_points(long) == ["x" * LONGEST_PIECE, "x" * LONGEST_PIECE, "xxx"]
-    for text in ("finetune_global", "visual.layer4.0 at 0.25", long, '{"lr": 0.001, "steps": 500}'):
+    assert break_points("x" * 60) == ["x" * 60]
+    for text in ("finetune_global", "visual.layer4.0 at 0.25", "x" * 60, '{"lr": 0.001, "steps": 500}'):
         assert "".join(break_points(text)) == text
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian chromium not installed (make test installs it)")
+def test_page_checks_catch_mid_word_breaks_and_estimates_without_n(tmp_path):
+    """The page's own checks fail where they should: the old cell CSS (overflow-wrap:anywhere in a capped
+    cell width) cuts identifiers mid-word, and an estimate written without its n is counted."""
+    _wide_harness(tmp_path / "photos")
+    page = build_report(tmp_path)
+    good = _body(dump_dom(page))
+    assert good["midword"].startswith("0:") and good["estimates-without-n"].startswith("0:"), good
+    old_css = "td,th{overflow-wrap:anywhere;word-break:break-word;max-width:22em}.tw{overflow-x:visible}</style>"
+    page.write_text(page.read_text().replace("</style>", old_css, 1))
+    cut = _body(dump_dom(page))
+    assert int(cut["midword"].split(":")[0]) > 0, cut
+    folder = tmp_path / "no_n"
+    folder.mkdir()
+    write_summary(folder, "photos", "no n", {"errors corrected": 0.5},
+                  tables=[{"title": "t", "columns": ["method", "test_corrected"], "rows": [{"method": "edit", "test_corrected": 0.25}]}])
+    bare = _body(dump_dom(build_report(folder)))
+    assert bare["estimates-without-n"].startswith("2:"), bare
+
+
+def test_columns_say_which_way_is_better_and_views_read_as_what_happened():
+    """Headers carry unit and direction; the photo study's fallback mask reads as what happened, in old results too."""
+    from modeledit.eval.report import SHOWN_AS, column_label
+
+    assert column_label("drop") == "accuracy drop (pp; higher = more sensitive)"
+    assert column_label("clean_drop") == "clean accuracy drop (pp; higher = worse)"
+    assert column_label("test_other_corrected").endswith("(% of errors; higher = better)")
+    assert column_label("post_attack_success").endswith("(%; lower = better)")
+    assert column_label("locality") == "clean views changed (%; higher = worse)"
+    assert column_label("site_name") == "site name"
+    from modeledit.eval.photos import ELLIPSE_LABEL
+
+    assert SHOWN_AS["ellipse (GrabCut failed)"] == ELLIPSE_LABEL
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian chromium not installed (make test installs it)")
+def test_committed_results_pages_show_every_estimate_with_its_n(tmp_path):
+    """The committed real-photo study and the world harness folders (written before summaries carried n) render
+    with every estimate's n, no mid-word cuts, the fallback mask in words, budgets explained."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    for name, src in [("photos", root / "photos"), ("world", root / "world" / "bench")]:
+        page = build_report(src, tmp_path / name)
+        dom = dump_dom(page)
+        body = _body(dom)
+        print(name, "page height", body["page-height"], "px")
+        assert body["overflow"].startswith("0:") and body["midword"].startswith("0:"), (name, body)
+        assert int(body["estimates"]) > 0 and body["estimates-without-n"].startswith("0:"), (name, body)
+        assert body["bare-numbers"].startswith("0:"), (name, body)
+        assert "class=\"budget\"" in dom, name
+        if name == "photos":
+            assert "GrabCut failed" not in dom and "ellipse mask (GrabCut found no clear object)" in dom
+            assert "clean views" in dom    # the photos' budget counts views, and says why
