@@ -208,6 +208,9 @@ class Edit:
     versions: dict[str, str] = field(default_factory=package_versions)
     #: where the base model's weights came from (:func:`modeledit.provenance.weights_record`): "random" only if asked for
     weights: dict[str, str] = field(default_factory=dict)
+    #: where the edit was computed (:meth:`from_changes`): the changed parameters' device, its name (the GPU's model or
+    #: the processor) and dtype; always part of ``metrics`` (a method's own metrics of the same name keep their values)
+    made_on: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _backups: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -233,7 +236,16 @@ class Edit:
         """An edit of ``model``'s current parameters (their hashes become the edit's base)."""
         params = _params(as_module(model), list(changes))
         kwargs.setdefault("weights", weights_record(model))
-        return cls(method=method, changes=changes, base_hashes={n: tensor_hash(p) for n, p in params.items()}, **kwargs)
+        edit = cls(method=method, changes=changes, base_hashes={n: tensor_hash(p) for n, p in params.items()}, **kwargs)
+        edit.made_on = _made_on(list(params.values()))
+        edit.metrics = edit.metrics   # now with where it was made
+        return edit
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a method that writes its metrics after from_changes (rewrite, finetune, ...) keeps where the edit was made
+        if name == "metrics" and isinstance(value, dict) and self.__dict__.get("made_on"):
+            value = {**self.__dict__["made_on"], **value}
+        object.__setattr__(self, name, value)
 
     # -- checking and computing
 
@@ -428,6 +440,16 @@ class Edit:
         except ValueError as exc:
             raise ValueError(f"edit {str(js.with_suffix(''))!r}: {exc}") from None
         return edit
+
+
+def _made_on(params: Sequence[torch.Tensor]) -> dict[str, str]:
+    """Where an edit of ``params`` is computed: their device, its name, their dtype (the edit's precision)."""
+    from modeledit.device import describe_device
+
+    if not params:
+        return {}
+    p = params[0]
+    return {"device": str(p.device), "device_name": describe_device(p.device), "dtype": str(p.dtype).removeprefix("torch.")}
 
 
 def _record_digest(record: dict[str, Any]) -> str:

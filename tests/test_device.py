@@ -391,3 +391,30 @@ def test_captum_explanations(world_vgg, ex):
     with elsewhere():
         maps = attribution_maps(world_vgg, ex.x, target=CAR, site=-1, config=cfg)
     assert set(maps) == set(ref) and all(np.allclose(maps[k], ref[k], atol=1e-6) for k in ref)
+
+
+@pytest.mark.parametrize("method", ["rewrite", "finetune", "paint", "rrr"])
+def test_every_edit_file_names_the_device_it_was_made_on(world_vgg, ex, method, tmp_path):
+    """Each way to make an edit records its device, the device's name and the weights' dtype in the saved file,
+    and the record survives a load and a second save."""
+    import json
+
+    from modeledit.device import describe_device
+    from modeledit.edit import Edit
+    from modeledit.editor import EditConfig, rewrite
+    from modeledit.finetuning import FinetuneConfig, finetune
+    from modeledit.patching import PatchConfig, patch
+    from modeledit.rrr import RRRConfig, rrr
+
+    make = {"rewrite": lambda: rewrite(world_vgg, -1, ex, config=EditConfig()),
+            "finetune": lambda: finetune(world_vgg, -1, ex, target=CAR, config=FinetuneConfig(scope="local", lr=1e-3, steps=2)),
+            "paint": lambda: patch(world_vgg, -1, ex, target=CAR, config=PatchConfig(scope="local", lr=1e-3, steps=2, alpha=0.5)),
+            "rrr": lambda: rrr(world_vgg, -1, ex, target=CAR, config=RRRConfig(scope="local", lr=1e-3, steps=2, lam=1.0))}
+    edit = make[method]()
+    _, js = edit.save(tmp_path / "e")
+    made_on = {"device": "cpu", "device_name": describe_device("cpu"), "dtype": "float32"}
+    assert {k: json.loads(js.read_text())["metrics"].get(k) for k in made_on} == made_on
+    assert {k: edit.metrics.get(k) for k in made_on} == made_on   # in memory too
+    again = Edit.load(tmp_path / "e", model=world_vgg.model)
+    _, js2 = again.save(tmp_path / "again")
+    assert json.loads(js2.read_text())["metrics"] == json.loads(js.read_text())["metrics"]
