@@ -215,7 +215,9 @@ def test_paint_restyle_execute_save_load(client, tmp_path):
     r = client.post("/api/effect", json={"set": "photos"})
     assert wait_job(client)["status"] == "done"
     eff = client.get("/api/state").json()["effect"]
-    assert eff["n"] == 11 and 0 <= eff["changed"] <= eff["n"] and len(eff["thumbs"]) == eff["changed"]
+    # the loaded edit names its exemplar (saved by the studio): chelsea is left out of the 11 photos
+    assert eff["n"] == 10 and eff["n_set"] == 11 and eff["excluded"] == ["chelsea"] and eff["exemplars_from"] == "edit"
+    assert 0 <= eff["changed"] <= eff["n"] and len(eff["thumbs"]) == eff["changed"]
     for th in eff["thumbs"]:
         assert client.get(f"/files/{th['file']}").status_code == 200
     one = files[:1]
@@ -395,6 +397,27 @@ def test_paint_restyle_execute_save_in_the_browser(server, browser, tmp_path):
         assert [p["label"] for p in cli[which]] == [label for label, _ in page]
         assert np.allclose([p["prob"] for p in cli[which]], [prob for _, prob in page], atol=1e-5)
     assert cli["before"] != cli["after"]          # the edit moved the original's probabilities too (slightly)
+    assert d.find_element(By.ID, "model-device").text.startswith("on cpu")        # where it runs, in the status line
+
+    # its effect on the shipped photos: the exemplar left out, n beside every estimate
+    import re
+
+    Select(d.find_element(By.ID, "segmenter-select")).select_by_value("object (GrabCut)")
+    d.find_element(By.ID, "effect-concept").send_keys("object")
+    d.find_element(By.ID, "effect").click()
+    idle(d, 400)
+    summary = d.find_element(By.ID, "effect-summary").text
+    assert summary.startswith("10 held-out images of photos (11 in the set; the edit's 1 exemplar image(s) left out: chelsea)"), summary
+    assert re.search(r"Predictions changed: \d+ of 10 \(clean change [\d.]+%, n = 10\); accuracy [\d.]+% → [\d.]+% \(n = 10\)", summary), summary
+    cf = d.find_element(By.ID, "effect-counterfactual").text
+    n_cf = int(re.search(r"on (\d+) of the 10 image", cf).group(1))
+    assert cf.endswith(f"(n = {n_cf})"), cf
+    rows = d.execute_script("return [...document.querySelectorAll('#effect-out table.classes tr')].slice(1)"
+                            ".map(tr => [...tr.cells].map(td => td.textContent))")
+    assert rows and sum(int(r[1]) for r in rows) == n_cf
+    for r in rows:                                   # class, n, then every count as "k of n"
+        n, (eb, of_b), (ea, of_a), (co, of_c), (ma, of_m) = int(r[1]), *(map(int, c.split(" of ")) for c in r[2:])
+        assert of_b == of_a == n and of_c == eb and of_m == n - eb and co <= eb, r
 
 
 def test_bad_uploads_in_the_browser(server, browser, tmp_path):
@@ -461,7 +484,7 @@ def test_world_scenes_oracle_effect_sensitivity_and_cancel():
         c.post("/api/effect", json={"set": "world:test:100", "concept": "sand", "segmenter": "oracle (world scenes)"})
         assert wait_job(c)["status"] == "done"
         eff = c.get("/api/state").json()["effect"]
-        assert eff["n"] == 100 and eff["concept"] == "sand" and eff["n_counterfactual"] == sum(r["n"] for r in eff["classes"]) > 0
+        assert eff["n"] == 99 and eff["excluded"] == ["test 0 (truck)"] and eff["concept"] == "sand" and eff["n_counterfactual"] == sum(r["n"] for r in eff["classes"]) > 0
         assert all(r["corrected"] <= r["errors_before"] for r in eff["classes"])
 
         c.post("/api/sensitivity", json={"set": "world:test:60", "concepts": "sand,road", "styles": "snow",
@@ -635,7 +658,7 @@ def test_session_runs_everything_on_its_runtime(tmp_path):
             seen.clear()
             eff = st.effect_panel("world:test:12")
             assert seen and all(s == ("cpu", True) for s in seen), seen
-            assert eff["n"] >= 11
+            assert eff["n"] == 11 and eff["n_set"] == 12 and eff["excluded"] == [ims[0].name]
         finally:
             handle.remove()
         names = st.save_edit("rt")
@@ -700,3 +723,56 @@ def test_model_list_offers_only_models_that_load_offline(client, tmp_path):
         assert choices["resnet18"]["offline"] and choices["resnet18"]["checkpoint"] and not choices["resnet50"]["offline"]
     finally:
         opened.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# the effect panel: the exemplars are not held-out images
+
+
+def test_effect_panel_leaves_out_the_exemplars_by_identity(client, tmp_path):
+    """The exemplar is left out of the held-out set by its pixels, whatever route it came by: chelsea uploaded as a
+    file of another name is found among the shipped photos and, renamed again, in a folder; n counts what was measured.
+    An edit that does not name its exemplars (made elsewhere) leaves out the session's painted exemplars."""
+    from modeledit.eval.photos import load_photos
+    from modeledit.images import save_image
+
+    studio = client.app.state.studio
+    ticked = {i: im.exemplar for i, im in studio.images.items()}
+    for i in ticked:                                              # earlier tests' images: not exemplars here
+        client.post(f"/api/images/{i}/exemplar", json={"on": False})
+    cat = load_photos(["chelsea"])["chelsea"]
+    image_id = client.post("/api/images/upload", files={"file": ("my-cat.png", png_bytes(cat), "image/png")}).json()["added"][0]
+    mask = np.zeros((224, 224), np.uint8)
+    mask[40:200, 30:190] = 255
+    client.post(f"/api/images/{image_id}/mask", content=png_bytes(mask), headers={"content-type": "image/png"})
+    client.post("/api/style", json={"name": "brick"})
+    client.post("/api/execute", json={"site": "features.17", "stats": "none"})
+    assert wait_job(client)["status"] == "done"
+    folder = tmp_path / "held-out"
+    save_image(cat, folder / "renamed-cat.png")
+    save_image(load_photos(["coffee"])["coffee"], folder / "coffee.png")
+    try:
+        client.post("/api/effect", json={"set": "photos"})
+        assert wait_job(client)["status"] == "done"
+        eff = client.get("/api/state").json()["effect"]
+        assert (eff["n"], eff["n_set"], eff["n_excluded"], eff["excluded"]) == (10, 11, 1, ["my-cat.png"]) and eff["exemplars_from"] == "edit"
+        client.post("/api/effect", json={"set": str(folder)})
+        assert wait_job(client)["status"] == "done"
+        eff = client.get("/api/state").json()["effect"]
+        assert (eff["n"], eff["n_set"], eff["excluded"]) == (1, 2, ["my-cat.png"])
+        studio.edit.metrics.pop("exemplar_images")             # as an edit made by `modeledit edit` and loaded here
+        client.post("/api/effect", json={"set": "photos"})
+        assert wait_job(client)["status"] == "done"
+        eff = client.get("/api/state").json()["effect"]
+        assert (eff["n"], eff["excluded"], eff["exemplars_from"]) == (10, ["my-cat.png"], "session")
+        save_image(cat, folder / "coffee.png")                  # a held-out set of nothing but the exemplar: one message
+        (folder / "renamed-cat.png").unlink()
+        client.post("/api/effect", json={"set": str(folder)})
+        job = wait_job(client)
+        assert job["status"] == "failed" and "every image" in job["error"], job
+    finally:
+        client.post("/api/revert")
+        client.post(f"/api/images/{image_id}/remove")
+        for i, on in ticked.items():
+            client.post(f"/api/images/{i}/exemplar", json={"on": on})
+        client.post("/api/style", json={"name": "snow"})

@@ -79,6 +79,28 @@ def model_choices() -> list[dict[str, Any]]:
     return out
 
 
+def pixels_digest(x01: torch.Tensor) -> str:
+    """The identity of a picture: sha256 of its 8-bit pixels (as :func:`modeledit.images.to_uint8` gives them)
+    and its size, so the same file or scene read twice, by any route, has the same digest."""
+    import hashlib
+
+    from modeledit.images import to_uint8
+
+    arr = to_uint8(x01)
+    return hashlib.sha256(f"{arr.shape}".encode() + arr.tobytes()).hexdigest()
+
+
+def item_digest(x: torch.Tensor, meta: Any) -> str:
+    """:func:`pixels_digest` of a dataset item as it was read: the file itself for a folder's item (its ``meta``
+    names the path), else the item's own picture (a world scene)."""
+    path = meta.get("path") if isinstance(meta, dict) else None
+    if path:
+        from modeledit.images import read_image, to_tensor01
+
+        return pixels_digest(to_tensor01(read_image(path)))
+    return pixels_digest(x)
+
+
 def check_file_name(name: str) -> str:
     """The upload's plain file name, or a ValueError for a name with a folder part or odd characters."""
     if not name or "/" in name or "\\" in name or ".." in name or "\x00" in name or not _SAFE_NAME.match(name):
@@ -132,6 +154,7 @@ class StudioImage:
     counterfactual: torch.Tensor | None = None
     cf_key: tuple | None = None           # (style, style image, mask digest) the counterfactual was made with
     preds: dict[str, dict[str, Any]] = field(default_factory=dict)   # view -> {"base": top5, "edited": top5}
+    digest: str = ""                      # pixels_digest(raw): the picture's identity (held-out sets leave it out)
 
     def mask_key(self) -> int | None:
         return None if self.mask is None else hash(self.mask.numpy().tobytes())
@@ -318,7 +341,7 @@ class Studio:
              mask: torch.Tensor | None = None, exemplar: bool = True) -> StudioImage:
         if len(self.images) >= MAX_IMAGES:
             raise ValueError(f"the studio holds at most {MAX_IMAGES} images; remove some first")
-        im = StudioImage(f"i{next(self._ids)}", name, source, raw, self.fit(raw), meta, mask, exemplar)
+        im = StudioImage(f"i{next(self._ids)}", name, source, raw, self.fit(raw), meta, mask, exemplar, digest=pixels_digest(raw))
         self.images[im.id] = im
         self._predict(im)
         return im
@@ -586,6 +609,9 @@ class Studio:
             if strength != 1.0:
                 edit = interpolate(lm, edit, strength, method="rewrite")
             edit.metrics["runtime"] = self.runtime.record()        # in the saved edit's JSON, with the solve's device
+            # which pictures taught the rule, by identity: the effect panel leaves them out of held-out sets (also
+            # after Save and Load)
+            edit.metrics["exemplar_images"] = [{"name": im.name, "pixels_sha256": im.digest} for im in ims]
             self.edit, self.show_edited = edit, True
             self.edit_info = {"site": site_obj.name, "rank": cfg.rank, "strength": strength, "mode": mode, "statistics": stats,
                               "exemplars": [im.name for im in ims], "style": self.style,
@@ -594,6 +620,17 @@ class Studio:
             self.effect = None
             self.refresh_predictions()
         return self.edit_info
+
+    def edit_exemplars(self) -> tuple[dict[str, str], str]:
+        """The pictures the current edit learnt from (digest -> name) and where that comes from: the edit's own
+        record (an edit made, or saved, by the studio), else the session's painted exemplars (an edit made
+        elsewhere does not name its pictures)."""
+        if self.edit is None:
+            return {}, ""
+        recorded = self.edit.metrics.get("exemplar_images") if isinstance(self.edit.metrics, dict) else None
+        if isinstance(recorded, list) and recorded:
+            return {str(r.get("pixels_sha256")): str(r.get("name", "")) for r in recorded if isinstance(r, dict)}, "edit"
+        return {im.digest: im.name for im in self.images.values() if im.exemplar and im.mask is not None}, "session"
 
     def toggle(self) -> bool:
         if self.edit is None:
@@ -669,7 +706,8 @@ class Studio:
     def effect_panel(self, spec: str, concept: str = "", segmenter: str = "", job: Any = None, max_thumbs: int = 24) -> dict[str, Any]:
         """The edit's effect on a held-out set: predictions that changed, clean change, errors corrected per class.
 
-        With a ``concept`` (and a segmenter that finds it), the set's images holding the concept are also restyled
+        The pictures the edit learnt from (:meth:`edit_exemplars`, by their pixels' identity) are left out of the
+        set: ``n`` counts the images measured, ``n_excluded`` / ``excluded`` those left out. With a ``concept`` (and a segmenter that finds it), the set's images holding the concept are also restyled
         with the current style: there an error is the counterfactual's prediction differing from the label (the
         set's own labels, else the original model's prediction on the original), and the panel counts per class
         the errors the edit corrects and those it makes."""
@@ -682,14 +720,24 @@ class Studio:
         data = self.statistics_dataset(spec)
         if data is None:
             raise ValueError("choose a held-out set: 'photos', a world split (world:test:200) or a folder")
-        n = len(data)
-        xs, labels = [], []
-        for i in range(n):
+        exemplars, exemplars_from = self.edit_exemplars()
+        n_set = len(data)
+        xs, labels, keep, excluded = [], [], [], []
+        for i in range(n_set):
             if job is not None:
-                job.step(i, n, "reading the held-out set")
-            x, y, _ = data[i]
+                job.step(i, n_set, "reading the held-out set")
+            x, y, meta = data[i]
+            key = item_digest(x, meta) if exemplars else ""
+            if key in exemplars:
+                excluded.append(exemplars[key])
+                continue
             xs.append(x)
             labels.append(int(y))
+            keep.append(i)
+        n = len(keep)
+        if n == 0:
+            raise ValueError(f"every image of {spec!r} is an exemplar of this edit; measure on a held-out set with other images")
+        data = torch.utils.data.Subset(data, keep)
         x = torch.stack(xs)
         before = lm.predict_labels(x)
         with self.edit.applied(lm.model):
@@ -697,7 +745,9 @@ class Studio:
         y = np.asarray(labels)
         y = np.where(y >= 0, y, before)       # unlabelled images: the original model's prediction is the label
         changed = np.flatnonzero(before != after)
-        out: dict[str, Any] = {"set": spec, "n": n, "changed": int(len(changed)), "clean_change": float(len(changed) / max(n, 1)),
+        out: dict[str, Any] = {"set": spec, "n": n, "n_set": n_set, "n_excluded": len(excluded), "excluded": excluded,
+                               "exemplars_from": exemplars_from,
+                               "changed": int(len(changed)), "clean_change": float(len(changed) / max(n, 1)),
                                "acc_before": float((before == y).mean()), "acc_after": float((after == y).mean()),
                                "labelled": bool((np.asarray(labels) >= 0).any()), "thumbs": [], "classes": []}
         for k, i in enumerate(changed[:max_thumbs]):

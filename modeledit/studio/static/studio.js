@@ -353,6 +353,10 @@ function renderEdit() {
 
 function cellText(v) { return v == null ? "–" : v; }
 
+function pct(v) { return `${(100 * v).toFixed(1)}%`; }
+
+function kOf(k, n) { return `${k} of ${n}`; }
+
 function renderEffect() {
   const out = $("effect-out");
   const f = S.effect;
@@ -360,21 +364,35 @@ function renderEffect() {
   if (!f) return;
   const p = document.createElement("p");
   p.id = "effect-summary";
-  p.textContent = `${f.n} images of ${f.set}: ${f.changed} prediction(s) changed (clean change ${(100 * f.clean_change).toFixed(1)}%, n=${f.n}); ` +
-    `accuracy ${(100 * f.acc_before).toFixed(1)}% → ${(100 * f.acc_after).toFixed(1)}%` + (f.labelled ? "" : " (labels: the original model's predictions)");
+  const left = f.n_excluded
+    ? ` (${f.n_set} in the set; the edit's ${f.n_excluded} exemplar image(s) left out: ${f.excluded.join(", ")})`
+    : ` (none of them is one of the edit's exemplars${f.exemplars_from === "session" ? " painted in this session" : ""})`;
+  p.textContent = `${f.n} held-out images of ${f.set}${left}. ` +
+    `Predictions changed: ${kOf(f.changed, f.n)} (clean change ${pct(f.clean_change)}, n = ${f.n}); ` +
+    `accuracy ${pct(f.acc_before)} → ${pct(f.acc_after)} (n = ${f.n})` + (f.labelled ? "" : ", the labels being the original model's predictions");
   out.append(p);
   if (f.classes && f.classes.length) {
     const p2 = document.createElement("p");
-    p2.textContent = `${f.concept} restyled with ${f.style} on ${f.n_counterfactual} image(s): accuracy ${(100 * f.cf_acc_before).toFixed(1)}% → ${(100 * f.cf_acc_after).toFixed(1)}%`;
+    p2.id = "effect-counterfactual";
+    p2.textContent = `${f.concept} restyled with ${f.style} on ${f.n_counterfactual} of the ${f.n} image(s) (those holding it): ` +
+      `accuracy ${pct(f.cf_acc_before)} → ${pct(f.cf_acc_after)} (n = ${f.n_counterfactual})`;
     out.append(p2);
     const t = document.createElement("table");
     t.className = "classes";
-    t.innerHTML = "<tr><th>class</th><th>n</th><th>errors before</th><th>after</th><th>corrected</th><th>made</th></tr>";
+    t.innerHTML = "<tr><th>class</th><th>n</th><th>errors before</th><th>errors after</th>" +
+      "<th title='errors before the edit that it corrects'>corrected (of the errors)</th>" +
+      "<th title='images right before the edit that it gets wrong'>made (of the right ones)</th></tr>";
     f.classes.forEach((r) => {
       const tr = t.insertRow();
-      [r.class, r.n, r.errors_before, r.errors_after, r.corrected, r.made].forEach((v) => { tr.insertCell().textContent = v; });
+      [r.class, r.n, kOf(r.errors_before, r.n), kOf(r.errors_after, r.n), kOf(r.corrected, r.errors_before),
+        kOf(r.made, r.n - r.errors_before)].forEach((v) => { tr.insertCell().textContent = v; });
     });
     out.append(t);
+  }
+  if (f.changed) {
+    const p3 = document.createElement("p");
+    p3.textContent = f.thumbs.length < f.changed ? `The first ${f.thumbs.length} of the ${f.changed} changed predictions:` : `The ${f.changed} changed prediction(s):`;
+    out.append(p3);
   }
   const grid = document.createElement("div");
   grid.className = "gallery";
