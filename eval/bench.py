@@ -437,6 +437,8 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
                 datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     check_stats_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
     manifest = asdict(cfg)
+    if cfg.cache.host_budget_mb == SuffixCacheConfig.host_budget_mb:   # the default: the manifest as before (older runs resume)
+        manifest["cache"].pop("host_budget_mb")
     if cfg.labels == "given" and not cfg.min_confidence:  # the default leaves the manifest as before (older runs resume)
         manifest.pop("labels")
         manifest.pop("min_confidence")

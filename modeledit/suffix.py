@@ -8,9 +8,10 @@ block's input or downsample output, a ViT block's residual stream), found from t
 from the site's description. Modules that do not contain the site stay opaque (leaves) while tracing, so
 only the chain of modules around the site has to be traceable.
 
-:class:`SuffixEvaluator` keeps the crossing tensors per (image set, site) within a memory budget
-(float32 or float16; beyond the budget spilled to disk or recomputed) and predicts with the model *as
-it currently is* from them. The cache is keyed by a sha256 over the prefix's parameters and buffers
+:class:`SuffixEvaluator` keeps the crossing tensors per (image set, site) on the model's device within a
+memory budget; beyond it, on a GPU, the least recently used move to pinned host memory within a second
+budget; beyond both they are spilled to disk or recomputed (float32 or float16 throughout). It predicts
+with the model *as it currently is* from them. The cache is keyed by a sha256 over the prefix's parameters and buffers
 (:func:`modeledit.provenance.tensor_hash`): an edit at or after the site keeps it, any change before
 the site recomputes it, so a changed model never reuses stale inputs. :func:`suffix_forward` gives
 fine-tuning the same saving: the exemplars' prefix once, the trainable suffix per step.
@@ -314,15 +315,19 @@ def _take(v: Any, k: int, n: int) -> Any:
 class SuffixCacheConfig(JsonConfig):
     """How the crossing tensors are kept.
 
-    ``budget_mb``: memory for cached tensors over all (image set, site) entries; least recently used
-    entries are dropped first, then new chunks go to ``spill``: ``"disk"`` (files under ``cache_dir``,
-    default a temporary folder removed with the evaluator) or ``"recompute"`` (the prefix runs again on
-    every call for them). ``dtype``: ``"float32"`` (predictions identical to the full forward) or
+    ``budget_mb``: memory on the model's device for cached tensors over all (image set, site) entries.
+    ``host_budget_mb``: the host tier, used when the device is not the CPU (a GPU): beyond ``budget_mb`` the
+    least recently used entries move to host memory (pinned on CUDA, copied back without blocking) within
+    this budget. On the CPU the device's memory is the host's, so there is no second tier (nothing is counted
+    twice): least recently used entries are dropped. Beyond the memory tiers new chunks go to ``spill``:
+    ``"disk"`` (files under ``cache_dir``, default a temporary folder removed with the evaluator) or
+    ``"recompute"`` (the prefix runs again on every call for them). ``dtype``: ``"float32"`` (predictions identical to the full forward) or
     ``"float16"`` (half the memory; logits within about 1e-3, a near-tie can flip). ``batch_size``:
     images per prefix/suffix call.
     """
 
     budget_mb: float = 2048.0
+    host_budget_mb: float = 8192.0
     dtype: str = "float32"
     spill: str = "disk"
     cache_dir: str | None = None
@@ -333,8 +338,9 @@ class SuffixCacheConfig(JsonConfig):
             raise ValueError(f"unknown cache dtype {self.dtype!r}; choose from {sorted(DTYPES)}")
         if self.spill not in SPILLS:
             raise ValueError(f"unknown spill policy {self.spill!r}; choose from {SPILLS}")
-        if self.batch_size < 1 or self.budget_mb < 0:
-            raise ValueError(f"batch_size must be positive and budget_mb non-negative, got {self.batch_size}, {self.budget_mb}")
+        if self.batch_size < 1 or self.budget_mb < 0 or self.host_budget_mb < 0:
+            raise ValueError(f"batch_size must be positive and budget_mb, host_budget_mb non-negative, got {self.batch_size}, "
+                             f"{self.budget_mb}, {self.host_budget_mb}")
 
 
 @dataclass(frozen=True)
@@ -349,10 +355,16 @@ class ImageSet:
 
 
 @dataclass
+class _Host:
+    """A chunk's values in host memory (the second tier; pinned when they go back to a CUDA device)."""
+
+    values: tuple
+
+
+@dataclass
 class _Entry:
     prefix_hash: str
-    chunks: dict[int, Any] = dataclasses.field(default_factory=dict)   # index -> values (memory) or Path (disk)
-    nbytes: int = 0
+    chunks: dict[int, Any] = dataclasses.field(default_factory=dict)   # index -> values (device), _Host or Path (disk)
     dtypes: tuple = ()                                                  # the prefix's own dtypes, restored for the suffix
 
 
@@ -371,7 +383,9 @@ class SuffixEvaluator:
     """Predictions of ``model`` (as it currently is) on image sets, from cached site inputs.
 
     ``transform`` maps [0, 1] images to the model's input (e.g. ``LoadedModel.normalize``). See the module
-    docstring; :attr:`stats` counts cache hits, prefix runs, disk reads and fallbacks.
+    docstring; :attr:`stats` counts cache hits (device, host), prefix runs, disk reads and fallbacks.
+    ``host_tier``: keep a host-memory tier beyond the device's budget (``config.host_budget_mb``); None (the
+    default) keeps one exactly when the model's device is not the CPU.
 
     Example:
         >>> ev = SuffixEvaluator(lm.model, lm.normalize, SuffixCacheConfig(budget_mb=512, dtype="float16"))
@@ -379,7 +393,7 @@ class SuffixEvaluator:
     """
 
     def __init__(self, model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 config: SuffixCacheConfig | None = None, precision: str | None = None) -> None:
+                 config: SuffixCacheConfig | None = None, precision: str | None = None, host_tier: bool | None = None) -> None:
         """``precision``: autocast of the prediction passes (fp32, bf16, fp16), as ``LoadedModel.precision``; None:
         the command's ``--precision`` (:func:`modeledit.device.current_runtime`), else fp32."""
         self.model = model
@@ -389,14 +403,16 @@ class SuffixEvaluator:
         self.config = config or SuffixCacheConfig()
         self.batch_size = runtime_batch_size(self.config.batch_size)   # the command's --batch-size, where given
         self.precision = precision
+        self.host_tier = host_tier
         self._splits: dict[str, SiteSplit | None] = {}
         self._verified: set[str] = set()
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._mem = 0
+        self._host = 0
         self._dir: Path | None = None
         self._finalizer: Any = None
-        self.stats = {"chunks_cached": 0, "chunks_spilled": 0, "chunks_from_memory": 0, "chunks_from_disk": 0,
-                      "chunks_recomputed": 0, "prefix_runs": 0, "invalidations": 0, "fallbacks": 0}
+        self.stats = {"chunks_cached": 0, "chunks_to_host": 0, "chunks_spilled": 0, "chunks_from_memory": 0, "chunks_from_host": 0,
+                      "chunks_from_disk": 0, "chunks_recomputed": 0, "prefix_runs": 0, "invalidations": 0, "fallbacks": 0}
 
     # -- image sets and sites
 
@@ -422,8 +438,18 @@ class SuffixEvaluator:
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes of cached tensors held in memory."""
+        """Bytes of cached tensors held in the model's device memory."""
         return self._mem
+
+    @property
+    def host_bytes(self) -> int:
+        """Bytes of cached tensors held in the host tier (0 without one)."""
+        return self._host
+
+    def has_host_tier(self) -> bool:
+        """Whether entries beyond the device's budget move to host memory (see ``host_tier``)."""
+        on = self.host_tier if self.host_tier is not None else self._device().type != "cpu"
+        return bool(on) and self.config.host_budget_mb > 0
 
     def disk_bytes(self) -> int:
         """Bytes of cached tensors spilled to disk."""
@@ -498,6 +524,9 @@ class SuffixEvaluator:
             self.stats["chunks_from_disk"] += 1
             return tuple(v.to(self._device()) if isinstance(v, torch.Tensor) else v
                          for v in torch.load(str(stored), weights_only=True))
+        if isinstance(stored, _Host):
+            self.stats["chunks_from_host"] += 1
+            return self._from_host(stored.values)
         if stored is not None:
             self.stats["chunks_from_memory"] += 1
             return stored
@@ -508,15 +537,22 @@ class SuffixEvaluator:
         values = tuple(v.to(dt).contiguous() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for v in raw)
         nbytes = _nbytes(values)
         budget = self.config.budget_mb * 2**20
+        host = self.has_host_tier()
         for other in [k for k in self._entries if k != key]:      # least recently used first
             if self._mem + nbytes <= budget:
                 break
-            self._drop(other)
+            if host:
+                self._demote(other)    # its device chunks to the host tier (as far as it has room), the rest dropped
+            else:
+                self._drop(other)
         if self._mem + nbytes <= budget:
             entry.chunks[i] = values
-            entry.nbytes += nbytes
             self._mem += nbytes
             self.stats["chunks_cached"] += 1
+        elif host and self._host_room(nbytes, key):
+            entry.chunks[i] = _Host(self._to_host(values))
+            self._host += nbytes
+            self.stats["chunks_to_host"] += 1
         elif self.config.spill == "disk":
             path = self._spill_dir() / f"{uuid.uuid4().hex}.pt"
             torch.save(tuple(v.cpu() if isinstance(v, torch.Tensor) else v for v in values), str(path))
@@ -552,17 +588,69 @@ class SuffixEvaluator:
             self._finalizer = weakref.finalize(self, shutil.rmtree, str(self._dir), True)
         return self._dir
 
+    def _pinned(self) -> bool:
+        return self._device().type == "cuda" and torch.cuda.is_available()
+
+    def _to_host(self, values: tuple) -> tuple:
+        """The values in host memory: pinned for a CUDA device (so they go back without blocking); values already
+        in unpinned host memory (a CPU model) stay as they are."""
+        pin = self._pinned()
+
+        def host(v: Any) -> Any:
+            if not isinstance(v, torch.Tensor) or (v.device.type == "cpu" and not pin):
+                return v
+            out = torch.empty(v.shape, dtype=v.dtype, device="cpu", pin_memory=pin)
+            return out.copy_(v)
+
+        return tuple(host(v) for v in values)
+
+    def _from_host(self, values: tuple) -> tuple:
+        """The host tier's values on the model's device (a non-blocking copy from pinned memory)."""
+        dev = self._device()
+        return tuple(v.to(dev, non_blocking=v.is_pinned()) if isinstance(v, torch.Tensor) else v for v in values)
+
+    def _host_room(self, nbytes: int, key: tuple[str, str]) -> bool:
+        """Make room for ``nbytes`` in the host tier by dropping the host chunks of entries used before ``key``
+        (least recently used first); whether they fit."""
+        budget = self.config.host_budget_mb * 2**20
+        for other, entry in self._entries.items():
+            if self._host + nbytes <= budget or other == key:
+                break
+            for i, v in list(entry.chunks.items()):
+                if isinstance(v, _Host):
+                    del entry.chunks[i]
+                    self._host -= _nbytes(v.values)
+        return self._host + nbytes <= budget
+
+    def _demote(self, key: tuple[str, str]) -> None:
+        """Move an entry's device chunks to the host tier where it has room; drop the others (recomputed on use)."""
+        entry = self._entries[key]
+        for i, v in list(entry.chunks.items()):
+            if isinstance(v, (Path, _Host)):
+                continue
+            n = _nbytes(v)
+            self._mem -= n
+            if self._host_room(n, key):
+                entry.chunks[i] = _Host(self._to_host(v))
+                self._host += n
+                self.stats["chunks_to_host"] += 1
+            else:
+                del entry.chunks[i]
+
     def _drop(self, key: tuple[str, str]) -> None:
         entry = self._entries.pop(key, None)
         if entry is None:
             return
-        self._mem -= entry.nbytes
         for v in entry.chunks.values():
             if isinstance(v, Path):
                 v.unlink(missing_ok=True)
+            elif isinstance(v, _Host):
+                self._host -= _nbytes(v.values)
+            else:
+                self._mem -= _nbytes(v)
 
     def clear(self) -> None:
-        """Drop every cached tensor (memory and disk)."""
+        """Drop every cached tensor (device, host and disk)."""
         for key in list(self._entries):
             self._drop(key)
 

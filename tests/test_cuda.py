@@ -133,6 +133,29 @@ def test_suffix_evaluator_on_the_gpu(world_images, exemplars):
     ev.close()
 
 
+def test_suffix_cache_spills_to_pinned_host_memory_beyond_the_device_budget(world_images):
+    """On the GPU the entry pushed off the device's budget moves to pinned host memory and comes back (a
+    non-blocking copy) with the same predictions as the full forward."""
+    from modeledit.layers import get_site
+    from modeledit.suffix import SuffixCacheConfig, SuffixEvaluator, _Host
+
+    x, _ = world_images
+    lm = load_model("world_vgg", device="cuda")
+    site = get_site(lm.model, -1)
+    one_set = 300 * 96 * 8 * 8 * 4 / 2**20                # 300 images of 96 x 8 x 8 float32 keys
+    ev = SuffixEvaluator(lm.model, lm.normalize, SuffixCacheConfig(batch_size=100, budget_mb=1.5 * one_set, host_budget_mb=2 * one_set))
+    assert ev.has_host_tier()
+    a, b = ev.image_set(x[:300]), ev.image_set(x[300:600])
+    ev.predict(a, site)
+    ev.predict(b, site)                                   # a moves to the host tier
+    host = [v for e in ev._entries.values() for v in e.chunks.values() if isinstance(v, _Host)]
+    assert ev.stats["chunks_to_host"] == 3 and len(host) == 3 and ev.host_bytes > 0
+    assert all(t.is_pinned() for h in host for t in h.values if isinstance(t, torch.Tensor))
+    assert np.array_equal(ev.predict(a, site).numpy(), lm.predict_labels(x[:300], 100))
+    assert ev.stats["chunks_from_host"] == 3
+    ev.close()
+
+
 def test_restyle_on_the_gpu(exemplars):
     from modeledit.counterfactuals import restyle
     from modeledit.styles.magenta import MagentaStylizer

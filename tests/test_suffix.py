@@ -2,6 +2,7 @@
 for each model family, with an edit applied; the cache follows the weights and its memory budget."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
@@ -236,6 +237,35 @@ def test_least_recently_used_entry_is_dropped_for_a_new_one(world):
     assert ev.stats["chunks_cached"] == 4 and ev.memory_bytes == 80 * 96 * 64 * 4
     ev.logits(b, site)
     assert ev.stats["chunks_from_memory"] == 2 and ev.stats["prefix_runs"] == 4
+
+
+@pytest.mark.parametrize("host_mb_images", [100, 50])
+def test_host_tier_takes_the_least_recently_used_entry_beyond_the_device_budget(world, host_mb_images):
+    """With a host tier, the entry pushed off the device moves to host memory (as far as its budget goes; the
+    rest is dropped and recomputed on use) and predictions equal the uncached forward's bit for bit."""
+    lm = load_model("world_vgg")
+    site = get_site(lm.model, -1)                     # 96 x 8 x 8 keys: 24.6 kB per image, 40 images a chunk
+    per_image = 96 * 64 * 4
+    cfg = SuffixCacheConfig(batch_size=40, budget_mb=130 * per_image / 2**20, host_budget_mb=host_mb_images * per_image / 2**20,
+                            spill="recompute")
+    uncached = SuffixEvaluator(lm.model, lm.normalize, SuffixCacheConfig(batch_size=40, budget_mb=0, spill="recompute"))
+    ev = SuffixEvaluator(lm.model, lm.normalize, cfg, host_tier=True)
+    assert ev.has_host_tier() and not SuffixEvaluator(lm.model, lm.normalize, cfg).has_host_tier()   # the CPU: one memory
+    a, b = ev.image_set(world[0][:80]), ev.image_set(world[0][40:120])
+    first = ev.logits(a, site)
+    ev.logits(b, site)                                # a leaves the device for b
+    moved = host_mb_images // 40                      # chunks of a that fit the host tier
+    assert ev.stats["chunks_to_host"] == moved and ev.host_bytes == moved * 40 * per_image
+    assert ev.memory_bytes == 80 * per_image <= cfg.budget_mb * 2**20
+    edit = random_lowrank(lm.model, site, scale=1.0)
+    for model_now in (contextlib.nullcontext(), edit.applied(lm.model)):
+        with model_now:
+            again = ev.logits(a, site)
+            assert torch.equal(again, uncached.logits(a, site)) and torch.equal(again.argmax(-1), lm.predict(a.x).argmax(-1))
+    assert torch.equal(first, uncached.logits(a, site))
+    assert ev.stats["chunks_from_host"] == 2 * moved and ev.stats["prefix_runs"] == 4 + (2 - moved)
+    ev.clear()
+    assert ev.host_bytes == 0 and ev.memory_bytes == 0
 
 
 def test_float16_cache_is_close(world):
