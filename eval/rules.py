@@ -43,8 +43,15 @@ from modeledit.eval.bench import BenchConfig
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("single", "single_linear", "batch", "batch_full", "per_pair", "sequence", "sequence_keep", "batch_k", "sites")
+VARIANTS = ("single", "single_linear", "batch", "batch_full", "per_pair", "sequence", "sequence_keep", "batch_k", "sites",
+            "single_sel", "batch_sel", "keep_grid")
+#: the preserved sequence's settings compared by ``keep_grid`` (form, norm_weight, past_weight, keep_train)
+KEEP_GRID = tuple((f, nw, pw, False) for f, nws in (("full", (1e-1, 1.0, 10.0)), ("directions", (1e-2, 1e-1, 1.0)))
+                  for nw in nws for pw in (1.0, 10.0)) + (("full", 1.0, 1.0, True), ("directions", 1e-1, 1.0, True))
 BATCH_KS = (1, 3, 10, 30)
+#: strengths (fractions of the solved update) and norm weights tried by the selected variants (single_sel, batch_sel, batch_k)
+SEL_STRENGTHS = (0.125, 0.25, 0.5, 0.75, 1.0)
+SEL_NORM_WEIGHTS = (0.0, 1e-2, 1e-1, 1.0)
 
 
 @dataclass
@@ -56,6 +63,14 @@ class RulesStudyConfig(JsonConfig):
     max_rules: int | None = None
     keep_threshold: float | None = None        # None: modeledit.rules.KEEP_THRESHOLD
     max_norm: float | None = None
+    # sequence_keep (AlphaEdit's objective, modeledit.rules.RuleSequence): the form, the norm and past-keys weights,
+    # and whether the training statistics are kept (K0: projected at keep_threshold and penalised)
+    keep_form: str = "full"
+    norm_weight: float | None = None           # None: modeledit.rules.NORM_WEIGHT
+    past_weight: float | None = None           # None: modeledit.rules.PAST_WEIGHT
+    keep_train: bool = False
+    # the selected variants: the clean-accuracy budget (goal: <= 1 pp) and the val/test halves of each unit's test images
+    budget: float = 0.01
 
     def __post_init__(self) -> None:
         if isinstance(self.bench, Mapping):
@@ -172,6 +187,24 @@ class _Evaluator:
         self.orig_ok = {k: self.ev.predict(s[0], site).numpy() == self.y[k] for k, s in self.sets.items()}
         self.pre_ok = {k: self.ev.predict(s[1], site).numpy() == self.y[k] for k, s in self.sets.items()}
 
+    def halves(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """A unit's test images split at random (seeded by its name) into a validation half and a test half."""
+        import zlib
+
+        n = len(self.y[key])
+        perm = np.random.default_rng(zlib.crc32(key.encode())).permutation(n)
+        return np.sort(perm[:n // 2]), np.sort(perm[n // 2:])
+
+    def split_rows(self, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """rule_row on the validation half and on the test half (one prediction pass)."""
+        post_ok = self.ev.predict(self.sets[key][1], self.site).numpy() == self.y[key]
+        out = []
+        for idx in self.halves(key):
+            ok, pre = self.orig_ok[key][idx], self.pre_ok[key][idx]
+            n_pre, n_post = int((ok & ~pre).sum()), int((ok & ~post_ok[idx]).sum())
+            out.append({"n_pre": n_pre, "n_post": n_post, "corrected": (n_pre - n_post) / n_pre if n_pre else float("nan")})
+        return out[0], out[1]
+
     def predict_clean(self) -> np.ndarray:
         return self.ev.predict(self.clean, self.site).numpy()
 
@@ -208,7 +241,8 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
     from modeledit.layers import get_site
     from modeledit.progress import tqdm
     from modeledit.provenance import package_versions
-    from modeledit.rules import KEEP_THRESHOLD, RuleSequence, rewrite_rules
+    from modeledit.eval.protocol import choose_setting
+    from modeledit.rules import KEEP_THRESHOLD, RuleSequence, rewrite_rules, scale_edit
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +250,9 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
     conf = cfg.to_dict() if hasattr(cfg, "to_dict") else asdict(cfg)
     if manifest_path.is_file():
         old = json.loads(manifest_path.read_text())
-        if old.get("config") != json.loads(json.dumps(conf)):
+        same = ("bench", "site", "order_seed", "max_rules")        # what defines the rules and their data
+        new = json.loads(json.dumps(conf))
+        if any(old.get("config", {}).get(k) != new.get(k) for k in same):
             raise ValueError(f"{out} holds a study with another configuration; use a new --out folder or the same settings")
     keep_thr = KEEP_THRESHOLD if cfg.keep_threshold is None else cfg.keep_threshold
     t0 = time.perf_counter()
@@ -238,6 +274,38 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
     def unit_meta(u: Unit) -> dict[str, Any]:
         concept, style, target = u.key.split("|")
         return {**base, "rule": u.key, "pair": u.pair, "concept": concept, "style": style, "target_class": target}
+
+    def select(us: Sequence[Unit], edits: Sequence[tuple[dict[str, Any], Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Each (setting, edit) at every strength: the rules' mean validation correction and the clean drop; the setting
+        chosen within the budget (choose_setting: no change when none qualifies or none beats it) and each rule's row
+        (test half) under it. Returns (rows, grid)."""
+        grid, runs = [], []
+        for setting, edit in edits:
+            for strength in SEL_STRENGTHS:
+                with scale_edit(edit, strength).applied(lm.model):
+                    split = {u.key: ev.split_rows(u.key) for u in us}
+                    clean = ev.clean_row()
+                vals = [v["corrected"] for v, _ in split.values() if v["corrected"] == v["corrected"]]
+                g = {**setting, "strength": strength, "val_corrected": float(np.mean(vals)) if vals else float("nan"),
+                     "clean_drop": -clean["clean_acc_change"], **clean}
+                grid.append(g)
+                runs.append((g, split, setting))
+        chosen = choose_setting(grid, cfg.budget)
+        rows = []
+        for u in us:
+            if chosen is None:
+                _, t = runs[0][1][u.key]
+                t = {**t, "n_post": t["n_pre"], "corrected": 0.0 if t["n_pre"] else float("nan")}
+                clean = {"clean_acc_change": 0.0, "clean_changed": 0.0, "clean_flips_bad": 0, "clean_flips_good": 0}
+                rows.append({**unit_meta(u), **t, **clean, "chosen": "no change", "strength": 0.0, "val_corrected": float("nan")})
+            else:
+                g, split, setting = next(r for r in runs if r[0] is chosen)
+                v, t = split[u.key]
+                rows.append({**unit_meta(u), **t, **{k: g[k] for k in ("clean_acc_change", "clean_changed", "clean_flips_bad",
+                                                                       "clean_flips_good")},
+                             **{k: g[k] for k in setting if k in g}, "chosen": "setting", "strength": g["strength"],
+                             "val_corrected": v["corrected"], "val_corrected_mean": g["val_corrected"]})
+        return rows, grid
 
     for variant in cfg.variants:
         path = out / f"{variant}.csv"
@@ -274,15 +342,23 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
         elif variant in ("sequence", "sequence_keep") and not rows:
             from modeledit.rules import measure_sequence
 
-            seq = RuleSequence(lm, site, stats=st, config=cf, preserve=variant == "sequence_keep", keep_threshold=keep_thr,
-                               max_norm=cfg.max_norm)
+            if variant == "sequence":
+                seq = RuleSequence(lm, site, stats=st, config=cf, preserve=False, max_norm=cfg.max_norm)
+            else:
+                from modeledit.rules import NORM_WEIGHT, PAST_WEIGHT
+                seq = RuleSequence(lm, site, stats=st, config=cf, preserve=True, keep=st if cfg.keep_train else None,
+                                   keep_threshold=keep_thr, max_norm=cfg.max_norm, form=cfg.keep_form,
+                                   norm_weight=NORM_WEIGHT if cfg.norm_weight is None else cfg.norm_weight,
+                                   past_weight=PAST_WEIGHT if cfg.past_weight is None else cfg.past_weight)
             for u in tqdm(order, desc=variant):
                 seq.add(u.rule)
             steps = measure_sequence(seq, {u.key: (u.test[0], u.test[1], u.test[2]) for u in order},
                                      clean=(runner.clean_set()[0], runner.clean_set()[1].numpy()))
             meta = {u.key: unit_meta(u) for u in order}
             null = {i: e.metrics["keep"]["null_dim"] for i, e in enumerate(seq.edits.edits)}
-            steps = [{**meta[s["rule"]], "variant": variant, **s, "null_dim_at_step": null[s["step"]]} for s in steps]
+            objs = {i: e.metrics["objective_before"] for i, e in enumerate(seq.edits.edits)}
+            steps = [{**meta[s["rule"]], "variant": variant, **s, "null_dim_at_step": null[s["step"]],
+                      "objective_before_step": objs[s["step"]]} for s in steps]
             _write(out / f"{variant}_steps.csv", steps)
             last = len(order) - 1
             own = {s["rule"]: s for s in steps if order[s["step"]].key == s["rule"]}
@@ -292,11 +368,55 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
             _write(path, rows)
         elif variant == "batch_k":
             done = {int(r["k"]) for r in rows}
-            for k in [k for k in sorted({*BATCH_KS, len(order)}) if k <= len(order) and k not in done]:
-                edit = rewrite_rules(lm, [u.rule for u in order[:k]], site, stats=st, solver="linear")
-                with edit.applied(lm.model):
-                    clean = ev.clean_row()
-                    rows += [{**unit_meta(u), "variant": variant, "k": k, **ev.rule_row(u.key), **clean} for u in order[:k]]
+            for k in tqdm([k for k in sorted({*BATCH_KS, len(order)}) if k <= len(order) and k not in done], desc=variant):
+                us = order[:k]
+                edits = [({"norm_weight": nw}, rewrite_rules(lm, [u.rule for u in us], site, stats=st, solver="linear", norm_weight=nw))
+                         for nw in SEL_NORM_WEIGHTS]
+                r, _ = select(us, edits)
+                rows += [{**x, "variant": variant, "k": k, "budget": cfg.budget} for x in r]
+                _write(path, rows)
+        elif variant == "single_sel":
+            done = {r["rule"] for r in rows}
+            for u in tqdm([u for u in units if u.key not in done], desc=variant):
+                edit = rewrite(lm, site, u.rule.exemplars, config=cf, stats=st)
+                r, _ = select([u], [({"solver": "closed_form"}, edit)])
+                rows += [{**x, "variant": variant, "budget": cfg.budget} for x in r]
+                _write(path, rows)
+        elif variant == "batch_sel" and not rows:
+            edits = [({"norm_weight": nw}, rewrite_rules(lm, [u.rule for u in units], site, stats=st, solver="linear", norm_weight=nw))
+                     for nw in SEL_NORM_WEIGHTS]
+            r, grid = select(units, edits)
+            _write(out / "batch_sel_grid.csv", grid)
+            rows = [{**x, "variant": variant, "budget": cfg.budget} for x in r]
+            _write(path, rows)
+        elif variant == "keep_grid":
+            # the preserved sequence's settings: each rule's objective gain kept at the end (objective retention), the
+            # correction at the end on its test images, the clean change at the end and the largest objective met
+            from modeledit.editor import site_objective
+            from modeledit.rules import NORM_WEIGHT
+
+            done = {(r["form"], r["norm_weight"], r["past_weight"], bool(r["keep_train"])) for r in rows}
+            for form, nw, pw, kt in tqdm([g for g in KEEP_GRID if g not in done], desc=variant):
+                t1 = time.perf_counter()
+                seq = RuleSequence(lm, site, stats=st, preserve=True, keep=st if kt else None, keep_threshold=keep_thr,
+                                   form=form, norm_weight=nw, past_weight=pw)
+                for u in order:
+                    seq.add(u.rule)
+                with torch.no_grad():
+                    with seq.base.restored(lm.model):
+                        base_obj = [float(site_objective(lm.model, site, k.tensors)) for k in seq.rules]
+                    with seq.applied():
+                        end_obj = [float(site_objective(lm.model, site, k.tensors)) for k in seq.rules]
+                        end = [ev.rule_row(u.key)["corrected"] for u in order]
+                        clean = ev.clean_row()
+                own = [e.metrics["objective_after"] for e in seq.edits.edits]
+                ret = [(b - e) / (b - o) if b - o > 1e-12 else float("nan") for b, e, o in zip(base_obj, end_obj, own)]
+                rows.append({**base, "variant": variant, "form": form, "norm_weight": nw, "past_weight": pw, "keep_train": kt,
+                             "n_rules": len(order), "objective_retention_mean": float(np.nanmean(ret)),
+                             "objective_retention_min": float(np.nanmin(ret)),
+                             "objective_gain_own_step_mean": float(np.mean([b - o for b, o in zip(base_obj, own)])),
+                             "max_objective_before_step": max(e.metrics["objective_before"] for e in seq.edits.edits),
+                             "corrected_end_mean": float(np.nanmean(end)), **clean, "seconds": time.perf_counter() - t1})
                 _write(path, rows)
         elif variant == "sites":
             from modeledit.rules import rank_sites
@@ -304,9 +424,9 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
             done = {r["rule"] for r in rows}
             cx, cy, _ = runner.clean_set()
             for u in tqdm([u for u in units if u.key not in done], desc=variant):
-                half = len(u.test[2]) // 2          # val: the first half of the unit's test images (seeded split), test: the rest
-                ranking = rank_sites(lm, u.rule, clean=(cx, cy.numpy()), val=(u.test[0][:half], u.test[1][:half], u.test[2][:half]),
-                                     test=(u.test[0][half:], u.test[1][half:], u.test[2][half:]), stats=runner.statistics,
+                vi, ti = (torch.as_tensor(i) for i in ev.halves(u.key))      # val / test: random halves of the unit's test images
+                ranking = rank_sites(lm, u.rule, clean=(cx, cy.numpy()), val=(u.test[0][vi], u.test[1][vi], u.test[2][vi.numpy()]),
+                                     test=(u.test[0][ti], u.test[1][ti], u.test[2][ti.numpy()]), stats=runner.statistics,
                                      budget=cfg.bench.protocol.max_clean_drop)
                 best_test = max(r["test_corrected"] for r in ranking if r["test_corrected"] == r["test_corrected"])
                 for r in ranking:
@@ -337,7 +457,7 @@ def paired_over_pairs(a: pd.DataFrame, b: pd.DataFrame, col: str = "corrected", 
 def _clean_means(variant: str, g: pd.DataFrame) -> dict[str, float]:
     """The clean change of a variant: per edit, averaged over its edits (single: one per rule; per_pair: one per pair;
     a batch or a finished sequence: one edit for all rules)."""
-    edits = g if variant in ("single", "single_linear") else (g.drop_duplicates("pair") if variant == "per_pair" else g.iloc[:1])
+    edits = g if variant in ("single", "single_linear", "single_sel") else (g.drop_duplicates("pair") if variant == "per_pair" else g.iloc[:1])
     return {"clean_acc_change_mean": float(edits["clean_acc_change"].mean()), "clean_changed_mean": float(edits["clean_changed"].mean()),
             "n_edits": int(len(edits))}
 
@@ -348,6 +468,7 @@ def summarize(out_dir: str | Path) -> Path:
     tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS and p.stem != "sites"}
     rows = []
     single = tables.get("single")
+    selected = tables.get("single_sel")
     for name, t in tables.items():
         groups = [(name, t)] if name != "batch_k" else [(f"batch_k{k}", g) for k, g in t.groupby("k")]
         for label, g in groups:
@@ -355,9 +476,12 @@ def summarize(out_dir: str | Path) -> Path:
                    **_clean_means(name, g)}
             if "retention" in g:
                 row["retention_mean"] = float(g["retention"].mean())
-            if single is not None and label != "single":
-                row.update({f"vs_single_{k}": v for k, v in paired_over_pairs(single, g).items()})
-                row["fraction_of_single"] = row["corrected_mean"] / float(single[single["rule"].isin(g["rule"])]["corrected"].mean())
+            # selected variants (within the clean budget, test half) against single_sel, the rest against single (full strength)
+            ref, ref_name = (selected, "single_sel") if name in ("batch_sel", "batch_k") else (single, "single")
+            if ref is not None and label != ref_name:
+                row["reference"] = ref_name
+                row.update({f"vs_single_{k}": v for k, v in paired_over_pairs(ref, g).items()})
+                row["fraction_of_single"] = row["corrected_mean"] / float(ref[ref["rule"].isin(g["rule"])]["corrected"].mean())
             rows.append(row)
     path = out / "summary.csv"
     from modeledit.atomic import write_text_atomic
@@ -381,15 +505,17 @@ def write_figures(out_dir: str | Path) -> list[Path]:
         t = pd.read_csv(out / "batch_k.csv")
         g = t.groupby("k")["corrected"].mean()
         fig, ax = plt.subplots(figsize=(5, 3.4))
-        ax.plot(g.index, g.values, "o-", label="one joint solve (linear)")
-        if (out / "single.csv").is_file():
-            s = pd.read_csv(out / "single.csv")
+        sel = "budget" in t
+        ax.plot(g.index, g.values, "o-", label="one joint solve (linear" + (", selected within the clean budget)" if sel else ")"))
+        ref_path = out / ("single_sel.csv" if sel else "single.csv")
+        if ref_path.is_file():
+            s = pd.read_csv(ref_path)
             ref = [s[s["rule"].isin(t[t["k"] == k]["rule"])]["corrected"].mean() for k in g.index]
-            ax.plot(g.index, ref, "s--", label="each rule alone (closed form)")
+            ax.plot(g.index, ref, "s--", label="each rule alone (closed form" + (", selected)" if sel else ")"))
         ax.set_xscale("log")
         ax.set_xlabel("rules in the solve")
-        ax.set_ylabel("mean errors corrected (test)")
-        ax.legend()
+        ax.set_ylabel("mean errors corrected (test" + (" half)" if sel else ")"))
+        ax.legend(fontsize=7)
         fig.tight_layout()
         made.append(figs / "correction_vs_rules.png")
         fig.savefig(made[-1], dpi=120)

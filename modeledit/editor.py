@@ -520,13 +520,15 @@ def solve_adam(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors,
 
 @torch.no_grad()
 def solve_linear(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensors, dirs: torch.Tensor, cfg: EditConfig,
-                 chunk: int = 256) -> torch.Tensor:
+                 chunk: int = 256, penalty: torch.Tensor | None = None) -> torch.Tensor:
     """Λ of one shared ridge solve (the MEMIT form, no IRLS or active sets): the least-squares fit of the
     pre-activation to a linear target, t = v* where the site is linear or v* > 0, else min(z0, 0) (a ReLU output of 0 is
     reached by any non-positive pre-activation, so already-silent positions keep theirs), weighted by the objective's
     position weights. The normal equations are accumulated over exemplars in chunks of ``chunk`` images, so thousands
     of rules' keys fit in memory; one (r·kh·kw)² system is solved for every output channel at once. Fast and
-    approximate: it ignores the L1 objective and the ReLU's kink that ``closed_form`` follows."""
+    approximate: it ignores the L1 objective and the ReLU's kink that ``closed_form`` follows. ``penalty``: an extra
+    (r·kh·kw)² positive semidefinite matrix added to the normal equations after the relative ridge (a quadratic penalty
+    on the scaled update, e.g. :func:`modeledit.rules.rewrite_rules`' kept-output and norm terms)."""
     site = bind_site(model, site)
     w0 = site.weight.detach()
     out_c, _, kh, kw = w0.shape
@@ -548,6 +550,8 @@ def solve_linear(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensor
             b += x.T @ rhs
         mu = cfg.ridge * float(a.diagonal().sum()) / m + 1e-12
         a.diagonal().add_(mu)
+        if penalty is not None:
+            a += penalty.to(a)
         lam = (_spd_solve(a, b) / s).T                                                        # (out, m)
     return lam.reshape(out_c, r, kh, kw).to(w0.dtype)
 

@@ -12,17 +12,29 @@ like x". :func:`rewrite_rules` fixes several rules with one closed-form update o
   single-rule :func:`~modeledit.editor.rewrite`;
 * ``form="full"`` is the unrestricted MEMIT-style update (every whitened direction: ΔW ∝ R Kᵀ(λC + KKᵀ)⁻¹).
 
-Preservation (AlphaEdit, Fang et al. 2025): ``keep=`` gives images (or a second moment) whose site outputs
-must not change. With K0 their keys, the eigenvectors U0 of K0 K0ᵀ whose eigenvalues are at most
-``keep_threshold`` x the largest span the approximate null space; the directions are projected, d ← U0 U0ᵀ d,
-so ΔW k = Λ dᵀ U0 U0ᵀ k ≈ 0 for every kept key k (exactly 0 when the kept keys do not span the key space).
-``max_norm`` optionally bounds ‖ΔW‖_F / ‖W‖_F (the update is scaled down to it). Both are in the edit's metadata.
-Measured limit (see :data:`KEEP_THRESHOLD`): the projection keeps kept outputs exactly when the kept keys leave a true
-null space; an approximate one (full-rank kept keys) does not protect them by itself, because the solver's relative
-ridge lets the update grow along the weak directions: bound it with ``max_norm``.
+Preservation (AlphaEdit, Fang et al. 2025: ΔP = R K1ᵀP (K_p K_pᵀP + K1 K1ᵀP + I)⁻¹). ``keep=`` gives images (or
+a second moment) whose site outputs must not change, ``protect=`` the keys of earlier edits (AlphaEdit's cache of
+past keys K_p). Three parts, all in the edit's metadata (``metrics["keep"]``):
+
+* the projection P: the eigenvectors U0 of the kept keys' second moment whose eigenvalues are at most
+  ``keep_threshold`` x the largest span the approximate null space, and the directions are projected, d ← U0 U0ᵀ d
+  (``keep_threshold=None``: no projection). Exact (ΔW k = 0) where the kept keys leave a true null space;
+* the penalised solve of Λ (the ``linear`` solver's one ridge solve with extra terms; with ``keep``/``protect`` or a
+  ``norm_weight`` this replaces ``config.solver``): with x the projected, unfolded keys (in the directions' units),
+  n the exemplars' weighted positions, minimise Σ_exemplars (x θ - r)² + ``keep_weight``·n·E_kept[(x θ)²] +
+  ``past_weight``·Σ_protected (x θ)² + ``norm_weight``·n·‖θ‖². The last is AlphaEdit's absolute "+I": the directions
+  are C-orthonormal (dᵀCd = I), so ‖θ‖² is the expected squared output change of a training key (taps taken as
+  independent) and the term does not depend on the keys' scale (without statistics it is scaled by the kept or
+  exemplar keys' mean energy). The kept and protected terms use the keys' unfolded (tap x channel) second moments;
+  a bare (d, d) second moment is taken tap by tap;
+* ``max_norm`` optionally bounds ‖ΔW‖_F / ‖W‖_F (the update is scaled down to it).
+
+Measured (see :data:`NORM_WEIGHT`): the projection alone does not protect full-rank kept keys (the relative ridge
+lets Λ grow along the weak directions); the absolute norm term and the kept-output penalty do.
 
 Sequences (:class:`RuleSequence`): rules added one by one; each new edit is solved on the model carrying the
-earlier ones, with the earlier rules' keys (a running second moment: the cache of past keys) kept. The sequence
+earlier ones, with the earlier rules' keys protected (``protect``: the penalty keeps their current, edited outputs)
+and ``keep`` (K0: e.g. the training statistics) projected and penalised. The sequence
 holds a frozen copy of the base weights (:class:`PinnedBase`); :func:`measure_sequence` takes the sequence, not a
 model, restores the pinned base itself and measures after every step, so "before" is always the base model.
 
@@ -67,6 +79,13 @@ log = logging.getLogger(__name__)
 #: and the kept outputs move as much as without keep (35%), unless ``max_norm`` bounds the update (0.2: 2% change, but
 #: 11% of the gain). ``max_norm`` therefore has no default: it trades the fix against preservation.
 KEEP_THRESHOLD = 1e-2
+#: default weights of the penalised solve used with ``keep``/``protect`` (results/world/rules/keep_weights.json):
+#: the absolute norm term (AlphaEdit's "+I", per exemplar position, in units of a training key's output change), the
+#: kept keys' output change (per exemplar position, mean over kept keys) and the protected (past) keys' output change
+#: (summed over their positions, as AlphaEdit's K_p K_pᵀ)
+NORM_WEIGHT = 1e-2
+KEEP_WEIGHT = 1.0
+PAST_WEIGHT = 1.0
 #: the joint solve's forms: each rule's own directions (their span), or every whitened direction (MEMIT)
 FORMS = ("directions", "full")
 
@@ -150,22 +169,71 @@ def _rule_objectives(bound: BoundSite, tens: ExemplarTensors, sizes: Sequence[in
 # kept keys
 
 
-def keep_moment(lm: Any, site: EditSite, keep: Any, batch_size: int = 64) -> tuple[torch.Tensor, int]:
-    """(E[k kᵀ] of the kept keys (d, d) float64, number of keys). ``keep``: images (N, 3, H, W) in [0, 1] or a list of
-    them, a :class:`~modeledit.stats.SecondMoment`, a (d, d) tensor (a second moment), or :class:`RuleKeys` (their
-    objective's keys)."""
+@dataclass
+class KeptKeys:
+    """Keys whose site outputs an edit keeps: their channel second moment E[k kᵀ] (d, d) for the projection, their
+    unfolded (channel x tap) second moment (d·kh·kw)² over the site's output positions for the penalty (None when only
+    a channel moment was given: the penalty then takes taps as independent), both means over ``count`` positions,
+    float64 on the CPU. ``total()`` gives sums (AlphaEdit's K Kᵀ)."""
+
+    moment: torch.Tensor
+    unfolded: torch.Tensor | None
+    count: int
+
+    def merged(self, other: "KeptKeys") -> "KeptKeys":
+        n = self.count + other.count
+        mix = lambda a, b: (a * self.count + b * other.count) / n  # noqa: E731
+        unf = None if self.unfolded is None or other.unfolded is None else mix(self.unfolded, other.unfolded)
+        return KeptKeys(mix(self.moment, other.moment), unf, n)
+
+
+def _unfolded_sum(bound: BoundSite, key: torch.Tensor, weight: torch.Tensor | None, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(Σ_p w_p u_p u_pᵀ over output positions (u: the unfolded keys, channel-major like Λ), Σ of the channel outer
+    products over key positions, Σ_p w_p) for keys (N, d, H, W) and output-position weights (N, 1, Ho, Wo) or None."""
+    from modeledit.editor import _unfold_projected
+
+    d = key.shape[1]
+    kh, kw = bound.weight.shape[2:]
+    eye = torch.eye(d, dtype=key.dtype, device=key.device)
+    dt = d * kh * kw
+    unf = torch.zeros(dt, dt, dtype=torch.float64, device=key.device)
+    chan = torch.zeros(d, d, dtype=torch.float64, device=key.device)
+    n = 0.0
+    with single_threaded() if key.device.type == "cpu" else contextlib.nullcontext():
+        for i in range(0, key.shape[0], chunk):
+            k = key[i:i + chunk]
+            u = _unfold_projected(bound, k, eye, (kh, kw)).double()
+            w = torch.ones(u.shape[0], dtype=torch.float64, device=u.device) if weight is None else weight[i:i + chunk].reshape(-1).double()
+            unf += (u * w[:, None]).T @ u
+            n += float(w.sum())
+            kf = k.permute(0, 2, 3, 1).reshape(-1, d).double()
+            chan += kf.T @ kf
+    return unf.cpu(), chan.cpu(), n
+
+
+def kept_keys(lm: Any, bound: BoundSite, keep: Any, batch_size: int = 64) -> KeptKeys:
+    """The keys to keep at ``bound``'s site. ``keep``: images (N, 3, H, W) in [0, 1] or a list of them, :class:`RuleKeys`
+    (or a list: their exemplar keys, weighted like their objective), a :class:`KeptKeys`, a
+    :class:`~modeledit.stats.SecondMoment` or a (d, d) tensor (a second moment; the penalty then takes taps as independent)."""
+    site = bound.site
     d = site.key_channels
-    if isinstance(keep, SecondMoment):
+    if isinstance(keep, KeptKeys):
+        out = keep
+    elif isinstance(keep, SecondMoment):
         if keep.site and keep.site != site.name:
             raise ValueError(f"the keep statistics were computed at site {keep.site!r}, not {site.name!r}; compute them at the edited site")
-        m, n = keep.mean.double(), int(keep.count)
+        out = KeptKeys(keep.mean.double().cpu(), None, int(keep.count))
     elif isinstance(keep, RuleKeys) or (isinstance(keep, (list, tuple)) and keep and all(isinstance(k, RuleKeys) for k in keep)):
         ks = [keep] if isinstance(keep, RuleKeys) else list(keep)
-        flat = [_flat_keys(k.tensors)[0] for k in ks]
-        kk = torch.cat(flat) if flat else torch.zeros(0, d, dtype=torch.float64)
-        m, n = (kk.T @ kk) / max(len(kk), 1), int(len(kk))
+        unf, chan, n, nk = 0, 0, 0.0, 0
+        for k in ks:
+            u, c, m = _unfolded_sum(bound, k.tensors.key, k.tensors.weight)
+            unf, chan, n, nk = unf + u, chan + c, n + m, nk + k.tensors.key[:, :1].numel()
+        if n == 0:
+            raise ValueError("the keep set is empty (no keys); give at least one image to keep, or leave keep out")
+        out = KeptKeys(chan / max(nk, 1), unf / n, int(round(n)))
     elif isinstance(keep, torch.Tensor) and keep.dim() == 2:
-        m, n = keep.double(), -1
+        out = KeptKeys(keep.double().cpu(), None, 1)
     else:
         imgs = keep if isinstance(keep, torch.Tensor) else (torch.stack(list(keep)) if isinstance(keep, (list, tuple)) and keep else None)
         if imgs is None or imgs.dim() != 4 or imgs.shape[0] == 0:
@@ -173,18 +241,27 @@ def keep_moment(lm: Any, site: EditSite, keep: Any, batch_size: int = 64) -> tup
                              "matrix of the keys to keep, or leave keep out")
         lm = as_loaded(lm, "keeping images' outputs")
         dev = next(lm.model.parameters()).device
-        tot, n = torch.zeros(d, d, dtype=torch.float64, device=dev), 0
+        unf, chan, n, nk = 0, 0, 0.0, 0
         for i in range(0, imgs.shape[0], batch_size):
             k = capture_sites(lm.model, lm.normalize(imgs[i:i + batch_size].to(dev)), [site], stop_after=True)[site.name].key
-            k = k.transpose(0, 1).reshape(d, -1).double()
-            tot += k @ k.T
-            n += k.shape[1]
-        m = tot / n
-    if n == 0:
+            u, c, m = _unfolded_sum(bound, k, None)
+            unf, chan, n, nk = unf + u, chan + c, n + m, nk + k[:, :1].numel()
+        out = KeptKeys(chan / nk, unf / n, int(nk))
+    if out.count == 0:
         raise ValueError("the keep set is empty (no keys); give at least one image to keep, or leave keep out")
-    if m.shape != (d, d):
-        raise ValueError(f"the keep second moment has shape {tuple(m.shape)} but site {site.name} has {d} key channels")
-    return m.cpu(), n
+    if out.moment.shape != (d, d):
+        raise ValueError(f"the keep second moment has shape {tuple(out.moment.shape)} but site {site.name} has {d} key channels")
+    return out
+
+
+def _penalty_block(kept: KeptKeys, dirs: torch.Tensor, taps: int) -> torch.Tensor:
+    """E_kept[x xᵀ] (r·taps)² for x the kept keys unfolded and projected on ``dirs`` (d, r): Tᵀ U T with T = D ⊗ I_taps,
+    or, from a channel moment only, (Dᵀ M D) ⊗ I_taps."""
+    dd = dirs.double().cpu()
+    if kept.unfolded is None:
+        return torch.kron(dd.T @ kept.moment @ dd, torch.eye(taps, dtype=torch.float64))
+    t = torch.kron(dd, torch.eye(taps, dtype=torch.float64))
+    return t.T @ kept.unfolded @ t
 
 
 def null_space(moment: torch.Tensor, threshold: float = KEEP_THRESHOLD) -> torch.Tensor:
@@ -228,7 +305,11 @@ def rewrite_rules(
     *,
     stats: Any = None,
     keep: Any = None,
-    keep_threshold: float = KEEP_THRESHOLD,
+    keep_threshold: float | None = KEEP_THRESHOLD,
+    keep_weight: float = KEEP_WEIGHT,
+    protect: Any = None,
+    past_weight: float = PAST_WEIGHT,
+    norm_weight: float | None = None,
     max_norm: float | None = None,
     form: str = "directions",
     **fields: Any,
@@ -241,7 +322,11 @@ def rewrite_rules(
     any of :data:`modeledit.editor.SOLVERS` (``closed_form``, ``linear`` for thousands of rules, ``adam``).
     ``form``: ``"directions"`` (the span of the rules' own directions) or ``"full"`` (unrestricted, MEMIT).
     ``keep``: images / second moment / RuleKeys whose site outputs must not change (see the module docstring),
-    ``keep_threshold`` the relative eigenvalue cut of their null space, ``max_norm`` a bound on ‖ΔW‖/‖W‖.
+    ``keep_threshold`` the relative eigenvalue cut of their null space (None: no projection), ``keep_weight`` their
+    output-change penalty; ``protect``: RuleKeys / :class:`KeptKeys` of earlier edits whose current outputs are kept by
+    the penalty ``past_weight`` (AlphaEdit's K_p K_pᵀ); ``norm_weight`` the absolute norm term (default
+    :data:`NORM_WEIGHT` with ``keep``/``protect``, else 0); with any of them Λ is the penalised ``linear`` solve.
+    ``max_norm`` a bound on ‖ΔW‖/‖W‖.
     The model is not changed. ``metrics["rules"]`` lists each rule's name and objective before/after;
     ``metrics["keep"]`` the preservation settings and the null space's dimension.
 
@@ -253,6 +338,9 @@ def rewrite_rules(
     cfg = config or EditConfig(**fields)
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r}; choose from {FORMS}")
+    for name, v in (("keep_weight", keep_weight), ("past_weight", past_weight), ("norm_weight", norm_weight)):
+        if v is not None and not v >= 0:
+            raise ValueError(f"{name} must be a non-negative penalty weight, got {v}")
     if max_norm is not None and not max_norm > 0:
         raise ValueError(f"max_norm must be positive (a bound on the update's relative Frobenius norm), got {max_norm}")
     if not rules:
@@ -277,12 +365,23 @@ def rewrite_rules(
             cpu = torch.device("cpu")
             raw = torch.cat([update_direction(*(t.to(cpu) for t in _flat_keys(k.tensors)), None, rank, inv_sqrt=c_isqrt)
                              for k in keys], 1) if len(keys) > 1 else update_direction(*_flat_keys(keys[0].tensors), c, rank).cpu()
-        keep_info: dict[str, Any] = {"threshold": None, "null_dim": None, "kept_keys": 0, "max_norm": max_norm, "scaled": 1.0}
-        if keep is not None:
-            moment, n_kept = keep_moment(lm, site, keep)
-            u0 = null_space(moment, keep_threshold)
-            keep_info.update(threshold=keep_threshold, null_dim=int(u0.shape[1]), kept_keys=n_kept)
-            raw = u0 @ (u0.T @ raw)
+        keep_info: dict[str, Any] = {"threshold": None, "null_dim": None, "kept_keys": 0, "max_norm": max_norm, "scaled": 1.0,
+                                     "keep_weight": None, "protected_keys": 0, "past_weight": None, "norm_weight": None}
+        kept = kept_keys(lm, bound, keep) if keep is not None else None
+        past = kept_keys(lm, bound, protect) if protect is not None else None
+        if kept is not None:
+            keep_info.update(kept_keys=kept.count, keep_weight=keep_weight)
+            if keep_threshold is not None:
+                u0 = null_space(kept.moment, keep_threshold)
+                keep_info.update(threshold=keep_threshold, null_dim=int(u0.shape[1]))
+                raw = u0 @ (u0.T @ raw)
+        if past is not None:
+            keep_info.update(protected_keys=past.count, past_weight=past_weight)
+        if norm_weight is None:
+            norm_weight = NORM_WEIGHT if (kept is not None or past is not None) else 0.0
+        penalised = kept is not None or past is not None or norm_weight > 0
+        if penalised:
+            keep_info["norm_weight"] = norm_weight
         dirs = joint_directions(raw, c_sqrt, c_isqrt)
         tens = _concat(keys)
         dev, dt = tens.key.device, tens.key.dtype
@@ -296,6 +395,22 @@ def rewrite_rules(
                           f"{keep_threshold}); the edit changes nothing: raise keep_threshold or keep fewer keys", UserWarning, stacklevel=2)
             dirs = torch.zeros(dim, 1, dtype=torch.float64)
             lam = torch.zeros(out_c, 1, kh, kw, dtype=w0.dtype, device=w0.device)
+        elif penalised:
+            from modeledit.editor import solve_linear
+
+            taps = kh * kw
+            n_pos = float(tens.weight.sum())
+            m = dirs.shape[1] * taps
+            scale = 1.0
+            if c is None:       # directions orthonormal in the Euclidean metric: measure θ in units of a mean key's energy
+                ref = kept.moment if kept is not None else (lambda k: k.T @ k / max(len(k), 1))(_flat_keys(tens)[0].cpu())
+                scale = float(ref.diagonal().mean())
+            q = torch.eye(m, dtype=torch.float64) * (norm_weight * n_pos * scale)
+            if kept is not None and keep_weight > 0:
+                q += keep_weight * n_pos * _penalty_block(kept, dirs, taps)
+            if past is not None and past_weight > 0:
+                q += past_weight * past.count * _penalty_block(past, dirs, taps)
+            lam = solve_linear(module, bound, tens, dirs.to(dev, dt), cfg, penalty=q.to(dev))
         else:
             lam = SOLVERS[cfg.solver](module, bound, tens, dirs.to(dev, dt), cfg)
         solve_seconds = time.perf_counter() - t_solve
@@ -309,6 +424,7 @@ def rewrite_rules(
         param = f"{site.layer}.weight"
         change = ParamChange("lowrank", {"lam": lam.detach().contiguous(), "dir": dirs.detach().contiguous()})
         conf = {**asdict(cfg), "form": form, "keep_threshold": keep_info["threshold"], "max_norm": max_norm,
+                "keep_weight": keep_info["keep_weight"], "past_weight": keep_info["past_weight"], "norm_weight": keep_info["norm_weight"],
                 "rules": [k.name for k in keys]}
         edit = Edit.from_changes(module, "rewrite_rules", {param: change}, sites=[site.name], config=conf)
         new_w = edit.new_values(module)[param]
@@ -327,7 +443,7 @@ def rewrite_rules(
             "update_norm": rel,
             "seconds": time.perf_counter() - t0,
             "solve_seconds": solve_seconds,
-            "solver": cfg.solver,
+            "solver": "linear (penalised)" if penalised else cfg.solver,
             "layer": site.layer,
             "site": site.name,
             "statistics": stats_info,
@@ -373,8 +489,10 @@ class PinnedBase:
 class RuleSequence:
     """Rules fixed one after another at one site, each new edit solved on the model carrying the earlier ones.
 
-    With ``preserve`` every new edit keeps the earlier rules' keys (their running second moment: the cache of past
-    keys) plus ``keep`` (images / a second moment to keep, optional); ``keep_threshold`` and ``max_norm`` as in
+    With ``preserve`` every new edit protects the earlier rules' keys (AlphaEdit's cache of past keys: the penalty
+    ``past_weight`` keeps their current, edited outputs; see :func:`rewrite_rules`' ``protect``); ``keep`` (images / a
+    second moment to keep, e.g. the training statistics: AlphaEdit's K0) is projected away (``keep_threshold``) and
+    penalised (``keep_weight``) at every step, with or without ``preserve``; ``norm_weight`` and ``max_norm`` as in
     :func:`rewrite_rules`. The model given is never left changed: the sequence pins a copy of its base weights at
     construction, and :attr:`edits` (an :class:`~modeledit.edit.EditSequence`) applies to that base in order.
 
@@ -385,21 +503,21 @@ class RuleSequence:
     """
 
     def __init__(self, lm: Any, site: EditSite | int | str, *, stats: Any = None, config: EditConfig | None = None,
-                 preserve: bool = True, keep: Any = None, keep_threshold: float = KEEP_THRESHOLD, max_norm: float | None = None,
-                 form: str = "directions") -> None:
+                 preserve: bool = True, keep: Any = None, keep_threshold: float | None = KEEP_THRESHOLD,
+                 keep_weight: float = KEEP_WEIGHT, past_weight: float = PAST_WEIGHT, norm_weight: float | None = None,
+                 max_norm: float | None = None, form: str = "directions") -> None:
         self.lm = as_loaded(lm, "a rule sequence")
         self.site = get_site(self.lm.model, site)
         self.stats = resolve_stats(self.lm, self.site, stats)
         self.config = config or EditConfig()
         self.preserve, self.keep_threshold, self.max_norm, self.form = preserve, keep_threshold, max_norm, form
+        self.keep_weight, self.past_weight, self.norm_weight = keep_weight, past_weight, norm_weight
         self.base = PinnedBase(self.lm.model)
         self.edits = EditSequence()
         self.rules: list[RuleKeys] = []
-        d = self.site.key_channels
-        self._keep_extra, self._keep_n = keep_moment(self.lm, self.site, keep) if keep is not None else (None, 0)
-        self._keep_n = max(self._keep_n, 1 if keep is not None else 0)   # a bare (d, d) matrix counts as one
-        self._past = torch.zeros(d, d, dtype=torch.float64)
-        self._past_n = 0
+        bound = bind_site(self.lm.model, self.site)
+        self._keep = kept_keys(self.lm, bound, keep) if keep is not None else None
+        self._past: KeptKeys | None = None
 
     def __len__(self) -> int:
         return len(self.edits.edits)
@@ -409,15 +527,9 @@ class RuleSequence:
         :attr:`edits` on the model (applied them, or not) never changes what the sequence measures or solves on."""
         return EditSequence([dataclasses.replace(e) for e in self.edits.edits])
 
-    def past_keys(self) -> SecondMoment | None:
-        """E[k kᵀ] over every earlier rule's keys, plus the extra kept moment (None before the first rule without ``keep``)."""
-        parts = [] if self._past_n == 0 else [self._past / self._past_n]
-        if self._keep_extra is not None:
-            parts.append(self._keep_extra)
-        if not parts:
-            return None
-        n = max(1, self._past_n + self._keep_n)
-        return SecondMoment(site=self.site.name, total=sum(parts) * n, count=n)
+    def past_keys(self) -> KeptKeys | None:
+        """The earlier rules' keys (their second moments: the cache of past keys), None before the first rule."""
+        return self._past
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[nn.Module]:
@@ -428,28 +540,31 @@ class RuleSequence:
                 yield model
 
     def add(self, rule: Rule | RuleKeys) -> Edit:
-        """Solve ``rule`` on base + earlier edits (keeping earlier rules' keys with ``preserve``), append and return its edit."""
+        """Solve ``rule`` on base + earlier edits (protecting earlier rules' keys with ``preserve``), append and return its edit."""
         model = self.lm.model
         if any(r.name == getattr(rule, "name", None) for r in self.rules):
             raise ValueError(f"rule {rule.name!r} is already in the sequence; give each rule its own name")
         with self.base.restored(model):
             keys = collect_rules(self.lm, [rule], self.site, self.config.mode)[0]   # values from the pinned base
-            keep = self.past_keys() if self.preserve else (None if self._keep_extra is None else
-                                                            SecondMoment(self.site.name, self._keep_extra * self._keep_n, self._keep_n))
+            protect = self._past if self.preserve else None
             with self._replay().applied(model):
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    edit = rewrite_rules(self.lm, [keys], self.site, self.config, stats=self.stats, keep=keep,
-                                         keep_threshold=self.keep_threshold, max_norm=self.max_norm, form=self.form)
+                    edit = rewrite_rules(self.lm, [keys], self.site, self.config, stats=self.stats, keep=self._keep,
+                                         keep_threshold=self.keep_threshold, keep_weight=self.keep_weight, protect=protect,
+                                         past_weight=self.past_weight, norm_weight=self.norm_weight, max_norm=self.max_norm,
+                                         form=self.form)
                 for w in caught:
                     if not issubclass(w.category, UserWarning) or "null space of dimension 0" not in str(w.message):
                         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if self.preserve:
+                mine = kept_keys(self.lm, bind_site(model, self.site), keys)
+                self._past = mine if self._past is None else self._past.merged(mine)
         edit.metrics["step"] = len(self.edits.edits)
         self.edits.append(edit)
         self.rules.append(keys)
-        k = _flat_keys(keys.tensors)[0].cpu()
-        self._past += k.T @ k
-        self._past_n += k.shape[0]
+        log.info("rule sequence step %d (%s): objective %.4g -> %.4g", len(self.edits.edits), keys.name,
+                 edit.metrics["objective_before"], edit.metrics["objective_after"])
         return edit
 
 
@@ -460,7 +575,7 @@ def _corrected(orig_ok: np.ndarray, pre_ok: np.ndarray, post_ok: np.ndarray) -> 
 
 
 def measure_sequence(seq: RuleSequence, tests: Mapping[str, tuple[torch.Tensor, torch.Tensor, Any]], clean: Any = None,
-                     batch_size: int = 256) -> list[dict[str, Any]]:
+                     batch_size: int = 256, progress: bool = True) -> list[dict[str, Any]]:
     """After every step of ``seq``: each earlier rule's correction on its test images and its retention, and the clean change.
 
     ``tests`` maps a rule's name to (originals, transformed, labels) ([0, 1] images, labels an int sequence or None for
@@ -468,8 +583,9 @@ def measure_sequence(seq: RuleSequence, tests: Mapping[str, tuple[torch.Tensor, 
     are always those of the pinned base (restored from the sequence's frozen copy, whatever state the model is in). Rows:
     ``step`` (0-based, the edit just added), ``rule``, ``n_pre``, ``n_post``, ``corrected``, ``retention`` (its
     correction now / right after its own step), ``clean_changed`` (fraction of clean predictions that moved) and, with
-    labels, ``clean_acc_change``.
+    labels, ``clean_acc_change``. Progress: a bar over the steps (``progress``) and one log line per step.
     """
+    from modeledit.progress import tqdm
     from modeledit.suffix import SuffixEvaluator
 
     if not isinstance(seq, RuleSequence):
@@ -496,7 +612,7 @@ def measure_sequence(seq: RuleSequence, tests: Mapping[str, tuple[torch.Tensor, 
             own: dict[str, float] = {}
             replay = seq._replay()
             try:
-                for i, _ in replay.steps(model):
+                for i, _ in tqdm(replay.steps(model), total=len(names), desc="measure sequence", unit="step", disable=not progress):
                     cpost = ev.predict(cset, site).numpy() if cset is not None else None
                     for j in range(i + 1):
                         n = names[j]
@@ -513,6 +629,10 @@ def measure_sequence(seq: RuleSequence, tests: Mapping[str, tuple[torch.Tensor, 
                                 yc = np.asarray(cy)
                                 row["clean_acc_change"] = float((cpost == yc).mean() - (cpre == yc).mean())
                         rows.append(row)
+                    now = [r["corrected"] for r in rows if r["step"] == i and r["corrected"] == r["corrected"]]
+                    log.info("measure sequence: step %d/%d, mean correction of the %d rules so far %.3f%s", i + 1, len(names), i + 1,
+                             float(np.mean(now)) if now else float("nan"),
+                             f", clean change {rows[-1]['clean_changed']:.3f}" if "clean_changed" in rows[-1] else "")
             finally:
                 replay.revert(model)
     finally:

@@ -28,13 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rules", type=int, default=None)
     ap.add_argument("--clean", default="world:clean:10000")
     ap.add_argument("--out", default=None, help="default results/world/rules/MODEL")
+    ap.add_argument("--keep-form", default="full", choices=["full", "directions"], help="sequence_keep: the update's form")
+    ap.add_argument("--norm-weight", type=float, default=None, help="sequence_keep: the absolute norm weight (default NORM_WEIGHT)")
+    ap.add_argument("--past-weight", type=float, default=None, help="sequence_keep: the past keys' weight (default PAST_WEIGHT)")
+    ap.add_argument("--keep-train", action="store_true", help="sequence_keep: also keep the training statistics (K0)")
+    ap.add_argument("--budget", type=float, default=0.01, help="single_sel/batch_sel/batch_k: clean-accuracy budget")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     m = args.model
     bench = BenchConfig(model=m, dataset="world:test:1800", clean=args.clean, stats_dataset="world:train:1500",
                         sensitivity=f"results/world/science/{m}/selection/table.csv", max_pairs=None, n_targets=3,
                         n_exemplars=[3], methods=["edit"], sites=[DEEP[m]], heldout_style_images=[])   # test: the exemplars' style image
-    cfg = RulesStudyConfig(bench=bench, site=DEEP[m], variants=args.variants.split(","), max_rules=args.max_rules)
+    cfg = RulesStudyConfig(bench=bench, site=DEEP[m], variants=args.variants.split(","), max_rules=args.max_rules,
+                           keep_form=args.keep_form, norm_weight=args.norm_weight, past_weight=args.past_weight,
+                           keep_train=args.keep_train, budget=args.budget)
     out = args.out or f"results/world/rules/{m}"
     summary = run_rules_study(cfg, out)
     write_figures(out)
