@@ -32,7 +32,7 @@ EOF
 
 # 2. the CUDA tests (skipped, with their reason, where torch sees no GPU)
 log "pytest -m cuda"
-"$PY" -m pytest -q -ra -m cuda tests/test_cuda.py tests/test_device.py --junitxml="$OUT/pytest_cuda.xml" > "$OUT/pytest_cuda.log" 2>&1
+"$PY" -m pytest -q -ra -m cuda tests/test_cuda.py tests/test_device.py tests/test_studio.py --junitxml="$OUT/pytest_cuda.xml" > "$OUT/pytest_cuda.log" 2>&1
 TESTS=$?
 tail -n 5 "$OUT/pytest_cuda.log" | tee -a "$OUT/gpu_check.log"
 

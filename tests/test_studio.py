@@ -776,3 +776,44 @@ def test_effect_panel_leaves_out_the_exemplars_by_identity(client, tmp_path):
         for i, on in ticked.items():
             client.post(f"/api/images/{i}/exemplar", json={"on": on})
         client.post("/api/style", json={"name": "snow"})
+
+
+# ------------------------------------------------------------------------------------------------
+# on a GPU (benchmarks/gpu_check.sh runs `pytest -m cuda`; skipped here without one)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU visible (run benchmarks/gpu_check.sh on a GPU machine)")
+def test_session_on_a_gpu_and_its_edit_on_the_cpu(tmp_path):
+    """``--device cuda``: the model, every forward and the stylizer on the GPU; the saved edit loads and applies on
+    the CPU with the page's top-1 on the exemplar's counterfactual."""
+    from modeledit import load_model
+    from modeledit.device import Runtime
+    from modeledit.edit import Edit
+
+    st = Studio("world_vgg", runtime=Runtime.resolve("cuda"), workdir=str(tmp_path))
+    try:
+        st.load_model("world_vgg")
+        assert {p.device.type for p in st.lm.model.parameters()} == {"cuda"}
+        assert st.model_info()["runtime"]["device"].startswith("cuda")
+        seen, handle = forward_recorder(st.lm.model)
+        try:
+            with st.within():                                  # as a job's thread runs
+                ims = st.add_world("test", 1)
+                st.segment(ims[0].id, "oracle (world scenes)", "sand")
+                st.counterfactual(ims[0].id)
+                st.execute("-1", stats="world:val:16")
+                eff = st.effect_panel("world:test:12")
+        finally:
+            handle.remove()
+        assert seen and {d for d, _ in seen} == {"cuda"}, seen
+        assert eff["n"] == 11 and eff["excluded"] == [ims[0].name]
+        names = st.save_edit("gpu")
+        page_top1 = st.get_image(ims[0].id).preds["counterfactual"]["edited"][0]["label"]
+        cf = st.get_image(ims[0].id).counterfactual.cpu()
+        lm = load_model("world_vgg", device="cpu")
+        edit = Edit.load(st.workdir / "edits" / Path(names["json"]).stem, model=lm.model)
+        with edit.applied(lm.model):
+            assert lm.topk(cf[None], 1)[0][0]["label"] == page_top1
+    finally:
+        st.close()
