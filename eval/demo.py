@@ -98,7 +98,7 @@ def prediction_figure(images: list[torch.Tensor], captions: list[str], path: Pat
 
 def sensitivity_section(cfg: DemoConfig, out: Path) -> pd.DataFrame:
     from modeledit.eval.datasets import load_dataset
-    from modeledit.eval.plots import plot_class_rules, plot_concept_classes, plot_concept_style_heatmap
+    from modeledit.eval.plots import MIN_IMAGES, MIN_PRESENCE, plot_class_rules, plot_concept_classes, plot_concept_style_heatmap, ranked_drops
     from modeledit.eval.report import write_summary
     from modeledit.eval.sensitivity import SensitivityConfig, concept_sensitivity
     from modeledit.models import load_model
@@ -109,25 +109,33 @@ def sensitivity_section(cfg: DemoConfig, out: Path) -> pd.DataFrame:
     table = concept_sensitivity(lm, ds, scfg, out_dir=str(out))
     table.to_csv(out / "table.csv", index=False)
     figs = [(str(plot_concept_style_heatmap(table, out / "heatmap.png").name), "concept x style: mean accuracy drop (pp) over classes with the concept")]
-    # classes where the concept is common (the paper's 20% presence rule), so one image is not a headline
-    top = table[(table["presence"] >= 0.2) & (table["n_with_concept"] >= 5)].dropna(subset=["drop"]).sort_values("drop", ascending=False)
-    concept = top.iloc[0]["concept"]
-    figs.append((plot_concept_classes(table, concept, out / f"concept_{concept}.png").name, f"classes most affected by restyling '{concept}'"))
-    cls = top.iloc[0]["class_name"]
-    figs.append((plot_class_rules(table, cls, out / f"class_{cls}.png").name, f"the concepts '{cls}' relies on"))
-    present = top
-    shown = top.head(10)
+    # the headline, the bars and the table share one ranking (classes where the concept is common, the paper's
+    # 20% presence rule, and in at least MIN_IMAGES images, so one image is not a headline)
+    top = ranked_drops(table)
     lead = top.iloc[0]
-    finding = (f"Restyling only the {concept} costs '{cls}' the most accuracy: {100 * float(lead['drop']):.1f} pp "
-               f"[{100 * float(lead['drop_low']):.1f}, {100 * float(lead['drop_high']):.1f}] with {lead['style']}; where a concept is "
-               f"common in a class the mean drop is {100 * float(present['drop'].mean()):.1f} pp.")
+    concept, cls, style = lead["concept"], lead["class_name"], lead["style"]
+    figs.append((plot_concept_classes(table, concept, out / f"concept_{concept}.png", style=style).name,
+                 f"classes most affected by restyling '{concept}' with {style} (each bar's n: the class's images with {concept})"))
+    figs.append((plot_class_rules(table, cls, out / f"class_{cls}.png").name, f"the concepts '{cls}' relies on"))
+    shown = top.head(10)
+    finding = (f"Restyling only the {concept} with {style} costs '{cls}' the most accuracy: {100 * float(lead['drop']):.1f} pp "
+               f"[{100 * float(lead['drop_low']):.1f}, {100 * float(lead['drop_high']):.1f}], n = {int(lead['n_with_concept'])} images; "
+               f"where a concept is common in a class the mean drop is {100 * float(top['drop'].mean()):.1f} pp "
+               f"(n = {len(top)} class-style pairs).")
     write_summary(out, "sensitivity", f"1. Which concepts does each class rely on? ({lm.name})",
-                  {"largest drop, concept in >= 20% of the class (pp)": 100 * float(top.iloc[0]["drop"]), "concept": concept, "class": cls,
-                   "mean drop where concept is common (pp)": 100 * float(present["drop"].mean())},
+                  {"largest drop, concept in >= 20% of the class (pp)": 100 * float(lead["drop"]), "concept": concept, "class": cls,
+                   "mean drop where concept is common (pp)": 100 * float(top["drop"].mean())},
+                  n={"largest drop, concept in >= 20% of the class (pp)": int(lead["n_with_concept"]),
+                     "mean drop where concept is common (pp)": len(top)},
                   text=("Only the concept's pixels are restyled (oracle masks, Magenta arbitrary style transfer, blended at 0.8); "
-                        "the drop is the class's accuracy on the images containing the concept, before minus after, with 95% bootstrap intervals."),
-                  tables=[{"title": "largest per-class drops (classes with the concept in at least 20% of their images)", "columns": ["concept", "style", "class_name", "presence", "acc_clean", "acc_transformed", "drop"],
-                           "rows": shown.to_dict("records"), "intervals": {"drop": ["drop_low", "drop_high"]}}],
+                        "the drop is the class's accuracy on the images containing the concept, before minus after, with 95% bootstrap "
+                        f"intervals; n = those images. Classes count where the concept is in at least {100 * MIN_PRESENCE:.0f}% "
+                        f"of their images and in at least {MIN_IMAGES}."),
+                  tables=[{"title": "largest per-class drops (classes with the concept in at least 20% of their images)",
+                           "columns": ["concept", "style", "class_name", "presence", "acc_clean", "acc_transformed", "drop"],
+                           "rows": shown.to_dict("records"), "intervals": {"drop": ["drop_low", "drop_high"]},
+                           "n": {"presence": "n_class_images", "acc_clean": "n_with_concept", "acc_transformed": "n_with_concept",
+                                 "drop": "n_with_concept"}}],
                   figures=figs, config=asdict(scfg), finding=finding)
     return table
 
@@ -152,31 +160,44 @@ def bench_section(cfg: DemoConfig, out: Path, sensitivity_csv: Path) -> pd.DataF
     figs = [(plot_methods(summary, out / "methods.png").name, "errors corrected per method (6-3): target vs other classes, same vs held-out style images")]
     more_figs, more_tables = _before_after(bcfg, summary, table, out)
     figs += more_figs
-    from modeledit.eval.report import NO_SETTING, budget_rows
+    from modeledit.eval.report import BENCH_N, NO_SETTING, budget_rows, with_pair_n
 
-    row = summary.set_index("method")
+    shown = with_pair_n(summary, table)   # each estimate's n: errors before the edit, clean images
+    row = shown.set_index("method")
     pair = f"{summary.iloc[0]['concept']} -> {summary.iloc[0]['style']}"
     numbers = {"pair": pair, "target class": summary.iloc[0]["target_class"]}
+    n = {}
     for m in row.index:
         none = not bool(row.loc[m, "changed"]) and row.loc[m, "choice"] == "no setting qualifies"
         numbers[f"{m}: errors corrected, other classes"] = NO_SETTING if none else float(row.loc[m, "test_other_corrected"])
         numbers[f"{m}: clean accuracy change (pp)"] = NO_SETTING if none else -100 * float(row.loc[m, "clean_drop"])
+        n[f"{m}: errors corrected, other classes"] = int(row.loc[m, "test_other_n_pre"])
+        n[f"{m}: clean accuracy change (pp)"] = int(row.loc[m, "clean_n"])
     cols = ["method", "target_class", "test_target_corrected", "test_other_corrected", "heldout_target_corrected",
             "heldout_other_corrected", "clean_drop", "site_name", "setting"]
-    ranked = summary[summary["changed"].astype(bool)].sort_values("test_other_corrected", ascending=False)
-    if len(ranked):
+    ranked = shown[shown["changed"].astype(bool)].sort_values("test_other_corrected", ascending=False)
+    if len(ranked) and float(ranked.iloc[0]["test_other_corrected"]) <= 0:
+        b = ranked.iloc[0]
+        finding = (f"On {pair}, no method corrects errors on other classes within the clean-accuracy budget (best: {b['method']}, "
+                   f"{100 * float(b['test_other_corrected']):.1f}%, n = {int(b['test_other_n_pre'])} errors, for "
+                   f"{100 * float(b['clean_drop']):.1f} pp of clean accuracy, n = {int(b['clean_n'])} images).")
+    elif len(ranked):
         b = ranked.iloc[0]
         finding = (f"On {pair}, {b['method']} corrects the most errors on other classes ({100 * float(b['test_other_corrected']):.1f}%, "
-                   f"{100 * float(b['heldout_other_corrected']):.1f}% in held-out style images) for {100 * float(b['clean_drop']):.1f} pp of clean accuracy.")
+                   f"n = {int(b['test_other_n_pre'])} errors; {100 * float(b['heldout_other_corrected']):.1f}% in held-out style images, "
+                   f"n = {int(b['heldout_other_n_pre'])}) for {100 * float(b['clean_drop']):.1f} pp of clean accuracy "
+                   f"(n = {int(b['clean_n'])} images).")
     else:
         finding = f"On {pair}, no method finds a setting that corrects errors within the clean-accuracy budget."
     finding = finding.replace("-0.0", "0.0")
-    write_summary(out, "bench", f"2. Rewrite a rule from {cfg.n_exemplars} exemplars vs fine-tuning ({pair})", numbers,
-                  text=("Errors corrected = (N_pre - N_post) / N_pre over transformed test images whose original the unedited model got right; "
-                        "hyperparameters (site x setting) chosen on validation among those losing at most "
+    write_summary(out, "bench", f"2. Rewrite a rule from {cfg.n_exemplars} exemplars vs fine-tuning ({pair})", numbers, n=n,
+                  text=("Errors corrected = (N_pre - N_post) / N_pre over transformed test images whose original the unedited model got right "
+                        "(n = N_pre, the errors before the edit); hyperparameters (site x setting) chosen on validation among those losing at most "
                         f"{100 * cfg.max_clean_drop:.2f} pp of clean accuracy (none qualifying: no change)."),
                   tables=[{"title": "selected settings, test numbers", "columns": cols,
-                           "rows": budget_rows(summary[cols + ["changed", "choice"]].to_dict("records"), cols)}, *more_tables],
+                           "rows": budget_rows(shown[cols + ["changed", "choice", *[c for c in BENCH_N.values() if c in shown.columns]]]
+                                               .to_dict("records"), cols),
+                           "n": {c: k for c, k in BENCH_N.items() if k in shown.columns}}, *more_tables],
                   figures=figs, config=asdict(bcfg), finding=finding)
     return summary
 
@@ -255,7 +276,8 @@ def _explanations(lm: Any, p: Any, edits: dict[str, Any], show: list[int], style
                                                                (f"{k} inside / before", inside[stage][k] / max(inside["before"][k], 1e-12)))}}
             for stage in maps]
     table = {"title": f"explanations inside the {p.concept} mask (mean over the {len(show)} images shown): share of each map, "
-                      "and its mass there relative to the unedited model", "columns": ["model", *cols], "rows": rows}
+                      "and its mass there relative to the unedited model", "columns": ["model", *cols], "rows": rows,
+             "n": {c: len(show) for c in cols}}
     return figs, [table]
 
 
@@ -279,37 +301,73 @@ def typographic_section(cfg: DemoConfig, out: Path) -> list[pd.DataFrame]:
 
 
 def _typographic_study(tcfg: Any, out: Path, title: str, order: int = 0) -> pd.DataFrame:
-    from modeledit.eval.report import budget_rows, write_summary
+    from modeledit.eval.report import _group_n, budget_rows, write_summary
     from modeledit.eval.typographic import run_typographic
 
     table, summary = run_typographic(tcfg, out)
     table.to_csv(out / "cells.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
+    n_of = _group_n(out)   # the images each group was measured on
     row = summary.set_index("method")
     numbers = {"accuracy under attack, before": float(summary.iloc[0]["pre_attack_acc"]),
                "attack success, before": float(summary.iloc[0]["pre_attack_success"])}
+    n = {"accuracy under attack, before": n_of["attack_acc"], "attack success, before": n_of["attack_success"]}
     for m in row.index:
         numbers[f"{m}: accuracy under attack"] = float(row.loc[m, "post_attack_acc"])
         numbers[f"{m}: spurious 'text -> exemplar class'"] = float(row.loc[m, "spurious_rule"])
+        n[f"{m}: accuracy under attack"], n[f"{m}: spurious 'text -> exemplar class'"] = n_of["attack_acc"], n_of["to_exemplar_class"]
     cols = ["method", "pre_attack_acc", "post_attack_acc", "post_attack_success", "pre_clean", "post_clean",
             "post_own_class_acc", "spurious_rule", "site_name", "setting"]
+    col_n = {"pre_attack_acc": n_of["attack_acc"], "post_attack_acc": n_of["attack_acc"], "post_attack_success": n_of["attack_success"],
+             "pre_clean": n_of["clean"], "post_clean": n_of["clean"], "post_own_class_acc": n_of["own_class_acc"],
+             "spurious_rule": n_of["to_exemplar_class"]}
     changed = summary[summary["changed"].astype(bool)].sort_values("post_attack_acc", ascending=False)
     pre_acc, pre_success = float(summary.iloc[0]["pre_attack_acc"]), float(summary.iloc[0]["pre_attack_success"])
+    attack = f"The attack succeeds on {100 * pre_success:.1f}% and leaves {100 * pre_acc:.1f}% accuracy (n = {n_of['attack_acc']} images)"
     if len(changed):
         b = changed.iloc[0]
-        finding = (f"The attack succeeds on {100 * pre_success:.1f}% and leaves {100 * pre_acc:.1f}% accuracy; {b['method']}'s "
-                   f"one-exemplar fix brings it to {100 * float(b['post_attack_acc']):.1f}% within the clean-accuracy budget.")
+        finding = (f"{attack}; {b['method']}'s one-exemplar fix brings it to {100 * float(b['post_attack_acc']):.1f}% at "
+                   f"{-100 * float(b['clean_drop']):.1f} pp clean accuracy (n = {n_of['clean']}).").replace("-0.0 pp", "0.0 pp")
     else:
-        finding = (f"The attack succeeds on {100 * pre_success:.1f}% and leaves {100 * pre_acc:.1f}% accuracy; no method fixes it "
-                   "within the clean-accuracy budget.")
+        finding = f"{attack}; no method fixes it within the clean-accuracy budget."
+    examples = _attack_examples(tcfg, changed, out)
     write_summary(out, "typographic", f"{title} ({tcfg.model}; '{tcfg.attack_class}' pasted on other classes) and its one-exemplar fix",
-                  numbers, text=("The fix uses one image of another class with the text (x') and with a blank patch (x). "
-                                 "own_class_acc: clean images of the attack class, which must still be recognised."),
+                  numbers, n=n, text=("The fix uses one image of another class with the text (x') and with a blank patch (x). "
+                                      "own_class_acc: clean images of the attack class, which must still be recognised."),
                   tables=[{"title": "per method (setting chosen on validation within the clean budget)", "columns": cols,
-                           "rows": budget_rows(summary[cols + ["changed"]].to_dict("records"), cols), "percent": ["pre_clean", "post_clean"]}],
-                  figures=[("examples.png", "exemplar x (blank patch), exemplar x' (text), attacked test images")], config=asdict(tcfg),
-                  finding=finding, order=order)
+                           "rows": budget_rows(summary[cols + ["changed"]].to_dict("records"), cols), "percent": ["pre_clean", "post_clean"],
+                           "n": col_n}],
+                  figures=[(examples.name, "the exemplar (x: blank patch, x': text) and attacked test images: the true class, the model's "
+                                           "prediction without the text, with it, and with the best method's edit")],
+                  config=asdict(tcfg), finding=finding, order=order)
     return summary
+
+
+def _attack_examples(tcfg: Any, changed: pd.DataFrame, out: Path, k: int = 4) -> Path:
+    """The exemplar pair and ``k`` attacked test images, each labelled with the true class and the model's
+    prediction on the image without the text, with it, and with the edit of ``changed``'s first method (its
+    chosen setting); a tick marks a right prediction."""
+    from modeledit.eval.methods import method_edit
+    from modeledit.eval.typographic import build_study
+    from modeledit.layers import get_site
+
+    study, _ = build_study(tcfg)
+    lm, names, ex = study.lm, study.lm.class_names, study.ex
+    attacked, y = study.groups["attack_acc"]
+    plain = study.groups["orig_acc"][0]
+    idx = list(range(min(k, len(y))))
+    said = {"no text": lm.predict_labels(plain[idx]), "attacked": lm.predict_labels(attacked[idx])}
+    if len(changed):
+        r = changed.iloc[0]
+        edit = method_edit(lm, r["method"], json.loads(r["setting"]), get_site(lm.model, r["site_name"]), ex.x[None],
+                           ex.x_prime[None], ex.mask[None], [ex.label], stats=study.statistics)
+        with edit.applied(lm.model):
+            said[f"{r['method']}"] = lm.predict_labels(attacked[idx])
+    images = [ex.x, ex.x_prime, *[attacked[i] for i in idx]]
+    caps = [f"exemplar x (blank)\n{names[ex.label]}", f"exemplar x' (text)\n{names[ex.label]}"]
+    for j, i in enumerate(idx):
+        caps.append("\n".join([f"true: {names[y[i]]}"] + [f"{w}: {names[v[j]]}{' ✓' if v[j] == y[i] else ' ✗'}" for w, v in said.items()]))
+    return prediction_figure(images, caps, out / "examples_predictions.png", ncols=len(images))
 
 
 # ---------------------------------------------------------------------------------------------- 4

@@ -172,7 +172,7 @@ def _cell(r: Mapping[str, Any], c: str, t: Mapping[str, Any]) -> dict[str, Any]:
     cell["pieces"] = break_points(text)
     lo_hi = t.get("intervals", {}).get(c)
     if lo_hi and isinstance(v, (int, float)) and all(isinstance(r.get(k), (int, float)) for k in lo_hi):
-        lo, hi = (format_value(r[k], c, kind) for k in lo_hi)
+        lo, hi = (format_value(r[k], c, kind).removesuffix(" pp").removesuffix("%") for k in lo_hi)   # the value's unit
         if lo != "-":
             cell["interval"] = (lo, hi)
     if cell["estimate"] and c in t.get("n", {}):
@@ -243,6 +243,14 @@ def column_label(c: str) -> str:
     return words
 
 
+def _split_note(label: str) -> tuple[str, str]:
+    """A header as (words, "(unit; direction)"), the note shown small under the words."""
+    if label.endswith(")") and " (" in label:
+        head, note = label.split(" (", 1)
+        return head, f"({note}"
+    return label, ""
+
+
 #: a value as the page words it, where the words on disk read wrong (results written before the wording
 #: changed keep theirs in their CSV and JSON files)
 SHOWN_AS = {"ellipse (GrabCut failed)": "ellipse mask (GrabCut found no clear object)", "grabcut": "GrabCut mask"}
@@ -255,7 +263,7 @@ def _table(t: Mapping[str, Any]) -> dict[str, Any]:
     """A section's table as the template takes it (column names with unit and direction, every cell
     formatted, long tables folded)."""
     return {"title": t.get("title", ""), "intervals": bool(t.get("intervals")), "folded": len(t["rows"]) > FOLD_ROWS,
-            "columns": [column_label(c) for c in t["columns"]],
+            "columns": [_split_note(column_label(c)) for c in t["columns"]],
             "rows": [[_cell(r, c, t) for c in t["columns"]] for r in t["rows"]]}
 
 
@@ -280,7 +288,7 @@ p.quiet,p.note{font-size:.85em;color:#666;margin:.2em 0 .6em}
 .tw{max-width:100%;overflow-x:auto}
 table{border-collapse:collapse;margin:.3em 0 .8em;font-size:.85em}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:top}
-th{background:#f3f3f3;font-weight:600;max-width:14em}
+th{background:#f3f3f3;font-weight:600;max-width:14em}th small{font-weight:normal;color:#555}
 .est small{color:#666;font-weight:normal;font-size:.85em}
 .tiles{margin:.3em 0}.num{display:inline-block;margin:0 1.4em .5em 0;max-width:30em;vertical-align:top;font-size:.9em;color:#444}
 .num b{font-size:1.35em;display:block;color:#222}.num b small{font-size:.6em}

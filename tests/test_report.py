@@ -1,6 +1,7 @@
 """The report page opens in a real headless browser with every picture loaded and its numbers shown."""
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -106,7 +107,7 @@ def test_report_fits_a_1300px_window(tmp_path):
     loaded, total = attrs["images-loaded"].split("/")
     assert loaded == total == "2"
     assert "-0.0" not in re.sub(r"<[^>]+>", " ", dom).replace("-0.1", "")   # no negative zero anywhere on the page
-    assert "One sentence that states the finding." in dom and "[-10.0%, 20.0%]" in dom
+    assert "One sentence that states the finding." in dom and "[-10.0, 20.0]" in dom
     # the wide table scrolls in its own box; no cell's text is cut inside a word; every estimate shows its n
     assert int(attrs["scrolling-tables"]) >= 1, attrs
     assert attrs["midword"].startswith("0:"), attrs
@@ -147,14 +148,39 @@ def test_quick_demo_report_in_headless_chromium(tmp_path, capsys):
     assert "where the model looks" in dom
     share = next(t for t in bench["tables"] if t["title"].startswith("explanations inside the"))
     assert share["rows"][0]["model"] == "before" and share["rows"][0]["input_gradient inside / before"] == 1.0
-    from modeledit.eval.report import _fmt
+    from modeledit.eval.report import NO_SETTING, _fmt
 
     for section in results["sections"]:
         for key, value in section["numbers"].items():
-            assert _fmt(value, key) in dom
+            if value == NO_SETTING:     # listed once in words, not a tile each
+                quiet = re.findall(r"No setting within the budget \(no change made\): ([^<]*)", dom)
+                assert any(key.split(":")[0] in q.split(", ") or key.split(":")[0] + "." in q.split(", ") for q in quiet), key
+            else:
+                assert _fmt(value, key) in dom
     # at a 1300 px window nothing overflows and every key number is visible; each section states its finding
-    body = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    body = _body(dom)
+    print("demo page height", body["page-height"], "px; estimates", body["estimates"])
     assert body["overflow"].startswith("0:") and body["hidden-numbers"].startswith("0:"), body
+    # the summary answers what was found, what the edit did and at what cost within the first 900 px
+    assert 0 < int(body["summary-bottom"]) <= 900, body
+    summary = html.unescape(re.sub(r"<[^>]+>", "", re.search(r'<nav id="summary">(.*?)</nav>', dom, re.S).group(1)))
+    assert all(s["finding"] in summary for s in results["sections"])
+    assert "clean accuracy" in summary and "n = " in summary
+    # no cell cut inside a word; every percentage or pp shown with its n
+    assert body["midword"].startswith("0:"), body
+    assert int(body["estimates"]) > 20 and body["estimates-without-n"].startswith("0:"), body
+    assert body["bare-numbers"].startswith("0:"), body
+    # section 1's headline names the class and concept its table and bar chart show first
+    sens = results["sections"][0]
+    first = sens["tables"][0]["rows"][0]
+    assert f"costs '{first['class_name']}'" in sens["finding"] and f"only the {first['concept']} " in sens["finding"]
+    assert f"concept_{first['concept']}.png" in [f for f, _ in sens["figures"]]
+    # the typographic examples: labelled thumbnails at least 120 px with the predictions before and after
+    for section in results["sections"]:
+        if section["kind"] == "typographic":
+            assert [f for f, _ in section["figures"]] == ["examples_predictions.png"]
+            with Image.open(out / section["folder"] / "examples_predictions.png") as im:
+                assert im.height >= 240 and im.width / 6 >= 120, im.size
     assert all(s.get("finding") for s in results["sections"])
     assert dom.count("class=\"finding\"") == len(results["sections"])
     assert "-0.0" not in re.sub(r"<[^>]+>", " ", dom)
