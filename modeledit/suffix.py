@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 SPILLS = ("disk", "recompute")
+#: the host tier's default budget (MB) beyond the device's (see :class:`SuffixEvaluator`)
+HOST_BUDGET_MB = 8192.0
 
 
 class SplitError(RuntimeError):
@@ -315,11 +317,10 @@ def _take(v: Any, k: int, n: int) -> Any:
 class SuffixCacheConfig(JsonConfig):
     """How the crossing tensors are kept.
 
-    ``budget_mb``: memory on the model's device for cached tensors over all (image set, site) entries.
-    ``host_budget_mb``: the host tier, used when the device is not the CPU (a GPU): beyond ``budget_mb`` the
-    least recently used entries move to host memory (pinned on CUDA, copied back without blocking) within
-    this budget. On the CPU the device's memory is the host's, so there is no second tier (nothing is counted
-    twice): least recently used entries are dropped. Beyond the memory tiers new chunks go to ``spill``:
+    ``budget_mb``: memory on the model's device for cached tensors over all (image set, site) entries; beyond
+    it, on a GPU, the least recently used entries move to host memory within the evaluator's ``host_budget_mb``
+    (:class:`SuffixEvaluator`). On the CPU the device's memory is the host's, so there is no second tier
+    (nothing is counted twice): least recently used entries are dropped. Beyond the memory tiers new chunks go to ``spill``:
     ``"disk"`` (files under ``cache_dir``, default a temporary folder removed with the evaluator) or
     ``"recompute"`` (the prefix runs again on every call for them). ``dtype``: ``"float32"`` (predictions identical to the full forward) or
     ``"float16"`` (half the memory; logits within about 1e-3, a near-tie can flip). ``batch_size``:
@@ -327,7 +328,6 @@ class SuffixCacheConfig(JsonConfig):
     """
 
     budget_mb: float = 2048.0
-    host_budget_mb: float = 8192.0
     dtype: str = "float32"
     spill: str = "disk"
     cache_dir: str | None = None
@@ -338,9 +338,8 @@ class SuffixCacheConfig(JsonConfig):
             raise ValueError(f"unknown cache dtype {self.dtype!r}; choose from {sorted(DTYPES)}")
         if self.spill not in SPILLS:
             raise ValueError(f"unknown spill policy {self.spill!r}; choose from {SPILLS}")
-        if self.batch_size < 1 or self.budget_mb < 0 or self.host_budget_mb < 0:
-            raise ValueError(f"batch_size must be positive and budget_mb, host_budget_mb non-negative, got {self.batch_size}, "
-                             f"{self.budget_mb}, {self.host_budget_mb}")
+        if self.batch_size < 1 or self.budget_mb < 0:
+            raise ValueError(f"batch_size must be positive and budget_mb non-negative, got {self.batch_size}, {self.budget_mb}")
 
 
 @dataclass(frozen=True)
@@ -384,8 +383,11 @@ class SuffixEvaluator:
 
     ``transform`` maps [0, 1] images to the model's input (e.g. ``LoadedModel.normalize``). See the module
     docstring; :attr:`stats` counts cache hits (device, host), prefix runs, disk reads and fallbacks.
-    ``host_tier``: keep a host-memory tier beyond the device's budget (``config.host_budget_mb``); None (the
-    default) keeps one exactly when the model's device is not the CPU.
+    ``host_budget_mb``: the host tier beyond the device's ``config.budget_mb``: the least recently used entries
+    move to host memory (pinned on CUDA, copied back without blocking) within this budget (0: no host tier).
+    ``host_tier``: keep that tier; None (the default) keeps one exactly when the model's device is not the CPU.
+    (The host budget is the machine's, not the computation's: it is not part of :class:`SuffixCacheConfig`,
+    which results manifests record.)
 
     Example:
         >>> ev = SuffixEvaluator(lm.model, lm.normalize, SuffixCacheConfig(budget_mb=512, dtype="float16"))
@@ -393,7 +395,8 @@ class SuffixEvaluator:
     """
 
     def __init__(self, model: nn.Module, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 config: SuffixCacheConfig | None = None, precision: str | None = None, host_tier: bool | None = None) -> None:
+                 config: SuffixCacheConfig | None = None, precision: str | None = None, host_budget_mb: float = HOST_BUDGET_MB,
+                 host_tier: bool | None = None) -> None:
         """``precision``: autocast of the prediction passes (fp32, bf16, fp16), as ``LoadedModel.precision``; None:
         the command's ``--precision`` (:func:`modeledit.device.current_runtime`), else fp32."""
         self.model = model
@@ -403,6 +406,9 @@ class SuffixEvaluator:
         self.config = config or SuffixCacheConfig()
         self.batch_size = runtime_batch_size(self.config.batch_size)   # the command's --batch-size, where given
         self.precision = precision
+        if host_budget_mb < 0:
+            raise ValueError(f"host_budget_mb must be non-negative, got {host_budget_mb}")
+        self.host_budget_mb = float(host_budget_mb)
         self.host_tier = host_tier
         self._splits: dict[str, SiteSplit | None] = {}
         self._verified: set[str] = set()
@@ -449,7 +455,7 @@ class SuffixEvaluator:
     def has_host_tier(self) -> bool:
         """Whether entries beyond the device's budget move to host memory (see ``host_tier``)."""
         on = self.host_tier if self.host_tier is not None else self._device().type != "cpu"
-        return bool(on) and self.config.host_budget_mb > 0
+        return bool(on) and self.host_budget_mb > 0
 
     def disk_bytes(self) -> int:
         """Bytes of cached tensors spilled to disk."""
@@ -612,7 +618,7 @@ class SuffixEvaluator:
     def _host_room(self, nbytes: int, key: tuple[str, str]) -> bool:
         """Make room for ``nbytes`` in the host tier by dropping the host chunks of entries used before ``key``
         (least recently used first); whether they fit."""
-        budget = self.config.host_budget_mb * 2**20
+        budget = self.host_budget_mb * 2**20
         for other, entry in self._entries.items():
             if self._host + nbytes <= budget or other == key:
                 break

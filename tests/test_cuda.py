@@ -143,7 +143,7 @@ def test_suffix_cache_spills_to_pinned_host_memory_beyond_the_device_budget(worl
     lm = load_model("world_vgg", device="cuda")
     site = get_site(lm.model, -1)
     one_set = 300 * 96 * 8 * 8 * 4 / 2**20                # 300 images of 96 x 8 x 8 float32 keys
-    ev = SuffixEvaluator(lm.model, lm.normalize, SuffixCacheConfig(batch_size=100, budget_mb=1.5 * one_set, host_budget_mb=2 * one_set))
+    ev = SuffixEvaluator(lm.model, lm.normalize, SuffixCacheConfig(batch_size=100, budget_mb=1.5 * one_set), host_budget_mb=2 * one_set)
     assert ev.has_host_tier()
     a, b = ev.image_set(x[:300]), ev.image_set(x[300:600])
     ev.predict(a, site)

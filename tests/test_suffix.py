@@ -246,11 +246,11 @@ def test_host_tier_takes_the_least_recently_used_entry_beyond_the_device_budget(
     lm = load_model("world_vgg")
     site = get_site(lm.model, -1)                     # 96 x 8 x 8 keys: 24.6 kB per image, 40 images a chunk
     per_image = 96 * 64 * 4
-    cfg = SuffixCacheConfig(batch_size=40, budget_mb=130 * per_image / 2**20, host_budget_mb=host_mb_images * per_image / 2**20,
-                            spill="recompute")
+    cfg = SuffixCacheConfig(batch_size=40, budget_mb=130 * per_image / 2**20, spill="recompute")
+    host_mb = host_mb_images * per_image / 2**20
     uncached = SuffixEvaluator(lm.model, lm.normalize, SuffixCacheConfig(batch_size=40, budget_mb=0, spill="recompute"))
-    ev = SuffixEvaluator(lm.model, lm.normalize, cfg, host_tier=True)
-    assert ev.has_host_tier() and not SuffixEvaluator(lm.model, lm.normalize, cfg).has_host_tier()   # the CPU: one memory
+    ev = SuffixEvaluator(lm.model, lm.normalize, cfg, host_budget_mb=host_mb, host_tier=True)
+    assert ev.has_host_tier() and not SuffixEvaluator(lm.model, lm.normalize, cfg, host_budget_mb=host_mb).has_host_tier()   # the CPU
     a, b = ev.image_set(world[0][:80]), ev.image_set(world[0][40:120])
     first = ev.logits(a, site)
     ev.logits(b, site)                                # a leaves the device for b
