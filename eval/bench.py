@@ -28,12 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.config import JsonConfig
 from modeledit.eval.metrics import error_counts, errors_corrected
 from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair, why_no_change
-from modeledit.eval.methods import check_methods, grid_cells, method_settings
-from modeledit.patching import ALPHA_GRID
-from modeledit.rrr import LAMBDA_GRID
+from modeledit.eval.methods import ComparisonGrid, check_methods, grid_cells
 from modeledit.eval.results import ResultStore
 from modeledit.finetuning import FINETUNE_GRID
 from modeledit.suffix import SuffixCacheConfig
@@ -41,7 +38,16 @@ from modeledit.suffix import SuffixCacheConfig
 log = logging.getLogger(__name__)
 
 @dataclass
-class BenchConfig(JsonConfig):
+class BenchConfig(ComparisonGrid):
+    """The bench's data, pairs, exemplar draws and protocol, and the comparison's grid (:class:`ComparisonGrid`:
+    methods, sites, the hyperparameter grids; the bench tries more fine-tuning and adam settings by default).
+    The clean-accuracy budget is the protocol's (``protocol.max_clean_drop``).
+
+    A results folder's manifest holds this config flat (every field at the top level, as it always has);
+    :meth:`from_manifest` reads it back, from any bench version's manifest."""
+
+    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [list(g) for g in FINETUNE_GRID])
+    adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000], [1e-4, 20000]])
     model: str = "world_vgg"
     weights: str | None = None
     dataset: str = "world:test"
@@ -53,10 +59,6 @@ class BenchConfig(JsonConfig):
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     n_exemplars: list[int] = field(default_factory=lambda: [3])
     seeds: list[int] = field(default_factory=lambda: [0])
-    methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global"])
-    sites: list[str] = field(default_factory=lambda: ["-1"])
-    finetune_grid: list[tuple[float, int]] = field(default_factory=lambda: [list(g) for g in FINETUNE_GRID])
-    adam_grid: list[tuple[float, int]] = field(default_factory=lambda: [[1e-3, 10000], [1e-4, 20000]])
     exemplar_style_image: int = 0
     heldout_style_images: list[int] = field(default_factory=lambda: [1, 2])
     segmenter: str = "oracle"
@@ -64,10 +66,6 @@ class BenchConfig(JsonConfig):
     batch_size: int = 128
     from_site: bool = True                                     # edited predictions from cached site inputs (modeledit.suffix)
     cache: SuffixCacheConfig = field(default_factory=SuffixCacheConfig)
-    #: in-cell grids: the fraction of a rewrite's update applied (its strength), PAINT's alphas
-    strength_grid: list[float] = field(default_factory=lambda: [1.0])
-    alpha_grid: list[float] = field(default_factory=lambda: list(ALPHA_GRID))
-    lambda_grid: list[float] = field(default_factory=lambda: list(LAMBDA_GRID))
     #: target classes per pair: None draws one per seed (the paper's protocol); N draws N distinct classes
     #: (seeded by ``protocol.seed``) among the pair's affected classes, each its own unit
     n_targets: int | None = None
@@ -87,8 +85,37 @@ class BenchConfig(JsonConfig):
         if self.exemplar_style_image in self.heldout_style_images:
             raise ValueError("the exemplars' style image cannot also be a held-out style image")
 
-    def settings(self, method: str) -> list[dict[str, Any]]:
-        return method_settings(self, method)
+    @classmethod
+    def from_manifest(cls, config: Mapping[str, Any]) -> "BenchConfig":
+        """The config a bench folder's ``manifest.json`` records (its ``"config"``), from any bench version: fields
+        a manifest leaves out (those added later, or omitted at their defaults such as ``labels``) take their
+        defaults, record-only keys (``label_source``) are set aside, a key no version wrote is a ValueError.
+
+        Example:
+            >>> cfg = BenchConfig.from_manifest(json.loads(Path("results/world/bench/manifest.json").read_text())["config"])
+        """
+        data = {k: v for k, v in config.items() if k not in RECORD_ONLY}
+        for old, new in RENAMED.items():
+            if old in data:
+                data.setdefault(new, data.pop(old))
+        return cls.from_json(data)
+
+
+#: manifest keys that record how a run went, not what it was asked for (:meth:`BenchConfig.from_manifest`)
+RECORD_ONLY = ("label_source",)
+#: bench manifest keys written under another name by earlier versions (none yet: every version wrote the fields
+#: under their names; a rename adds its old name here so earlier folders still load)
+RENAMED: dict[str, str] = {}
+
+
+def manifest_config(cfg: BenchConfig) -> dict[str, Any]:
+    """What a bench folder's manifest records as its config: ``cfg`` flat, less the fields at defaults that earlier
+    versions did not write (so their folders resume): ``labels``/``min_confidence`` with the given labels."""
+    manifest = asdict(cfg)
+    if cfg.labels == "given" and not cfg.min_confidence:
+        manifest.pop("labels")
+        manifest.pop("min_confidence")
+    return manifest
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -436,13 +463,8 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
                 concepts=[p["concept"] for p in pairs], segmenter=cfg.segmenter, stylizer=cfg.stylizer, methods=cfg.methods,
                 datasets={"--dataset": cfg.dataset, "--clean": cfg.clean, "--stats-dataset": cfg.stats_dataset})
     check_stats_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
-    manifest = asdict(cfg)
-    if cfg.cache.host_budget_mb == SuffixCacheConfig.host_budget_mb:   # the default: the manifest as before (older runs resume)
-        manifest["cache"].pop("host_budget_mb")
-    if cfg.labels == "given" and not cfg.min_confidence:  # the default leaves the manifest as before (older runs resume)
-        manifest.pop("labels")
-        manifest.pop("min_confidence")
-    else:  # which label each image got, for the record (the workers compute the same)
+    manifest = manifest_config(cfg)   # at the defaults, the manifest as before (older runs resume)
+    if "labels" in manifest:  # which label each image got, for the record (the workers compute the same)
         from modeledit.eval.datasets import label_record
         from modeledit.models import load_model
 

@@ -125,8 +125,9 @@ def check_methods(names: Sequence[str]) -> None:
 
 
 @dataclass
-class MethodGrid(JsonConfig):
-    """The comparison's methods, sites, hyperparameter grids and clean-accuracy budget (one-exemplar studies)."""
+class ComparisonGrid(JsonConfig):
+    """The comparison's methods, sites and hyperparameter grids: declared once, every harness's config derives
+    from it (:class:`MethodGrid` adds the clean-accuracy budget; the bench keeps its budget in its protocol)."""
 
     methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global"])
     sites: list[str] = field(default_factory=lambda: ["-1"])
@@ -135,10 +136,16 @@ class MethodGrid(JsonConfig):
     alpha_grid: list[float] = field(default_factory=lambda: list(ALPHA_GRID))
     strength_grid: list[float] = field(default_factory=lambda: [1.0])
     lambda_grid: list[float] = field(default_factory=lambda: list(LAMBDA_GRID))
-    max_clean_drop: float = 0.0025
 
     def settings(self, method: str) -> list[dict[str, Any]]:
         return method_settings(self, method)
+
+
+@dataclass
+class MethodGrid(ComparisonGrid):
+    """The comparison's grid (:class:`ComparisonGrid`) and clean-accuracy budget (one-exemplar studies)."""
+
+    max_clean_drop: float = 0.0025
 
 
 def method_settings(cfg: Any, method: str) -> list[dict[str, Any]]:

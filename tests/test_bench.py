@@ -102,3 +102,58 @@ def test_bench_takes_predicted_labels(unlabelled_folder, mobilenet):
     data, clean = labelled_datasets(cfg, mobilenet)
     assert isinstance(data, PredictedLabels) and len(clean) == 2
     assert (predictions(mobilenet, clean, range(len(clean))) == np.array(clean.labels)).all()
+
+
+# -- the config: one comparison grid, and every committed bench manifest loads and resumes
+
+def _committed_bench_manifests():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    found = []
+    for path in sorted(root.rglob("manifest.json")):
+        meta = json.loads(path.read_text())
+        config = meta.get("config") or {}
+        if meta.get("harness") == "bench" or ("protocol" in config and "n_exemplars" in config and "pairs" in config):
+            found.append((path, config))
+    return found
+
+
+def test_bench_config_derives_the_comparison_grid_once():
+    import dataclasses
+
+    from modeledit.eval.bench import BenchConfig
+    from modeledit.eval.methods import ComparisonGrid, MethodGrid
+
+    grid = [f.name for f in dataclasses.fields(ComparisonGrid)]
+    assert issubclass(BenchConfig, ComparisonGrid) and issubclass(MethodGrid, ComparisonGrid)
+    assert [f.name for f in dataclasses.fields(BenchConfig)][:len(grid)] == grid
+    assert "max_clean_drop" not in {f.name for f in dataclasses.fields(BenchConfig)}   # the budget is the protocol's
+    assert len(BenchConfig().finetune_grid) > len(MethodGrid().finetune_grid)          # the bench's own default grid
+
+
+def test_every_committed_bench_manifest_loads_and_the_complete_ones_resume():
+    """Each committed bench folder's config reads back through BenchConfig.from_manifest; a folder written since the
+    manifest took its present fields gets back exactly the config dict it holds, which is what a resume compares."""
+    import dataclasses
+    from pathlib import Path
+
+    from modeledit.eval.bench import BenchConfig, manifest_config
+
+    found = _committed_bench_manifests()
+    assert len(found) >= 10, [str(p) for p, _ in found]
+    complete = 0
+    for path, config in found:
+        cfg = BenchConfig.from_manifest(config)
+        again = json.loads(json.dumps(manifest_config(cfg), default=str))
+        assert {k: again[k] for k in config} == config, path          # every recorded value comes back as it was
+        if set(again) == set(config):
+            complete += 1
+            assert again == config, path
+    assert complete >= 8
+    for path in sorted((Path(__file__).resolve().parents[1] / "results").rglob("manifest.json")):   # the rules study's bench
+        bench = (json.loads(path.read_text()).get("config") or {}).get("bench")
+        if isinstance(bench, dict):
+            assert json.loads(json.dumps(dataclasses.asdict(BenchConfig.from_manifest(bench)), default=str)) == bench, path
+    with pytest.raises(ValueError, match="unknown BenchConfig fields"):
+        BenchConfig.from_manifest({**found[0][1], "learning_rate": 0.1})
