@@ -556,16 +556,33 @@ def solve_linear(model: nn.Module, site: EditSite | BoundSite, t: ExemplarTensor
     return lam.reshape(out_c, r, kh, kw).to(w0.dtype)
 
 
-SOLVERS: dict[str, Callable[[nn.Module, EditSite, ExemplarTensors, torch.Tensor, EditConfig], torch.Tensor]] = {
-    "closed_form": solve_closed_form,
-    "adam": solve_adam,
-    "linear": solve_linear,
-}
+Solver = Callable[[nn.Module, EditSite, ExemplarTensors, torch.Tensor, EditConfig], torch.Tensor]
+#: solver name -> ``fn(model, site, tensors, dirs, config) -> Λ``: the one list of solvers (``EditConfig.solver``,
+#: ``modeledit edit --solver`` and its help read it), filled only by :func:`register_solver`, the built-ins too
+SOLVERS: dict[str, Solver] = {}
 
 
-def register_solver(name: str, fn: Callable[[nn.Module, EditSite, ExemplarTensors, torch.Tensor, EditConfig], torch.Tensor]) -> None:
-    """Add a solver ``fn(model, site, tensors, dirs, config) -> Λ (out, r, kh, kw)``."""
+def register_solver(name: str, fn: Solver, replace: bool = False) -> None:
+    """Add a solver ``fn(model, site, tensors, dirs, config) -> Λ (out, r, kh, kw)`` under ``name``: ``EditConfig(solver=name)``
+    and ``modeledit edit --solver name`` then use it. The built-in solvers are registered the same way. A name that is
+    taken by another function is a ValueError unless ``replace``.
+
+    Example:
+        >>> register_solver("my_solver", lambda model, site, t, dirs, cfg: solve_closed_form(model, site, t, dirs, cfg))
+        >>> rewrite(lm, site, exemplars, config=EditConfig(solver="my_solver"))
+    """
+    if not isinstance(name, str) or not name or any(c.isspace() or c == "," for c in name):
+        raise ValueError(f"a solver name is one word without spaces or commas, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"solver {name!r} must be a function (model, site, tensors, dirs, config) -> Λ, got {type(fn).__name__}")
+    if SOLVERS.get(name, fn) is not fn and not replace:
+        raise ValueError(f"solver {name!r} is already registered; choose another name or pass replace=True")
     SOLVERS[name] = fn
+
+
+register_solver("closed_form", solve_closed_form)
+register_solver("adam", solve_adam)
+register_solver("linear", solve_linear)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -350,3 +350,50 @@ def test_spd_solve_reads_the_lower_triangle_and_falls_back_when_cholesky_fails()
     b = torch.randn(3, 5, 1, generator=g, dtype=torch.float64)
     junk = a.tril() + torch.triu(torch.full_like(a, 1e6), 1)                # only the lower triangle is meaningful
     torch.testing.assert_close(_spd_solve(junk, b), torch.linalg.solve(a, b), rtol=1e-8, atol=1e-10)
+
+
+def test_solvers_are_registered_through_register_solver_and_a_user_solver_reaches_the_cli(tmp_path, capsys):
+    """The built-in solvers sit in SOLVERS by register_solver, the one way; a solver a user registers is then
+    accepted by EditConfig, used by rewrite, listed by ``modeledit edit --help`` and run by ``modeledit edit``."""
+    import ast
+    import inspect
+
+    import modeledit.editor as editor
+    from modeledit.cli import command_parser, main
+    from modeledit.editor import SOLVERS, register_solver, solve_closed_form
+    from modeledit.images import save_image
+
+    tree = ast.parse(inspect.getsource(editor))
+    registered = [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "register_solver"]
+    literal = [n for n in ast.walk(tree) if isinstance(n, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "closed_form" for k in n.keys)]
+    assert sorted(registered) == sorted(SOLVERS) and not literal   # no hand-written table beside the registry
+    with pytest.raises(ValueError, match="already registered"):
+        register_solver("adam", solve_closed_form)
+    with pytest.raises(ValueError, match="one word"):
+        register_solver("two words", solve_closed_form)
+
+    calls = []
+
+    def counted(model, site, t, dirs, cfg):
+        calls.append(site.name)
+        return solve_closed_form(model, site, t, dirs, cfg)
+
+    register_solver("counted_closed_form", counted)
+    try:
+        _, parser = command_parser("edit")
+        assert "counted_closed_form" in " ".join(parser.format_help().split())
+        from modeledit.eval.world.data import WorldDataset, render_tensors
+
+        lm = load_model("world_vgg")
+        x = render_tensors(WorldDataset("test", n=1), progress=False)[0].float() / 255
+        save_image(x[0], tmp_path / "x.png")
+        save_image(1 - x[0], tmp_path / "xp.png")   # any other picture: the solver's use is what is checked
+        assert main(["edit", "world_vgg", "--layer", "-1", "--original", str(tmp_path / "x.png"), "--transformed", str(tmp_path / "xp.png"),
+                     "--solver", "counted_closed_form", "--out", str(tmp_path / "fix")]) == 0
+        assert calls == [get_site(lm.model, -1).name]
+        assert json.loads((tmp_path / "fix.json").read_text())["config"]["solver"] == "counted_closed_form"
+    finally:
+        SOLVERS.pop("counted_closed_form")
+    assert main(["edit", "world_vgg", "--layer", "-1", "--original", str(tmp_path / "x.png"), "--transformed", str(tmp_path / "xp.png"),
+                 "--solver", "counted_closed_form"]) == 2
+    assert "invalid choice: 'counted_closed_form'" in capsys.readouterr().err
