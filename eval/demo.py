@@ -157,12 +157,13 @@ def bench_section(cfg: DemoConfig, out: Path, sensitivity_csv: Path) -> pd.DataF
     table.to_csv(out / "cells.csv", index=False)
     summary = summarize(table, cfg.max_clean_drop)
     summary.to_csv(out / "summary.csv", index=False)
-    figs = [(plot_methods(summary, out / "methods.png").name, "errors corrected per method (6-3): target vs other classes, same vs held-out style images")]
-    more_figs, more_tables = _before_after(bcfg, summary, table, out)
-    figs += more_figs
     from modeledit.eval.report import BENCH_N, NO_SETTING, budget_rows, with_pair_n
 
     shown = with_pair_n(summary, table)   # each estimate's n: errors before the edit, clean images
+    figs = [(plot_methods(shown, out / "methods.png").name, "errors corrected per method (6-3): target vs other classes, same vs held-out "
+                                                            "style images (n in the legend: errors before the edit)")]
+    more_figs, more_tables = _before_after(bcfg, summary, table, out)
+    figs += more_figs
     row = shown.set_index("method")
     pair = f"{summary.iloc[0]['concept']} -> {summary.iloc[0]['style']}"
     numbers = {"pair": pair, "target class": summary.iloc[0]["target_class"]}

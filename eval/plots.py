@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -129,26 +130,33 @@ def plot_class_rules(table: pd.DataFrame, class_name: str, path: str | os.PathLi
     return _save(fig, path)
 
 
-def _bars(ax, frame: pd.DataFrame, groups: list[str], series: list[tuple[str, str]]) -> None:
+def _bars(ax, frame: pd.DataFrame, groups: list[str], series: list[tuple[str, str]], n: Mapping[str, int] | None = None) -> None:
+    """Grouped bars (fractions shown as %); a series whose ``n`` is below :data:`SMALL_N` is hatched."""
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
     for k, (col, label) in enumerate(series):
         vals = [100 * frame.loc[g, col] if g in frame.index else np.nan for g in groups]
-        ax.bar(x + k * width, vals, width, label=label)
+        small = n is not None and col in n and n[col] < SMALL_N
+        ax.bar(x + k * width, vals, width, label=label, hatch="//" if small else None, edgecolor="white" if small else None)
     ax.set_xticks(x + 0.4 - width / 2, groups, rotation=20, ha="right")
     ax.axhline(0, color="k", lw=0.6)
     ax.legend(fontsize=7)
 
 
 def plot_methods(summary: pd.DataFrame, path: str | os.PathLike, title: str = "errors corrected (test)") -> Path:
-    """Figure 6-3: errors corrected per method, target vs other classes, same style vs held-out style images."""
+    """Figure 6-3: errors corrected per method, target vs other classes, same style vs held-out style images;
+    where the summary has each column's errors before the edit (``*_n_pre``), the legend says that n
+    (summed over pairs; the same for every method) and bars below :data:`SMALL_N` are hatched."""
     plt = _plt()
     cols = ["test_target_corrected", "test_other_corrected", "heldout_target_corrected", "heldout_other_corrected"]
     m = summary.groupby("method")[cols].mean()
+    n = {c: int(summary.groupby("method")[c.replace("_corrected", "_n_pre")].sum().max()) for c in cols
+         if c.replace("_corrected", "_n_pre") in summary.columns}
+    labels = ["target, same style image", "other classes, same style image", "target, held-out style images", "other classes, held-out"]
+    labels = [f"{w} (n = {n[c]}{', small' if n[c] < SMALL_N else ''})" if c in n else w for c, w in zip(cols, labels)]
     fig, ax = plt.subplots(figsize=(7, 3.4))
-    _bars(ax, m, list(m.index), [(cols[0], "target, same style image"), (cols[1], "other classes, same style image"),
-                                 (cols[2], "target, held-out style images"), (cols[3], "other classes, held-out")])
-    ax.set_ylabel("% of errors corrected")
+    _bars(ax, m, list(m.index), list(zip(cols, labels)), n)
+    ax.set_ylabel("% of errors corrected (higher = better)")
     ax.set_title(title)
     return _save(fig, path)
 

@@ -1,4 +1,4 @@
-"""A self-contained HTML report built from harness outputs.
+"""An HTML report built from harness outputs: ``index.html`` with its pictures in ``assets/`` (no network needed).
 
 A section is ``kind``, ``title``, ``text`` (a short reading), ``numbers`` (flat dict of key figures),
 ``tables`` (list of ``{title, columns, rows}``), ``figures`` and ``images`` (paths relative to its folder,
@@ -16,7 +16,16 @@ it), and a table ``percent`` (columns holding fractions) and ``intervals`` (``{c
 high column]}``). Numbers are formatted for people (:func:`format_value`): fractions (accuracies,
 errors corrected, presence, locality) as percentages with one decimal, differences of fractions (drops)
 in percentage points with one decimal, keys already in points (``(pp)``) likewise, never ``-0.0``; a
-method with no setting within the clean-accuracy budget shows :data:`NO_SETTING` instead of zeros.
+method with no setting within the clean-accuracy budget shows :data:`NO_SETTING` instead of zeros (and its
+key numbers are listed once in words, not as tiles).
+
+Every estimate (a percentage or points) is shown with its n: a section's ``n`` (``{number key: n}``) and a
+table's ``n`` (``{column: n or the column holding it}``); a table's ``points`` are columns of differences of
+fractions, its ``values`` columns of single measurements (one image's confidence) that need none. Sections
+written before they carried n get theirs from their own tables (:data:`FILL_N`, the harness readers).
+Column headers say unit and which way is better (:data:`COLUMN_NOTES`); each section with a budget says
+what it is (:func:`budget_note`); long tables and the attribution grids open folded. The page's script
+records its own checks on ``<body>`` (:data:`CHECK_JS`) for the browser tests.
 
 Example:
     >>> build_report("report/")            # -> report/index.html, report/results.json
