@@ -44,7 +44,7 @@ from modeledit.eval.bench import BenchConfig
 log = logging.getLogger(__name__)
 
 VARIANTS = ("single", "single_linear", "batch", "batch_full", "per_pair", "sequence", "sequence_keep", "batch_k", "sites",
-            "single_sel", "batch_sel", "keep_grid")
+            "single_sel", "batch_sel", "keep_grid", "sequence_keep_directions")
 #: the preserved sequence's settings compared by ``keep_grid`` (form, norm_weight, past_weight, keep_train)
 KEEP_GRID = tuple((f, nw, pw, False) for f, nws in (("full", (1e-1, 1.0, 10.0)), ("directions", (1e-2, 1e-1, 1.0)))
                   for nw in nws for pw in (1.0, 10.0)) + (("full", 1.0, 1.0, True), ("directions", 1e-1, 1.0, True))
@@ -339,11 +339,13 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
                     rows += [{**unit_meta(u), "variant": variant, **ev.rule_row(u.key), **clean, "objective_before": obj[u.key]["objective_before"],
                               "objective_after": obj[u.key]["objective_after"]} for u in us]
                 _write(path, rows)
-        elif variant in ("sequence", "sequence_keep") and not rows:
+        elif variant in ("sequence", "sequence_keep", "sequence_keep_directions") and not rows:
             from modeledit.rules import measure_sequence
 
             if variant == "sequence":
                 seq = RuleSequence(lm, site, stats=st, config=cf, preserve=False, max_norm=cfg.max_norm)
+            elif variant == "sequence_keep_directions":      # the library's defaults (each rule's own direction)
+                seq = RuleSequence(lm, site, stats=st, preserve=True, keep_threshold=keep_thr, max_norm=cfg.max_norm)
             else:
                 from modeledit.rules import NORM_WEIGHT, PAST_WEIGHT
                 seq = RuleSequence(lm, site, stats=st, config=cf, preserve=True, keep=st if cfg.keep_train else None,
@@ -465,7 +467,7 @@ def _clean_means(variant: str, g: pd.DataFrame) -> dict[str, float]:
 def summarize(out_dir: str | Path) -> Path:
     """``summary.csv``: per variant, the mean correction and clean change, and the paired difference to ``single``."""
     out = Path(out_dir)
-    tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS and p.stem != "sites"}
+    tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS and p.stem not in ("sites", "keep_grid")}
     rows = []
     single = tables.get("single")
     selected = tables.get("single_sel")
@@ -522,7 +524,7 @@ def write_figures(out_dir: str | Path) -> list[Path]:
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.4))
     any_seq = False
-    for v in ("sequence", "sequence_keep"):
+    for v in ("sequence", "sequence_keep", "sequence_keep_directions"):
         p = out / f"{v}_steps.csv"
         if p.is_file():
             t = pd.read_csv(p)
