@@ -16,6 +16,7 @@ import time
 import urllib.request
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -241,6 +242,22 @@ def get_json(url: str) -> dict:
         return json.loads(r.read())
 
 
+def wait_loaded(proc: subprocess.Popen, url: str, output: Any = lambda: "", timeout: float = 180) -> dict:
+    """Poll a ``modeledit studio`` process at ``url`` until its model is loaded; the state's model. The process
+    must stay alive meanwhile (``output()``: what it wrote, for the failure message)."""
+    t0 = time.monotonic()
+    while True:
+        assert proc.poll() is None, output()
+        try:
+            model = get_json(f"{url}/api/state")["model"]
+            if model["loaded"]:
+                return model
+        except OSError:
+            pass
+        assert time.monotonic() - t0 < timeout, "the studio did not come up"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``modeledit studio --model mobilenet_v2`` on a free loopback port, as a user starts it; stopped (SIGTERM)
@@ -254,16 +271,7 @@ def server(tmp_path_factory):
     proc = subprocess.Popen([str(exe), "studio", "--model", "mobilenet_v2", "--port", str(port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        t0 = time.monotonic()
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if get_json(f"{url}/api/state")["model"]["loaded"]:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() - t0 < 180, "the studio did not come up"
-            time.sleep(0.5)
+        wait_loaded(proc, url, lambda: log.read_text()[-3000:])
         yield url
     finally:
         proc.terminate()
@@ -319,6 +327,7 @@ def shot(driver, name: str) -> None:
     """Screenshots for the README, when MODELEDIT_STUDIO_SHOTS names a folder."""
     folder = os.environ.get("MODELEDIT_STUDIO_SHOTS")
     if folder:
+        until(driver, lambda d: d.execute_script("return [...document.images].every((i) => i.complete)"), 30)   # no half-loaded view
         Path(folder).mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(Path(folder) / f"{name}.png"))
 
@@ -407,7 +416,7 @@ def test_paint_restyle_execute_save_in_the_browser(server, browser, tmp_path):
     d.find_element(By.ID, "effect").click()
     idle(d, 400)
     summary = d.find_element(By.ID, "effect-summary").text
-    assert summary.startswith("10 held-out images of photos (11 in the set; the edit's 1 exemplar image(s) left out: chelsea)"), summary
+    assert summary.startswith("10 held-out images of photos: its 11 less the edit's 1 exemplar image(s), chelsea."), summary
     assert re.search(r"Predictions changed: \d+ of 10 \(clean change [\d.]+%, n = 10\); accuracy [\d.]+% → [\d.]+% \(n = 10\)", summary), summary
     cf = d.find_element(By.ID, "effect-counterfactual").text
     n_cf = int(re.search(r"on (\d+) of the 10 image", cf).group(1))
@@ -586,17 +595,7 @@ def test_studio_command_takes_the_runtime_flags():
     proc = subprocess.Popen([str(exe), "studio", "--model", "world_vgg", "--port", str(port), "--device", "cpu", "--precision", "bf16",
                              "--deterministic"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        t0 = time.monotonic()
-        while True:
-            assert proc.poll() is None, proc.stdout.read()[-3000:]
-            try:
-                model = get_json(f"http://127.0.0.1:{port}/api/state")["model"]
-                if model["loaded"]:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() - t0 < 180, "the studio did not come up"
-            time.sleep(0.5)
+        model = wait_loaded(proc, f"http://127.0.0.1:{port}", lambda: proc.stdout.read()[-3000:])
         assert model["runtime"]["device"] == "cpu" and model["runtime"]["precision"] == "bf16" and model["runtime"]["deterministic"]
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
         assert 'id="model-device"' in page

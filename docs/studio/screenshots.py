@@ -37,15 +37,7 @@ def sensitivity_view(folder: Path) -> None:
     proc = subprocess.Popen([str(Path(sys.executable).with_name("modeledit")), "studio", "--port", str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        t0 = time.monotonic()
-        while True:
-            try:
-                if t.get_json(url + "/api/state")["model"]["loaded"]:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() - t0 < 180
-            time.sleep(0.5)
+        t.wait_loaded(proc, url)
         driver = next(t.browser.__wrapped__())
         driver.get(url + "/")
         t.idle(driver)

@@ -365,9 +365,9 @@ function renderEffect() {
   const p = document.createElement("p");
   p.id = "effect-summary";
   const left = f.n_excluded
-    ? ` (${f.n_set} in the set; the edit's ${f.n_excluded} exemplar image(s) left out: ${f.excluded.join(", ")})`
-    : ` (none of them is one of the edit's exemplars${f.exemplars_from === "session" ? " painted in this session" : ""})`;
-  p.textContent = `${f.n} held-out images of ${f.set}${left}. ` +
+    ? `its ${f.n_set} less the edit's ${f.n_excluded} exemplar image(s), ${f.excluded.join(", ")}`
+    : `none of them is one of the edit's exemplars${f.exemplars_from === "session" ? " painted in this session" : ""}`;
+  p.textContent = `${f.n} held-out images of ${f.set}: ${left}. ` +
     `Predictions changed: ${kOf(f.changed, f.n)} (clean change ${pct(f.clean_change)}, n = ${f.n}); ` +
     `accuracy ${pct(f.acc_before)} → ${pct(f.acc_after)} (n = ${f.n})` + (f.labelled ? "" : ", the labels being the original model's predictions");
   out.append(p);
@@ -379,15 +379,19 @@ function renderEffect() {
     out.append(p2);
     const t = document.createElement("table");
     t.className = "classes";
-    t.innerHTML = "<tr><th>class</th><th>n</th><th>errors before</th><th>errors after</th>" +
-      "<th title='errors before the edit that it corrects'>corrected (of the errors)</th>" +
-      "<th title='images right before the edit that it gets wrong'>made (of the right ones)</th></tr>";
+    t.innerHTML = "<tr><th>class</th><th>n</th><th>errors before</th><th>after</th>" +
+      "<th title='errors before the edit that it corrects, of the errors before'>corrected</th>" +
+      "<th title='errors the edit makes, of the images right before'>made</th></tr>";
     f.classes.forEach((r) => {
       const tr = t.insertRow();
       [r.class, r.n, kOf(r.errors_before, r.n), kOf(r.errors_after, r.n), kOf(r.corrected, r.errors_before),
         kOf(r.made, r.n - r.errors_before)].forEach((v) => { tr.insertCell().textContent = v; });
     });
     out.append(t);
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = "Per class, of its n restyled images: errors before and after the edit; corrected, of the errors before; made, of the images right before.";
+    out.append(note);
   }
   if (f.changed) {
     const p3 = document.createElement("p");
