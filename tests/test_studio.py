@@ -614,6 +614,12 @@ def test_studio_refuses_cuda_without_a_gpu_in_one_line():
     assert r.returncode == 2 and "fp16 needs a CUDA device" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+def test_studio_never_starts_on_random_weights():
+    for weights, words in (("random", "does not run models on random weights"), ("/no/such/resnet50.pth", "is not a file")):
+        r = run_cli("studio", "--model", "resnet50", "--weights", weights, "--device", "cpu", "--port", str(free_port()))
+        assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def forward_recorder(module):
     """Every forward of ``module``: its input's device and whether a bf16 autocast was on (a hook, removed by the caller)."""
     import torch

@@ -9,7 +9,7 @@ from modeledit.commands.common import add_device_arguments, add_weights_argument
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="world_vgg", help="model to open on: a zoo name (see `modeledit models`)")
-    add_weights_argument(p, extra="for --model")
+    add_weights_argument(p, extra="for --model (the studio takes a checkpoint file, never 'random')")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only by default; the page has no login)")
     p.add_argument("--port", type=positive_int, default=8765, help="port to listen on")
     add_device_arguments(p)
@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if args.port > 65535:
         raise ValueError(f"--port must be at most 65535, got {args.port}")
     check_model_name(args.model)
+    check_weights(args.weights)
     check_port_free(args.host, args.port)
     from modeledit.device import current_runtime
     from modeledit.studio.app import serve
@@ -47,6 +48,22 @@ def check_model_name(name: str) -> None:
     if name in names or any(p.endswith(":") and name.startswith(p) and len(name) > len(p) for p in names):
         return
     raise KeyError(f"unknown model {name!r}; closest: {close_matches(name, list(names)) or '-'}; see `modeledit models`")
+
+
+def check_weights(weights: str | None) -> None:
+    """The studio's ``--weights`` is a checkpoint file (or nothing: the model's offline weights); random weights, or a
+    path that is not there, are refused in one line before the server starts."""
+    from pathlib import Path
+
+    from modeledit.models import is_random
+
+    if weights is None:
+        return
+    if is_random(weights):
+        raise ValueError("the studio does not run models on random weights; give a checkpoint file with --weights, or leave "
+                         "it out for a model with offline weights (see the page's model list)")
+    if not Path(weights).expanduser().is_file():
+        raise FileNotFoundError(f"--weights {weights!r} is not a file; give the path of a .pth/.pt/.safetensors checkpoint")
 
 
 def check_port_free(host: str, port: int) -> None:
