@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from modeledit.eval.metrics import error_counts, errors_corrected
-from modeledit.eval.protocol import ProtocolConfig, choose_setting, select_pairs, split_pair, why_no_change
+from modeledit.eval.protocol import ProtocolConfig, choose_setting, first_measured, select_pairs, split_pair, why_no_change
 from modeledit.eval.methods import ComparisonGrid, check_methods, grid_cells
 from modeledit.eval.results import ResultStore
 from modeledit.finetuning import FINETUNE_GRID
@@ -498,14 +498,14 @@ def summarize(table: pd.DataFrame, max_clean_drop: float = 0.0025, by: Sequence[
     for key, g in table.groupby(list(by), sort=True):
         records = g.to_dict("records")
         for r in records:
-            r["val_corrected"] = 0.0 if pd.isna(r["val_corrected"]) else r["val_corrected"]
+            r["val_corrected"] = 0.0 if pd.isna(r.get("val_corrected")) else r["val_corrected"]
         best = choose_setting(records, max_clean_drop)
         out = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         if best is None:
             reason = why_no_change(records, max_clean_drop)
             out.update({k: 0.0 for k in REPORTED if k.endswith(("corrected", "drop"))}, changed=False, site_name="-",
                        setting=f"{reason}: no change", choice=reason)
-            out.update({k: g[k].iloc[0] for k in REPORTED if k.endswith("n_pre")})
+            out.update({k: first_measured(g, k) for k in REPORTED if k.endswith("n_pre")})
         else:
             out.update({k: best[k] for k in REPORTED}, changed=True, site_name=best["site_name"], setting=best["setting"], choice="setting")
         out["target_class"] = g["target_class"].iloc[0]

@@ -13,7 +13,10 @@ way everywhere, here:
    the in-cell value), ``strength`` (the in-cell value: strength or alpha; 1 without a grid), ``edit_*``
    (the edit's own metrics) and ``cell_seconds`` (making the edit, once, plus this setting's measurement);
 5. a PAINT row at alpha 1 also stands for the plain fine-tuning when the harness runs both
-   (:func:`~modeledit.eval.methods.plain_finetune_row`).
+   (:func:`~modeledit.eval.methods.plain_finetune_row`);
+6. a method whose optimisation diverges at this setting (:class:`~modeledit.errors.Diverged`: a learning rate too
+   large) gives its rows with ``diverged`` true and no measurement: a result, never selected (the measurement
+   columns are missing), and not a failed cell to retry.
 
 A harness keeps only its units, its groups of images and its measurements. :class:`CellCache` is the one
 per-worker cache (statistics per site, the suffix evaluator, image sets by key); :func:`run_cells` drives
@@ -40,6 +43,8 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+
+from modeledit.errors import Diverged
 
 log = logging.getLogger(__name__)
 
@@ -145,21 +150,38 @@ def run_cell(cache: CellCache, params: Mapping[str, Any], exemplars: CellExempla
     (``strength_grid``, ``alpha_grid``); ``plain_methods``: the methods asked for, when a PAINT cell's alpha 1
     row should also stand for its plain fine-tuning; ``started``: when the cell's work began (its unit's
     preparation counts towards ``cell_seconds``)."""
-    from modeledit.eval.methods import method_strengths, plain_finetune_row, scaled_edits
+    from modeledit.eval.methods import METHODS, method_strengths, plain_finetune_row, scaled_edits
 
     started = time.perf_counter() if started is None else started
     method, setting = params["method"], params["setting"]
     sites = cell_sites(cache.lm, params)
-    base = make_change(cache, method, setting, sites, exemplars)
+    strengths = method_strengths(grid, method)
+    common = {"method": method, "site": str(params["site"]) if "site" in params else ",".join(map(str, params["sites"])),
+              "site_name": "+".join(s.name for s in sites), "site_index": sites[0].index if len(sites) == 1 else -1}
+    try:
+        base = make_change(cache, method, setting, sites, exemplars)
+    except Diverged as exc:
+        # a setting that diverges is a result, not a failure: recorded (no measurement), never selected, not retried
+        log.warning("%s %s: %s; recorded as diverged", method, json.dumps(setting), exc)
+        made = time.perf_counter() - started
+        key = METHODS.get(method).scaled[1] if strengths is not None else None
+        extras = [{key: v} for v in strengths] if strengths is not None else [{}]
+        rows = []
+        for extra in extras:
+            row = {**head, **common, "setting": json.dumps({**setting, **extra}), "strength": float(next(iter(extra.values()), 1.0)),
+                   "diverged": True, "cell_seconds": made}
+            rows.append(row)
+            plain = plain_finetune_row(plain_methods, method, extra, row, setting) if plain_methods else None
+            if plain is not None:
+                rows.append(plain)
+        return rows
     made = time.perf_counter() - started
     rows = []
-    for extra, edit in scaled_edits(cache.lm, method, base, method_strengths(grid, method)):
+    for extra, edit in scaled_edits(cache.lm, method, base, strengths):
         t1 = time.perf_counter()
         with edit.applied(cache.lm.model):
             measured = dict(measure(sites))
-        row = {**head, "method": method, "site": str(params["site"]) if "site" in params else ",".join(map(str, params["sites"])),
-               "site_name": "+".join(s.name for s in sites), "site_index": sites[0].index if len(sites) == 1 else -1,
-               "setting": json.dumps({**setting, **extra}), "strength": float(next(iter(extra.values()), 1.0)),
+        row = {**head, **common, "setting": json.dumps({**setting, **extra}), "strength": float(next(iter(extra.values()), 1.0)),
                **{k: v for k, v in measured.items() if not k.startswith("_")}}
         row.update({f"edit_{k}": v for k, v in edit.metrics.items() if isinstance(v, (int, float, str))})
         row["cell_seconds"] = made + time.perf_counter() - t1

@@ -136,7 +136,8 @@ def summarize_oneshot(table: pd.DataFrame, max_clean_drop: float) -> pd.DataFram
     groups = sorted(c[4:] for c in table.columns if c.startswith("pre_"))
     rows = []
     for method, g in table.groupby("method", sort=True):
-        base = g.iloc[0]
+        measured = g[g["diverged"] != True] if "diverged" in g else g   # noqa: E712 - NaN (no flag) is measured
+        base = (measured if len(measured) else g).iloc[0]
         best = choose_setting(g.to_dict("records"), max_clean_drop, score="val_gain")
         changed = best is not None
         if best is None:  # no setting within the budget, or none beats no change: the method makes no change

@@ -43,7 +43,7 @@ import torch
 
 from modeledit.eval.methods import MethodGrid, method_edit
 from modeledit.eval.metrics import error_counts
-from modeledit.eval.protocol import choose_setting, why_no_change
+from modeledit.eval.protocol import choose_setting, first_measured, why_no_change
 from modeledit.eval.results import ResultStore
 
 log = logging.getLogger(__name__)
@@ -435,6 +435,11 @@ UNIT_KEYS = ["style", "n_exemplars", "seed", "method"]
 GROUPS = ("val", "test", "heldout")
 
 
+def _count(v: Any) -> Any:
+    """A count as an int; NaN stays NaN (every setting of the group diverged: nothing was measured)."""
+    return int(v) if v == v else v
+
+
 def summarize_photos(table: pd.DataFrame, max_locality: float, score: str = "val_corrected") -> pd.DataFrame:
     """Per unit and method, the setting with the most validation errors corrected among those changing at
     most ``max_locality`` of the clean views (none: no change, with the reason), and its test numbers.
@@ -446,7 +451,7 @@ def summarize_photos(table: pd.DataFrame, max_locality: float, score: str = "val
             r[score] = 0.0 if pd.isna(r[score]) else r[score]
         best = choose_setting(records, max_locality, score=score, clean_drop="locality")
         out: dict[str, Any] = dict(zip(UNIT_KEYS, key))
-        out.update({f"{grp}_n_pre": int(g[f"{grp}_n_pre"].iloc[0]) for grp in GROUPS})
+        out.update({f"{grp}_n_pre": _count(first_measured(g, f"{grp}_n_pre")) for grp in GROUPS})
         out["exemplars"] = g["exemplars"].iloc[0]
         out["exemplar_labels"] = g["exemplar_labels"].iloc[0]
         if best is None:
@@ -460,7 +465,7 @@ def summarize_photos(table: pd.DataFrame, max_locality: float, score: str = "val
         for grp in GROUPS:
             n = out[f"{grp}_n_pre"]
             out[f"{grp}_corrected"] = (n - out[f"{grp}_n_post"]) / n if n else float("nan")
-        out["clean_n"] = int(g["clean_n"].iloc[0])
+        out["clean_n"] = _count(first_measured(g, "clean_n"))
         rows.append(out)
     return pd.DataFrame(rows)
 

@@ -98,6 +98,12 @@ def split_pair(indices: Sequence[int], labels: Sequence[Any], candidates: Sequen
     return PairSplit(target, ex, sorted(val), sorted(test))
 
 
+def _measured(r: Mapping[str, Any], key: str) -> float:
+    """A row's measurement, NaN where it has none (a diverged setting's rows)."""
+    v = r.get(key)
+    return float("nan") if v is None else float(v)
+
+
 def choose_setting(results: Sequence[Mapping[str, Any]], max_clean_drop: float = 0.0025,
                    score: str = "val_corrected", clean_drop: str = "clean_drop") -> Mapping[str, Any] | None:
     """The setting with the best validation score among those within the clean-accuracy budget: the one
@@ -109,7 +115,7 @@ def choose_setting(results: Sequence[Mapping[str, Any]], max_clean_drop: float =
     smaller clean drop, then the shallower site (``site_index``), then the smaller in-cell strength
     (``strength``; rows without one count as larger), then the first given.
     """
-    ok = [r for r in results if r[clean_drop] <= max_clean_drop + 1e-12 and not np.isnan(r[score])]
+    ok = [r for r in results if _measured(r, clean_drop) <= max_clean_drop + 1e-12 and not np.isnan(_measured(r, score))]
     if not ok:
         return None
 
@@ -123,6 +129,13 @@ def choose_setting(results: Sequence[Mapping[str, Any]], max_clean_drop: float =
     return best if best[score] > NO_CHANGE_SCORE else None
 
 
+def first_measured(g: pd.DataFrame, column: str) -> Any:
+    """The first value of ``column`` among a group's measured rows (a diverged setting's rows carry no
+    measurement, see :func:`modeledit.eval.cell.run_cell`); NaN when no row has one."""
+    values = g[column].dropna() if column in g else pd.Series(dtype=float)
+    return values.iloc[0] if len(values) else float("nan")
+
+
 #: the validation score of making no change (every error stays)
 NO_CHANGE_SCORE = 0.0
 NONE_QUALIFIES = "no setting qualifies"
@@ -132,7 +145,7 @@ NO_GAIN = "no setting beats no change"
 def why_no_change(results: Sequence[Mapping[str, Any]], max_clean_drop: float = 0.0025, score: str = "val_corrected",
                   clean_drop: str = "clean_drop") -> str:
     """Why :func:`choose_setting` chose no change: no setting within the budget, or none scoring above 0."""
-    ok = [r for r in results if r[clean_drop] <= max_clean_drop + 1e-12 and not np.isnan(r[score])]
+    ok = [r for r in results if _measured(r, clean_drop) <= max_clean_drop + 1e-12 and not np.isnan(_measured(r, score))]
     return NO_GAIN if ok else NONE_QUALIFIES
 
 

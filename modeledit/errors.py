@@ -45,6 +45,12 @@ class UsageError(UserError, ValueError):
     """A command-line value that does not parse or does not fit (shown as one line, exit code 2)."""
 
 
+class Diverged(UserError, ValueError):
+    """An optimisation whose loss or weights became NaN or infinite: the setting (e.g. a learning rate) is too
+    large for these exemplars. The harness cell records such a setting as diverged (never selected) instead of
+    failing the run; a direct call shows the message."""
+
+
 @lru_cache(maxsize=1)
 def package_roots() -> tuple[Path, ...]:
     """Folders holding the package's own source (the core and the three mapped sub-packages)."""

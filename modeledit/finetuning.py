@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
@@ -29,6 +30,7 @@ from torch import nn
 
 from modeledit.config import JsonConfig
 from modeledit.edit import Edit, ParamChange
+from modeledit.errors import Diverged
 from modeledit.exemplars import Exemplars
 from modeledit.layers import BoundSite, EditSite, bind_site
 from modeledit.models import as_loaded
@@ -191,6 +193,9 @@ def finetune(
             p.grad = None
             p.requires_grad_(flags[n])
         model.train(was_training)
+    if not math.isfinite(loss_after) or not all(bool(torch.isfinite(v).all()) for v in new.values()):
+        raise Diverged(f"fine-tuning ({cfg.scope}, at {site.name}) diverged: loss {loss_before:.4g} -> {loss_after:.4g} "
+                       f"with lr {cfg.lr:g} over {cfg.steps} steps; use a smaller learning rate")
     changes = {n: ParamChange("replace", {"value": v}) for n, v in new.items()}
     edit = Edit.from_changes(model, method or f"finetune_{cfg.scope}", changes, sites=[site.name], config=asdict(cfg))
     edit.metrics = {"loss_before": loss_before, "loss_after": loss_after, "accuracy_after": acc, "seconds": time.perf_counter() - t0,

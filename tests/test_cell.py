@@ -73,3 +73,29 @@ def test_run_cells_writes_the_others_then_raises_and_hands_out_a_prebuilt_runner
     table, failed = run_cells(store, [{"x": 0}, {"x": 1}, {"x": 2}], factory, strict=False)
     assert built == [1] and len(failed) == 1 and sorted(table["x"]) == [0, 2]
     assert Prebuilt(len, "runner").__getstate__() == {"build": len, "runner": None}   # pickled for Ray: the runner stays here
+
+
+def test_a_diverging_setting_is_recorded_as_diverged_not_failed_and_never_selected(world):
+    """Fine-tuning at a learning rate that sends the loss to NaN is a result of that setting: the cell gives its
+    rows flagged ``diverged`` with no measurement (not a failed cell to retry), and the selection skips them."""
+    from modeledit.errors import Diverged
+    from modeledit.eval.protocol import choose_setting
+    from modeledit.finetuning import FinetuneConfig, finetune
+
+    lm, x = world
+    ex = CellExemplars(x[16:18], x[16:18].flip(-1), None, [0, 1])
+    with pytest.raises(Diverged, match="smaller learning rate"):
+        finetune(lm, "-1", x[16:18].flip(-1), target=[0, 1], config=FinetuneConfig(scope="global", lr=1e8, steps=3))
+    cache = CellCache(lm, lambda: pytest.fail("fine-tuning needs no statistics"), batch_size=8)
+    grid = MethodGrid(methods=["finetune_global", "paint_global"], alpha_grid=[0.5, 1.0])
+    measured = []
+    rows = run_cell(cache, {"method": "paint_global", "site": "-1", "setting": {"lr": 1e8, "steps": 3}}, ex, grid, {"unit": "u"},
+                    lambda sites: measured.append(1) or {"val_corrected": 1.0, "clean_drop": 0.0}, plain_methods=grid.methods)
+    assert not measured, "a diverged change was applied and measured"
+    assert [(r["method"], r["strength"], r["diverged"]) for r in rows] == [
+        ("paint_global", 0.5, True), ("paint_global", 1.0, True), ("finetune_global", 1.0, True)]
+    assert all("val_corrected" not in r for r in rows)
+    sane = {"val_corrected": 0.5, "clean_drop": 0.0, "strength": 1.0, "site_index": 1}
+    table = __import__("pandas").DataFrame([*rows, sane]).to_dict("records")
+    assert choose_setting(table, 0.0025)["val_corrected"] == 0.5
+    assert choose_setting(table[:3], 0.0025) is None
