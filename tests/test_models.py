@@ -149,9 +149,11 @@ def test_random_weights_only_when_asked_and_recorded(name, kwargs):
         pytest.importorskip("timm")
     if name.startswith("clip:"):
         pytest.importorskip("open_clip")
+    from modeledit.provenance import model_hash
+
     lm = load_model(name, weights="random", **kwargs)
-    assert lm.weights_source == "random" and lm.weights_sha256 == ""
-    assert weights_record(lm) == {"model": name, "weights": "random", "weights_sha256": ""}
+    assert lm.weights_source == "random" and lm.weights_sha256 == model_hash(lm.model)   # the draw, so a resume on another is caught
+    assert weights_record(lm) == {"model": name, "weights": "random", "weights_sha256": lm.weights_sha256}
     assert weights_record(lm.model)["weights"] == "random"  # the bare module carries the record too
     size = lm.input_size if name.startswith(("clip", "efficient")) else 64
     assert lm.predict(torch.rand(1, 3, size, size)).shape[-1] == len(lm.class_names)
@@ -319,3 +321,18 @@ def test_models_command_says_which_have_offline_weights(capsys):
         assert rows[name].split()[1] == "yes", rows[name]
     for name in ("resnet50", "vgg16_bn", "clip:", "timm:"):
         assert rows[name].split()[1] == "no", rows[name]
+
+
+def test_a_run_resumed_on_another_random_draw_is_refused_and_a_seeded_one_resumes(tmp_path):
+    """Two random inits are different models: a results folder begun on one refuses the other (it used to accept
+    both as "random"); the same seeded draw resumes."""
+    from modeledit.eval.results import ResultStore
+
+    torch.manual_seed(0)
+    first = load_model("resnet18", weights="random", num_classes=3)
+    store = ResultStore(tmp_path / "run", config={"a": 1}, harness="bench", model=first)
+    store.write({"cell": 1}, [{"x": 1}])
+    torch.manual_seed(0)
+    ResultStore(tmp_path / "run", config={"a": 1}, harness="bench", model=load_model("resnet18", weights="random", num_classes=3))
+    with pytest.raises(ValueError, match="another random draw"):
+        ResultStore(tmp_path / "run", config={"a": 1}, harness="bench", model=load_model("resnet18", weights="random", num_classes=3))
