@@ -157,6 +157,10 @@ def test_cli_stats_edit_apply(photo_batch, restyled_pairs, tmp_path, capsys, mon
     for k in ("objective_before", "objective_after", "seconds", "solver", "layer"):
         assert k in res
     assert res["objective_after"] < res["objective_before"] and res["solver"] == "closed_form"
+    written = (tmp_path / "e.json").read_bytes()
+    assert main(args + ["--size", "64"]) == 2    # an edit already at --out is kept: refused before any work
+    assert "already holds an edit" in capsys.readouterr().err and (tmp_path / "e.json").read_bytes() == written
+    assert main(args + ["--force"]) == 0 and json.loads(capsys.readouterr().out)["files"]
     assert main(args[:-2] + ["--solver", "adam", "--steps", "3", "--masked", "--rank", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["solver"] == "adam"
     assert main(["apply", "mobilenet_v2", str(tmp_path / "e"), str(tmp_path / "xp.png"), "--json"]) == 0

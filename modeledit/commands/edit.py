@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=positive_int, default=None, help="exemplar size in pixels (default: the model's input size)")
     p.add_argument("--lr", type=positive_float, default=None, help="adam learning rate (default 1e-4)")
     p.add_argument("--steps", type=positive_int, default=None, help="adam steps (default 20000)")
-    p.add_argument("--out", default=None, help="write the edit to OUT.safetensors + OUT.json")
+    p.add_argument("--out", default=None, help="write the edit to OUT.safetensors + OUT.json (an existing edit there is kept unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an edit already at --out")
     add_site_search_arguments(p)
     add_device_arguments(p, precision=False, data=True)
 
@@ -40,6 +41,7 @@ APPLIES = {
     "--lr": (lambda a: a.solver == "adam", "--solver adam (the closed form has no learning rate)"),
     "--steps": (lambda a: a.solver == "adam", "--solver adam (the closed form has no steps)"),
     "--resize-masks": (lambda a: bool(a.mask), "--mask"),
+    "--force": (lambda a: bool(a.out), "--out"),
 }
 
 
@@ -59,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     check_out(args.out, folder=False)
     if args.stats and args.images:
         raise ValueError("give statistics once: --stats FILE or --images DIR, not both")
+    if args.out and not args.force:
+        from modeledit.edit import edit_paths
+
+        there = [str(f) for f in edit_paths(args.out) if f.exists()]
+        if there:
+            raise ValueError(f"--out {args.out} already holds an edit ({', '.join(there)}); pass --force to replace it, or choose another --out")
     if args.out:
         check_apart(args.out, {"--original": args.original, "--transformed": args.transformed, "--mask": args.mask,
                                "--images": args.images, "--stats": getattr(args, "stats", None)})
