@@ -83,12 +83,12 @@ def prediction_figure(images: list[torch.Tensor], captions: list[str], path: Pat
     ncols = ncols or n
     nrows = -(-n // ncols)
     lines = max((c.count("\n") + 1 for c in captions), default=1)   # room for the longest caption above each row
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, (2.1 + 0.13 * lines) * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, (2.1 + 0.15 * lines) * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, im, cap in zip(axes.flat, images, captions):
         ax.imshow(im.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
-        ax.set_title(cap, fontsize=7)
+        ax.set_title(cap, fontsize=8)   # shown at up to 760 px wide: about 10 px
     fig.tight_layout()
     return _save(fig, path)
 

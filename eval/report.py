@@ -266,12 +266,15 @@ SHOWN_AS = {"ellipse (GrabCut failed)": "ellipse mask (GrabCut found no clear ob
 
 #: a table with more rows than this opens folded (its title shows; a click shows the rows)
 FOLD_ROWS = 10
+#: tables that open folded whatever their length: secondary readings (the photos' upper bound, not the protocol)
+FOLD_TABLES = ("upper bound",)
 
 
 def _table(t: Mapping[str, Any]) -> dict[str, Any]:
     """A section's table as the template takes it (column names with unit and direction, every cell
     formatted, long tables folded)."""
-    return {"title": t.get("title", ""), "intervals": bool(t.get("intervals")), "folded": len(t["rows"]) > FOLD_ROWS,
+    folded = len(t["rows"]) > FOLD_ROWS or str(t.get("title", "")).startswith(FOLD_TABLES)
+    return {"title": t.get("title", ""), "intervals": bool(t.get("intervals")), "folded": folded,
             "columns": [_split_note(column_label(c)) for c in t["columns"]],
             "rows": [[_cell(r, c, t) for c in t["columns"]] for r in t["rows"]]}
 
@@ -301,7 +304,7 @@ th{background:#f3f3f3;font-weight:600;max-width:14em}th small{font-weight:normal
 .est small{color:#666;font-weight:normal;font-size:.85em}
 .tiles{margin:.3em 0}.num{display:inline-block;margin:0 1.4em .5em 0;max-width:30em;vertical-align:top;font-size:.9em;color:#444}
 .num b{font-size:1.35em;display:block;color:#222}.num b small{font-size:.6em}
-figure{display:inline-block;margin:.4em;vertical-align:top;max-width:100%}figure img{max-width:100%;height:auto;border:1px solid #ddd}
+figure{display:inline-block;margin:.4em;vertical-align:top;max-width:100%}figure img{max-width:min(100%,760px);height:auto;border:1px solid #ddd}figure.strip img{max-width:100%}
 figcaption{font-size:.85em;color:#555;max-width:40em}.meta{font-size:.8em;color:#777}
 details{margin:.4em 0}details>summary{cursor:pointer;font-weight:600;font-size:.95em;color:#345}
 #summary{background:#f6f7f9;border:1px solid #ddd;padding:.2em 1em;margin:.4em 0 1em}#summary h2{margin:.3em 0;border:0;font-size:1.15em}
@@ -666,16 +669,19 @@ FOLD_FIGURES = ("explain_",)
 MIN_SHOWN_HEIGHT = 120
 
 
-def _shown_size(path: Path) -> tuple[int, int] | None:
-    """The size to show a small picture at (whole multiples up to :data:`MIN_SHOWN_HEIGHT` px high), else None."""
+def _shown_size(path: Path) -> tuple[tuple[int, int] | None, bool]:
+    """How to show a picture: the size for a small one (enlarged in whole multiples up to :data:`MIN_SHOWN_HEIGHT`
+    px high, else None), and whether it is a strip (at least twice as wide as high), shown up to the page's
+    width; other pictures are shown at most 760 px wide, so a tall grid takes less than a screen per row."""
     from PIL import Image
 
     with Image.open(path) as im:
         w, h = im.size
+    strip = w >= 2 * h
     if h >= MIN_SHOWN_HEIGHT or h == 0:
-        return None
+        return None, strip
     k = -(-MIN_SHOWN_HEIGHT // h)
-    return w * k, h * k
+    return (w * k, h * k), strip
 
 
 def _tiles(s: Mapping[str, Any]) -> tuple[list[tuple[str, str, bool, int | None]], list[str]]:
@@ -719,7 +725,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
             name = f"{k}_{Path(rel).name}"
             if src.resolve() != (assets / name).resolve():
                 shutil.copyfile(src, assets / name)
-            (folded if Path(rel).name.startswith(FOLD_FIGURES) else pictures).append((name, caption, _shown_size(src)))
+            (folded if Path(rel).name.startswith(FOLD_FIGURES) else pictures).append((name, caption, *_shown_size(src)))
         numbers, none_within = _tiles(s)
         sections.append({"title": s["title"], "finding": s.get("finding"), "text": s.get("text"),
                          "budget": s.get("budget") or budget_note(s["kind"], s.get("config", {})),
