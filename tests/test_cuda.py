@@ -42,8 +42,7 @@ def world_images():
 
 
 @pytest.fixture(scope="module")
-def exemplars():
-    from _baseline_data import snowy_cars
+def exemplars(snowy_cars):
     from modeledit.exemplars import Exemplars
 
     x, xp, m = snowy_cars((0, 1, 2))

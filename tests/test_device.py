@@ -17,15 +17,15 @@ import pytest
 import torch
 from torch import nn
 
-from _baseline_data import CAR, snowy_cars
-from _editor_data import one_thread  # noqa: F401 (fixture)
 from modeledit import load_model
 from modeledit.device import PRECISIONS, Runtime, autocast, batched, device_record, loader_options, resolve_device
+from modeledit.eval.world.scene import CLASSES
 from modeledit.exemplars import Exemplars
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 NO_GPU = torch.cuda.device_count() == 0
+CAR = CLASSES.index("car")  # the target of the snowy-car exemplars (conftest's snowy_cars)
 
 
 @contextlib.contextmanager
@@ -42,12 +42,7 @@ def on_cpu(*tensors: torch.Tensor) -> None:
 
 
 @pytest.fixture(scope="module")
-def world_vgg():
-    return load_model("world_vgg")
-
-
-@pytest.fixture(scope="module")
-def ex():
+def ex(snowy_cars):
     x, xp, m = snowy_cars((0, 1))
     return Exemplars(x, xp, m[:, None])
 

@@ -19,7 +19,6 @@ import pytest
 import torch
 from safetensors.torch import load as st_load, save as st_save
 
-from _editor_data import one_thread, restyled_pairs, stats_batches  # noqa: F401 (fixture)
 from modeledit import get_site
 from modeledit.edit import EDIT_FORMAT, MAX_CHANGE_RATIO, Edit, EditSequence, ParamChange, _record_digest
 from modeledit.editor import EditConfig, rewrite
@@ -39,7 +38,7 @@ def _same(a, b) -> bool:
 
 
 @pytest.fixture(scope="module")
-def made(mobilenet, tmp_path_factory):
+def made(mobilenet, tmp_path_factory, restyled_pairs, stats_batches):
     x, xp, m = restyled_pairs(1)
     site = get_site(mobilenet.model, 16)
     st = second_moment(mobilenet.model, site, stats_batches(), transform=mobilenet.normalize, progress=False)

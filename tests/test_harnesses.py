@@ -13,13 +13,6 @@ from modeledit.cli import main
 BW = "black and white"  # a transform style: cheap, so the tests exercise the harnesses, not Magenta
 
 
-@pytest.fixture(scope="module")
-def world_vgg():
-    from modeledit import load_model
-
-    return load_model("world_vgg")
-
-
 def test_sensitivity_cli_matches_direct_measurement(tmp_path, world_vgg, capsys):
     out = tmp_path / "sens"
     args = ["sensitivity", "world_vgg", "--dataset", "world:test:72", "--concepts", "road", "--styles", BW,

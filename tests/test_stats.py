@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from _editor_data import one_thread, photos, stats_batches  # noqa: F401 (fixture)
 from modeledit import capture_sites, get_site
 from modeledit.image_folder import ImageFolder
 from modeledit.stats import SecondMoment, cache_path, second_moment
@@ -17,7 +16,7 @@ from modeledit.stats import SecondMoment, cache_path, second_moment
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_second_moment_is_the_sum_over_every_key(mobilenet):
+def test_second_moment_is_the_sum_over_every_key(mobilenet, stats_batches):
     site = get_site(mobilenet.model, 5)
     batches = stats_batches(96)
     st = second_moment(mobilenet.model, site, batches, transform=mobilenet.normalize, cache=False, progress=False)
@@ -29,12 +28,12 @@ def test_second_moment_is_the_sum_over_every_key(mobilenet):
     torch.testing.assert_close(st.total, st.total.T)
 
 
-def test_cache_reused_and_invalidated_by_model_and_dataset(mobilenet, tmp_path):
+def test_cache_reused_and_invalidated_by_model_and_dataset(mobilenet, tmp_path, photo_batch):
     from PIL import Image
 
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i, x in enumerate(photos(64)[:3]):
+    for i, x in enumerate(photo_batch(64)[:3]):
         Image.fromarray((x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / f"{i}.png")
     data = ImageFolder(folder, size=64)
     site = get_site(mobilenet.model, 3)
@@ -56,7 +55,7 @@ def test_cache_reused_and_invalidated_by_model_and_dataset(mobilenet, tmp_path):
     fresh = second_moment(changed, site, loader, dataset_id=data.identity, **kw)
     assert float(fresh.total[0, 0]) != 7.0 and fresh.model_hash != st.model_hash
     # nor does a changed dataset (one more image)
-    Image.fromarray((photos(64)[3].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / "3.png")
+    Image.fromarray((photo_batch(64)[3].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / "3.png")
     data2 = ImageFolder(folder, size=64)
     assert data2.identity != data.identity
     st2 = second_moment(mobilenet.model, site, torch.utils.data.DataLoader(data2, batch_size=2), dataset_id=data2.identity, **kw)
@@ -69,9 +68,9 @@ def _cache_warnings(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "modeledit.stats" and r.levelno == logging.WARNING]
 
 
-def test_a_corrupt_cache_file_is_reported_once_and_recomputed(mobilenet, tmp_path, caplog):
+def test_a_corrupt_cache_file_is_reported_once_and_recomputed(mobilenet, tmp_path, caplog, photo_batch):
     site = get_site(mobilenet.model, 3)
-    batches = [photos(64)[:3]]
+    batches = [photo_batch(64)[:3]]
     kw = dict(dataset_id="three-photos", transform=mobilenet.normalize, cache_dir=tmp_path / "cache", progress=False)
     st = second_moment(mobilenet.model, site, batches, **kw)
     path = cache_path(st.model_hash, site, "three-photos", tmp_path / "cache")
@@ -95,9 +94,9 @@ def test_a_corrupt_cache_file_is_reported_once_and_recomputed(mobilenet, tmp_pat
         assert torch.equal(second_moment(mobilenet.model, site, batches, **kw).total, st.total) and not _cache_warnings(caplog)
 
 
-def test_an_unwritable_cache_dir_warns_once_and_still_returns_the_statistics(mobilenet, tmp_path, caplog):
+def test_an_unwritable_cache_dir_warns_once_and_still_returns_the_statistics(mobilenet, tmp_path, caplog, photo_batch):
     site = get_site(mobilenet.model, 3)
-    batches = [photos(64)[:3]]
+    batches = [photo_batch(64)[:3]]
     (tmp_path / "afile").write_text("a file, not a folder")
     expected = second_moment(mobilenet.model, site, batches, transform=mobilenet.normalize, cache=False, progress=False)
     with caplog.at_level(logging.INFO, logger="modeledit.stats"):
@@ -110,9 +109,9 @@ def test_an_unwritable_cache_dir_warns_once_and_still_returns_the_statistics(mob
     assert not list(tmp_path.glob("**/*.tmp*"))
 
 
-def test_singular_statistics_are_regularised_with_a_warning(mobilenet):
+def test_singular_statistics_are_regularised_with_a_warning(mobilenet, photo_batch):
     site = get_site(mobilenet.model, 16)  # d = 960 from 25 keys: singular
-    st = second_moment(mobilenet.model, site, [photos(96)[:1]], transform=mobilenet.normalize, progress=False)
+    st = second_moment(mobilenet.model, site, [photo_batch(96)[:1]], transform=mobilenet.normalize, progress=False)
     with pytest.warns(RuntimeWarning, match="ill-conditioned"):
         c = st.regularized()
     ev = torch.linalg.eigvalsh(c)
@@ -124,7 +123,7 @@ def test_singular_statistics_are_regularised_with_a_warning(mobilenet):
     from modeledit.exemplars import Exemplars
     from modeledit.editor import rewrite
 
-    x = photos(96)[1:2]
+    x = photo_batch(96)[1:2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         edit = rewrite(mobilenet, site, Exemplars(x, x.flip(-1)), stats=st)
@@ -141,7 +140,7 @@ def test_image_folder_and_batch_errors(mobilenet, tmp_path):
         second_moment(mobilenet.model, get_site(mobilenet.model, 0), [["a"]], progress=False)
 
 
-def test_statistics_of_modeledit_stats_are_found_by_rewrite_and_the_reverse(tmp_path, monkeypatch, capsys):
+def test_statistics_of_modeledit_stats_are_found_by_rewrite_and_the_reverse(tmp_path, monkeypatch, capsys, photo_batch):
     """One image folder, one identity: C computed by `modeledit stats DIR` is the file `rewrite(..., stats="DIR")`
     reads (resolve_stats), and C computed through the API is the file the command reports as read from cache."""
     import json
@@ -155,7 +154,7 @@ def test_statistics_of_modeledit_stats_are_found_by_rewrite_and_the_reverse(tmp_
     monkeypatch.setenv("MODELEDIT_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "imgs"
     folder.mkdir()
-    for i, x in enumerate(photos(64)[:3]):
+    for i, x in enumerate(photo_batch(64)[:3]):
         Image.fromarray((x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(folder / f"{i}.png")
     lm = load_model("world_vgg")
     site = get_site(lm.model, -1)
