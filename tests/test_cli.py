@@ -1,11 +1,13 @@
-"""The command line's own behaviour: advice spoken in flags, native log noise held back unless -v, and a
-signal after a finished command leaving its exit code alone."""
+"""The command line's own behaviour: advice spoken in flags, native log noise held back unless -v, -v that
+does not flood and warnings on one line, and a signal after a finished command leaving its exit code alone."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,26 @@ def test_native_log_noise_is_held_back_unless_verbose(tmp_path, verbose):
     res = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert ("XNNPACK" in res.stderr) is verbose, res.stderr[-2000:]
+
+
+def test_verbose_does_not_flood_and_warnings_are_one_line(capsys, monkeypatch):
+    import modeledit.commands.models as cmd
+    from modeledit.cli import main
+
+    def run(args):
+        logging.getLogger("PIL.PngImagePlugin").debug("STREAM b'IHDR' 16 13")
+        logging.getLogger("a_users_tool").debug("our own debug line")
+        warnings.warn("ill-conditioned statistics", RuntimeWarning)
+        return 0
+
+    monkeypatch.setattr(cmd, "run", run)
+    assert main(["-v", "models"]) == 0
+    err = capsys.readouterr().err
+    assert "STREAM" not in err and "our own debug line" in err
+    line = next(ln for ln in err.splitlines() if "ill-conditioned" in ln)
+    assert line.startswith("WARNING py.warnings: RuntimeWarning: ill-conditioned statistics (")
+    assert "warnings.warn(" not in err  # no echoed source line
+    assert logging.getLogger("PIL").level == logging.NOTSET  # restored after the command
 
 
 def test_native_stderr_is_shown_when_the_block_fails(capfd):
