@@ -167,6 +167,7 @@ def check_new_value(name: str, base: torch.Tensor, new: torch.Tensor) -> None:
 #: (:func:`register_edit_method`; the harnesses' method catalogue registers its names)
 EDIT_METHODS: dict[str, str] = {
     "rewrite": "rank-r rewrite of one layer (modeledit.rewrite)",
+    "rewrite_rules": "several rules rewritten in one solve at one layer (modeledit.rules.rewrite_rules)",
     "finetune_local": "fine-tuning of the site's layer", "finetune_global": "fine-tuning from the site to the output",
     "paint_local": "PAINT interpolation of a local fine-tuning", "paint_global": "PAINT interpolation of a global fine-tuning",
     "rrr_local": "right-for-the-right-reasons fine-tuning of the site's layer",

@@ -194,3 +194,24 @@ def test_edit_files_are_0644(tmp_path):
     os.umask(old)
     for f in (st, js):
         assert stat.S_IMODE(f.stat().st_mode) == 0o644 & ~old
+
+
+def test_an_edit_of_several_rules_saves_loads_and_applies_the_same(tmp_path):
+    """rewrite_rules' edits are files like any other (they were refused at save: unknown method)."""
+    from modeledit import load_model
+    from modeledit.edit import Edit
+    from modeledit.eval.world.data import WorldDataset
+    from modeledit.rules import Rule, rewrite_rules
+
+    lm = load_model("world_vgg")
+    ds = WorldDataset("train", n=20)
+    x = torch.stack([ds[i][0] for i in range(20)])
+    rules = [Rule.from_images(lm, "a", x[:2], x[:2].flip(-1)), Rule.from_images(lm, "b", x[2:4], x[2:4].flip(-2))]
+    edit = rewrite_rules(lm, rules, "-1", stats=torch.utils.data.TensorDataset(x[4:]))
+    edit.save(tmp_path / "rules")
+    again = Edit.load(tmp_path / "rules", model=lm.model)
+    assert again.method == "rewrite_rules"
+    with edit.applied(lm.model):
+        first = lm.predict(x[:4])
+    with again.applied(lm.model):
+        assert torch.equal(lm.predict(x[:4]), first)
