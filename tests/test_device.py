@@ -199,8 +199,8 @@ def test_every_command_that_runs_a_model_takes_device_and_evaluators_take_precis
 
     import inspect
 
-    harnesses = {"counterfactuals", "world", "bench", "typographic", "snow", "photos", "demo", "sensitivity"}
-    evaluate = {"predict", "apply", "sensitivity", "bench", "typographic", "snow", "photos", "demo"}
+    harnesses = {"counterfactuals", "world", "bench", "typographic", "snow", "photos", "demo", "sensitivity", "studio"}
+    evaluate = {"predict", "apply", "sensitivity", "bench", "typographic", "snow", "photos", "demo", "studio"}
     for name, (module, _) in COMMANDS.items():
         mod = importlib.import_module(module)
         runs_model = name in harnesses or "load_from_args(" in inspect.getsource(mod)
