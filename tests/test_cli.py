@@ -54,6 +54,7 @@ def test_every_cli_spelling_names_a_flag_some_command_has():
         assert flag in every, f"{keyword} -> {flag}: no command has that flag"
 
 
+@pytest.mark.slow
 def test_a_warning_shown_by_the_cli_speaks_flags(tmp_path):
     """The rewrite without statistics warns in Python (stats=second_moment(...)); `modeledit edit` says
     which flag gives them."""

@@ -182,6 +182,7 @@ def test_gates_evaluated_once_with_advice():
     assert not got[(C.FALLBACK_CHECK_STEP, True)]["passed"]
 
 
+@pytest.mark.slow
 def test_one_training_run_stops_at_a_gate_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
     cfg = dataclasses.replace(C.PRESET, n_train=120, n_val=60, n_test=60, steps=4, warmup=1, batch_size=8)
     monkeypatch.setitem(C.GATES, 2, {"val_accuracy": 2.0})  # a gate no model passes, at step 2
@@ -248,6 +249,7 @@ def test_captions_sharing_a_tag_word_are_not_negatives_of_each_other():
         C.ClipTrainConfig(negatives="none")
 
 
+@pytest.mark.slow
 def test_ctrl_c_lets_the_step_finish_and_the_resume_file_holds_it(tmp_path, monkeypatch):
     """Ctrl-C in the middle of a step (here while its batch is made) is held until the step is complete; the
     resume file then holds that step, so a resumed run ends with the weights of an uninterrupted one."""
@@ -310,6 +312,7 @@ def test_set_overrides_recipe_fields_with_types_and_one_line_errors(capsys, tmp_
     assert seen["command"] == "modeledit world train clip --set 'tag_height=[0.1, 0.2]'" and seen["cfg"].tag_height == (0.1, 0.2)
 
 
+@pytest.mark.slow
 def test_a_96_px_tower_trains_on_upsampled_scenes_and_loads_for_64_px_inputs(tmp_path):
     cfg = C.PRESET.with_overrides(["arch=world-RN-96", "n_train=120", "n_val=60", "n_test=60", "steps=2", "warmup=1", "batch_size=8"])
     rec = C.train_clip(cfg, out=tmp_path / "c96.pt", monitor_every=100, progress=False)

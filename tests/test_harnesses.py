@@ -84,6 +84,7 @@ def test_bench_cli_numbers_are_consistent(tmp_path, capsys):
     assert (out / "figures" / "methods.png").is_file() and (out / "figures" / "vs_site.png").is_file()
 
 
+@pytest.mark.slow
 def test_bench_ray_matches_local_and_resumes_after_a_kill(tmp_path):
     pytest.importorskip("ray")
     import signal
@@ -113,6 +114,7 @@ def test_bench_ray_matches_local_and_resumes_after_a_kill(tmp_path):
     pd.testing.assert_frame_equal(tables[0], tables[2])
 
 
+@pytest.mark.slow
 def test_typographic_cli(tmp_path, capsys):
     out = tmp_path / "typo"
     assert main(["typographic", "world_vgg", "--dataset", "world:test:90", "--clean", "world:val:54",
@@ -127,6 +129,7 @@ def test_typographic_cli(tmp_path, capsys):
     assert (cells["pre_attack_acc"] + cells["pre_attack_success"] <= 1 + 1e-9).all()
 
 
+@pytest.mark.slow
 def test_snow_cli_world(tmp_path, capsys):
     out = tmp_path / "snow"
     from modeledit.commands.snow import run  # noqa: F401  (the command module imports cleanly)
@@ -157,6 +160,7 @@ def test_oneshot_summary_has_paired_intervals_by_hand():
     assert not f["changed"] and (f["change_val"], f["change_val_lo"], f["change_val_hi"]) == (0.0, 0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_oneshot_study_trains_a_fine_tuning_once_when_its_paint_variant_runs(tmp_path, capsys):
     """With PAINT (alpha 1 in its grid) beside plain fine-tuning, one cell per fine-tuning setting: the plain rows
     are the PAINT cell's alpha = 1 rows, in the table and the summary."""

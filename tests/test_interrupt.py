@@ -18,6 +18,7 @@ from PIL import Image
 from modeledit.cli import main
 
 INTERRUPTED = "interrupted: rerun the same command to resume"
+pytestmark = pytest.mark.slow  # each test runs a command two or three times, one of them interrupted
 
 
 def _default_sigint() -> None:
