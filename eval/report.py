@@ -408,8 +408,8 @@ def budget_note(kind: str, config: Mapping[str, Any], clean_views: int | None = 
         b = config.get("max_clean_drop")
         if b is None:
             return ""
-        views = (f" of the {clean_views} clean views, so {int(b * clean_views + 1e-9)} may change" if clean_views else "")
-        return (f"A setting counts only if it changes the label of at most {100 * b:.0f}% of the clean views{views}. "
+        views = (f"the {clean_views} clean views ({int(b * clean_views + 1e-9)} may change)" if clean_views else "the clean views")
+        return (f"A setting counts only if it changes the label of at most {100 * b:.0f}% of {views}. "
                 "The photos have no labels of their own (the model's predictions are the labels), so this budget counts "
                 "changed views, not accuracy points as the world sections do, and a few views make it coarse.")
     b = config.get("max_clean_drop", config.get("protocol", {}).get("max_clean_drop"))
