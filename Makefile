@@ -31,8 +31,11 @@ demo: $(STAMP)
 browser:
 	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; else echo "install Debian's chromium and chromium-driver (sudo apt-get install chromium chromium-driver) for the browser tests"; fi; }
 
+# Two workers, one per core. A work unit is a test file or a test class (loadscope; no class but test_readme's
+# two example chains is one), handed out in collection order (no reorder by test count): tests/conftest.py puts
+# the longest units first, so neither worker is left alone with a long file at the end.
 test: $(STAMP) browser
-	$(PY) -m pytest -q -ra -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -ra -n 2 --dist loadscope --no-loadscope-reorder tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_edit.py

@@ -15,6 +15,29 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 
 
+# make test runs `-n 2 --dist loadscope --no-loadscope-reorder`: xdist hands out work units (a test file, or a
+# test class: test_readme's two example chains are classes) in collection order. Left alone that order is
+# alphabetical, and xdist's default reorder (most tests first) would start the long few-test files last, where
+# one of them keeps a worker busy after the other ran out of work. The longest units go first here (largest first, by
+# the per-file durations of a full run, `pytest --durations=0`); the short files then fill in. The order decides only when a test runs, never what runs.
+LONG_FIRST = (
+    "test_readme.py::TestPhotosChain", "test_readme.py::TestWorldChain", "test_interrupt.py", "test_harnesses.py",
+    "test_report.py", "test_clip_recipe.py", "test_cli.py", "test_sites.py", "test_clip_typographic.py",
+    "test_studio.py", "test_methods.py", "test_suffix.py", "test_styles.py", "test_device.py",
+)
+
+
+def _unit(item) -> str:
+    """The xdist loadscope unit of a test: its node id up to the last ``::`` (file, or file::Class)."""
+    return item.nodeid.rsplit("::", 1)[0].rsplit("/", 1)[-1]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {u: i for i, u in enumerate(LONG_FIRST)}
+    order = {id(it): i for i, it in enumerate(items)}
+    items.sort(key=lambda it: (rank.get(_unit(it), len(rank)), order[id(it)]))
+
+
 @pytest.fixture(scope="session")
 def mobilenet():
     from modeledit import load_model

@@ -1,9 +1,13 @@
 """The README is a manual whose examples run as written, and the result and benchmark readings cannot drift
 from the committed data.
 
-Every ```bash and ```python block of README.md runs, in document order, in a fresh folder, after nothing but
-what the README tells a reader to run first (`modeledit samples --out .`, itself the first shell example);
-```sh blocks are set-up commands (make, pip) shown but not run here. The tables of README.md,
+Every ```bash and ```python block of README.md runs, in document order within its chain, in a fresh folder,
+after nothing but what the README tells a reader to run first (`modeledit samples --out .`, itself the first
+shell example). The examples form two independent chains, each run by its own test so that make test's two
+workers can run them at once: the photos chain (the blocks that use the sample files and what they make) and
+the world chain (the blocks on the generated world, which read no sample file); a fast test checks that
+neither chain names a file the other writes. ```sh blocks are set-up commands (make, pip) shown but not run
+here. The tables of README.md,
 results/README.md and benchmarks/README.md are checked against the files they are written from
 (`python results/render.py --check`)."""
 from __future__ import annotations
@@ -96,12 +100,65 @@ def test_a_drifted_table_is_caught():
     assert changed == ["main"]
 
 
-@pytest.mark.slow
-def test_readme_runs_as_written(tmp_path):
-    """Every example, in order, in a fresh folder: shell blocks with bash (stopping at the first failing
-    line), Python blocks in a fresh interpreter."""
+# what `modeledit samples --out .` writes (README: "photos/, astronaut.png + _mask + _snow, stats_images/")
+SAMPLE_FILES = ("photos/", "astronaut.png", "astronaut_mask.png", "astronaut_snow.png", "stats_images/")
+
+
+def _reads_samples(code: str) -> bool:
+    return any(name in code for name in SAMPLE_FILES)
+
+
+def chains() -> dict[str, list[tuple[int, str, str]]]:
+    """The README's examples as two chains, each starting with `modeledit samples --out .` (the first shell
+    block) and then in document order: "world" holds the blocks on the generated world that read no sample
+    file, "photos" every other block."""
+    first, *rest = blocks()
+    world = [b for b in rest if "world" in b[2] and not _reads_samples(b[2])]
+    return {"photos": [first, *(b for b in rest if b not in world)], "world": [first, *world]}
+
+
+def _written(code: str) -> set[str]:
+    """The files and folders a block writes: ``--out X`` and the name given to ``save``/``save_image``."""
+    return ({m for m in re.findall(r"--out (\S+)", code) if m != "."}
+            | set(re.findall(r"\bsave(?:_image)?\((?:[^\n]*?, )?\"([^\"]+)\"\)", code)))
+
+
+def test_the_example_chains_are_independent():
+    """Running the chains apart is running the README in order: every block is in exactly one chain after
+    the shared first block, the world chain reads no sample file, and neither chain names what the other
+    writes (so no block depends on, or overwrites, the other chain's output)."""
+    every, c = blocks(), chains()
+    assert c["photos"][0] == c["world"][0] == every[0]
+    assert sorted(c["photos"][1:] + c["world"][1:]) == sorted(every[1:])
+    assert len(c["world"]) >= 3 and len(c["photos"]) >= 5, {k: [b[0] for b in v] for k, v in c.items()}
+    assert not any(_reads_samples(code) for _, _, code in c["world"][1:])
+    for mine, other in (("photos", "world"), ("world", "photos")):
+        theirs = set().union(*(_written(code) for _, _, code in c[other][1:]))
+        assert theirs, other
+        for line, _, code in c[mine][1:]:
+            assert not any(name in code for name in theirs), f"README.md block at line {line} ({mine}) names one of {sorted(theirs)}"
+
+
+def _run_chain(name: str, folder: Path) -> None:
+    """Shell blocks with bash (stopping at the first failing line), Python blocks in a fresh interpreter."""
     env = {**os.environ, "MPLBACKEND": "Agg", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for line, kind, code in blocks():
+    for line, kind, code in chains()[name]:
         argv = ["bash", "-euo", "pipefail", "-c", code] if kind == "bash" else [sys.executable, "-c", code]
-        res = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+        res = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=1800)
         assert res.returncode == 0, f"README.md {kind} block at line {line} failed (exit {res.returncode}):\n{res.stderr[-3000:]}"
+
+
+# Two classes, not one parametrized test: make test schedules by scope (--dist loadscope), and a class is its
+# own scope, so the two chains can run on the two workers at once.
+@pytest.mark.slow
+class TestPhotosChain:
+    def test_runs_as_written(self, tmp_path):
+        """samples, the ten-line example, the command tour, the Python API blocks, in a fresh folder."""
+        _run_chain("photos", tmp_path)
+
+
+@pytest.mark.slow
+class TestWorldChain:
+    def test_runs_as_written(self, tmp_path):
+        """samples, the world and harness commands, the world's Python block, in a fresh folder."""
+        _run_chain("world", tmp_path)
