@@ -663,8 +663,10 @@ def collect_sections(root: Path) -> list[dict[str, Any]]:
     return sections
 
 
-#: figures that open folded (one click shows them): the attribution grids, three screens when open
-FOLD_FIGURES = ("explain_",)
+#: figures that open folded (one click shows them), by the start of their file name, under one summary line per
+#: group: the attribution grids (three screens when open) and the photos' masks (reference for the views table)
+FOLD_FIGURES = {"explain_": "where the model looks: attribution maps before and with each method's edit",
+                "masks": "the 'object' mask of every photo"}
 #: a picture shorter than this (a strip of small thumbnails) is shown enlarged to it, in whole multiples
 MIN_SHOWN_HEIGHT = 120
 
@@ -717,7 +719,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     for k, s in enumerate(summaries):
         if s["kind"] in FILL_N:
             s = summaries[k] = FILL_N[s["kind"]](s)
-        pictures, folded = [], []
+        pictures, folded = [], {}
         for rel, caption in s.get("figures", []) + s.get("images", []):
             src = s["_dir"] / rel
             if not src.is_file():
@@ -725,13 +727,13 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike | No
             name = f"{k}_{Path(rel).name}"
             if src.resolve() != (assets / name).resolve():
                 shutil.copyfile(src, assets / name)
-            (folded if Path(rel).name.startswith(FOLD_FIGURES) else pictures).append((name, caption, *_shown_size(src)))
+            group = next((title for start, title in FOLD_FIGURES.items() if Path(rel).name.startswith(start)), None)
+            (folded.setdefault(group, []) if group else pictures).append((name, caption, *_shown_size(src)))
         numbers, none_within = _tiles(s)
         sections.append({"title": s["title"], "finding": s.get("finding"), "text": s.get("text"),
                          "budget": s.get("budget") or budget_note(s["kind"], s.get("config", {})),
                          "numbers": numbers, "none_within": none_within,
-                         "tables": [_table(t) for t in s.get("tables", [])], "pictures": pictures, "folded_pictures": folded,
-                         "folded_title": "where the model looks: attribution maps before and with each method's edit"})
+                         "tables": [_table(t) for t in s.get("tables", [])], "pictures": pictures, "folded_pictures": folded})
     versions = package_versions()
     page = _template("report.html").render(title=title, css=CSS, check_js=CHECK_JS, sections=sections,
                                            versions=sorted((str(k), str(v)) for k, v in versions.items()))
