@@ -563,6 +563,8 @@ def _read_oneshot(kind: str, title: str, text: str) -> Callable[[Path, Mapping[s
         groups = [c[4:] for c in s.columns if c.startswith("pre_")]
         cols = ["method", *[f"{p}_{g}" for g in groups for p in ("pre", "post")], "clean_drop", "site_name", "setting"]
         group_n = _group_n(folder)
+        if "clean" not in group_n and clean_images(cfg):   # cells written before they carried n: the clean set's size
+            group_n["clean"] = clean_images(cfg)
         numbers, n = {}, {}
         for _, r in s.iterrows():
             for g in groups[:3]:
