@@ -95,17 +95,22 @@ def concept_style_matrix(table: pd.DataFrame, min_presence: float = 0.0) -> pd.D
 
 
 def plot_concept_style_heatmap(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Figure B-2: concept x style heatmap of the mean accuracy drop."""
+    """Figure B-2: concept x style heatmap of the mean accuracy drop, each cell with its n (classes averaged)."""
     plt = _plt()
     m = concept_style_matrix(table)
-    fig, ax = plt.subplots(figsize=(1.1 * m.shape[1] + 2, 0.5 * m.shape[0] + 1.5))
+    t = table[table["drop"].notna()]
+    n = t.pivot_table(index="concept", columns="style", values="drop", aggfunc="count").reindex(index=m.index, columns=m.columns)
+    fig, ax = plt.subplots(figsize=(1.1 * m.shape[1] + 2, 0.6 * m.shape[0] + 1.5))
     im = ax.imshow(100 * m.values, cmap="Reds", vmin=0)
     ax.set_xticks(range(m.shape[1]), m.columns, rotation=40, ha="right")
     ax.set_yticks(range(m.shape[0]), m.index)
     for (i, j), v in np.ndenumerate(m.values):
-        if not np.isnan(v):
-            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=8)
-    fig.colorbar(im, ax=ax, label="mean accuracy drop (pp)")
+        if not np.isnan(v):   # each cell: the mean drop and its n (classes averaged)
+            text = f"{100 * v:.0f}"
+            text = "0" if text == "-0" else text
+            dark = v > 0.6 * np.nanmax(m.values)
+            ax.text(j, i, f"{text}\nn={int(n.values[i, j])}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
+    fig.colorbar(im, ax=ax, label="mean accuracy drop (pp; higher = more sensitive)")
     ax.set_title("concept x style sensitivity")
     return _save(fig, path)
 
