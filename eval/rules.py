@@ -528,13 +528,15 @@ def write_figures(out_dir: str | Path) -> list[Path]:
         p = out / f"{v}_steps.csv"
         if p.is_file():
             t = pd.read_csv(p)
-            earlier = t[t["retention"].notna()]
-            g = earlier.groupby("step")["corrected"].mean()
-            ax.plot(g.index + 1, g.values, label=f"{v}: mean correction of rules so far")
+            g = t.groupby("step")["corrected"].mean()
+            line, = ax.plot(g.index + 1, g.values, label=f"{v}: mean correction of rules so far")
+            if "clean_acc_change" in t:
+                c = t.groupby("step")["clean_acc_change"].first()
+                ax.plot(c.index + 1, c.values, "--", color=line.get_color(), label=f"{v}: clean accuracy change")
             any_seq = True
     if any_seq:
         ax.set_xlabel("rules added")
-        ax.set_ylabel("mean errors corrected (test)")
+        ax.set_ylabel("errors corrected (test) / clean change")
         ax.legend(fontsize=7)
         fig.tight_layout()
         made.append(figs / "sequence_retention.png")
