@@ -156,6 +156,8 @@ def test_bad_inputs_one_clear_line(world):
         rewrite_rules(lm, [rules[0], small], site, stats=st)
     with pytest.raises(ValueError, match="no rules"):
         rewrite_rules(lm, [], site, stats=st)
+    with pytest.raises(ValueError, match="norm_weight must be a non-negative"):
+        rewrite_rules(lm, rules, site, stats=st, norm_weight=-1.0)
 
 
 def test_sequence_retention_against_pinned_base(world):
