@@ -124,6 +124,7 @@ def test_report_fits_a_1300px_window(tmp_path):
     assert im.shape[1] == WINDOW[0] and im.std() > 5        # a rendered page, not a blank one
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(chromium() is None, reason="Debian chromium not installed (make test installs it)")
 def test_quick_demo_report_in_headless_chromium(tmp_path, capsys):
     """The demo's own page: every figure and example image loads, and its key numbers are on the page."""
