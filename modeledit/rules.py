@@ -462,8 +462,9 @@ def rewrite_rules(
 def scale_edit(edit: Edit, strength: float) -> Edit:
     """The same low-rank edit with its update multiplied by ``strength`` (same base)."""
     changes = {n: ParamChange(c.op, {**c.tensors, "lam": c.tensors["lam"] * strength}) for n, c in edit.changes.items()}
-    return Edit(method=edit.method, changes=changes, base_hashes=dict(edit.base_hashes), sites=list(edit.sites),
-                config={**edit.config, "strength": strength}, metrics={**edit.metrics, "strength": strength})
+    # every other field (the weights record, versions) stays the edit's own
+    return dataclasses.replace(edit, changes=changes, base_hashes=dict(edit.base_hashes), sites=list(edit.sites),
+                               config={**edit.config, "strength": strength}, metrics={**edit.metrics, "strength": strength})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -215,3 +215,9 @@ def test_an_edit_of_several_rules_saves_loads_and_applies_the_same(tmp_path):
         first = lm.predict(x[:4])
     with again.applied(lm.model):
         assert torch.equal(lm.predict(x[:4]), first)
+    from modeledit.rules import scale_edit
+
+    half = scale_edit(edit, 0.5)   # a scaled edit keeps its provenance (the weights record was dropped) and saves
+    assert half.weights == edit.weights and half.weights["weights"] != "unknown" and half.versions == edit.versions
+    half.save(tmp_path / "half")
+    assert Edit.load(tmp_path / "half", model=lm.model).metrics["strength"] == 0.5
