@@ -211,7 +211,6 @@ class Edit:
     weights: dict[str, str] = field(default_factory=dict)
     #: where the edit was computed (:meth:`from_changes`): the changed parameters' device, its name (the GPU's model or
     #: the processor) and dtype; always part of ``metrics`` (a method's own metrics of the same name keep their values)
-    made_on: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _backups: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -238,15 +237,8 @@ class Edit:
         params = _params(as_module(model), list(changes))
         kwargs.setdefault("weights", weights_record(model))
         edit = cls(method=method, changes=changes, base_hashes={n: tensor_hash(p) for n, p in params.items()}, **kwargs)
-        edit.made_on = _made_on(list(params.values()))
-        edit.metrics = edit.metrics   # now with where it was made
+        edit.metrics = {**_made_on(list(params.values())), **edit.metrics}   # where it was made; methods add theirs with update
         return edit
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # a method that writes its metrics after from_changes (rewrite, finetune, ...) keeps where the edit was made
-        if name == "metrics" and isinstance(value, dict) and self.__dict__.get("made_on"):
-            value = {**self.__dict__["made_on"], **value}
-        object.__setattr__(self, name, value)
 
     # -- checking and computing
 

@@ -700,7 +700,7 @@ def rewrite(
         new_w = new_w if new_w.dim() == 4 else new_w[:, :, None, None]
         with torch.no_grad():
             after = float(site_objective(model, bound, tens, new_w))
-        edit.metrics = {
+        edit.metrics.update({
             "objective_before": before,
             "objective_after": after,
             "seconds": time.perf_counter() - t0,
@@ -713,7 +713,7 @@ def rewrite(
             "exemplars": int(tens.key.shape[0]),
             "statistics": stats_info,
             "device": str(lam.device),
-        }
+        })
         log.info("rewrite %s (%s, rank %d): objective %.4g -> %.4g in %.2fs", site.name, cfg.solver, rank, before, after, edit.metrics["seconds"])
         return edit
     finally:

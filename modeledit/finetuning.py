@@ -198,7 +198,7 @@ def finetune(
                        f"with lr {cfg.lr:g} over {cfg.steps} steps; use a smaller learning rate")
     changes = {n: ParamChange("replace", {"value": v}) for n, v in new.items()}
     edit = Edit.from_changes(model, method or f"finetune_{cfg.scope}", changes, sites=[site.name], config=asdict(cfg))
-    edit.metrics = {"loss_before": loss_before, "loss_after": loss_after, "accuracy_after": acc, "seconds": time.perf_counter() - t0,
-                    "parameters": len(names), "targets": y.tolist(), "layer": site.layer, "site": site.name}
+    edit.metrics.update({"loss_before": loss_before, "loss_after": loss_after, "accuracy_after": acc, "seconds": time.perf_counter() - t0,
+                    "parameters": len(names), "targets": y.tolist(), "layer": site.layer, "site": site.name})
     log.info("finetune %s at %s: loss %.4g -> %.4g over %d tensors", cfg.scope, site.name, loss_before, loss_after, len(names))
     return edit

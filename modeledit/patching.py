@@ -68,7 +68,7 @@ def interpolate(model: Any, edit: Edit, alpha: float, method: str | None = None)
         changes[name] = ParamChange("delta", {"delta": d if alpha == 1.0 else (d * alpha).to(d.dtype)})
     name = method or f"paint_{edit.method.removeprefix('finetune_')}"
     out = Edit.from_changes(model, name, changes, sites=list(edit.sites), config={**edit.config, "alpha": alpha})
-    out.metrics = {**edit.metrics, "alpha": alpha, "source_method": edit.method}
+    out.metrics = {**out.metrics, **edit.metrics, "alpha": alpha, "source_method": edit.method}
     return out
 
 

@@ -435,7 +435,7 @@ def rewrite_rules(
         new_w = new_w if new_w.dim() == 4 else new_w[:, :, None, None]
         after = _rule_objectives(bound, tens, sizes, new_w)
         rel = float((new_w.double() - w0.double()).norm() / w0.double().norm().clamp_min(1e-30))
-        edit.metrics = {
+        edit.metrics.update({
             "rules": [{"name": k.name, "objective_before": b, "objective_after": a} for k, b, a in zip(keys, before, after)],
             "objective_before": float(np.mean(before)),
             "objective_after": float(np.mean(after)),
@@ -451,7 +451,7 @@ def rewrite_rules(
             "layer": site.layer,
             "site": site.name,
             "statistics": stats_info,
-        }
+        })
         log.info("rewrite_rules %s: %d rules, rank %d, mean objective %.4g -> %.4g in %.2fs", site.name, len(keys), dirs.shape[1],
                  edit.metrics["objective_before"], edit.metrics["objective_after"], edit.metrics["seconds"])
         return edit
