@@ -221,8 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{prog}: {INTERRUPTED}", file=sys.stderr)
             code = 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # noqa: BLE001 - sorted into user errors (one line) and bugs (traceback)
-        msg = user_message(exc)
-        if msg is None:
+        signal_exc = _interrupt_behind(exc)
+        msg = None if signal_exc is not None else user_message(exc)
+        if signal_exc is not None:  # Ctrl-C landed inside code that wrapped it (e.g. an import): still an interrupt
+            print(f"{prog}: {INTERRUPTED}", file=sys.stderr)
+            code = 143 if isinstance(signal_exc, Terminated) else 130
+        elif msg is None:
             traceback.print_exc()
             print(f"{prog}: internal error ({exc.__class__.__name__}); this is a bug, please report it with the traceback above",
                   file=sys.stderr)
@@ -231,6 +235,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{prog}: error: {cli_spelling(msg, parser)}", file=sys.stderr)
             code = 2
     return _finish(code, keep_ignoring=program)
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or Terminated) an exception was raised from, if any: a signal that arrives inside
+    a lazy import or a library that re-raises it as another error is still the user's Ctrl-C, not a bug."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _finish(code: int, keep_ignoring: bool) -> int:

@@ -196,3 +196,18 @@ def test_edit_uses_the_statistics_stats_wrote(tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["edit", "mobilenet_v2", "--layer", "features.16", *pair, "--stats", str(imgs / "0.png")]) == 2
     assert "is not a statistics file" in capsys.readouterr().err
+
+
+def test_an_interrupt_wrapped_in_another_error_is_still_an_interrupt():
+    """Ctrl-C inside a lazy import surfaces as a RuntimeError raised from KeyboardInterrupt: exit 130, no traceback
+    (seen in a fresh clone's interrupt test)."""
+    from modeledit.cli import _interrupt_behind
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise RuntimeError("import failed") from inner
+    except RuntimeError as exc:
+        assert isinstance(_interrupt_behind(exc), KeyboardInterrupt)
+    assert _interrupt_behind(ValueError("plain")) is None
