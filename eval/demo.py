@@ -303,9 +303,10 @@ def typographic_section(cfg: DemoConfig, out: Path) -> list[pd.DataFrame]:
 
 def _typographic_study(tcfg: Any, out: Path, title: str, order: int = 0) -> pd.DataFrame:
     from modeledit.eval.report import _group_n, budget_rows, write_summary
-    from modeledit.eval.typographic import run_typographic
+    from modeledit.eval.typographic import build_study, run_typographic
 
-    table, summary = run_typographic(tcfg, out)
+    built = build_study(tcfg)          # once: its cells and the labelled examples below share it (and its statistics)
+    table, summary = run_typographic(tcfg, out, build=lambda _cfg: built)
     table.to_csv(out / "cells.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     n_of = _group_n(out)   # the images each group was measured on
@@ -331,7 +332,7 @@ def _typographic_study(tcfg: Any, out: Path, title: str, order: int = 0) -> pd.D
                    f"{-100 * float(b['clean_drop']):.1f} pp clean accuracy (n = {n_of['clean']}).").replace("-0.0 pp", "0.0 pp")
     else:
         finding = f"{attack}; no method fixes it within the clean-accuracy budget."
-    examples = _attack_examples(tcfg, changed, out)
+    examples = _attack_examples(built[0], changed, out)
     write_summary(out, "typographic", f"{title} ({tcfg.model}; '{tcfg.attack_class}' pasted on other classes) and its one-exemplar fix",
                   numbers, n=n, text=("The fix uses one image of another class with the text (x') and with a blank patch (x). "
                                       "own_class_acc: clean images of the attack class, which must still be recognised."),
@@ -344,15 +345,13 @@ def _typographic_study(tcfg: Any, out: Path, title: str, order: int = 0) -> pd.D
     return summary
 
 
-def _attack_examples(tcfg: Any, changed: pd.DataFrame, out: Path, k: int = 4) -> Path:
-    """The exemplar pair and ``k`` attacked test images, each labelled with the true class and the model's
-    prediction on the image without the text, with it, and with the edit of ``changed``'s first method (its
-    chosen setting); a tick marks a right prediction."""
+def _attack_examples(study: Any, changed: pd.DataFrame, out: Path, k: int = 4) -> Path:
+    """The exemplar pair and ``k`` attacked test images of ``study`` (the typographic study that ran), each labelled with
+    the true class and the model's prediction on the image without the text, with it, and with the edit of ``changed``'s
+    first method (its chosen setting); a tick marks a right prediction."""
     from modeledit.eval.methods import method_edit
-    from modeledit.eval.typographic import build_study
     from modeledit.layers import get_site
 
-    study, _ = build_study(tcfg)
     lm, names, ex = study.lm, study.lm.class_names, study.ex
     attacked, y = study.groups["attack_acc"]
     plain = study.groups["orig_acc"][0]

@@ -170,9 +170,11 @@ def summarize_typographic(table: pd.DataFrame, max_clean_drop: float) -> pd.Data
 
 
 def run_typographic(cfg: TypographicConfig, out_dir: str | Path, executor: str = "local",
-                    **executor_kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    build: Any = build_study, **executor_kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every (method, site, setting) cell not yet in ``out_dir``, through ``executor`` (local or ray, with
-    ``address``/``workers``); returns (cells table, summary)."""
+    ``address``/``workers``); returns (cells table, summary). ``build(cfg) -> (study, images)`` makes the study
+    (:func:`build_study`; a caller that needs the study afterwards, like the demo's labelled examples, builds it once
+    and passes ``lambda cfg: built``)."""
     from modeledit.eval.datasets import check_stats_disjoint
     from modeledit.eval.validate import check_names
 
@@ -186,7 +188,7 @@ def run_typographic(cfg: TypographicConfig, out_dir: str | Path, executor: str =
                        f"{close_matches(cfg.attack_class, lm.class_names) or '-'}")
     check_stats_disjoint(cfg.stats_dataset, {"--dataset": cfg.dataset, "--clean": cfg.clean})
     store = ResultStore(out_dir, config=asdict(cfg), harness="typographic", model=lm)
-    table, images = run_study(store, cfg, build_study, executor, **executor_kwargs)
+    table, images = run_study(store, cfg, build, executor, **executor_kwargs)
     if images is not None:
         from modeledit.eval.plots import save_examples
 
