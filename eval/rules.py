@@ -44,10 +44,19 @@ from modeledit.eval.bench import BenchConfig
 log = logging.getLogger(__name__)
 
 VARIANTS = ("single", "single_linear", "batch", "batch_full", "per_pair", "sequence", "sequence_keep", "batch_k", "sites",
-            "single_sel", "batch_sel", "keep_grid", "sequence_keep_directions")
+            "single_sel", "batch_sel", "keep_grid", "sequence_keep_directions", "sequence_grid")
 #: the preserved sequence's settings compared by ``keep_grid`` (form, norm_weight, past_weight, keep_train)
 KEEP_GRID = tuple((f, nw, pw, False) for f, nws in (("full", (1e-1, 1.0, 10.0)), ("directions", (1e-2, 1e-1, 1.0)))
                   for nw in nws for pw in (1.0, 10.0)) + (("full", 1.0, 1.0, True), ("directions", 1e-1, 1.0, True))
+#: the preserved sequences compared on all rules by ``sequence_grid`` (form, norm_weight, past_weight, past_mode): the
+#: library's default then (directions, past summed, weight 1), weaker summed protection, the averaged past term
+#: (modeledit.rules.PAST_MODES) at three weights, and the full form that met goal (b) in world_vgg/
+SEQUENCE_GRID = (("directions", 1e-2, 1.0, "sum"), ("directions", 1e-2, 0.3, "sum"), ("directions", 1e-2, 3.0, "mean"),
+                 ("directions", 1e-2, 10.0, "mean"), ("directions", 1e-2, 30.0, "mean"), ("full", 10.0, 10.0, "sum"),
+                 ("full", 10.0, 30.0, "mean"), ("full", 10.0, 100.0, "mean"))
+#: ``sequence_grid`` picks, on the validation halves, the setting with the most errors corrected at the end among those
+#: where at least this share of the rules (whose own step fixed something) keep >= 90% of their fix
+RETAINED_SHARE = 0.95
 BATCH_KS = (1, 3, 10, 30)
 #: strengths (fractions of the solved update) and norm weights tried by the selected variants (single_sel, batch_sel, batch_k)
 SEL_STRENGTHS = (0.125, 0.25, 0.5, 0.75, 1.0)
@@ -420,6 +429,8 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
                              "max_objective_before_step": max(e.metrics["objective_before"] for e in seq.edits.edits),
                              "corrected_end_mean": float(np.nanmean(end)), **clean, "seconds": time.perf_counter() - t1})
                 _write(path, rows)
+        elif variant == "sequence_grid":
+            rows = _sequence_grid(lm, site, st, order, ev, runner, rows, path, base, unit_meta, keep_thr)
         elif variant == "sites":
             from modeledit.rules import rank_sites
 
@@ -440,6 +451,65 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
     write_json_atomic(manifest_path, {**json.loads(manifest_path.read_text()), "status": "finished",
                                       "seconds_this_run": time.perf_counter() - t0})
     return summary
+
+
+def _setting_tag(form: str, nw: float, pw: float, mode: str) -> str:
+    return f"{form}_nw{nw:g}_pw{pw:g}_{mode}"
+
+
+def _sequence_grid(lm: Any, site: Any, st: Any, order: Sequence[Unit], ev: "_Evaluator", runner: Any, rows: list[dict[str, Any]],
+                   path: Path, base: dict[str, Any], unit_meta: Any, keep_thr: float) -> list[dict[str, Any]]:
+    """Every :data:`SEQUENCE_GRID` setting as a preserved sequence of all rules, measured after every step on each rule's
+    validation half and test half (``sequence_grid_<tag>_steps.csv``); one summary row per setting in ``sequence_grid.csv``
+    and the setting chosen on validation (``sequence_grid_choice.json``, rule: :data:`RETAINED_SHARE`)."""
+    from modeledit.atomic import write_json_atomic
+    from modeledit.progress import tqdm
+    from modeledit.rules import RuleSequence, measure_sequence
+
+    out = path.parent
+    done = {r["setting"] for r in rows}
+    clean = (runner.clean_set()[0], runner.clean_set()[1].numpy())
+    for form, nw, pw, mode in tqdm([g for g in SEQUENCE_GRID if _setting_tag(*g) not in done], desc="sequence_grid"):
+        tag = _setting_tag(form, nw, pw, mode)
+        t1 = time.perf_counter()
+        seq = RuleSequence(lm, site, stats=st, preserve=True, keep_threshold=keep_thr, form=form, norm_weight=nw,
+                           past_weight=pw, past_mode=mode)
+        for u in order:
+            seq.add(u.rule)
+        steps = []
+        for half, idx in (("val", 0), ("test", 1)):
+            tests = {}
+            for u in order:
+                i = torch.as_tensor(ev.halves(u.key)[idx])
+                tests[u.key] = (u.test[0][i], u.test[1][i], u.test[2][i.numpy()])
+            for s in measure_sequence(seq, tests, clean=clean if half == "test" else None, progress=False):
+                steps.append({**unit_meta(next(u for u in order if u.key == s["rule"])), "setting": tag, "half": half, **s})
+        _write(out / f"sequence_grid_{tag}_steps.csv", steps)
+        row = {**base, "variant": "sequence_grid", "setting": tag, "form": form, "norm_weight": nw, "past_weight": pw, "past_mode": mode,
+               "n_rules": len(order), "max_objective_before_step": max(e.metrics["objective_before"] for e in seq.edits.edits),
+               "seconds": time.perf_counter() - t1}
+        last = len(order) - 1
+        for half in ("val", "test"):
+            t = pd.DataFrame([s for s in steps if s["half"] == half])
+            own = t[t.apply(lambda r: order[int(r["step"])].key == r["rule"], axis=1)].set_index("rule")["corrected"]
+            end = t[t["step"] == last].set_index("rule")
+            fixed = own[own > 0].index
+            ret = end.loc[fixed, "corrected"] / own[fixed]
+            row.update({f"{half}_own_step_mean": float(own.mean()), f"{half}_end_mean": float(end["corrected"].mean()),
+                        f"{half}_n_fixed": int(len(fixed)), f"{half}_n_retained_90": int((ret >= 0.9).sum()),
+                        f"{half}_retention_min": float(ret.min()) if len(ret) else float("nan"),
+                        f"{half}_retention_median": float(ret.median()) if len(ret) else float("nan")})
+            if half == "test":
+                row.update({"clean_acc_change": float(end["clean_acc_change"].iloc[0]), "clean_changed": float(end["clean_changed"].iloc[0])})
+        rows.append(row)
+        _write(path, rows)
+    ok = [r for r in rows if r["val_n_fixed"] and r["val_n_retained_90"] >= RETAINED_SHARE * r["val_n_fixed"]]
+    best = max(ok, key=lambda r: r["val_end_mean"]) if ok else None
+    write_json_atomic(out / "sequence_grid_choice.json", {
+        "rule": f"most validation errors corrected at the end among settings where >= {RETAINED_SHARE:.0%} of the rules whose own "
+                "step fixed something keep >= 90% of it (validation halves)",
+        "chosen": None if best is None else best["setting"], "qualifying": [r["setting"] for r in ok]})
+    return rows
 
 
 def paired_over_pairs(a: pd.DataFrame, b: pd.DataFrame, col: str = "corrected", n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -467,7 +537,7 @@ def _clean_means(variant: str, g: pd.DataFrame) -> dict[str, float]:
 def summarize(out_dir: str | Path) -> Path:
     """``summary.csv``: per variant, the mean correction and clean change, and the paired difference to ``single``."""
     out = Path(out_dir)
-    tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS and p.stem not in ("sites", "keep_grid")}
+    tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS and p.stem not in ("sites", "keep_grid", "sequence_grid")}
     rows = []
     single = tables.get("single")
     selected = tables.get("single_sel")

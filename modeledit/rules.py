@@ -90,8 +90,13 @@ KEEP_THRESHOLD = 1e-2
 NORM_WEIGHT = 1e-2
 KEEP_WEIGHT = 1.0
 PAST_WEIGHT = 1.0
+PAST_MODE = "sum"
 #: the joint solve's forms: each rule's own directions (their span), or every whitened direction (MEMIT)
 FORMS = ("directions", "full")
+#: how the past (protected) keys' penalty is scaled: ``sum`` over their positions (AlphaEdit's K_p K_pᵀ: the
+#: protection grows with every earlier rule, so later edits move less), or ``mean`` over them times the new
+#: exemplars' positions (a constant balance between the new rule and everything protected, like ``keep``)
+PAST_MODES = ("sum", "mean")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +318,7 @@ def rewrite_rules(
     keep_weight: float = KEEP_WEIGHT,
     protect: Any = None,
     past_weight: float = PAST_WEIGHT,
+    past_mode: str = PAST_MODE,
     norm_weight: float | None = None,
     max_norm: float | None = None,
     form: str = "directions",
@@ -328,7 +334,8 @@ def rewrite_rules(
     ``keep``: images / second moment / RuleKeys whose site outputs must not change (see the module docstring),
     ``keep_threshold`` the relative eigenvalue cut of their null space (None: no projection), ``keep_weight`` their
     output-change penalty; ``protect``: RuleKeys / :class:`KeptKeys` of earlier edits whose current outputs are kept by
-    the penalty ``past_weight`` (AlphaEdit's K_p K_pᵀ); ``norm_weight`` the absolute norm term (default
+    the penalty ``past_weight`` (``past_mode``: summed over their positions as AlphaEdit's K_p K_pᵀ, or their mean times
+    the exemplars' positions, see :data:`PAST_MODES`); ``norm_weight`` the absolute norm term (default
     :data:`NORM_WEIGHT` with ``keep``/``protect``, else 0); with any of them Λ is the penalised ``linear`` solve.
     ``max_norm`` a bound on ‖ΔW‖/‖W‖.
     The model is not changed. ``metrics["rules"]`` lists each rule's name and objective before/after;
@@ -342,6 +349,8 @@ def rewrite_rules(
     cfg = config or EditConfig(**fields)
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r}; choose from {FORMS}")
+    if past_mode not in PAST_MODES:
+        raise ValueError(f"unknown past_mode {past_mode!r}; choose from {PAST_MODES}")
     for name, v in (("keep_weight", keep_weight), ("past_weight", past_weight), ("norm_weight", norm_weight)):
         if v is not None and not v >= 0:
             raise ValueError(f"{name} must be a non-negative penalty weight, got {v}")
@@ -370,7 +379,8 @@ def rewrite_rules(
             raw = torch.cat([update_direction(*(t.to(cpu) for t in _flat_keys(k.tensors)), None, rank, inv_sqrt=c_isqrt)
                              for k in keys], 1) if len(keys) > 1 else update_direction(*_flat_keys(keys[0].tensors), c, rank).cpu()
         keep_info: dict[str, Any] = {"threshold": None, "null_dim": None, "kept_keys": 0, "max_norm": max_norm, "scaled": 1.0,
-                                     "keep_weight": None, "protected_keys": 0, "past_weight": None, "norm_weight": None}
+                                     "keep_weight": None, "protected_keys": 0, "past_weight": None, "past_mode": None,
+                                     "norm_weight": None}
         kept = kept_keys(lm, bound, keep) if keep is not None else None
         past = kept_keys(lm, bound, protect) if protect is not None else None
         if kept is not None:
@@ -380,7 +390,7 @@ def rewrite_rules(
                 keep_info.update(threshold=keep_threshold, null_dim=int(u0.shape[1]))
                 raw = u0 @ (u0.T @ raw)
         if past is not None:
-            keep_info.update(protected_keys=past.count, past_weight=past_weight)
+            keep_info.update(protected_keys=past.count, past_weight=past_weight, past_mode=past_mode)
         if norm_weight is None:
             norm_weight = NORM_WEIGHT if (kept is not None or past is not None) else 0.0
         penalised = kept is not None or past is not None or norm_weight > 0
@@ -413,7 +423,7 @@ def rewrite_rules(
             if kept is not None and keep_weight > 0:
                 q += keep_weight * n_pos * _penalty_block(kept, dirs, taps)
             if past is not None and past_weight > 0:
-                q += past_weight * past.count * _penalty_block(past, dirs, taps)
+                q += past_weight * (past.count if past_mode == "sum" else n_pos) * _penalty_block(past, dirs, taps)
             lam = solve_linear(module, bound, tens, dirs.to(dev, dt), cfg, penalty=q.to(dev))
         else:
             lam = SOLVERS[cfg.solver](module, bound, tens, dirs.to(dev, dt), cfg)
@@ -428,7 +438,8 @@ def rewrite_rules(
         param = f"{site.layer}.weight"
         change = ParamChange("lowrank", {"lam": lam.detach().contiguous(), "dir": dirs.detach().contiguous()})
         conf = {**asdict(cfg), "form": form, "keep_threshold": keep_info["threshold"], "max_norm": max_norm,
-                "keep_weight": keep_info["keep_weight"], "past_weight": keep_info["past_weight"], "norm_weight": keep_info["norm_weight"],
+                "keep_weight": keep_info["keep_weight"], "past_weight": keep_info["past_weight"],
+                "past_mode": keep_info["past_mode"], "norm_weight": keep_info["norm_weight"],
                 "rules": [k.name for k in keys]}
         edit = Edit.from_changes(module, "rewrite_rules", {param: change}, sites=[site.name], config=conf)
         new_w = edit.new_values(module)[param]
@@ -509,14 +520,16 @@ class RuleSequence:
 
     def __init__(self, lm: Any, site: EditSite | int | str, *, stats: Any = None, config: EditConfig | None = None,
                  preserve: bool = True, keep: Any = None, keep_threshold: float | None = KEEP_THRESHOLD,
-                 keep_weight: float = KEEP_WEIGHT, past_weight: float = PAST_WEIGHT, norm_weight: float | None = None,
-                 max_norm: float | None = None, form: str = "directions") -> None:
+                 keep_weight: float = KEEP_WEIGHT, past_weight: float = PAST_WEIGHT, past_mode: str = PAST_MODE,
+                 norm_weight: float | None = None, max_norm: float | None = None, form: str = "directions") -> None:
         self.lm = as_loaded(lm, "a rule sequence")
         self.site = get_site(self.lm.model, site)
         self.stats = resolve_stats(self.lm, self.site, stats)
         self.config = config or EditConfig()
         self.preserve, self.keep_threshold, self.max_norm, self.form = preserve, keep_threshold, max_norm, form
-        self.keep_weight, self.past_weight, self.norm_weight = keep_weight, past_weight, norm_weight
+        if past_mode not in PAST_MODES:
+            raise ValueError(f"unknown past_mode {past_mode!r}; choose from {PAST_MODES}")
+        self.keep_weight, self.past_weight, self.past_mode, self.norm_weight = keep_weight, past_weight, past_mode, norm_weight
         self.base = PinnedBase(self.lm.model)
         self.edits = EditSequence()
         self.rules: list[RuleKeys] = []
@@ -557,7 +570,8 @@ class RuleSequence:
                     warnings.simplefilter("always")
                     edit = rewrite_rules(self.lm, [keys], self.site, self.config, stats=self.stats, keep=self._keep,
                                          keep_threshold=self.keep_threshold, keep_weight=self.keep_weight, protect=protect,
-                                         past_weight=self.past_weight, norm_weight=self.norm_weight, max_norm=self.max_norm,
+                                         past_weight=self.past_weight, past_mode=self.past_mode, norm_weight=self.norm_weight,
+                                         max_norm=self.max_norm,
                                          form=self.form)
                 for w in caught:
                     if not issubclass(w.category, UserWarning) or "null space of dimension 0" not in str(w.message):

@@ -138,6 +138,25 @@ def test_preserved_sequence_stays_bounded_and_keeps_earlier_rules(world):
     assert kept_gain[True] > 0.9 and kept_gain[True] > kept_gain[False]
 
 
+def test_averaged_past_term_is_the_summed_one_rescaled(world):
+    """past_mode="mean" weighs the protected keys' mean by the new exemplars' positions (a constant balance however many
+    rules came before); it is exactly the summed (AlphaEdit) penalty at weight w·n_exemplars/n_protected."""
+    lm, site, st, rules, _ = world
+    past = collect_rules(lm, rules[:2], site)
+    n_past = float(sum(float(k.tensors.weight.sum()) for k in past))
+    n_new = float(collect_rules(lm, rules[2:], site)[0].tensors.weight.sum())
+    assert n_past == 2 * n_new                         # three exemplars each: the two modes differ by a factor 2 here
+    mean = rewrite_rules(lm, rules[2:], site, stats=st, protect=past, past_weight=3.0, past_mode="mean")
+    summed = rewrite_rules(lm, rules[2:], site, stats=st, protect=past, past_weight=3.0 * n_new / n_past, past_mode="sum")
+    plain = rewrite_rules(lm, rules[2:], site, stats=st, protect=past, past_weight=3.0, past_mode="sum")
+    (name, d_mean), = mean.deltas(lm.model).items()
+    assert float((d_mean - summed.deltas(lm.model)[name]).norm() / d_mean.norm()) < 1e-5
+    assert float((d_mean - plain.deltas(lm.model)[name]).norm() / d_mean.norm()) > 1e-3
+    assert mean.metrics["keep"]["past_mode"] == "mean" and mean.config["past_mode"] == "mean"
+    with pytest.raises(ValueError, match="unknown past_mode 'median'"):
+        rewrite_rules(lm, rules, site, stats=st, protect=past, past_mode="median")
+
+
 def test_max_norm_bounds_the_update(world):
     lm, site, st, rules, _ = world
     edit = rewrite_rules(lm, rules, site, stats=st, form="full", solver="linear", max_norm=0.01)
