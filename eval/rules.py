@@ -80,6 +80,8 @@ class RulesStudyConfig(JsonConfig):
     keep_train: bool = False
     # the selected variants: the clean-accuracy budget (goal: <= 1 pp) and the val/test halves of each unit's test images
     budget: float = 0.01
+    # sites: rank the sites of only the first k rules of each pair (None: every rule); a rerun with a larger k adds the rest
+    sites_per_pair: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.bench, Mapping):
@@ -240,6 +242,16 @@ def _done(path: Path) -> list[dict[str, Any]]:
     return pd.read_csv(path).to_dict("records") if path.is_file() and path.stat().st_size > 0 else []
 
 
+def check_same_study(old: Mapping[str, Any], cfg: RulesStudyConfig, out: Any = "the folder") -> None:
+    """Refuse to resume a folder whose manifest config ``old`` defines other rules than ``cfg``: the bench config (read as
+    any bench version wrote it, :meth:`BenchConfig.from_manifest`: a field added later takes its default), the site,
+    the order's seed and ``max_rules``. Variants and their settings may differ (each writes its own files)."""
+    new = json.loads(json.dumps(cfg.to_dict() if hasattr(cfg, "to_dict") else asdict(cfg)))
+    old_bench = BenchConfig.from_manifest(old["bench"]) if isinstance(old.get("bench"), Mapping) else None
+    if old_bench != cfg.bench or any(old.get(k) != new.get(k) for k in ("site", "order_seed", "max_rules")):
+        raise ValueError(f"{out} holds a study with another configuration; use a new --out folder or the same settings")
+
+
 def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
     """Run (or resume) the study into ``out_dir``; returns the summary CSV's path."""
     import warnings
@@ -258,11 +270,7 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
     manifest_path = out / "manifest.json"
     conf = cfg.to_dict() if hasattr(cfg, "to_dict") else asdict(cfg)
     if manifest_path.is_file():
-        old = json.loads(manifest_path.read_text())
-        same = ("bench", "site", "order_seed", "max_rules")        # what defines the rules and their data
-        new = json.loads(json.dumps(conf))
-        if any(old.get("config", {}).get(k) != new.get(k) for k in same):
-            raise ValueError(f"{out} holds a study with another configuration; use a new --out folder or the same settings")
+        check_same_study(json.loads(manifest_path.read_text()).get("config", {}), cfg, out)
     keep_thr = KEEP_THRESHOLD if cfg.keep_threshold is None else cfg.keep_threshold
     t0 = time.perf_counter()
     runner = BenchRunner(cfg.bench)
@@ -436,7 +444,9 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
 
             done = {r["rule"] for r in rows}
             cx, cy, _ = runner.clean_set()
-            for u in tqdm([u for u in units if u.key not in done], desc=variant):
+            rank_in_pair = {u.key: [v.key for v in units if v.pair == u.pair].index(u.key) for u in units}
+            todo = [u for u in units if u.key not in done and (cfg.sites_per_pair is None or rank_in_pair[u.key] < cfg.sites_per_pair)]
+            for u in tqdm(todo, desc=variant):
                 vi, ti = (torch.as_tensor(i) for i in ev.halves(u.key))      # val / test: random halves of the unit's test images
                 ranking = rank_sites(lm, u.rule, clean=(cx, cy.numpy()), val=(u.test[0][vi], u.test[1][vi], u.test[2][vi.numpy()]),
                                      test=(u.test[0][ti], u.test[1][ti], u.test[2][ti.numpy()]), stats=runner.statistics,

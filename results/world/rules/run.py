@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--past-weight", type=float, default=None, help="sequence_keep: the past keys' weight (default PAST_WEIGHT)")
     ap.add_argument("--keep-train", action="store_true", help="sequence_keep: also keep the training statistics (K0)")
     ap.add_argument("--budget", type=float, default=0.01, help="single_sel/batch_sel/batch_k: clean-accuracy budget")
+    ap.add_argument("--sites-per-pair", type=int, default=None, help="sites: only the first k rules of each pair (default all)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     m = args.model
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
                         n_exemplars=[3], methods=["edit"], sites=[DEEP[m]], heldout_style_images=[])   # test: the exemplars' style image
     cfg = RulesStudyConfig(bench=bench, site=DEEP[m], variants=args.variants.split(","), max_rules=args.max_rules,
                            keep_form=args.keep_form, norm_weight=args.norm_weight, past_weight=args.past_weight,
-                           keep_train=args.keep_train, budget=args.budget)
+                           keep_train=args.keep_train, budget=args.budget,
+                           sites_per_pair=args.sites_per_pair)
     out = args.out or f"results/world/rules/{m}"
     summary = run_rules_study(cfg, out)
     write_figures(out)
