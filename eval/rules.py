@@ -44,7 +44,9 @@ from modeledit.eval.bench import BenchConfig
 log = logging.getLogger(__name__)
 
 VARIANTS = ("single", "single_linear", "batch", "batch_full", "per_pair", "sequence", "sequence_keep", "batch_k", "sites",
-            "single_sel", "batch_sel", "keep_grid", "sequence_keep_directions", "sequence_grid")
+            "single_sel", "batch_sel", "keep_grid", "sequence_keep_directions", "sequence_grid", "finetune_sel")
+#: the baseline row (``finetune_sel``): fine-tuning on all rules' exemplars at once, and PAINT (alpha 1 is the fine-tuning)
+FINETUNE_METHODS = ("paint_local", "paint_global")
 #: the preserved sequence's settings compared by ``keep_grid`` (form, norm_weight, past_weight, keep_train)
 KEEP_GRID = tuple((f, nw, pw, False) for f, nws in (("full", (1e-1, 1.0, 10.0)), ("directions", (1e-2, 1e-1, 1.0)))
                   for nw in nws for pw in (1.0, 10.0)) + (("full", 1.0, 1.0, True), ("directions", 1e-1, 1.0, True))
@@ -269,8 +271,13 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     conf = cfg.to_dict() if hasattr(cfg, "to_dict") else asdict(cfg)
+    runs: list[dict[str, Any]] = []          # every run into this folder: its variants and settings (the config is the latest)
     if manifest_path.is_file():
-        check_same_study(json.loads(manifest_path.read_text()).get("config", {}), cfg, out)
+        old = json.loads(manifest_path.read_text())
+        check_same_study(old.get("config", {}), cfg, out)
+        runs = old.get("runs") or [{"variants": old.get("config", {}).get("variants"), "config": old.get("config"),
+                                    "status": old.get("status"), "seconds": old.get("seconds_this_run")}]
+    run = {"variants": list(cfg.variants), "config": conf, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running"}
     keep_thr = KEEP_THRESHOLD if cfg.keep_threshold is None else cfg.keep_threshold
     t0 = time.perf_counter()
     runner = BenchRunner(cfg.bench)
@@ -282,7 +289,7 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
     order = [units[i] for i in np.random.default_rng(cfg.order_seed).permutation(len(units))]
     write_json_atomic(manifest_path, {"harness": "rules", "config": conf, "versions": package_versions(), "site": site.name, "n_rules": len(units),
                                       "rules": [u.key for u in units], "sequence_order": [u.key for u in order],
-                                      "keep_threshold": keep_thr, "status": "running"})
+                                      "keep_threshold": keep_thr, "status": "running", "runs": [*runs, run]})
     ev = _Evaluator(runner, units, site)
     warnings.simplefilter("ignore", UserWarning)
     cf = EditConfig(solver="closed_form")
@@ -292,14 +299,15 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
         concept, style, target = u.key.split("|")
         return {**base, "rule": u.key, "pair": u.pair, "concept": concept, "style": style, "target_class": target}
 
-    def select(us: Sequence[Unit], edits: Sequence[tuple[dict[str, Any], Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Each (setting, edit) at every strength: the rules' mean validation correction and the clean drop; the setting
-        chosen within the budget (choose_setting: no change when none qualifies or none beats it) and each rule's row
-        (test half) under it. Returns (rows, grid)."""
+    def select(us: Sequence[Unit], edits: Sequence[tuple[dict[str, Any], Any]],
+               strengths: Sequence[float] = SEL_STRENGTHS) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Each (setting, edit) at every strength (fine-tuning edits: strengths (1,), their grid is in the settings): the
+        rules' mean validation correction and the clean drop; the setting chosen within the budget (choose_setting: no
+        change when none qualifies or none beats it) and each rule's row (test half) under it. Returns (rows, grid)."""
         grid, runs = [], []
         for setting, edit in edits:
-            for strength in SEL_STRENGTHS:
-                with scale_edit(edit, strength).applied(lm.model):
+            for strength in strengths:
+                with (edit if strength == 1.0 else scale_edit(edit, strength)).applied(lm.model):
                     split = {u.key: ev.split_rows(u.key) for u in us}
                     clean = ev.clean_row()
                 vals = [v["corrected"] for v, _ in split.values() if v["corrected"] == v["corrected"]]
@@ -408,6 +416,27 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
             _write(out / "batch_sel_grid.csv", grid)
             rows = [{**x, "variant": variant, "budget": cfg.budget} for x in r]
             _write(path, rows)
+        elif variant == "finetune_sel":
+            # the baseline row: each fine-tuning method (and PAINT) on all rules' exemplars at once, its setting (lr, steps;
+            # PAINT's alpha) selected as batch_sel's within the budget on the validation halves
+            from modeledit.eval.methods import method_edit, method_settings, method_strengths, scaled_edits
+
+            done = {r["method"] for r in rows}
+            names = lm.class_names
+            ex = [u.rule.exemplars for u in units]
+            x, xp = torch.cat([e.x for e in ex]), torch.cat([e.x_prime for e in ex])
+            masks = torch.cat([e.mask[:, 0] for e in ex]) > 0.5
+            targets = [names.index(u.key.split("|")[2]) for u, e in zip(units, ex) for _ in range(len(e.x))]
+            for method in tqdm([m for m in FINETUNE_METHODS if m not in done], desc=variant):
+                edits = []
+                for setting in method_settings(cfg.bench, method):
+                    edit = method_edit(lm, method, setting, site, x, xp, masks, targets)
+                    edits += [({"method": method, "setting": json.dumps({**setting, **extra})}, e)
+                              for extra, e in scaled_edits(lm, method, edit, method_strengths(cfg.bench, method))]
+                r, grid = select(units, edits, strengths=(1.0,))
+                rows += [{**x_, "variant": variant, "method": method, "budget": cfg.budget} for x_ in r]
+                _write(out / f"finetune_sel_grid_{method}.csv", grid)
+                _write(path, rows)
         elif variant == "keep_grid":
             # the preserved sequence's settings: each rule's objective gain kept at the end (objective retention), the
             # correction at the end on its test images, the clean change at the end and the largest objective met
@@ -458,7 +487,8 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
                                  "recommended_within_5pp": ranking[0]["test_corrected"] >= best_test - 0.05})
                 _write(path, rows)
     summary = summarize(out)
-    write_json_atomic(manifest_path, {**json.loads(manifest_path.read_text()), "status": "finished",
+    run.update(status="finished", seconds=time.perf_counter() - t0)
+    write_json_atomic(manifest_path, {**json.loads(manifest_path.read_text()), "status": "finished", "runs": [*runs, run],
                                       "seconds_this_run": time.perf_counter() - t0})
     return summary
 
@@ -552,14 +582,15 @@ def summarize(out_dir: str | Path) -> Path:
     single = tables.get("single")
     selected = tables.get("single_sel")
     for name, t in tables.items():
-        groups = [(name, t)] if name != "batch_k" else [(f"batch_k{k}", g) for k, g in t.groupby("k")]
+        groups = ([(f"batch_k{k}", g) for k, g in t.groupby("k")] if name == "batch_k" else
+                  [(f"finetune_sel_{m}", g) for m, g in t.groupby("method")] if name == "finetune_sel" else [(name, t)])
         for label, g in groups:
             row = {"variant": label, "n_rules": int(len(g)), "corrected_mean": float(g["corrected"].mean()),
                    **_clean_means(name, g)}
             if "retention" in g:
                 row["retention_mean"] = float(g["retention"].mean())
             # selected variants (within the clean budget, test half) against single_sel, the rest against single (full strength)
-            ref, ref_name = (selected, "single_sel") if name in ("batch_sel", "batch_k") else (single, "single")
+            ref, ref_name = (selected, "single_sel") if name in ("batch_sel", "batch_k", "finetune_sel") else (single, "single")
             if ref is not None and label != ref_name:
                 row["reference"] = ref_name
                 row.update({f"vs_single_{k}": v for k, v in paired_over_pairs(ref, g).items()})
