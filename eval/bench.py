@@ -37,7 +37,7 @@ from modeledit.suffix import SuffixCacheConfig
 
 log = logging.getLogger(__name__)
 
-@dataclass
+@dataclass(kw_only=True)
 class BenchConfig(ComparisonGrid):
     """The bench's data, pairs, exemplar draws and protocol, and the comparison's grid (:class:`ComparisonGrid`:
     methods, sites, the hyperparameter grids; the bench tries more fine-tuning and adam settings by default).

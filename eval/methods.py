@@ -124,7 +124,7 @@ def check_methods(names: Sequence[str]) -> None:
         METHODS.entry(n)
 
 
-@dataclass
+@dataclass(kw_only=True)   # the grid's fields come first: a positional value would land in the wrong field
 class ComparisonGrid(JsonConfig):
     """The comparison's methods, sites and hyperparameter grids: declared once, every harness's config derives
     from it (:class:`MethodGrid` adds the clean-accuracy budget; the bench keeps its budget in its protocol)."""
@@ -141,7 +141,7 @@ class ComparisonGrid(JsonConfig):
         return method_settings(self, method)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MethodGrid(ComparisonGrid):
     """The comparison's grid (:class:`ComparisonGrid`) and clean-accuracy budget (one-exemplar studies)."""
 

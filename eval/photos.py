@@ -162,7 +162,7 @@ class ViewSet(torch.utils.data.Dataset):
         return h.hexdigest()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PhotosConfig(MethodGrid):
     """The study's images, styles, units and methods (``MethodGrid``: methods, sites, grids, budget)."""
 

@@ -33,7 +33,7 @@ from modeledit.eval.results import ResultStore
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SnowConfig(MethodGrid):
     model: str = "world_vgg"
     weights: str | None = None

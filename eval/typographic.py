@@ -39,7 +39,7 @@ from modeledit.counterfactuals.text import FONTS, TextSpec, paste_text
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TypographicConfig(MethodGrid):
     model: str = "world_vgg_text"
     weights: str | None = None
