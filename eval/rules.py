@@ -369,8 +369,10 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
 
             if variant == "sequence":
                 seq = RuleSequence(lm, site, stats=st, config=cf, preserve=False, max_norm=cfg.max_norm)
-            elif variant == "sequence_keep_directions":      # the library's defaults (each rule's own direction)
-                seq = RuleSequence(lm, site, stats=st, preserve=True, keep_threshold=keep_thr, max_norm=cfg.max_norm)
+            elif variant == "sequence_keep_directions":      # the library's defaults before sequence_grid (each rule's own direction)
+                from modeledit.rules import NORM_WEIGHT
+                seq = RuleSequence(lm, site, stats=st, preserve=True, keep_threshold=keep_thr, max_norm=cfg.max_norm, form="directions",
+                                   norm_weight=NORM_WEIGHT, past_weight=1.0, past_mode="sum")   # the defaults when it ran (its first edit was then closed-form)
             else:
                 from modeledit.rules import NORM_WEIGHT, PAST_WEIGHT
                 seq = RuleSequence(lm, site, stats=st, config=cf, preserve=True, keep=st if cfg.keep_train else None,

@@ -9,7 +9,7 @@ import torch
 from modeledit.editor import rewrite
 from modeledit.exemplars import Exemplars
 from modeledit.layers import capture_sites, get_site
-from modeledit.rules import Rule, RuleSequence, collect_rules, measure_sequence, rewrite_rules
+from modeledit.rules import SEQUENCE_DEFAULTS, Rule, RuleSequence, collect_rules, measure_sequence, rewrite_rules
 
 SITE = 4   # world_vgg features.15, the deepest site
 
@@ -122,7 +122,11 @@ def test_preserved_sequence_stays_bounded_and_keeps_earlier_rules(world):
              Rule("ship:water>floor", Exemplars(*swapped("ship", "water", [6, 7, 8], "floor")))]
     kept_gain = {}
     for preserve in (True, False):
-        seq = RuleSequence(lm, site, stats=st, preserve=preserve, **({"form": "full"} if preserve else {}))
+        seq = RuleSequence(lm, site, stats=st, preserve=preserve)          # the library's defaults
+        if preserve:
+            assert {k: getattr(seq, k) for k in SEQUENCE_DEFAULTS} == SEQUENCE_DEFAULTS
+        else:
+            assert seq.form == "directions" and seq.norm_weight is None
         for r in rules:
             seq.add(r)
         first = seq.rules[0]
