@@ -44,7 +44,7 @@ from modeledit.eval.bench import BenchConfig
 log = logging.getLogger(__name__)
 
 VARIANTS = ("single", "single_linear", "batch", "batch_full", "per_pair", "sequence", "sequence_keep", "batch_k", "sites",
-            "single_sel", "batch_sel", "keep_grid", "sequence_keep_directions", "sequence_grid", "finetune_sel")
+            "single_sel", "batch_sel", "keep_grid", "sequence_keep_directions", "sequence_grid", "finetune_sel", "stress")
 #: the baseline row (``finetune_sel``): fine-tuning on all rules' exemplars at once, and PAINT (alpha 1 is the fine-tuning)
 FINETUNE_METHODS = ("paint_local", "paint_global")
 #: the preserved sequence's settings compared by ``keep_grid`` (form, norm_weight, past_weight, keep_train)
@@ -84,6 +84,11 @@ class RulesStudyConfig(JsonConfig):
     budget: float = 0.01
     # sites: rank the sites of only the first k rules of each pair (None: every rule); a rerun with a larger k adds the rest
     sites_per_pair: int | None = None
+    # stress: exemplar draws per rule (the rule's own exemplars, then draws of 3 target-class images from its validation
+    # half), the preserved settings compared (modeledit.rules.SEQUENCE_DEFAULTS and AlphaEdit's summed past term) and
+    # the checkpoint interval (every rule's test half and the clean set measured every so many steps)
+    stress_draws: int = 9
+    stress_every: int = 30
 
     def __post_init__(self) -> None:
         if isinstance(self.bench, Mapping):
@@ -190,7 +195,7 @@ class _Evaluator:
     def __init__(self, runner: Any, units: Sequence[Unit], site: Any) -> None:
         from modeledit.suffix import SuffixEvaluator
 
-        self.site, self.model = site, runner.lm.model
+        self.site, self.model, self.class_names = site, runner.lm.model, runner.lm.class_names
         self.ev = SuffixEvaluator(self.model, runner.lm.normalize, runner.cfg.cache)
         cx, cy, _ = runner.clean_set()
         self.clean, self.cy = self.ev.image_set(cx), cy.numpy()
@@ -242,6 +247,71 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _done(path: Path) -> list[dict[str, Any]]:
     return pd.read_csv(path).to_dict("records") if path.is_file() and path.stat().st_size > 0 else []
+
+
+#: the preserved settings of the stress sequence: (name, RuleSequence keywords)
+STRESS_SETTINGS = (("defaults", {}), ("summed_past", {"past_mode": "sum", "past_weight": 10.0}))
+
+
+def stress_rules(units: Sequence[Unit], ev: "_Evaluator", draws: int, seed: int = 0) -> list[tuple[Unit, Any]]:
+    """(unit, rule) for every exemplar draw: each unit's own rule, then ``draws - 1`` rules of 3 images of its target class
+    drawn from its validation half (so its test half, where it is measured, stays out of every exemplar)."""
+    from modeledit.exemplars import Exemplars
+    from modeledit.rules import Rule
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for u in units:
+        out.append((u, u.rule))
+        val, _ = ev.halves(u.key)
+        pool = [int(i) for i in val if int(u.test[2][i]) == _target_index(u, ev)]
+        for d in range(1, draws):
+            if not pool:
+                break
+            pick = sorted(rng.choice(pool, size=min(3, len(pool)), replace=False).tolist())
+            out.append((u, Rule(f"{u.key}#draw{d}", Exemplars(u.test[0][pick], u.test[1][pick]))))
+    return out
+
+
+def _target_index(u: Unit, ev: "_Evaluator") -> int:
+    return ev.class_names.index(u.key.split("|")[2])
+
+
+def _stress(lm: Any, site: Any, st: Any, units: Sequence[Unit], ev: "_Evaluator", cfg: RulesStudyConfig, rows: list[dict[str, Any]],
+            path: Path, base: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A long preserved sequence of every exemplar draw of every rule (cfg.stress_draws per rule, seeded order), per
+    setting of :data:`STRESS_SETTINGS`: every ``cfg.stress_every`` steps, each rule's correction on its test half (once
+    any of its draws is in) and the clean change (``stress.csv``: one row per setting and checkpoint)."""
+    from modeledit.progress import tqdm
+    from modeledit.rules import RuleSequence
+
+    done = {r["setting"] for r in rows}
+    pairs = stress_rules(units, ev, cfg.stress_draws, cfg.order_seed)
+    order = [pairs[i] for i in np.random.default_rng(cfg.order_seed).permutation(len(pairs))]
+    for name, kw in STRESS_SETTINGS:
+        if name in done:
+            continue
+        t1 = time.perf_counter()
+        seq = RuleSequence(lm, site, stats=st, preserve=True, **kw)
+        seen: set[str] = set()
+        for i, (u, rule) in enumerate(tqdm(order, desc=f"stress {name}")):
+            seq.add(rule)
+            seen.add(u.key)
+            if (i + 1) % cfg.stress_every and i + 1 != len(order):
+                continue
+            with seq.applied():
+                corr = [ev.split_rows(k)[1]["corrected"] for k in sorted(seen)]
+                clean = ev.clean_row()
+            corr = [c for c in corr if c == c]
+            rows.append({**base, "variant": "stress", "setting": name, **{k: v for k, v in kw.items()}, "step": i + 1,
+                         "n_rules_total": len(order), "units_in": len(seen), "corrected_mean": float(np.mean(corr)) if corr else float("nan"),
+                         "corrected_min": float(np.min(corr)) if corr else float("nan"),
+                         "objective_before_step": seq.edits.edits[-1].metrics["objective_before"],
+                         "update_norm_step": seq.edits.edits[-1].metrics["update_norm"], **clean, "seconds": time.perf_counter() - t1})
+            log.info("stress %s: step %d/%d, %d units, mean correction %.3f, clean %+.4f", name, i + 1, len(order), len(seen),
+                     rows[-1]["corrected_mean"], clean["clean_acc_change"])
+            _write(path, rows)
+    return rows
 
 
 def check_same_study(old: Mapping[str, Any], cfg: RulesStudyConfig, out: Any = "the folder") -> None:
@@ -470,6 +540,8 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
                 _write(path, rows)
         elif variant == "sequence_grid":
             rows = _sequence_grid(lm, site, st, order, ev, runner, rows, path, base, unit_meta, keep_thr)
+        elif variant == "stress":
+            rows = _stress(lm, site, st, units, ev, cfg, rows, path, base)
         elif variant == "sites":
             from modeledit.rules import rank_sites
 
@@ -579,7 +651,7 @@ def _clean_means(variant: str, g: pd.DataFrame) -> dict[str, float]:
 def summarize(out_dir: str | Path) -> Path:
     """``summary.csv``: per variant, the mean correction and clean change, and the paired difference to ``single``."""
     out = Path(out_dir)
-    tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS and p.stem not in ("sites", "keep_grid", "sequence_grid")}
+    tables = {p.stem: pd.read_csv(p) for p in sorted(out.glob("*.csv")) if p.stem in VARIANTS and p.stem not in ("sites", "keep_grid", "sequence_grid", "stress")}
     rows = []
     single = tables.get("single")
     selected = tables.get("single_sel")
@@ -647,6 +719,12 @@ def write_figures(out_dir: str | Path) -> list[Path]:
                 c = t.groupby("step")["clean_acc_change"].first()
                 ax.plot(c.index + 1, c.values, "--", color=line.get_color(), label=f"{v}: clean accuracy change")
             any_seq = True
+    if (out / "stress.csv").is_file():
+        t = pd.read_csv(out / "stress.csv")
+        for name, g in t.groupby("setting"):
+            line, = ax.plot(g["step"], g["corrected_mean"], label=f"stress {name}: mean correction of the units so far")
+            ax.plot(g["step"], g["clean_acc_change"], "--", color=line.get_color(), label=f"stress {name}: clean accuracy change")
+        any_seq = True
     if any_seq:
         ax.set_xlabel("rules added")
         ax.set_ylabel("errors corrected (test) / clean change")
