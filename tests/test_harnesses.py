@@ -94,9 +94,8 @@ def test_bench_ray_matches_local_and_resumes_after_a_kill(tmp_path):
 
     sens = str(_sensitivity_csv(tmp_path / "s.csv"))
     args = BENCH + ["--sensitivity", sens, "--sites=-1"]
-    assert main(args + ["--out", str(tmp_path / "local")]) == 0
     assert main(args + ["--out", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2"]) == 0
-    # killed midway (SIGKILL once the first cell is on disk), then resumed
+    # a local run killed midway (SIGKILL once the first cell is on disk), then resumed: the same table as Ray's
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "modeledit.cli", *args, "--out", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -109,9 +108,8 @@ def test_bench_ray_matches_local_and_resumes_after_a_kill(tmp_path):
     assert main(args + ["--out", str(killed)]) == 0
     cols = ["method", "setting", "site_name", "test_all_n_pre", "test_all_n_post", "heldout_all_n_post", "clean_acc_post"]
     tables = [pd.read_csv(tmp_path / d / "cells.csv")[cols].sort_values(["method", "setting"]).reset_index(drop=True)
-              for d in ("local", "ray", "killed")]
+              for d in ("ray", "killed")]
     pd.testing.assert_frame_equal(tables[0], tables[1])
-    pd.testing.assert_frame_equal(tables[0], tables[2])
 
 
 @pytest.mark.slow
