@@ -470,7 +470,7 @@ def run_bench(cfg: BenchConfig, out_dir: str, executor: str = "local", **executo
 
         data, clean = labelled_datasets(cfg, load_model(cfg.model, weights=cfg.weights))
         manifest["label_source"] = {"dataset": label_record(data), "clean": label_record(clean)}
-    store = ResultStore(out_dir, config=manifest, scale_keys=SCALE_KEYS, harness="bench", model=lm)
+    store = ResultStore(out_dir, config=manifest, scale_keys=SCALE_KEYS, harness="bench", model=lm, file_keys=("sensitivity",))
     cells = bench_cells(cfg, pairs)
     with store.discarded_if_empty():
         report = ex.run(cells, RunnerFactory(cfg), store)

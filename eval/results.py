@@ -37,18 +37,30 @@ def cell_id(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _file_sha256(path: Any) -> str | None:
+    """The SHA-256 of the file at ``path`` (None for no path or no such file)."""
+    import hashlib
+
+    if not isinstance(path, str) or not path or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 class ResultStore:
     """One folder of cell results; see the module docstring."""
 
     def __init__(self, root: str | os.PathLike, config: Mapping[str, Any] | None = None,
-                 scale_keys: Sequence[str] = (), harness: str | None = None, model: Any = None) -> None:
+                 scale_keys: Sequence[str] = (), harness: str | None = None, model: Any = None,
+                 file_keys: Sequence[str] = ()) -> None:
         """``harness``: the harness writing the folder, recorded in a new manifest (``modeledit report`` reads it).
         ``model``: the model the cells run on (a LoadedModel); a new manifest records where its weights came from
         (:func:`modeledit.provenance.weights_record`) and a folder begun on other weights is refused.
         ``scale_keys``: configuration keys that only choose how many cells a run has (e.g. how many of the
         selected pairs), never what a cell computes; cells are keyed by their own parameters, so a folder run
         with one value resumes under another (its manifest records the new value and the earlier ones under
-        ``"extended_from"``). Any other difference refuses the folder."""
+        ``"extended_from"``). ``file_keys``: configuration keys naming an input file (e.g. the bench's sensitivity
+        table); the manifest records each file's SHA-256, and the same file under another path (a folder copied or
+        moved, a run from another directory) is the same configuration. Any other difference refuses the folder."""
         self.root = Path(root)
         self._created = not self.root.exists()
         self.cells_dir = self.root / "cells"
@@ -57,10 +69,19 @@ class ResultStore:
         if config is not None:
             new = json.loads(json.dumps(dict(config), default=str))
             old = json.loads(manifest.read_text()) if manifest.is_file() else None
+            hashes = {k: _file_sha256(new.get(k)) for k in file_keys}
             if old is not None and old.get("config") != new:
                 old_config = old.get("config") or {}
                 differ = {k for k in set(old_config) | set(new) if old_config.get(k) != new.get(k)}
-                if not self.n_done():
+                moved = {k for k in differ & set(file_keys) if hashes[k] and old.get("file_sha256", {}).get(k) == hashes[k]}
+                if moved:
+                    log.info("%s: the same %s under another path (%s)", self.root, ", ".join(sorted(moved)),
+                             ", ".join(f"{old_config.get(k)} -> {new.get(k)}" for k in sorted(moved)))
+                    old = {**old, "config": {**old_config, **{k: new.get(k) for k in moved}}}
+                    differ -= moved
+                if not differ:        # only input files under another path: the manifest records the new paths
+                    write_json_atomic(manifest, old)
+                elif not self.n_done():
                     log.info("%s holds the manifest of a run that finished no cell; replacing it", self.root)
                     old = None
                 elif differ <= set(scale_keys):
@@ -91,6 +112,7 @@ class ResultStore:
                                  f"rerun with --precision {was_precision} or use a new --out folder")
             if old is None:
                 write_json_atomic(manifest, {**({"harness": harness} if harness else {}), "config": dict(config),
+                                             **({"file_sha256": hashes} if hashes else {}),
                                              **({"weights": weights} if weights is not None else {}), "runtime": run,
                                              "versions": package_versions()})
 

@@ -119,6 +119,32 @@ def test_result_store_extends_along_scale_keys_only(tmp_path):
         ResultStore(tmp_path / "r", config={"seed": 0, "max_pairs": 3})
 
 
+def test_result_store_knows_an_input_file_under_another_path(tmp_path):
+    """A folder copied elsewhere (or run from another directory) names its input file by another path: the same
+    content is the same configuration (the manifest records its hash and then the new path); other content is not."""
+    import shutil
+
+    table = tmp_path / "a" / "table.csv"
+    table.parent.mkdir()
+    table.write_text("concept,style\nroad,snow\n")
+    store = ResultStore(tmp_path / "a" / "run", config={"seed": 0, "sensitivity": str(table)}, file_keys=("sensitivity",))
+    store.write({"x": 0}, [{"x": 0}])
+    assert store.manifest()["file_sha256"]["sensitivity"]
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    moved = tmp_path / "b" / "table.csv"
+    copy = ResultStore(tmp_path / "b" / "run", config={"seed": 0, "sensitivity": str(moved)}, file_keys=("sensitivity",))
+    assert copy.done({"x": 0}) and copy.manifest()["config"]["sensitivity"] == str(moved)
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    other = tmp_path / "c" / "table.csv"
+    other.write_text("concept,style\nroad,sand\n")
+    with pytest.raises(ValueError, match="differs in sensitivity"):
+        ResultStore(tmp_path / "c" / "run", config={"seed": 0, "sensitivity": str(other)}, file_keys=("sensitivity",))
+    with pytest.raises(ValueError, match="differs in seed"):     # another difference still refuses (the copy's own table)
+        ResultStore(tmp_path / "a" / "run", config={"seed": 1, "sensitivity": str(table)}, file_keys=("sensitivity",))
+    with pytest.raises(ValueError, match="differs in sensitivity"):     # without file_keys a path is only text
+        ResultStore(tmp_path / "a" / "run", config={"seed": 0, "sensitivity": str(tmp_path / "b" / "table.csv")})
+
+
 def test_bench_max_pairs_all_takes_every_admitted_pair(tmp_path):
     from modeledit.eval.bench import BenchConfig, choose_pairs
 
