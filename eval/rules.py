@@ -12,7 +12,14 @@ closed-form update, no strength selection):
 * ``per_pair``: one joint solve per concept-style pair (its target classes; ``closed_form``), each applied alone;
 * ``sequence`` / ``sequence_keep``: every rule in a seeded random order, each edit solved on the model carrying the
   earlier ones (:class:`modeledit.rules.RuleSequence`), without / with preservation of earlier rules' keys;
-* ``batch_k``: the first k rules of the seeded order in one solve, k = 1, 3, 10, 30, all (correction vs number of rules).
+* ``batch_k``: the first k rules of the seeded order in one solve, k = 1, 3, 10, 30, all (correction vs number of rules);
+* ``single_sel`` / ``batch_sel``: single edits and the one joint solve with strength (and norm weight) selected within
+  ``budget`` on each rule's validation half, reported on its test half; ``finetune_sel`` the baseline row: fine-tuning
+  and PAINT (local, global) on all rules' exemplars at once, selected the same way;
+* ``sequence_grid``: preserved sequences of all rules under :data:`SEQUENCE_GRID`'s settings, measured on the halves
+  after every step, one chosen on validation (how :data:`modeledit.rules.SEQUENCE_DEFAULTS` were set);
+* ``stress``: a preserved sequence of ``stress_draws`` exemplar draws per rule (540 on world_vgg), checkpoints every
+  ``stress_every`` steps; ``sites``: :func:`modeledit.rules.rank_sites` per rule (``sites_per_pair`` of each pair).
 
 Per rule: errors corrected (thesis 6.3) on its own test images (the exemplars' style image), retention after the
 rest (sequences: correction at the end / right after its own step), clean change (accuracy and flips on the clean
