@@ -376,22 +376,28 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
         concept, style, target = u.key.split("|")
         return {**base, "rule": u.key, "pair": u.pair, "concept": concept, "style": style, "target_class": target}
 
-    def select(us: Sequence[Unit], edits: Sequence[tuple[dict[str, Any], Any]],
-               strengths: Sequence[float] = SEL_STRENGTHS) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Each (setting, edit) at every strength (fine-tuning edits: strengths (1,), their grid is in the settings): the
-        rules' mean validation correction and the clean drop; the setting chosen within the budget (choose_setting: no
-        change when none qualifies or none beats it) and each rule's row (test half) under it. Returns (rows, grid)."""
-        grid, runs = [], []
+    def measured(us: Sequence[Unit]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """With an edit applied: (the rules' mean validation correction, the clean drop and change; each rule's halves)."""
+        split = {u.key: ev.split_rows(u.key) for u in us}
+        clean = ev.clean_row()
+        vals = [v["corrected"] for v, _ in split.values() if v["corrected"] == v["corrected"]]
+        return {"val_corrected": float(np.mean(vals)) if vals else float("nan"), "clean_drop": -clean["clean_acc_change"], **clean}, split
+
+    def select(us: Sequence[Unit], edits: Sequence[tuple[dict[str, Any], Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Each (setting, rewrite) at every strength: the rules' mean validation correction and the clean drop; the
+        setting chosen within the budget and each rule's row (test half) under it (:func:`choose`). Returns (rows, grid)."""
+        runs = []
         for setting, edit in edits:
-            for strength in strengths:
-                with (edit if strength == 1.0 else scale_edit(edit, strength)).applied(lm.model):
-                    split = {u.key: ev.split_rows(u.key) for u in us}
-                    clean = ev.clean_row()
-                vals = [v["corrected"] for v, _ in split.values() if v["corrected"] == v["corrected"]]
-                g = {**setting, "strength": strength, "val_corrected": float(np.mean(vals)) if vals else float("nan"),
-                     "clean_drop": -clean["clean_acc_change"], **clean}
-                grid.append(g)
-                runs.append((g, split, setting))
+            for strength in SEL_STRENGTHS:
+                with scale_edit(edit, strength).applied(lm.model):
+                    g, split = measured(us)
+                runs.append(({**setting, "strength": strength, **g}, split, setting))
+        return choose(us, runs)
+
+    def choose(us: Sequence[Unit], runs: Sequence[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(grid row, each rule's halves, setting) per measured setting: the one chosen within the budget (choose_setting:
+        no change when none qualifies or none beats it) and each rule's row (test half) under it. Returns (rows, grid)."""
+        grid = [g for g, _, _ in runs]
         chosen = choose_setting(grid, cfg.budget)
         rows = []
         for u in us:
@@ -496,23 +502,30 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
             rows = [{**x, "variant": variant, "budget": cfg.budget} for x in r]
             _write(path, rows)
         elif variant == "finetune_sel":
-            # the baseline row: each fine-tuning method (and PAINT) on all rules' exemplars at once, its setting (lr, steps;
-            # PAINT's alpha) selected as batch_sel's within the budget on the validation halves
-            from modeledit.eval.methods import method_edit, method_settings, method_strengths, scaled_edits
+            # the baseline row: each fine-tuning method (and PAINT) on all rules' exemplars at once, through the shared
+            # harness cell (eval/cell.py: the edit made once, PAINT's alphas walked there), its setting (lr, steps, alpha)
+            # selected as batch_sel's within the budget on the validation halves
+            from modeledit.eval.cell import CellExemplars, run_cell
+            from modeledit.eval.methods import method_settings
 
             done = {r["method"] for r in rows}
             names = lm.class_names
             ex = [u.rule.exemplars for u in units]
-            x, xp = torch.cat([e.x for e in ex]), torch.cat([e.x_prime for e in ex])
-            masks = torch.cat([e.mask[:, 0] for e in ex]) > 0.5
-            targets = [names.index(u.key.split("|")[2]) for u, e in zip(units, ex) for _ in range(len(e.x))]
+            cell_ex = CellExemplars(torch.cat([e.x for e in ex]), torch.cat([e.x_prime for e in ex]),
+                                    torch.cat([e.mask[:, 0] for e in ex]) > 0.5,
+                                    [names.index(u.key.split("|")[2]) for u, e in zip(units, ex) for _ in range(len(e.x))])
+            cache = runner.cache               # the bench's per-worker cell cache (statistics per site)
+
+            def measure(_sites: Sequence[Any]) -> dict[str, Any]:
+                g, split = measured(units)
+                return {**g, "_split": split}
+
             for method in tqdm([m for m in FINETUNE_METHODS if m not in done], desc=variant):
-                edits = []
-                for setting in method_settings(cfg.bench, method):
-                    edit = method_edit(lm, method, setting, site, x, xp, masks, targets)
-                    edits += [({"method": method, "setting": json.dumps({**setting, **extra})}, e)
-                              for extra, e in scaled_edits(lm, method, edit, method_strengths(cfg.bench, method))]
-                r, grid = select(units, edits, strengths=(1.0,))
+                cells = [r for setting in method_settings(cfg.bench, method)
+                         for r in run_cell(cache, {"method": method, "site": cfg.site, "setting": setting}, cell_ex, cfg.bench, {}, measure)]
+                runs = [({k: v for k, v in r.items() if not k.startswith(("_", "edit_"))}, r["_split"], {"method": method, "setting": r["setting"]})
+                        for r in cells if not r.get("diverged")]
+                r, grid = choose(units, runs)
                 rows += [{**x_, "variant": variant, "method": method, "budget": cfg.budget} for x_ in r]
                 _write(out / f"finetune_sel_grid_{method}.csv", grid)
                 _write(path, rows)

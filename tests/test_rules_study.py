@@ -37,4 +37,4 @@ def test_a_manifest_without_a_later_bench_field_still_resumes():
 
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="unknown variant"):
-        RulesStudyConfig(variants=["sequence_grid", "stress"])
+        RulesStudyConfig(variants=["sequence_grid", "stres"])
