@@ -11,6 +11,7 @@ solve of the k rules and the k separate solves of the same rules (one round at k
 the total scaled to k; the JSON says how many), and the medians are reported, with rules/s of the joint solve (wall
 time of the whole ``rewrite_rules`` call: directions, solve, per-rule objectives). One torch thread; the machine's 1-minute
 load average is recorded beside each row (the shared 2-core machine: read timings under load as upper bounds).
+``--device cuda`` runs the same on a GPU (timings after the GPU's queued work finishes; benchmarks/gpu_check.sh).
 
     python benchmarks/bench_rules.py [--ks 1,10,100,1000] [--rounds 3] [--out results/bench_rules.json]
 """
@@ -82,16 +83,21 @@ def photo_rules(n: int, size: int = 224, seed: int = 0):
     return rules
 
 
-def timed(fn) -> tuple[float, object]:
+def timed(fn, device: torch.device | None = None) -> tuple[float, object]:
+    """Wall time of ``fn()``; on a GPU after its queued work has finished."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device is not None and device.type == "cuda" else (lambda: None)
+    sync()
     t = time.perf_counter()
     out = fn()
+    sync()
     return time.perf_counter() - t, out
 
 
 def bench_case(name: str, lm, site, rules, stats, ks, rounds: int, separate_max: int, solvers: dict[str, int]) -> dict:
     from modeledit.rules import collect_rules, rewrite_rules
 
-    t_collect, keys = timed(lambda: collect_rules(lm, rules, site))
+    dev = lm.device
+    t_collect, keys = timed(lambda: collect_rules(lm, rules, site), dev)
     case = {"model": name, "site": site.name, "key_channels": site.key_channels, "rules_collected": len(keys),
             "exemplars_per_rule": int(rules[0].exemplars.x.shape[0]), "input_size": int(rules[0].exemplars.x.shape[-1]),
             "collect_seconds_per_rule": t_collect / len(keys), "results": []}
@@ -104,9 +110,9 @@ def bench_case(name: str, lm, site, rules, stats, ks, rounds: int, separate_max:
             joint, separate, last = [], [], None
             load = [os.getloadavg()[0]]
             for _ in range(rounds if k <= 100 else 1):                # interleaved: joint, separate, joint, ...
-                t, last = timed(lambda: rewrite_rules(lm, sub, site, stats=stats, solver=solver))
+                t, last = timed(lambda: rewrite_rules(lm, sub, site, stats=stats, solver=solver), dev)
                 joint.append(t)
-                t, _ = timed(lambda: [rewrite_rules(lm, [r], site, stats=stats, solver=solver) for r in sep])
+                t, _ = timed(lambda: [rewrite_rules(lm, [r], site, stats=stats, solver=solver) for r in sep], dev)
                 separate.append(t * k / len(sep))
                 load.append(os.getloadavg()[0])
             rel = [r["objective_after"] / r["objective_before"] for r in last.metrics["rules"]]
@@ -131,30 +137,35 @@ def main() -> None:
     ap.add_argument("--separate-max", type=int, default=100)
     ap.add_argument("--cases", default="world_vgg,mobilenet_v2")
     ap.add_argument("--out", default="results/bench_rules.json")
+    ap.add_argument("--device", default="cpu", help="cpu (the committed run), cuda, cuda:N or auto (benchmarks/gpu_check.sh: cuda)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     from modeledit import load_model
+    from modeledit.device import describe_device, resolve_device
     from modeledit.layers import get_site
     from modeledit.stats import second_moment
 
+    dev = resolve_device(args.device)
+
     ks = [int(k) for k in args.ks.split(",")]
-    out = {"description": __doc__.split("\n\n")[0], "command": "python benchmarks/bench_rules.py " + f"--ks {args.ks} --rounds {args.rounds}",
+    out = {"description": __doc__.split("\n\n")[0],
+           "command": "python benchmarks/bench_rules.py " + f"--ks {args.ks} --rounds {args.rounds} --device {args.device}",
            "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), "torch_threads": 1,
-                       "torch": torch.__version__, "device": "cpu"},
+                       "torch": torch.__version__, "device": str(dev), "device_name": describe_device(dev)},
            "goal": ">= 1000 rules/s for the joint solve on cached keys (MEMIT reports 0.32 s per fact for its batch solve on a GPU: "
                    "a different model class)", "cases": []}
     for case in args.cases.split(","):
         if case == "world_vgg":
             from modeledit.eval.datasets import load_dataset
 
-            lm = load_model("world_vgg")
+            lm = load_model("world_vgg", device=dev)
             site = get_site(lm.model, -1)
             ds = load_dataset("world:train:512", class_names=lm.class_names, size=lm.input_size)
             x = torch.stack([ds[i][0] for i in range(len(ds))])
             rules = world_rules(lm, max(ks))
         else:
-            lm = load_model("mobilenet_v2")
+            lm = load_model("mobilenet_v2", device=dev)
             site = get_site(lm.model, "features.14")
             rules = photo_rules(max(ks))
             x = torch.cat([r.exemplars.x for r in rules[:64]] + [r.exemplars.x_prime for r in rules[:64]])

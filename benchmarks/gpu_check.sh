@@ -4,7 +4,8 @@
 #
 #   bash benchmarks/gpu_check.sh [OUT]        # OUT defaults to gpu_check/ in the repository root
 #
-# OUT/ holds: bench_device.json (CPU and GPU side by side, with the machine's description), pytest_cuda.log
+# OUT/ holds: bench_device.json (CPU and GPU side by side, with the machine's description), bench_rules_gpu.json
+# (the joint solve of many rules on the GPU, also written to results/bench_rules_gpu.json), pytest_cuda.log
 # and pytest_cuda.xml (the `pytest -m cuda` run), nvidia-smi.txt, and DONE (exit codes). The JSON is also
 # written to results/bench_device.json, where it is committed. A failing step is recorded and the script
 # goes on; its exit code is that of the CUDA tests (0 when they pass).
@@ -43,6 +44,13 @@ BENCH=$?
 [ "$BENCH" = 0 ] && cp "$OUT/bench_device.json" results/bench_device.json
 tail -n 20 "$OUT/bench_device.log" | tee -a "$OUT/gpu_check.log"
 
-echo "tests=$TESTS bench=$BENCH" > "$OUT/DONE"
-log "done: tests=$TESTS bench=$BENCH; everything is in $OUT/"
+# 4. the joint solve of many rules on the GPU (issue 27's rules/s goal; the CPU run is results/bench_rules.json)
+log "benchmarks/bench_rules.py --device cuda"
+"$PY" benchmarks/bench_rules.py --device cuda --out "$OUT/bench_rules_gpu.json" > "$OUT/bench_rules.log" 2>&1
+RULES=$?
+[ "$RULES" = 0 ] && cp "$OUT/bench_rules_gpu.json" results/bench_rules_gpu.json
+tail -n 12 "$OUT/bench_rules.log" | tee -a "$OUT/gpu_check.log"
+
+echo "tests=$TESTS bench=$BENCH rules=$RULES" > "$OUT/DONE"
+log "done: tests=$TESTS bench=$BENCH rules=$RULES; everything is in $OUT/"
 exit "$TESTS"
