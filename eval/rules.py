@@ -523,9 +523,9 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
             for method in tqdm([m for m in FINETUNE_METHODS if m not in done], desc=variant):
                 cells = [r for setting in method_settings(cfg.bench, method)
                          for r in run_cell(cache, {"method": method, "site": cfg.site, "setting": setting}, cell_ex, cfg.bench, {}, measure)]
-                runs = [({k: v for k, v in r.items() if not k.startswith(("_", "edit_"))}, r["_split"], {"method": method, "setting": r["setting"]})
-                        for r in cells if not r.get("diverged")]
-                r, grid = choose(units, runs)
+                settings = [({k: v for k, v in r.items() if not k.startswith(("_", "edit_"))}, r["_split"], {"method": method, "setting": r["setting"]})
+                            for r in cells if not r.get("diverged")]
+                r, grid = choose(units, settings)
                 rows += [{**x_, "variant": variant, "method": method, "budget": cfg.budget} for x_ in r]
                 _write(out / f"finetune_sel_grid_{method}.csv", grid)
                 _write(path, rows)
