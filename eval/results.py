@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
-from modeledit.atomic import write_json_atomic
+from modeledit.atomic import finished_files, write_json_atomic
 from modeledit.device import runtime_record
 from modeledit.provenance import package_versions, weights_record
 
@@ -39,8 +39,6 @@ def cell_id(params: Mapping[str, Any]) -> str:
 
 def _file_sha256(path: Any) -> str | None:
     """The SHA-256 of the file at ``path`` (None for no path or no such file)."""
-    import hashlib
-
     if not isinstance(path, str) or not path or not Path(path).is_file():
         return None
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -117,7 +115,7 @@ class ResultStore:
                                              "versions": package_versions()})
 
     def n_done(self) -> int:
-        return sum(1 for _ in self.cells_dir.glob("*.json")) if self.cells_dir.is_dir() else 0
+        return len(finished_files(self.cells_dir)) if self.cells_dir.is_dir() else 0
 
     @contextlib.contextmanager
     def discarded_if_empty(self) -> Iterator["ResultStore"]:
@@ -151,7 +149,7 @@ class ResultStore:
 
     def cells(self) -> Iterator[dict[str, Any]]:
         """Every finished cell's JSON, in file order."""
-        for f in sorted(self.cells_dir.glob("*.json")):
+        for f in finished_files(self.cells_dir):      # not a killed writer's temporary file
             yield json.loads(f.read_text())
 
     def table(self) -> pd.DataFrame:

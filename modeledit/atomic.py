@@ -35,6 +35,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def finished_files(folder: str | os.PathLike, pattern: str = "*.json") -> list[Path]:
+    """The files of ``folder`` matching ``pattern``, sorted, without the hidden temporary files of :func:`atomic_path`
+    (a process killed between writing one and renaming it leaves it behind, complete or truncated: never a result)."""
+    return sorted(p for p in Path(folder).glob(pattern) if not p.name.startswith("."))
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

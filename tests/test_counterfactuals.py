@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from modeledit.atomic import finished_files
 from modeledit.counterfactuals import (
     restyle,
     CounterfactualConfig,
@@ -119,9 +120,13 @@ def test_killed_midway_resumes_to_the_same_result(tmp_path, photos):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    done_before = {p.name: p.stat().st_mtime_ns for p in records.glob("*.json")}
+    done_before = {p.name: p.stat().st_mtime_ns for p in finished_files(records)}   # not a temporary file the kill left
     assert 2 <= len(done_before) < 8, "the run was not interrupted midway"
     assert not (out / "metadata.csv").exists()
+    first = next(iter(done_before))      # a killed writer's complete but unrenamed record is not a finished image
+    fake = json.loads((records / first).read_text())
+    fake["records"] = [{**r, "image_id": "never_finished"} for r in fake["records"]]
+    (records / f".{first[:-5]}.999.tmp.json").write_text(json.dumps(fake))
     partial = load_counterfactuals(out)  # readable while unfinished: the finished images only
     assert set(partial.table["image_id"]) <= {p[:-5] for p in done_before}
 

@@ -104,6 +104,18 @@ def test_result_store_resumes_and_refuses_other_config(tmp_path):
         ResultStore(tmp_path / "r", config={"seed": 1})
 
 
+def test_a_temporary_file_left_by_a_killed_writer_is_never_a_result(tmp_path):
+    """A process killed between writing a cell's temporary file and renaming it leaves the hidden file behind (complete,
+    as here, or truncated): it is neither a finished cell nor a row, and the cell runs again."""
+    store = ResultStore(tmp_path / "r", config={"seed": 0})
+    store.write({"x": 0}, [{"x": 0, "y": 0}])
+    real = next(p for p in (tmp_path / "r" / "cells").glob("*.json") if not p.name.startswith("."))
+    (real.parent / f".{real.stem.replace('0', '1')}.999.tmp.json").write_text(real.read_text().replace('"y": 0', '"y": 1'))
+    (real.parent / ".truncated.998.tmp.json").write_text('{"rows": [{"x"')
+    again = ResultStore(tmp_path / "r", config={"seed": 0})
+    assert again.n_done() == 1 and list(again.table()["y"]) == [0]
+
+
 def test_result_store_extends_along_scale_keys_only(tmp_path):
     """A run made with a few pairs resumes with more (the manifest records the growth); any other change of
     configuration is refused, also when a scale key changes with it."""

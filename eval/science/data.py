@@ -13,6 +13,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from modeledit.atomic import finished_files
+
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ def load_bench(folder: str | Path, class_names: Sequence[str] | None = None) -> 
     if (root / "unedited.json").is_file():
         units.update(json.loads((root / "unedited.json").read_text()).get("units", {}))
     rows, outcomes = [], []
-    for f in sorted(cells_dir.glob("*.json")):
+    for f in finished_files(cells_dir):
         try:
             cell = json.loads(f.read_text())
         except json.JSONDecodeError:   # a file being written by another process is never under its final name; skip junk

@@ -44,7 +44,7 @@ import torch
 from modeledit.counterfactuals.restyle import resolve_stylizer, stylize
 from modeledit.image_folder import IMAGE_SUFFIXES
 from modeledit.images import save_image, to_tensor01, to_uint8
-from modeledit.atomic import atomic_path, write_json_atomic
+from modeledit.atomic import atomic_path, finished_files, write_json_atomic
 from modeledit.provenance import package_versions
 from modeledit.config import JsonConfig
 
@@ -158,7 +158,7 @@ def _style_slug(name: str) -> str:
 
 
 def _has_records(out: Path) -> bool:
-    return (out / "records").is_dir() and any((out / "records").glob("*.json"))
+    return (out / "records").is_dir() and bool(finished_files(out / "records"))
 
 
 def _discard_if_empty(out: Path, created: bool) -> None:
@@ -372,7 +372,7 @@ def write_table(out_dir: str | os.PathLike) -> Path:
 
     out = Path(out_dir)
     rows = []
-    for p in sorted((out / "records").glob("*.json")):
+    for p in finished_files(out / "records"):
         rows.extend(json.loads(p.read_text())["records"])
     cols = ["image_id", "concept", "style", "style_image_id", "style_source", "label", "original", "mask", "transformed",
             "height", "width", "mask_fraction"]
