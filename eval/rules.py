@@ -103,6 +103,11 @@ class RulesStudyConfig(JsonConfig):
         bad = [v for v in self.variants if v not in VARIANTS]
         if bad:
             raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+        for name in ("stress_draws", "stress_every"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        if self.sites_per_pair is not None and not (isinstance(self.sites_per_pair, int) and self.sites_per_pair >= 1):
+            raise ValueError(f"sites_per_pair must be a whole number >= 1 (or None for every rule), got {self.sites_per_pair!r}")
 
 
 @dataclass
@@ -271,7 +276,8 @@ def stress_rules(units: Sequence[Unit], ev: "_Evaluator", draws: int, seed: int 
     for u in units:
         out.append((u, u.rule))
         val, _ = ev.halves(u.key)
-        pool = [int(i) for i in val if int(u.test[2][i]) == _target_index(u, ev)]
+        target = _target_index(u, ev.class_names)
+        pool = [int(i) for i in val if int(u.test[2][i]) == target]
         for d in range(1, draws):
             if not pool:
                 break
@@ -280,8 +286,9 @@ def stress_rules(units: Sequence[Unit], ev: "_Evaluator", draws: int, seed: int 
     return out
 
 
-def _target_index(u: Unit, ev: "_Evaluator") -> int:
-    return ev.class_names.index(u.key.split("|")[2])
+def _target_index(u: Unit, class_names: Sequence[str]) -> int:
+    """The class index of a rule's target class (the last part of its key, concept|style|target)."""
+    return list(class_names).index(u.key.split("|")[2])
 
 
 def _stress(lm: Any, site: Any, st: Any, units: Sequence[Unit], ev: "_Evaluator", cfg: RulesStudyConfig, rows: list[dict[str, Any]],
@@ -513,7 +520,7 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
             ex = [u.rule.exemplars for u in units]
             cell_ex = CellExemplars(torch.cat([e.x for e in ex]), torch.cat([e.x_prime for e in ex]),
                                     torch.cat([e.mask[:, 0] for e in ex]) > 0.5,
-                                    [names.index(u.key.split("|")[2]) for u, e in zip(units, ex) for _ in range(len(e.x))])
+                                    [_target_index(u, names) for u, e in zip(units, ex) for _ in range(len(e.x))])
             cache = runner.cache               # the bench's per-worker cell cache (statistics per site)
 
             def measure(_sites: Sequence[Any]) -> dict[str, Any]:

@@ -35,6 +35,9 @@ def test_a_manifest_without_a_later_bench_field_still_resumes():
     check_same_study(trimmed, cfg, FOLDERS[0])
 
 
-def test_unknown_variant_is_refused():
+def test_unknown_variant_and_bad_counts_are_refused():
     with pytest.raises(ValueError, match="unknown variant"):
         RulesStudyConfig(variants=["sequence_grid", "stres"])
+    for bad in ({"stress_every": 0}, {"stress_draws": -1}, {"sites_per_pair": 0}, {"stress_every": 2.5}):
+        with pytest.raises(ValueError, match="must be a whole number >= 1"):
+            RulesStudyConfig(**bad)
