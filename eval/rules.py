@@ -696,6 +696,8 @@ def summarize(out_dir: str | Path) -> Path:
                 row["reference"] = ref_name
                 row.update({f"vs_single_{k}": v for k, v in paired_over_pairs(ref, g).items()})
                 row["fraction_of_single"] = row["corrected_mean"] / float(ref[ref["rule"].isin(g["rule"])]["corrected"].mean())
+            if name == "finetune_sel" and "batch_sel" in tables:    # the baseline row against the one joint rewrite
+                row.update({f"batch_sel_minus_{k}": v for k, v in paired_over_pairs(g, tables["batch_sel"]).items()})
             rows.append(row)
     path = out / "summary.csv"
     from modeledit.atomic import write_text_atomic
