@@ -83,9 +83,12 @@ class RulesStudyConfig(JsonConfig):
     max_norm: float | None = None
     # sequence_keep (AlphaEdit's objective, modeledit.rules.RuleSequence): the form, the norm and past-keys weights,
     # and whether the training statistics are kept (K0: projected at keep_threshold and penalised)
-    keep_form: str = "full"
-    norm_weight: float | None = None           # None: modeledit.rules.NORM_WEIGHT
-    past_weight: float | None = None           # None: modeledit.rules.PAST_WEIGHT
+    # (None: modeledit.rules.SEQUENCE_DEFAULTS; the committed world_vgg/ ran before those existed and set
+    # full / norm 10 / past 10, summed: past_mode was not a setting then)
+    keep_form: str | None = None
+    norm_weight: float | None = None
+    past_weight: float | None = None
+    past_mode: str | None = None
     keep_train: bool = False
     # the selected variants: the clean-accuracy budget (goal: <= 1 pp) and the val/test halves of each unit's test images
     budget: float = 0.01
@@ -106,6 +109,10 @@ class RulesStudyConfig(JsonConfig):
         for name in ("stress_draws", "stress_every"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        from modeledit.rules import FORMS, PAST_MODES
+        for name, allowed in (("keep_form", FORMS), ("past_mode", PAST_MODES)):
+            if getattr(self, name) is not None and getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose from {list(allowed)} (or None for SEQUENCE_DEFAULTS)")
         if self.sites_per_pair is not None and not (isinstance(self.sites_per_pair, int) and self.sites_per_pair >= 1):
             raise ValueError(f"sites_per_pair must be a whole number >= 1 (or None for every rule), got {self.sites_per_pair!r}")
 
@@ -463,12 +470,10 @@ def run_rules_study(cfg: RulesStudyConfig, out_dir: str | Path) -> Path:
                 from modeledit.rules import NORM_WEIGHT
                 seq = RuleSequence(lm, site, stats=st, preserve=True, keep_threshold=keep_thr, max_norm=cfg.max_norm, form="directions",
                                    norm_weight=NORM_WEIGHT, past_weight=1.0, past_mode="sum")   # the defaults when it ran (its first edit was then closed-form)
-            else:
-                from modeledit.rules import NORM_WEIGHT, PAST_WEIGHT
+            else:                                            # the config's settings; those left None: SEQUENCE_DEFAULTS
                 seq = RuleSequence(lm, site, stats=st, config=cf, preserve=True, keep=st if cfg.keep_train else None,
                                    keep_threshold=keep_thr, max_norm=cfg.max_norm, form=cfg.keep_form,
-                                   norm_weight=NORM_WEIGHT if cfg.norm_weight is None else cfg.norm_weight,
-                                   past_weight=PAST_WEIGHT if cfg.past_weight is None else cfg.past_weight)
+                                   norm_weight=cfg.norm_weight, past_weight=cfg.past_weight, past_mode=cfg.past_mode)
             for u in tqdm(order, desc=variant):
                 seq.add(u.rule)
             steps = measure_sequence(seq, {u.key: (u.test[0], u.test[1], u.test[2]) for u in order},

@@ -41,3 +41,9 @@ def test_unknown_variant_and_bad_counts_are_refused():
     for bad in ({"stress_every": 0}, {"stress_draws": -1}, {"sites_per_pair": 0}, {"stress_every": 2.5}):
         with pytest.raises(ValueError, match="must be a whole number >= 1"):
             RulesStudyConfig(**bad)
+
+
+def test_unknown_sequence_settings_are_refused_before_any_work():
+    for bad in ({"keep_form": "rank1"}, {"past_mode": "median"}):
+        with pytest.raises(ValueError, match="unknown (keep_form|past_mode)"):
+            RulesStudyConfig(**bad)

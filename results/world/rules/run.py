@@ -16,6 +16,7 @@ import logging
 import sys
 
 from modeledit.eval.bench import BenchConfig
+from modeledit.rules import FORMS, PAST_MODES
 from modeledit.eval.rules import VARIANTS, RulesStudyConfig, run_rules_study, write_figures
 
 DEEP = {"world_vgg": "4", "world_resnet": "3"}
@@ -28,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rules", type=int, default=None)
     ap.add_argument("--clean", default="world:clean:10000")
     ap.add_argument("--out", default=None, help="default results/world/rules/MODEL")
-    ap.add_argument("--keep-form", default="full", choices=["full", "directions"], help="sequence_keep: the update's form")
-    ap.add_argument("--norm-weight", type=float, default=None, help="sequence_keep: the absolute norm weight (default NORM_WEIGHT)")
-    ap.add_argument("--past-weight", type=float, default=None, help="sequence_keep: the past keys' weight (default PAST_WEIGHT)")
+    ap.add_argument("--keep-form", default=None, choices=list(FORMS), help="sequence_keep: the update's form (default: SEQUENCE_DEFAULTS)")
+    ap.add_argument("--norm-weight", type=float, default=None, help="sequence_keep: the absolute norm weight (default: SEQUENCE_DEFAULTS)")
+    ap.add_argument("--past-weight", type=float, default=None, help="sequence_keep: the past keys' weight (default: SEQUENCE_DEFAULTS)")
+    ap.add_argument("--past-mode", default=None, choices=list(PAST_MODES), help="sequence_keep: the past term's scaling (default: SEQUENCE_DEFAULTS)")
     ap.add_argument("--keep-train", action="store_true", help="sequence_keep: also keep the training statistics (K0)")
     ap.add_argument("--budget", type=float, default=0.01, help="single_sel/batch_sel/batch_k: clean-accuracy budget")
     ap.add_argument("--sites-per-pair", type=int, default=None, help="sites: only the first k rules of each pair (default all)")
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                         sensitivity=f"results/world/science/{m}/selection/table.csv", max_pairs=None, n_targets=3,
                         n_exemplars=[3], methods=["edit"], sites=[DEEP[m]], heldout_style_images=[])   # test: the exemplars' style image
     cfg = RulesStudyConfig(bench=bench, site=DEEP[m], variants=args.variants.split(","), max_rules=args.max_rules,
-                           keep_form=args.keep_form, norm_weight=args.norm_weight, past_weight=args.past_weight,
+                           keep_form=args.keep_form, norm_weight=args.norm_weight, past_weight=args.past_weight, past_mode=args.past_mode,
                            keep_train=args.keep_train, budget=args.budget,
                            sites_per_pair=args.sites_per_pair)
     out = args.out or f"results/world/rules/{m}"
