@@ -40,7 +40,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from modeledit.atomic import write_json_atomic, write_text_atomic
+from modeledit.atomic import finished_files, write_json_atomic, write_text_atomic
 from modeledit.provenance import package_versions
 
 log = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ def _records(df: Any, columns: list[str]) -> list[dict[str, Any]]:
 
 
 def _figures(folder: Path, first: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    figs = sorted((folder / "figures").glob("*.png")) if (folder / "figures").is_dir() else []
+    figs = finished_files(folder / "figures", "*.png") if (folder / "figures").is_dir() else []
     figs.sort(key=lambda p: (p.stem not in first, first.index(p.stem) if p.stem in first else 0, p.stem))
     out = [(str(p.relative_to(folder)), p.stem.replace("_", " ")) for p in figs]
     if (folder / "examples.png").is_file():

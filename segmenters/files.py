@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from modeledit.atomic import finished_files
 from modeledit.segmenters.base import Instance, check_image, filter_concepts
 from modeledit.segmenters.vocab import canonical_concept
 
@@ -95,7 +96,7 @@ class FileSegmenter:
         if self._coco is not None:
             return tuple(sorted({canonical_concept(n, strict=False) for n in self._coco["cats"].values()}))
         assert self.root is not None
-        names = {canonical_concept(p.stem, strict=False) for p in self.root.glob("*/*.png")}
+        names = {canonical_concept(p.stem, strict=False) for p in finished_files(self.root, "*/*.png")}
         if self.concept is not None:
             names.add(self.concept)
         return tuple(sorted(names))
@@ -132,7 +133,7 @@ class FileSegmenter:
         stem = Path(self._image_key(meta)).stem
         folder = self.root / stem
         if folder.is_dir():
-            return [Instance(read_mask_png(p), canonical_concept(p.stem, strict=False), 1.0) for p in sorted(folder.glob("*.png"))]
+            return [Instance(read_mask_png(p), canonical_concept(p.stem, strict=False), 1.0) for p in finished_files(folder, "*.png")]
         single = self.root / f"{stem}.png"
         if single.is_file():
             if self.concept is None:

@@ -74,6 +74,11 @@ def test_png_masks_round_trip(tmp_path, photos):
     seg = get_segmenter("files", root=tmp_path)
     insts = seg.segment(img, meta={"path": "/photos/chelsea.jpg"})
     assert sorted(i.concept for i in insts) == ["cat", "wall"]
+    # hidden files are never masks: macOS's AppleDouble companions ("._cat.png", not PNGs) or a killed writer's temp file
+    (tmp_path / "chelsea" / "._cat.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    write_mask_png(cat, tmp_path / "chelsea" / ".sky.123.tmp.png")
+    assert sorted(i.concept for i in seg.segment(img, meta={"path": "/photos/chelsea.jpg"})) == ["cat", "wall"]
+    assert "sky" not in seg.concepts
     assert np.array_equal(next(i for i in insts if i.concept == "cat").mask, cat)
     assert [i.concept for i in seg.segment(img, ["cat"], meta={"path": "chelsea.png"})] == ["cat"]
     assert seg.segment(img, meta={"path": "other.png"}) == []
