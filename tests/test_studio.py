@@ -501,12 +501,15 @@ def test_world_scenes_oracle_effect_sensitivity_and_cancel():
         assert wait_job(c)["status"] == "done"
         sens = c.get("/api/state").json()["sensitivity"]
         assert [(x["concept"], x["style"]) for x in sens["cells"]] == [("sand", "snow"), ("road", "snow")]
+        # the audit of the edited model leaves out the scene it learnt from, as the effect panel does
+        assert (sens["n"], sens["n_set"], sens["excluded"]) == (59, 60, ["test 0 (truck)"])
+        assert sum(r["n_with_concept"] for r in sens["cells"][0]["rows"]) == sens["cells"][0]["n"]
         cell = max(sens["cells"], key=lambda x: x["drop"] or 0)
         row = next(r for r in cell["rows"] if r["n_with_concept"])
         c.post("/api/cell", json={"concept": cell["concept"], "style": cell["style"], "class_index": row["class_index"]})
         assert wait_job(c)["status"] == "done"
         shown = c.get("/api/state").json()["cell"]
-        assert shown["class_name"] == row["class_name"] and shown["items"]
+        assert shown["class_name"] == row["class_name"] and shown["items"] and 0 not in [it["index"] for it in shown["items"]]
         n_before = len(studio.images)
         added = c.post("/api/cell/use").json()["added"]
         assert len(studio.images) == n_before + len(added) and all(studio.images[i].mask is not None for i in added)

@@ -703,6 +703,28 @@ class Studio:
         self.files[path.name] = path
         return path.name
 
+    def held_out(self, data: Any, spec: str, job: Any = None) -> tuple[Any, dict[str, Any]]:
+        """``data`` without the pictures the edit learnt from (:meth:`edit_exemplars`, found by their pixels'
+        identity, whatever their file names), and what was left out: ``n_set`` (the set's size), ``n_excluded``,
+        ``excluded`` (the exemplars' names) and ``exemplars_from``. A set of nothing but exemplars is refused."""
+        exemplars, exemplars_from = self.edit_exemplars()
+        n_set = len(data)
+        keep, excluded = [], []
+        for i in range(n_set):
+            if exemplars:
+                if job is not None:
+                    job.step(i, n_set, "leaving out the edit's exemplars")
+                x, _, meta = data[i]
+                key = item_digest(x, meta)
+                if key in exemplars:
+                    excluded.append(exemplars[key])
+                    continue
+            keep.append(i)
+        if not keep:
+            raise ValueError(f"every image of {spec!r} is an exemplar of this edit; measure on a held-out set with other images")
+        info = {"n_set": n_set, "n_excluded": len(excluded), "excluded": excluded, "exemplars_from": exemplars_from}
+        return (data if len(keep) == n_set else torch.utils.data.Subset(data, keep)), info
+
     def effect_panel(self, spec: str, concept: str = "", segmenter: str = "", job: Any = None, max_thumbs: int = 24) -> dict[str, Any]:
         """The edit's effect on a held-out set: predictions that changed, clean change, errors corrected per class.
 
@@ -720,24 +742,15 @@ class Studio:
         data = self.statistics_dataset(spec)
         if data is None:
             raise ValueError("choose a held-out set: 'photos', a world split (world:test:200) or a folder")
-        exemplars, exemplars_from = self.edit_exemplars()
-        n_set = len(data)
-        xs, labels, keep, excluded = [], [], [], []
-        for i in range(n_set):
+        data, left_out = self.held_out(data, spec, job)
+        n = len(data)
+        xs, labels = [], []
+        for i in range(n):
             if job is not None:
-                job.step(i, n_set, "reading the held-out set")
-            x, y, meta = data[i]
-            key = item_digest(x, meta) if exemplars else ""
-            if key in exemplars:
-                excluded.append(exemplars[key])
-                continue
+                job.step(i, n, "reading the held-out set")
+            x, y, _ = data[i]
             xs.append(x)
             labels.append(int(y))
-            keep.append(i)
-        n = len(keep)
-        if n == 0:
-            raise ValueError(f"every image of {spec!r} is an exemplar of this edit; measure on a held-out set with other images")
-        data = torch.utils.data.Subset(data, keep)
         x = torch.stack(xs)
         before = lm.predict_labels(x)
         with self.edit.applied(lm.model):
@@ -745,8 +758,7 @@ class Studio:
         y = np.asarray(labels)
         y = np.where(y >= 0, y, before)       # unlabelled images: the original model's prediction is the label
         changed = np.flatnonzero(before != after)
-        out: dict[str, Any] = {"set": spec, "n": n, "n_set": n_set, "n_excluded": len(excluded), "excluded": excluded,
-                               "exemplars_from": exemplars_from,
+        out: dict[str, Any] = {"set": spec, "n": n, **left_out,
                                "changed": int(len(changed)), "clean_change": float(len(changed) / max(n, 1)),
                                "acc_before": float((before == y).mean()), "acc_after": float((after == y).mean()),
                                "labelled": bool((np.asarray(labels) >= 0).any()), "thumbs": [], "classes": []}
@@ -802,6 +814,7 @@ class Studio:
         if not concepts or not styles:
             raise ValueError("name at least one concept and one style (comma-separated)")
         cfg = SensitivityConfig(concepts=concepts, styles=styles, segmenter=seg_name, labels=labels, n_boot=200, dataset=spec)
+        data, left_out = self.held_out(data, spec, job)    # an audit of the edited model on its own exemplars flatters it
         with self.live_model() as lm:
             table = concept_sensitivity(lm, Watched(data, job, "concept sensitivity"), cfg, progress=False)
         cells = []
@@ -814,7 +827,8 @@ class Studio:
             cells.append({"concept": c, "style": s, "n": n, "drop": None if np.isnan(drop) else drop,
                           "rows": [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
                                    for r in rows.to_dict("records")]})
-        self.sensitivity = {"set": spec, "segmenter": segmenter, "labels": labels, "concepts": concepts, "styles": styles, "cells": cells}
+        self.sensitivity = {"set": spec, "segmenter": segmenter, "labels": labels, "concepts": concepts, "styles": styles, "cells": cells,
+                            "n": len(data), **left_out}
         self.cell = None
         return self.sensitivity
 
@@ -833,6 +847,7 @@ class Studio:
             raise ValueError(f"class index {class_index} is not one of the model's classes; click a class row of the cell")
         data = self.statistics_dataset(sens["set"])
         seg_name, _ = SEGMENTER_CHOICES[sens["segmenter"]]
+        exemplars, _ = self.edit_exemplars()          # left out as in the sensitivity run (held_out)
         with self.live_model() as lm:
             picked = []
             for i in range(len(data)):
@@ -840,7 +855,7 @@ class Studio:
                     job.step(i, len(data), f"looking for {lm.class_names[class_index]} with {concept}")
                 x, y, meta = data[i]
                 label = int(y) if sens["labels"] == "given" and int(y) >= 0 else int(lm.predict_labels(x[None])[0])
-                if label != int(class_index):
+                if label != int(class_index) or (exemplars and item_digest(x, meta) in exemplars):
                     continue
                 m = concept_masks([(x, label, meta)], get_segmenter(seg_name), [concept], progress=False)[concept]
                 if 0 in m:

@@ -448,7 +448,8 @@ function renderSensitivity() {
   box.append(t);
   const note = document.createElement("p");
   note.className = "note";
-  note.textContent = `accuracy drop when only the concept is restyled (higher is worse), weighted over classes; ${s.set}, labels: ${s.labels}`;
+  const left = s.n_excluded ? ` less the edit's ${s.n_excluded} exemplar image(s), ${s.excluded.join(", ")}` : "";
+  note.textContent = `accuracy drop when only the concept is restyled (higher is worse), weighted over classes; ${s.n} images of ${s.set}${left}, labels: ${s.labels}`;
   box.append(note);
   renderCell();
 }
