@@ -22,7 +22,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -238,14 +238,14 @@ class BenchRunner:
         self._pairs[key] = pd_
         return pd_
 
-    def _stats_batches(self) -> tuple[list[torch.Tensor], str]:
-        """Batches of ``stats_dataset`` for the statistics C, and the dataset's content identity (a changed
-        folder never reuses stale statistics)."""
-        from modeledit.eval.datasets import dataset_key, load_dataset
+    def _stats_batches(self) -> tuple[Iterator[torch.Tensor], str]:
+        """Batches of ``stats_dataset`` for the statistics C, read lazily (not at all when C is cached on disk), and
+        the dataset's content identity (a changed folder never reuses stale statistics)."""
+        from modeledit.eval.datasets import collate_items, dataset_key, load_dataset
 
         ds = load_dataset(self.cfg.stats_dataset, class_names=self.lm.class_names, size=self.lm.input_size)
         bs = self.cfg.batch_size
-        batches = [torch.stack([ds[i][0] for i in range(s, min(s + bs, len(ds)))]) for s in range(0, len(ds), bs)]
+        batches = (collate_items([ds[i] for i in range(s, min(s + bs, len(ds)))])[0] for s in range(0, len(ds), bs))
         return batches, dataset_key(self.cfg.stats_dataset, ds)
 
     def statistics(self, site: Any) -> Any:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from modeledit.image_folder import IMAGE_SUFFIXES, ImageFolder  # noqa: F401 (re-exported)
@@ -270,6 +271,13 @@ def collate_items(items: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, l
     """(images (B,3,H,W), labels (B,), metas) of dataset items (image, label, meta)."""
     x = torch.stack([it[0] for it in items])
     return x, torch.tensor([int(it[1]) for it in items], device=x.device), [it[2] for it in items]
+
+
+def images_and_labels(dataset: torch.utils.data.Dataset) -> tuple[torch.Tensor, np.ndarray]:
+    """Every item of ``dataset`` read once: (images (n, 3, H, W), labels (n,)). (Reading ``ds[i][0]`` and then
+    ``ds[i][1]`` renders a world scene twice.)"""
+    x, y, _ = collate_items([dataset[i] for i in range(len(dataset))])
+    return x, y.cpu().numpy()
 
 
 def iterate_batches(dataset: torch.utils.data.Dataset, indices: Sequence[int], batch_size: int):

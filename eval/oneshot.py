@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,8 @@ class OneShotStudy:
 
     def __init__(self, lm: Any, exemplar: Exemplar, groups: Mapping[str, tuple[torch.Tensor, np.ndarray]],
                  clean: tuple[torch.Tensor, np.ndarray], val_group: str = "val", batch_size: int = 128,
-                 stats_images: torch.Tensor | None = None, grid: MethodGrid | None = None, from_site: bool = True) -> None:
+                 stats_images: torch.Tensor | torch.utils.data.Dataset | None = None, grid: MethodGrid | None = None,
+                 from_site: bool = True, stats_id: str | None = None) -> None:
         from modeledit.device import runtime_batch_size
         from modeledit.eval.cell import CellCache
         from modeledit.suffix import SuffixCacheConfig
@@ -60,16 +61,29 @@ class OneShotStudy:
         if stats_images is None:
             raise ValueError("pass stats_images: images for the key statistics, disjoint from every evaluation set "
                              "(the clean set included), e.g. the world's train split")
-        self.stats_images = stats_images
+        self.stats_images, self.stats_id = stats_images, stats_id
         bs = batch_size
-        # C from the network's input (normalised here), not cached on disk (no dataset identity)
-        self.cache = CellCache(lm, lambda: ([lm.normalize(stats_images[i:i + bs]) for i in range(0, len(stats_images), bs)], None),
-                               stats_normalize=False, suffix=SuffixCacheConfig(batch_size=bs), from_site=from_site, batch_size=bs)
+        # C from the network's input (normalised here); cached on disk under ``stats_id`` (a dataset's key), where given
+        self.cache = CellCache(lm, self._stats_batches, stats_normalize=False, suffix=SuffixCacheConfig(batch_size=bs),
+                               from_site=from_site, batch_size=bs)
         # a PAINT cell also yields the plain fine-tuning's rows (its alpha = 1) when the cells were made by
         # :func:`study_cells` without separate fine-tuning cells
         self.plain_rows = False
         self.pre_ok = self.correct()
         self.pre = _accuracies(self.pre_ok)
+
+    def _stats_batches(self) -> tuple[Iterator[torch.Tensor], str | None]:
+        """The statistics images as normalised batches, read lazily: a dataset (e.g. the world's train split) is read
+        only if C is not already cached on disk under ``stats_id``."""
+        from modeledit.eval.datasets import collate_items
+
+        imgs, bs = self.stats_images, self.batch_size
+
+        def batches() -> Iterator[torch.Tensor]:
+            for i in range(0, len(imgs), bs):
+                b = imgs[i:i + bs] if isinstance(imgs, torch.Tensor) else collate_items([imgs[j] for j in range(i, min(i + bs, len(imgs)))])[0]
+                yield self.lm.normalize(b)
+        return batches(), self.stats_id
 
     @property
     def from_site(self) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.datasets import DatasetSpec, check_stats_disjoint
+from modeledit.eval.datasets import DatasetSpec, check_stats_disjoint, images_and_labels
 from modeledit.eval.methods import MethodGrid
 from modeledit.eval.oneshot import Exemplar, OneShotStudy, run_study, summarize_oneshot
 from modeledit.eval.results import ResultStore
@@ -99,19 +99,20 @@ def _world_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Ten
         log.warning("only %d snowy vehicle scenes for validation after the clean set (asked for %d)", len(val[1]), cfg.n_val)
     test = snowy(test_ds, cfg.n_test)
     clean_ds = load_dataset(cfg.clean, class_names=names)
-    clean = (torch.stack([clean_ds[i][0] for i in range(len(clean_ds))]), np.array([int(clean_ds[i][1]) for i in range(len(clean_ds))]))
+    clean = images_and_labels(clean_ds)
     vehicles_clean = np.isin(clean[1], vehicles)
     groups = {"val": val, "snowy_vehicles": test, "vehicles_clean": (clean[0][vehicles_clean], clean[1][vehicles_clean]),
               "to_exemplar_class": (test[0], np.full(len(test[1]), ex_label))}
-    study = OneShotStudy(lm, Exemplar(x, x_snow, torch.as_tensor(mask), ex_label), groups, clean, stats_images=_stats_images(cfg, lm), grid=cfg)
+    study = OneShotStudy(lm, Exemplar(x, x_snow, torch.as_tensor(mask), ex_label), groups, clean, **_stats(cfg, lm), grid=cfg)
     return study, [x, x_snow, *list(test[0][:4])]
 
 
-def _stats_images(cfg: SnowConfig, lm: Any) -> torch.Tensor:
-    from modeledit.eval.datasets import load_dataset
+def _stats(cfg: SnowConfig, lm: Any) -> dict[str, Any]:
+    """OneShotStudy's statistics arguments: the stats dataset (read only if C is not cached) and its key."""
+    from modeledit.eval.datasets import dataset_key, load_dataset
 
     ds = load_dataset(cfg.stats_dataset, class_names=lm.class_names, size=lm.input_size)
-    return torch.stack([ds[i][0] for i in range(len(ds))])
+    return {"stats_images": ds, "stats_id": dataset_key(cfg.stats_dataset, ds)}
 
 
 def _photos_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Tensor]]:
@@ -139,10 +140,10 @@ def _photos_study(cfg: SnowConfig, lm: Any) -> tuple[OneShotStudy, list[torch.Te
         raise ValueError(f"the exemplar mask {cfg.exemplar_mask!r} is empty; mark the road's pixels")
     x_snow = _paste(x, mask, cfg)
     clean_ds = load_dataset(cfg.clean, class_names=lm.class_names, size=size)
-    clean = (torch.stack([clean_ds[i][0] for i in range(len(clean_ds))]), np.array([int(clean_ds[i][1]) for i in range(len(clean_ds))]))
+    clean = images_and_labels(clean_ds)
     groups = {"val": (xs[:k], ys[:k]), "photos": (xs[k:], ys[k:])}
     ex = Exemplar(x, x_snow, torch.as_tensor(mask), lm.class_names.index(cfg.exemplar_class))
-    return OneShotStudy(lm, ex, groups, clean, stats_images=_stats_images(cfg, lm), grid=cfg), [x, x_snow, *list(xs[k:][:4])]
+    return OneShotStudy(lm, ex, groups, clean, **_stats(cfg, lm), grid=cfg), [x, x_snow, *list(xs[k:][:4])]
 
 
 STUDIES = {"world": _world_study, "photos": _photos_study}

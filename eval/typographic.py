@@ -113,7 +113,7 @@ def font_groups(cfg: "TypographicConfig") -> bool:
 
 def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.Tensor]]:
     """The attacked sets and the single exemplar, as a :class:`OneShotStudy` (+ example images)."""
-    from modeledit.eval.datasets import load_dataset
+    from modeledit.eval.datasets import dataset_key, images_and_labels, load_dataset
     from modeledit.models import load_model
     from modeledit.registry import close_matches
 
@@ -124,13 +124,10 @@ def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.T
     attack, word = names.index(cfg.attack_class), cfg.word or cfg.attack_class
     data = load_dataset(cfg.dataset, class_names=names, size=lm.input_size)
     clean = load_dataset(cfg.clean, class_names=names, size=lm.input_size)
-    stats_ds = load_dataset(cfg.stats_dataset, class_names=names, size=lm.input_size)
-    stats_x = torch.stack([stats_ds[i][0] for i in range(len(stats_ds))])
+    stats_ds = load_dataset(cfg.stats_dataset, class_names=names, size=lm.input_size)   # read only if C is not cached
     rng = np.random.default_rng(cfg.seed)
-    x = torch.stack([data[i][0] for i in range(len(data))])
-    y = np.array([int(data[i][1]) for i in range(len(data))])
-    clean_x = torch.stack([clean[i][0] for i in range(len(clean))])
-    clean_y = np.array([int(clean[i][1]) for i in range(len(clean))])
+    x, y = images_and_labels(data)
+    clean_x, clean_y = images_and_labels(clean)
     others = np.flatnonzero(y != attack)
     rng.shuffle(others)
     ex_i, rest = int(others[0]), others[1:]            # the single exemplar comes from another class
@@ -158,7 +155,7 @@ def build_study(cfg: TypographicConfig) -> tuple[OneShotStudy, dict[str, torch.T
             sel = test & (fonts == f)
             groups[f"attack_acc_{f}"] = (attacked[sel], yr[sel])
     study = OneShotStudy(lm, Exemplar(ex_blank, ex_attacked, ex_mask, ex_label), groups, (clean_x, clean_y),
-                         batch_size=cfg.batch_size, stats_images=stats_x, grid=cfg)
+                         batch_size=cfg.batch_size, stats_images=stats_ds, stats_id=dataset_key(cfg.stats_dataset, stats_ds), grid=cfg)
     return study, {"blank": ex_blank, "attacked": ex_attacked, "examples": attacked[:4]}
 
 
