@@ -214,10 +214,12 @@ class BenchRunner:
         if key in self._pairs:
             return self._pairs[key]
         from modeledit.counterfactuals import restyle
+        from modeledit.eval.datasets import labels_of
 
         masks = self.concept_masks(concept)
         idx = sorted(masks)
-        labels = {i: int(self.data[i][1]) for i in idx}
+        all_labels = labels_of(self.data)
+        labels = {i: int(all_labels[i]) for i in idx}
         names = self.lm.class_names
         cand_idx = [names.index(c) for c in candidates]
         split = split_pair(idx, [labels[i] for i in idx], cand_idx, n_ex, self.cfg.protocol.val_fraction, seed,

@@ -273,6 +273,15 @@ def collate_items(items: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, l
     return x, torch.tensor([int(it[1]) for it in items], device=x.device), [it[2] for it in items]
 
 
+def labels_of(dataset: torch.utils.data.Dataset) -> np.ndarray:
+    """Every item's label: the dataset's own ``labels`` where it keeps them (folders, the world, predicted labels),
+    without reading or rendering a single image; else read item by item."""
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        labels = [int(dataset[i][1]) for i in range(len(dataset))]
+    return np.asarray(labels, dtype=int)
+
+
 def images_and_labels(dataset: torch.utils.data.Dataset) -> tuple[torch.Tensor, np.ndarray]:
     """Every item of ``dataset`` read once: (images (n, 3, H, W), labels (n,)). (Reading ``ds[i][0]`` and then
     ``ds[i][1]`` renders a world scene twice.)"""

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modeledit.eval.datasets import PredictedLabels, iterate_batches, label_record, with_labels
+from modeledit.eval.datasets import PredictedLabels, iterate_batches, label_record, labels_of, with_labels
 from modeledit.eval.metrics import accuracy_drop_ci
 from modeledit.eval.results import ResultStore
 from modeledit.models import LoadedModel
@@ -96,7 +96,7 @@ def concept_sensitivity(lm: LoadedModel, dataset: torch.utils.data.Dataset, conf
     if not isinstance(dataset, PredictedLabels):
         dataset = with_labels(dataset, lm, config.labels, config.min_confidence, config.batch_size)
     n = len(dataset)
-    labels = np.array([int(dataset[i][1]) for i in range(n)])
+    labels = labels_of(dataset)
     if (labels < 0).all():
         raise ValueError("the dataset has no class labels; pass an ImageFolder tree, or take the model's own predictions "
                          "as labels (--labels predicted)")

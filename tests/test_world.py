@@ -137,6 +137,10 @@ def test_dataset_items_and_splits():
     assert all(m.shape == (64, 64) and m.dtype == bool for m in meta["masks"].values())
     xb, yb, metas = collate([ds[i] for i in range(4)])
     assert xb.shape == (4, 3, 64, 64) and yb.tolist() == [ds[i][1] for i in range(4)] and len(metas) == 4
+    # labels without rendering: the same as the items', with and without a forced class
+    assert ds.labels == [ds[i][1] for i in range(20)]
+    forced = WorldDataset("test", n=6, label="cow")
+    assert forced.labels == [forced[i][1] for i in range(6)] == [CLASSES.index("cow")] * 6
     train, test = WorldDataset("train", n=5), WorldDataset("test", n=5)
     assert {train.scene_index(i) for i in range(5)}.isdisjoint({test.scene_index(i) for i in range(5)})
     with pytest.raises(KeyError):

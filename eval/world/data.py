@@ -83,6 +83,15 @@ class WorldDataset(torch.utils.data.Dataset):
         return x, s.label, meta
 
     @property
+    def labels(self) -> list[int]:
+        """Every item's class without rendering it (the world draws the class from the index; a ``label`` render
+        override forces it): ``labels[i] == self[i][1]``."""
+        forced = self.render_kwargs.get("label")
+        if forced is not None:
+            return [CLASSES.index(forced) if isinstance(forced, str) else int(forced)] * self.n
+        return [self.world.label_of(self.scene_index(i)) for i in range(self.n)]
+
+    @property
     def identity(self) -> str:
         """A string that names exactly these items (config, split, size, overrides)."""
         return f"world:{self.split}:{self.n}:{self.config.to_json()}:{sorted(self.render_kwargs.items())!r}"
