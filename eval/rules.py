@@ -672,6 +672,44 @@ def paired_over_pairs(a: pd.DataFrame, b: pd.DataFrame, col: str = "corrected", 
     return {"diff": float(d.mean()), "diff_lo": float(np.percentile(boots, 2.5)), "diff_hi": float(np.percentile(boots, 97.5)), "n": int(len(d))}
 
 
+def share_over_pairs(t: pd.DataFrame, col: str, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """The share of rules (rows) where the boolean ``col`` holds, with a 95% bootstrap interval resampling
+    concept-style pairs (the rules of one pair are not independent)."""
+    from modeledit.eval.intervals import draw_units
+
+    x = t[col].astype(float).to_numpy()
+    if not len(x):
+        return {"share": float("nan"), "share_lo": float("nan"), "share_hi": float("nan"), "n": 0}
+    idx = draw_units(np.random.default_rng(seed), n_boot, len(x), list(t["pair"]))
+    boots = np.nanmean(np.where(idx >= 0, x[np.clip(idx, 0, None)], np.nan), 1)
+    return {"share": float(x.mean()), "share_lo": float(np.percentile(boots, 2.5)), "share_hi": float(np.percentile(boots, 97.5)),
+            "n": int(len(x))}
+
+
+def summarize_sites(t: pd.DataFrame) -> list[dict[str, Any]]:
+    """Where to edit (goal c), from ``sites.csv`` (one row per rule x site, ``rank`` 1 = recommended on the validation
+    half): how often the recommended site's test correction is within 5 pp of the best site's, and the same for always
+    editing the deepest site, each with a pair-resampled interval; and how often each site is recommended / best."""
+    rows = []
+    per_rule = []
+    for rule, g in t.groupby("rule", sort=False):
+        rec = g[g["rank"] == 1].iloc[0]
+        deep = g[g["site_index"] == g["site_index"].max()].iloc[0]
+        best = g.loc[g["test_corrected"].idxmax()]
+        per_rule.append({"rule": rule, "pair": rec["pair"], "recommended": bool(rec["test_corrected"] >= rec["best_test_corrected"] - 0.05),
+                         "deepest": bool(deep["test_corrected"] >= rec["best_test_corrected"] - 0.05),
+                         "recommended_site": rec["site_name"], "best_site": best["site_name"]})
+    r = pd.DataFrame(per_rule)
+    for label, col in (("sites_recommended", "recommended"), ("sites_deepest", "deepest")):
+        row = {"variant": label, "n_rules": int(len(r)), "n_pairs": int(r["pair"].nunique()), "within_5pp": int(r[col].sum())}
+        row.update({f"within_5pp_{k}": v for k, v in share_over_pairs(r, col).items() if k != "n"})
+        if col == "recommended":
+            row["recommended_sites"] = "; ".join(f"{k} {v}" for k, v in r["recommended_site"].value_counts().items())
+            row["best_sites"] = "; ".join(f"{k} {v}" for k, v in r["best_site"].value_counts().items())
+        rows.append(row)
+    return rows
+
+
 def _clean_means(variant: str, g: pd.DataFrame) -> dict[str, float]:
     """The clean change of a variant: per edit, averaged over its edits (single: one per rule; per_pair: one per pair;
     a batch or a finished sequence: one edit for all rules)."""
@@ -704,6 +742,8 @@ def summarize(out_dir: str | Path) -> Path:
             if name == "finetune_sel" and "batch_sel" in tables:    # the baseline row against the one joint rewrite
                 row.update({f"batch_sel_minus_{k}": v for k, v in paired_over_pairs(g, tables["batch_sel"]).items()})
             rows.append(row)
+    if (out / "sites.csv").is_file():
+        rows += summarize_sites(pd.read_csv(out / "sites.csv"))
     path = out / "summary.csv"
     from modeledit.atomic import write_text_atomic
 

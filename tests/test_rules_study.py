@@ -87,3 +87,24 @@ def test_a_small_study_runs_resumes_and_summarises(tmp_path):
     assert len(json.loads((out / "manifest.json").read_text())["runs"]) == 2
     with pytest.raises(ValueError, match="another configuration"):
         run_rules_study(dataclasses.replace(cfg, order_seed=1), out)
+
+
+def test_the_sites_summary_counts_rules_within_5pp_of_the_best_site():
+    """Three rules of two pairs, two sites each: recommended (rank 1) within 5 pp of the best test correction for
+    two rules, the deepest site for one; the interval resamples the pairs and covers the share."""
+    import pandas as pd
+
+    from modeledit.eval.rules import summarize_sites
+
+    rows = []
+    for rule, pair, (deep, shallow), rec in (("a|x|1", "a|x", (0.50, 0.30), "deep"), ("a|x|2", "a|x", (0.20, 0.60), "deep"),
+                                             ("b|y|1", "b|y", (0.40, 0.42), "shallow")):
+        best = max(deep, shallow)
+        for name, idx, val in (("deep", 2, deep), ("shallow", 1, shallow)):
+            rows.append({"rule": rule, "pair": pair, "site_name": name, "site_index": idx, "test_corrected": val,
+                         "rank": 1 if name == rec else 2, "best_test_corrected": best})
+    rec, deepest = summarize_sites(pd.DataFrame(rows))
+    assert (rec["variant"], rec["n_rules"], rec["n_pairs"], rec["within_5pp"]) == ("sites_recommended", 3, 2, 2)
+    assert deepest["within_5pp"] == 2                     # a|x|1 (best) and b|y|1 (0.40 vs 0.42)
+    assert rec["within_5pp_share_lo"] <= rec["within_5pp_share"] == 2 / 3 <= rec["within_5pp_share_hi"]
+    assert rec["recommended_sites"] == "deep 2; shallow 1" and rec["best_sites"] == "shallow 2; deep 1"   # most frequent first
