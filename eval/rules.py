@@ -268,8 +268,9 @@ def _done(path: Path) -> list[dict[str, Any]]:
     return pd.read_csv(path).to_dict("records") if path.is_file() and path.stat().st_size > 0 else []
 
 
-#: the preserved settings of the stress sequence: (name, RuleSequence keywords)
-STRESS_SETTINGS = (("defaults", {}), ("summed_past", {"past_mode": "sum", "past_weight": 10.0}))
+#: the preserved settings of the stress sequence: (name, RuleSequence keywords; ``keep_train``: also keep the training
+#: statistics C at every step, AlphaEdit's K0, projected at keep_threshold and penalised at keep_weight)
+STRESS_SETTINGS = (("defaults", {}), ("summed_past", {"past_mode": "sum", "past_weight": 10.0}), ("keep_train", {"keep_train": True}))
 
 
 def stress_rules(units: Sequence[Unit], ev: "_Evaluator", draws: int, seed: int = 0) -> list[tuple[Unit, Any]]:
@@ -313,7 +314,8 @@ def _stress(lm: Any, site: Any, st: Any, units: Sequence[Unit], ev: "_Evaluator"
         if name in done:
             continue
         t1 = time.perf_counter()
-        seq = RuleSequence(lm, site, stats=st, preserve=True, **kw)
+        seq = RuleSequence(lm, site, stats=st, preserve=True, keep=st if kw.get("keep_train") else None,
+                           **{k: v for k, v in kw.items() if k != "keep_train"})
         seen: set[str] = set()
         for i, (u, rule) in enumerate(tqdm(order, desc=f"stress {name}")):
             seq.add(rule)
