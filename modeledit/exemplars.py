@@ -71,13 +71,14 @@ class Exemplars:
                 f"original and transformed exemplars must have the same (N, C, H, W) shape, got "
                 f"{tuple(self.x.shape)} and {tuple(self.x_prime.shape)}; resize them to one size"
             )
-        for what, t in (("original", self.x), ("transformed", self.x_prime)):
-            lo, hi = float(t.min()), float(t.max())
-            if lo < -1e-4 or hi > 1 + 1e-4:
-                raise ValueError(f"{what} exemplar images hold values in [{lo:.2f}, {hi:.2f}]; give images in [0, 1] "
-                                 "(not normalised: the model's normalisation is applied inside)")
+        from modeledit.images import check_batch01
+
+        self.x = check_batch01(self.x, "original exemplar images")
+        self.x_prime = check_batch01(self.x_prime, "transformed exemplar images")
         if self.mask is not None:
-            m = self.mask.float()
+            m = torch.as_tensor(self.mask).float()
+            if not bool(torch.isfinite(m).all()):
+                raise ValueError("the mask holds NaN or infinite values; give a mask of 0 (background) and 1 (concept)")
             while m.dim() < 4:
                 m = m.unsqueeze(0)
             if m.shape[0] == 1 and self.x.shape[0] > 1:

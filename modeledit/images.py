@@ -190,6 +190,51 @@ def to_pil(image: Any) -> Image.Image:
     return _to_rgb(_array_to_pil(arr))
 
 
+#: how far a [0, 1] tensor given to the API may overshoot (float rounding of a resize); anything further is refused
+TENSOR_SLACK = 1e-4
+
+
+def check_batch01(x: Any, what: str, allow_empty: bool = False) -> torch.Tensor:
+    """A batch of images at the API, checked once: (N, 3, H, W) (or one (3, H, W)) finite floats in [0, 1], returned as
+    float32 on its own device (float64 / half are cast; integer or bool tensors, NaN, infinities and another range
+    such as 0-255 or a normalised tensor are refused in one sentence naming ``what``)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"the {what} must be a tensor of images (N, 3, H, W) in [0, 1], got {type(x).__name__}")
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"the {what} must be images (N, 3, H, W) in [0, 1], got shape {tuple(x.shape)}")
+    if x.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"no {what} given (an empty batch); give at least one image")
+    if not x.is_floating_point():
+        raise ValueError(f"the {what} are {str(x.dtype).replace('torch.', '')} tensors; give float images in [0, 1] "
+                         "(e.g. x.float() / 255 for 8-bit values)")
+    if x.dtype != torch.float32:
+        x = x.float()
+    if x.numel():
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"the {what} hold NaN or infinite values; give finite images in [0, 1]")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -TENSOR_SLACK or hi > 1 + TENSOR_SLACK:
+            raise ValueError(f"the {what} hold values in [{lo:.2f}, {hi:.2f}]; give images in [0, 1] "
+                             "(not 0-255, not normalised: the model's normalisation is applied inside)")
+    return x
+
+
+def check_labels(y: Any, n: int, num_classes: int, what: str) -> np.ndarray:
+    """Labels for ``n`` images of ``what``: whole numbers in [0, num_classes), one per image; returned as int64."""
+    arr = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"the {what} labels must be one class index per image ({n}), got shape {arr.shape}")
+    if arr.size and (not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
+        raise ValueError(f"the {what} labels must be whole class indices; got {arr[:5].tolist()}...")
+    arr = arr.astype(np.int64)
+    bad = arr[(arr < 0) | (arr >= num_classes)]
+    if bad.size:
+        raise ValueError(f"the {what} labels hold {int(bad[0])}, not a class index of this model (0..{num_classes - 1})")
+    return arr
+
+
 def to_tensor01(image: Any) -> torch.Tensor:
     """Any accepted image -> float tensor (3, H, W) in [0, 1]."""
     arr = np.asarray(to_pil(image), dtype=np.float32) / 255.0

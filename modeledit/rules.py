@@ -195,12 +195,15 @@ class KeptKeys:
     moment: torch.Tensor
     unfolded: torch.Tensor | None
     count: int
+    site: str = ""            # where the keys were taken ("" for a bare (d, d) matrix)
 
     def merged(self, other: "KeptKeys") -> "KeptKeys":
+        if self.site and other.site and self.site != other.site:
+            raise ValueError(f"kept keys of site {self.site!r} and of site {other.site!r} cannot be merged")
         n = self.count + other.count
         mix = lambda a, b: (a * self.count + b * other.count) / n  # noqa: E731
         unf = None if self.unfolded is None or other.unfolded is None else mix(self.unfolded, other.unfolded)
-        return KeptKeys(mix(self.moment, other.moment), unf, n)
+        return KeptKeys(mix(self.moment, other.moment), unf, n, self.site or other.site)
 
 
 def _unfolded_sum(bound: BoundSite, key: torch.Tensor, weight: torch.Tensor | None, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -231,30 +234,43 @@ def kept_keys(lm: Any, bound: BoundSite, keep: Any, batch_size: int = 64) -> Kep
     """The keys to keep at ``bound``'s site. ``keep``: images (N, 3, H, W) in [0, 1] or a list of them, :class:`RuleKeys`
     (or a list: their exemplar keys, weighted like their objective), a :class:`KeptKeys`, a
     :class:`~modeledit.stats.SecondMoment` or a (d, d) tensor (a second moment; the penalty then takes taps as independent)."""
+    from modeledit.images import check_batch01
+
     site = bound.site
     d = site.key_channels
     if isinstance(keep, KeptKeys):
+        if keep.site and keep.site != site.name:
+            raise ValueError(f"the kept keys were taken at site {keep.site!r}, not {site.name!r}; take them at the edited site")
         out = keep
     elif isinstance(keep, SecondMoment):
         if keep.site and keep.site != site.name:
             raise ValueError(f"the keep statistics were computed at site {keep.site!r}, not {site.name!r}; compute them at the edited site")
-        out = KeptKeys(keep.mean.double().cpu(), None, int(keep.count))
+        out = KeptKeys(keep.mean.double().cpu(), None, int(keep.count), site.name)
     elif isinstance(keep, RuleKeys) or (isinstance(keep, (list, tuple)) and keep and all(isinstance(k, RuleKeys) for k in keep)):
         ks = [keep] if isinstance(keep, RuleKeys) else list(keep)
+        for k in ks:
+            if k.site != site.name:
+                raise ValueError(f"the kept rule {k.name!r} was collected at site {k.site!r}, not {site.name!r}; collect it at the edited site")
         unf, chan, n, nk = 0, 0, 0.0, 0
         for k in ks:
             u, c, m = _unfolded_sum(bound, k.tensors.key, k.tensors.weight)
             unf, chan, n, nk = unf + u, chan + c, n + m, nk + k.tensors.key[:, :1].numel()
         if n == 0:
             raise ValueError("the keep set is empty (no keys); give at least one image to keep, or leave keep out")
-        out = KeptKeys(chan / max(nk, 1), unf / n, int(round(n)))
+        out = KeptKeys(chan / max(nk, 1), unf / n, int(round(n)), site.name)
     elif isinstance(keep, torch.Tensor) and keep.dim() == 2:
-        out = KeptKeys(keep.double().cpu(), None, 1)
+        m = keep.detach().double().cpu()
+        if m.shape == (d, d) and not (bool(torch.isfinite(m).all()) and torch.allclose(m, m.T, rtol=1e-6, atol=1e-9)
+                                      and float(torch.linalg.eigvalsh(m).min()) >= -1e-6 * max(float(m.abs().max()), 1e-30)
+                                      and float(m.abs().max()) > 0):
+            raise ValueError("the keep matrix must be a second moment of keys: finite, symmetric, positive semidefinite and not zero")
+        out = KeptKeys(m, None, 1)
     else:
         imgs = keep if isinstance(keep, torch.Tensor) else (torch.stack(list(keep)) if isinstance(keep, (list, tuple)) and keep else None)
         if imgs is None or imgs.dim() != 4 or imgs.shape[0] == 0:
             raise ValueError("the keep set is empty or not images: give (N, 3, H, W) images in [0, 1], a SecondMoment or a (d, d) "
                              "matrix of the keys to keep, or leave keep out")
+        imgs = check_batch01(imgs, "images to keep")
         lm = as_loaded(lm, "keeping images' outputs")
         dev = next(lm.model.parameters()).device
         unf, chan, n, nk = 0, 0, 0.0, 0
@@ -262,7 +278,7 @@ def kept_keys(lm: Any, bound: BoundSite, keep: Any, batch_size: int = 64) -> Kep
             k = capture_sites(lm.model, lm.normalize(imgs[i:i + batch_size].to(dev)), [site], stop_after=True)[site.name].key
             u, c, m = _unfolded_sum(bound, k, None)
             unf, chan, n, nk = unf + u, chan + c, n + m, nk + k[:, :1].numel()
-        out = KeptKeys(chan / nk, unf / n, int(nk))
+        out = KeptKeys(chan / nk, unf / n, int(nk), site.name)
     if out.count == 0:
         raise ValueError("the keep set is empty (no keys); give at least one image to keep, or leave keep out")
     if out.moment.shape != (d, d):
@@ -313,6 +329,25 @@ def joint_directions(raw: torch.Tensor, c_sqrt: torch.Tensor, c_inv_sqrt: torch.
     return c_inv_sqrt @ u[:, keep]
 
 
+def check_solve_settings(*, form: str | None = None, past_mode: str | None = None, keep_weight: float | None = None,
+                         past_weight: float | None = None, norm_weight: float | None = None, max_norm: float | None = None,
+                         keep_threshold: float | None = None) -> None:
+    """Refuse a joint solve's settings that make no sense, in one sentence, before any work (None: not given)."""
+    import math
+
+    if form is not None and form not in FORMS:
+        raise ValueError(f"unknown form {form!r}; choose from {FORMS}")
+    if past_mode is not None and past_mode not in PAST_MODES:
+        raise ValueError(f"unknown past_mode {past_mode!r}; choose from {PAST_MODES}")
+    for name, v in (("keep_weight", keep_weight), ("past_weight", past_weight), ("norm_weight", norm_weight)):
+        if v is not None and not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"{name} must be a finite, non-negative penalty weight, got {v}")
+    if max_norm is not None and not (max_norm > 0 and math.isfinite(max_norm)):
+        raise ValueError(f"max_norm must be a finite positive bound on the update's relative Frobenius norm, got {max_norm}")
+    if keep_threshold is not None and not 0 < keep_threshold < 1:
+        raise ValueError(f"keep_threshold is a relative eigenvalue cut in (0, 1) (None: no projection), got {keep_threshold}")
+
+
 def rewrite_rules(
     model: Any,
     rules: Sequence[Rule | RuleKeys],
@@ -354,15 +389,10 @@ def rewrite_rules(
     if config is not None and fields:
         raise TypeError(f"give either config= or its fields ({sorted(fields)}) as keywords, not both")
     cfg = config or EditConfig(**fields)
-    if form not in FORMS:
-        raise ValueError(f"unknown form {form!r}; choose from {FORMS}")
-    if past_mode not in PAST_MODES:
-        raise ValueError(f"unknown past_mode {past_mode!r}; choose from {PAST_MODES}")
-    for name, v in (("keep_weight", keep_weight), ("past_weight", past_weight), ("norm_weight", norm_weight)):
-        if v is not None and not v >= 0:
-            raise ValueError(f"{name} must be a non-negative penalty weight, got {v}")
-    if max_norm is not None and not max_norm > 0:
-        raise ValueError(f"max_norm must be positive (a bound on the update's relative Frobenius norm), got {max_norm}")
+    if isinstance(rules, (Rule, RuleKeys)):
+        raise TypeError("rewrite_rules takes a list of rules; wrap a single one: rewrite_rules(lm, [rule], ...)")
+    check_solve_settings(form=form, past_mode=past_mode, keep_weight=keep_weight, past_weight=past_weight, norm_weight=norm_weight,
+                         max_norm=max_norm, keep_threshold=keep_threshold)
     if not rules:
         raise ValueError("no rules given; pass at least one Rule")
     lm = as_loaded(model, "rewrite_rules")
@@ -540,8 +570,8 @@ class RuleSequence:
         form, norm_weight, past_weight, past_mode = (v if v is not None else (SEQUENCE_DEFAULTS if preserve else plain)[k]
                                                      for k, v in given.items())
         self.preserve, self.keep_threshold, self.max_norm, self.form = preserve, keep_threshold, max_norm, form
-        if past_mode not in PAST_MODES:
-            raise ValueError(f"unknown past_mode {past_mode!r}; choose from {PAST_MODES}")
+        check_solve_settings(form=form, past_mode=past_mode, keep_weight=keep_weight, past_weight=past_weight,
+                             norm_weight=norm_weight, max_norm=max_norm, keep_threshold=keep_threshold)   # before any step
         self.keep_weight, self.past_weight, self.past_mode, self.norm_weight = keep_weight, past_weight, past_mode, norm_weight
         self.base = PinnedBase(self.lm.model)
         self.edits = EditSequence()
@@ -578,17 +608,11 @@ class RuleSequence:
         with self.base.restored(model):
             keys = collect_rules(self.lm, [rule], self.site, self.config.mode)[0]   # values from the pinned base
             protect = self._past if self.preserve else None
-            with self._replay().applied(model):
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    edit = rewrite_rules(self.lm, [keys], self.site, self.config, stats=self.stats, keep=self._keep,
-                                         keep_threshold=self.keep_threshold, keep_weight=self.keep_weight, protect=protect,
-                                         past_weight=self.past_weight, past_mode=self.past_mode, norm_weight=self.norm_weight,
-                                         max_norm=self.max_norm,
-                                         form=self.form)
-                for w in caught:
-                    if not issubclass(w.category, UserWarning) or "null space of dimension 0" not in str(w.message):
-                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            with self._replay().applied(model):       # a step the kept keys leave no room for warns (rewrite_rules)
+                edit = rewrite_rules(self.lm, [keys], self.site, self.config, stats=self.stats, keep=self._keep,
+                                     keep_threshold=self.keep_threshold, keep_weight=self.keep_weight, protect=protect,
+                                     past_weight=self.past_weight, past_mode=self.past_mode, norm_weight=self.norm_weight,
+                                     max_norm=self.max_norm, form=self.form)
             if self.preserve:
                 mine = kept_keys(self.lm, bind_site(model, self.site), keys)
                 self._past = mine if self._past is None else self._past.merged(mine)
@@ -627,9 +651,11 @@ def measure_sequence(seq: RuleSequence, tests: Mapping[str, tuple[torch.Tensor, 
     if missing:
         raise ValueError(f"no test images for rule(s) {missing}; give tests[name] = (originals, transformed, labels) for every rule")
     lm, site, model = seq.lm, seq.site, seq.lm.model
+    n_classes = len(lm.class_names)
+    tests = {n: _pairs_and_labels(tests[n], f"rule {n!r}'s test", n_classes) for n in names}     # checked before any work
+    cx, cy = _images_and_labels(clean, "clean", n_classes) if clean is not None else (None, None)
     ev = SuffixEvaluator(model, lm.normalize)
     sets = {n: (ev.image_set(tests[n][0]), ev.image_set(tests[n][1])) for n in names}
-    cx, cy = (clean if isinstance(clean, (tuple, list)) else (clean, None)) if clean is not None else (None, None)
     cset = ev.image_set(cx) if cx is not None else None
     rows: list[dict[str, Any]] = []
     try:
@@ -679,11 +705,26 @@ def measure_sequence(seq: RuleSequence, tests: Mapping[str, tuple[torch.Tensor, 
 SITE_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
 
 
-def _images_and_labels(data: Any, what: str) -> tuple[torch.Tensor, np.ndarray | None]:
+def _images_and_labels(data: Any, what: str, num_classes: int) -> tuple[torch.Tensor, np.ndarray | None]:
+    """``data`` = images or (images, labels), checked (:func:`~modeledit.images.check_batch01`, one label per image)."""
+    from modeledit.images import check_batch01, check_labels
+
     x, y = (data[0], data[1]) if isinstance(data, (tuple, list)) and len(data) == 2 else (data, None)
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] == 0:
-        raise ValueError(f"the {what} set is empty or not images; give (N, 3, H, W) images in [0, 1] (or (images, labels))")
-    return x, None if y is None else np.asarray(y)
+    x = check_batch01(x, f"{what} images")
+    return x, None if y is None else check_labels(y, len(x), num_classes, what)
+
+
+def _pairs_and_labels(data: Any, what: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None]:
+    """(originals, transformed, labels or None), checked: images in [0, 1], as many transformed as originals, one label each."""
+    from modeledit.images import check_batch01, check_labels
+
+    if not (isinstance(data, (tuple, list)) and len(data) == 3):
+        raise ValueError(f"the {what} set is (originals, transformed, labels or None)")
+    x, xp = check_batch01(data[0], f"{what} originals"), check_batch01(data[1], f"{what} transformed images")
+    if x.shape != xp.shape:
+        raise ValueError(f"the {what} set has originals of shape {tuple(x.shape)} but transformed images of shape {tuple(xp.shape)}; "
+                         "give one transformed image of the same size per original")
+    return x, xp, None if data[2] is None else check_labels(data[2], len(x), num_classes, what)
 
 
 def rank_sites(
@@ -727,11 +768,22 @@ def rank_sites(
         raise ValueError(f"budget is a clean-accuracy drop in [0, 1) (0.0025 = 0.25 pp), got {budget}")
     if not strengths or any(not 0 < s <= 1 for s in strengths):
         raise ValueError(f"strengths must be fractions in (0, 1], got {list(strengths)}")
-    cx, cy = _images_and_labels(clean, "clean")
-    vx, vxp, vy = val if val is not None else (rule.exemplars.x, rule.exemplars.x_prime, None)
-    if len(vx) == 0 or len(vx) != len(vxp):
-        raise ValueError("the validation set needs as many transformed images as originals (and at least one)")
-    chosen = list_sites(lm.model) if sites is None else [get_site(lm.model, s) for s in sites]
+    n_classes = len(lm.class_names)
+    cx, cy = _images_and_labels(clean, "clean", n_classes)
+    vx, vxp, vy = _pairs_and_labels(val if val is not None else (rule.exemplars.x, rule.exemplars.x_prime, None), "validation", n_classes)
+    if test is not None:
+        test = _pairs_and_labels(test, "test", n_classes)
+    if isinstance(stats, torch.Tensor):
+        from modeledit.images import check_batch01
+
+        stats = check_batch01(stats, "statistics images")
+    if torch.equal(rule.exemplars.x, rule.exemplars.x_prime):
+        raise ValueError("the transformed exemplars are the same pictures as the originals: there is nothing to learn at any "
+                         "site; give the restyled copies as the transformed images")
+    if len(cx) * budget < 1:
+        log.warning("the clean set's %d images resolve %.2f pp, coarser than the %.2f pp budget: a site qualifies only if "
+                    "no clean prediction changes; give more clean images for a finer budget", len(cx), 100 / len(cx), 100 * budget)
+    chosen = list_sites(lm.model) if sites is None else list({s.name: s for s in (get_site(lm.model, s) for s in sites)}.values())
     cfg = config or EditConfig()
     model = lm.model
     rows = []

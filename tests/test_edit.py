@@ -150,7 +150,7 @@ def test_cli_stats_edit_apply(photo_batch, restyled_pairs, tmp_path, capsys, mon
     again = json.loads(capsys.readouterr().out)
     assert not again["from_cache"] and again["keys"] == out["keys"]
     args = ["edit", "mobilenet_v2", "--layer", "features.17", "--original", str(tmp_path / "x.png"),
-            "--transformed", str(tmp_path / "xp.png"), "--mask", str(tmp_path / "m.png"), "--images", str(folder),
+            "--transformed", str(tmp_path / "xp.png"), "--masked", "--mask", str(tmp_path / "m.png"), "--images", str(folder),
             "--size", "128", "--out", str(tmp_path / "e")]
     assert main(args) == 0
     res = json.loads(capsys.readouterr().out)
@@ -161,7 +161,7 @@ def test_cli_stats_edit_apply(photo_batch, restyled_pairs, tmp_path, capsys, mon
     assert main(args + ["--size", "64"]) == 2    # an edit already at --out is kept: refused before any work
     assert "already holds an edit" in capsys.readouterr().err and (tmp_path / "e.json").read_bytes() == written
     assert main(args + ["--force"]) == 0 and json.loads(capsys.readouterr().out)["files"]
-    assert main(args[:-2] + ["--solver", "adam", "--steps", "3", "--masked", "--rank", "2"]) == 0
+    assert main(args[:-2] + ["--solver", "adam", "--steps", "3", "--rank", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["solver"] == "adam"
     assert main(["apply", "mobilenet_v2", str(tmp_path / "e"), str(tmp_path / "xp.png"), "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)
@@ -170,10 +170,10 @@ def test_cli_stats_edit_apply(photo_batch, restyled_pairs, tmp_path, capsys, mon
     assert "larger than the key dimension" in capsys.readouterr().err
     bad_mask = tmp_path / "small.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(bad_mask)
-    assert main(args[:5] + [str(tmp_path / "x.png"), "--transformed", str(tmp_path / "xp.png"), "--mask", str(bad_mask)]) == 2
+    assert main(args[:5] + [str(tmp_path / "x.png"), "--transformed", str(tmp_path / "xp.png"), "--masked", "--mask", str(bad_mask)]) == 2
     assert "is 8x8 but its image" in capsys.readouterr().err  # a mask of another size is refused, naming both sizes
     Image.fromarray(np.zeros(Image.open(tmp_path / "x.png").size[::-1], np.uint8)).save(bad_mask)
-    assert main(args[:5] + [str(tmp_path / "x.png"), "--transformed", str(tmp_path / "xp.png"), "--mask", str(bad_mask)]) == 2
+    assert main(args[:5] + [str(tmp_path / "x.png"), "--transformed", str(tmp_path / "xp.png"), "--masked", "--mask", str(bad_mask)]) == 2
     assert "mask is empty" in capsys.readouterr().err
 
 

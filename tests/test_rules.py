@@ -179,8 +179,33 @@ def test_bad_inputs_one_clear_line(world):
         rewrite_rules(lm, [rules[0], small], site, stats=st)
     with pytest.raises(ValueError, match="no rules"):
         rewrite_rules(lm, [], site, stats=st)
-    with pytest.raises(ValueError, match="norm_weight must be a non-negative"):
-        rewrite_rules(lm, rules, site, stats=st, norm_weight=-1.0)
+    for bad in ({"norm_weight": -1.0}, {"norm_weight": float("inf")}, {"keep_weight": float("inf"), "keep": x[:4]}):
+        with pytest.raises(ValueError, match="must be a finite, non-negative"):
+            rewrite_rules(lm, rules, site, stats=st, **bad)
+    with pytest.raises(TypeError, match="takes a list of rules"):
+        rewrite_rules(lm, rules[0], site, stats=st)
+    # found by the audit of session 11: inputs that were accepted and gave a plausible, wrong answer
+    with pytest.raises(ValueError, match=r"images to keep hold values in \[0.00, 2\d\d"):
+        rewrite_rules(lm, rules, site, stats=st, keep=x[:4] * 255)           # 0-255 images: a near no-op edit before
+    other = collect_rules(lm, rules[:1], "features.11")[0]                    # same 96 channels, another site
+    with pytest.raises(ValueError, match="collected at site 'features.11'"):
+        rewrite_rules(lm, rules[1:], site, stats=st, keep=other)
+    for m in (-torch.eye(96, dtype=torch.float64), torch.zeros(96, 96)):
+        with pytest.raises(ValueError, match="positive semidefinite and not zero"):
+            rewrite_rules(lm, rules, site, stats=st, keep=m)
+    with pytest.raises(ValueError, match="keep_threshold is a relative eigenvalue cut"):
+        RuleSequence(lm, site, stats=st, keep=x[:4], keep_threshold=0.0)     # every step a zero update before
+    for bad in ({"form": "bogus"}, {"norm_weight": -1.0}, {"max_norm": -1.0}):
+        with pytest.raises(ValueError):
+            RuleSequence(lm, site, stats=st, **bad)                            # at construction, not at the first add()
+    nan = rules[0].exemplars.x_prime.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        Exemplars(rules[0].exemplars.x, nan)
+    with pytest.raises(ValueError, match="uint8 tensors"):
+        Exemplars((rules[0].exemplars.x * 255).to(torch.uint8), rules[0].exemplars.x_prime)
+    half = Exemplars(rules[0].exemplars.x.double(), rules[0].exemplars.x_prime.half())   # float64 / half: cast, not a crash
+    assert half.x.dtype == half.x_prime.dtype == torch.float32
 
 
 def test_sequence_retention_against_pinned_base(world):

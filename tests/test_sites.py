@@ -55,7 +55,7 @@ def test_rank_sites_orders_by_validation_correction(world_files):
         assert r["clean_drop"] <= 0.02 + 1e-12
         assert len(r["tried"]) == 4
         assert (r["test_corrected"] == 0.0) if r["strength"] == 0 else (-1 <= r["test_corrected"] <= 1)
-    with pytest.raises(ValueError, match="clean set is empty"):
+    with pytest.raises(ValueError, match="no clean images given"):
         rank_sites(lm, Rule("car", Exemplars(x, xp)), clean=clean[:0], stats=clean)
 
 
@@ -70,6 +70,45 @@ def test_sites_command_and_layer_auto(world_files, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["site"] == ranking[0]["site"] and res["site_ranking"][0]["site"] == ranking[0]["site"]
     assert (d / "auto_edit.safetensors").is_file()
+    # the saved edit is the one the ranking validated: at the strength whose clean drop was within the budget
+    from modeledit.edit import Edit
+
+    saved = Edit.load(str(out))
+    assert saved.metrics.get("strength", 1.0) == ranking[0]["strength"] == res["site_ranking"][0]["strength"]
+
+
+def test_layer_auto_refuses_when_no_site_corrects_anything(world_files, capsys):
+    """A transformed image one pixel away from its original leaves no error to correct at any site: `edit --layer auto`
+    refuses in one line (it edited the shallowest site at full strength before) and `sites` says it recommends nothing."""
+    from PIL import Image
+
+    _, d, *_ = world_files
+    a = np.asarray(Image.open(d / "car0.png")).copy()
+    a[0, 0, 0] = (int(a[0, 0, 0]) + 1) % 256
+    Image.fromarray(a).save(d / "car0_px.png")
+    rule = ["--original", str(d / "car0.png"), "--transformed", str(d / "car0_px.png"), "--images", str(d / "clean")]
+    assert main(["sites", "world_vgg", *rule]) == 0
+    assert "no recommendation" in capsys.readouterr().out
+    assert main(["edit", "world_vgg", "--layer", "auto", *rule, "--out", str(d / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no site corrects" in err[-1] and "Traceback" not in "\n".join(err) and not (d / "nothing.safetensors").exists()
+
+
+def test_rank_sites_refuses_sets_it_cannot_read_right(world_files):
+    """0-255 or NaN clean images, labels that are not classes, a transformed set of another size and a rule with
+    nothing to learn were accepted and ranked every site at 0 (or at 1.0 corrected with no clean drop)."""
+    lm, _, x, xp, clean = world_files
+    rule = Rule("car", Exemplars(x, xp))
+    nan = clean.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    for kw, msg in (({"clean": clean * 255}, r"clean images hold values in \[0.00, 2"), ({"clean": nan}, "NaN or infinite"),
+                    ({"clean": (clean, [99] * len(clean))}, "not a class index"), ({"clean": (clean, [0, 1])}, "one class index per image"),
+                    ({"clean": clean, "val": (x, xp[:, :, :32, :32], None)}, "transformed images of shape"),
+                    ({"clean": clean.double().to(torch.uint8)}, "uint8 tensors")):
+        with pytest.raises(ValueError, match=msg):
+            rank_sites(lm, rule, stats=None, sites=["4"], **kw)
+    with pytest.raises(ValueError, match="nothing to learn"):
+        rank_sites(lm, Rule("same", Exemplars(x, x)), clean=clean, sites=["4"])
 
 
 @pytest.mark.parametrize("args, message", [

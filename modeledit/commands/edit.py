@@ -42,6 +42,10 @@ APPLIES = {
     "--steps": (lambda a: a.solver == "adam", "--solver adam (the closed form has no steps)"),
     "--resize-masks": (lambda a: bool(a.mask), "--mask"),
     "--force": (lambda a: bool(a.out), "--out"),
+    "--mask": (lambda a: a.mode == "masked", "--masked (the whole-image objective, the default, uses no mask: the transformed "
+                                             "image already holds the restyle)"),
+    "--budget": (lambda a: a.layer == "auto", "--layer auto"),
+    "--max-images": (lambda a: a.layer == "auto", "--layer auto"),
 }
 
 
@@ -85,17 +89,27 @@ def run(args: argparse.Namespace) -> int:
         if torch.equal(a, b):
             raise ValueError(f"--transformed {args.transformed[i]!r} is the same picture as --original {args.original[i]!r}: the edit "
                              "would change nothing; give the restyled copy of the original as --transformed")
-    ranking = recommend(lm, ex, args.images, args.budget, args.max_images) if site is None else None
-    site = site or get_site(lm.model, ranking[0]["site"])
-    stats = None
-    if args.stats:
+    ranking, stats = None, None
+    if site is None:            # --layer auto: the top site, its edit at the strength the ranking validated, with its statistics
+        ranking, site_stats = recommend(lm, ex, args.images, args.budget, args.max_images, config=cfg)
+        top = ranking[0]
+        if not top["val_corrected"] > 0:
+            raise ValueError(f"no site corrects any of the exemplars' errors within a clean drop of {args.budget * 100:.2f} pp "
+                             "(see `modeledit sites`); choose --layer by hand, raise --budget, or give more or other exemplars")
+        site = get_site(lm.model, top["site"])
+        stats = site_stats(site)
+    elif args.stats:
         from modeledit.stats import SecondMoment
 
         stats = SecondMoment.load_for(args.stats, lm.model, site)
-    if args.images:
+    elif args.images:
         data = ImageFolder(args.images, size=args.size or lm.input_size)
         stats = second_moment(lm.model, site, DataLoader(data, batch_size=rt.batch(32), **rt.loader()), dataset_id=data.identity, transform=lm.normalize)
     edit = rewrite(lm, site, ex, config=cfg, stats=stats)
+    if ranking is not None and ranking[0]["strength"] != 1.0:
+        from modeledit.rules import scale_edit
+
+        edit = scale_edit(edit, ranking[0]["strength"])     # the strength whose clean drop was within --budget
     out = {"site_index": site.index, "site": site.name, **edit.metrics, **({"site_ranking": ranking} if ranking else {})}
     if args.out:
         st, js = edit.save(args.out)

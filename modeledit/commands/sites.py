@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--original", nargs="+", required=True, help="original image(s) x of the rule")
     p.add_argument("--transformed", nargs="+", required=True, help="transformed image(s) x', one per original")
-    p.add_argument("--mask", nargs="+", default=None, help="concept mask image(s), one per pair")
+    p.add_argument("--mask", nargs="+", default=None, help="concept mask image(s), one per pair (used by --masked)")
+    p.add_argument("--masked", dest="mode", action="store_const", const="masked", default="whole",
+                   help="rank with the objective on the mask only (default: the whole image, which needs no mask)")
     p.add_argument("--resize-masks", action="store_true", help="resize masks of another size than their image (refused otherwise)")
     p.add_argument("--val-original", nargs="+", default=None, help="validation originals (default: the rule's own exemplars)")
     p.add_argument("--val-transformed", nargs="+", default=None, help="validation transformed images, one per validation original")
@@ -48,9 +50,18 @@ def _folder_images(lm: Any, folder: str, limit: int) -> tuple[Any, Any]:
     return data, x
 
 
+#: flags that apply only in some modes (modeledit.commands.applies)
+APPLIES = {
+    "--mask": (lambda a: a.mode == "masked", "--masked (the whole-image objective, the default, uses no mask)"),
+    "--resize-masks": (lambda a: bool(a.mask), "--mask"),
+}
+
+
 def recommend(lm: Any, exemplars: Any, images: str | None, budget: float = 0.0025, max_images: int = MAX_IMAGES,
-              val: Any = None, sites: Any = None, check_only: bool = False) -> list[dict[str, Any]] | None:
-    """The site ranking for one rule (:func:`modeledit.rules.rank_sites`), with clean images and statistics from a folder.
+              val: Any = None, sites: Any = None, check_only: bool = False,
+              config: Any = None) -> tuple[list[dict[str, Any]], Any] | None:
+    """The site ranking for one rule (:func:`modeledit.rules.rank_sites` with the edit's ``config``), with clean images
+    and statistics from a folder; returns (rows, the statistics function site -> C the ranking used).
     ``check_only``: refuse a missing or empty folder (before any work) and return None."""
     from modeledit.image_folder import ImageFolder
     from modeledit.rules import Rule, rank_sites
@@ -66,7 +77,7 @@ def recommend(lm: Any, exemplars: Any, images: str | None, budget: float = 0.002
     def stats(site: Any) -> Any:
         return second_moment(lm, site, [x[i:i + 64] for i in range(0, len(x), 64)], dataset_id=f"{data.identity}:{len(x)}", progress=False)
 
-    return rank_sites(lm, Rule("rule", exemplars), clean=x, val=val, stats=stats, sites=sites, budget=budget)
+    return rank_sites(lm, Rule("rule", exemplars), clean=x, val=val, stats=stats, sites=sites, budget=budget, config=config), stats
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         v = Exemplars.from_images(lm, args.val_original, args.val_transformed)
         val = (v.x, v.x_prime, None)
     sites = split_list(args.sites) if args.sites else None
-    rows = recommend(lm, ex, args.images, args.budget, args.max_images, val=val, sites=sites)
+    from modeledit.editor import EditConfig
+
+    rows, _ = recommend(lm, ex, args.images, args.budget, args.max_images, val=val, sites=sites, config=EditConfig(mode=args.mode))
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -91,4 +104,7 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['rank']:>4}  {r['site_index']:>5}  {r['site']:<24} {r['val_corrected']:>13.3f} {r['strength']:>8.2f} "
               f"{r['clean_drop'] * 100:>15.2f}")
+    if not rows[0]["val_corrected"] > 0:
+        print("no site corrects any validation error within the budget: no recommendation (raise --budget, or give more "
+              "or other exemplars)")
     return 0

@@ -328,6 +328,9 @@ class Studio:
             job.step(0, 1, f"ranking sites on {n} clean images")
         rule = rules.Rule("studio", ex)
         rows = rules.rank_sites(lm, rule, clean=x, stats=x)
+        if not rows[0]["val_corrected"] > 0:        # a ranking of zeros would propose the first site as if it were best
+            raise ValueError(f"no site corrects any of the exemplars' errors within the clean budget on {n} images of {stats}; "
+                             "choose the site by hand, or paint other exemplars")
         keep = ("rank", "site", "val_corrected", "strength", "clean_drop")
         self.recommendation = {"statistics": stats, "n_clean": n, "rows": [{k: r.get(k) for k in keep} for r in rows]}
         return self.recommendation
