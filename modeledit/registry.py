@@ -22,7 +22,8 @@ from typing import Any, Iterator, Sequence
 
 def close_matches(word: str, options: Sequence[str], n: int = 5) -> list[str]:
     """The valid names closest to a mistyped ``word`` (for error messages)."""
-    found = difflib.get_close_matches(word, list(options), n=n, cutoff=0.4)
+    options = list(dict.fromkeys(options))          # each name once (a site's name and its layer's may be the same)
+    found = difflib.get_close_matches(word, options, n=n, cutoff=0.4)
     if not found:
         found = [o for o in options if word.lower() in o.lower() or o.lower() in word.lower()][:n]
     return found

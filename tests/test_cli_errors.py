@@ -109,7 +109,7 @@ CASES = [
     ("rank-not-int", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--rank", "abc"], r"argument --rank: 'abc' is neither a positive integer nor 'full'"),
     ("rank-zero", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--rank", "0"], r"--rank: '0' is not a positive integer"),
     ("site-out-of-range", ["edit", "world_vgg", "--layer", "99", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png"], r"site index 99 out of range.*edit sites"),
-    ("site-unknown-name", ["edit", "world_vgg", "--layer", "features.99", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png"], r"no edit site named 'features.99'; closest"),
+    ("site-unknown-name", ["edit", "world_vgg", "--layer", "features.99", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png"], r"no edit site named 'features.99'; closest: \['features.8', 'features.4', "),
     ("solver-unknown", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--solver", "sgd"], r"argument --solver: invalid choice: 'sgd'"),
     ("size-negative", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/cat2.png", "--size", "-3"], r"--size: '-3' is not a positive integer"),
     ("exemplar-size-mismatch", ["edit", "world_vgg", "--layer", "-1", "--original", "{d}/cat.png", "--transformed", "{d}/small.png"], r"original '.*cat.png' is 451x300 but transformed '.*small.png' is 226x150"),
