@@ -749,7 +749,7 @@ def rank_sites(
     0: no change). ``val`` = (originals, transformed, labels or None); default the rule's own exemplars (in-sample).
     ``stats``: images (N, 3, H, W) in [0, 1] to compute each site's C from, a mapping site name -> SecondMoment, a
     callable site -> SecondMoment, or None (C = I). Rows: ``rank``, ``site_index``, ``site``, ``val_corrected``,
-    ``strength``, ``clean_drop``, ``objective_before``/``after`` and ``seconds``; with ``test`` (as ``val``) also
+    ``strength``, ``clean_drop`` (on ``n_clean`` images), ``objective_before``/``after`` and ``seconds``; with ``test`` (as ``val``) also
     ``test_corrected`` at the chosen strength (0 where no strength qualified), to check the ranking on held-out images.
 
     Example:
@@ -828,7 +828,7 @@ def rank_sites(
                     with scale_edit(edit, best["strength"]).applied(model):
                         tpost = ev.predict(sets["test_trans"], site).numpy() == ty
                     best["test_corrected"] = _corrected(tor == ty, tpre, tpost)[2]
-            rows.append({"site_index": site.index, "site": site.name, **best,
+            rows.append({"site_index": site.index, "site": site.name, **best, "n_clean": len(cx),
                          "objective_before": edit.metrics["objective_before"], "objective_after": edit.metrics["objective_after"],
                          "tried": tried, "seconds": time.perf_counter() - t0})
     rows.sort(key=lambda r: (-r["val_corrected"], r["clean_drop"]))

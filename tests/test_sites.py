@@ -88,7 +88,8 @@ def test_layer_auto_refuses_when_no_site_corrects_anything(world_files, capsys):
     Image.fromarray(a).save(d / "car0_px.png")
     rule = ["--original", str(d / "car0.png"), "--transformed", str(d / "car0_px.png"), "--images", str(d / "clean")]
     assert main(["sites", "world_vgg", *rule]) == 0
-    assert "no recommendation" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no recommendation" in out and "(on 96 clean images)" in out
     assert main(["edit", "world_vgg", "--layer", "auto", *rule, "--out", str(d / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "no site corrects" in err[-1] and "Traceback" not in "\n".join(err) and not (d / "nothing.safetensors").exists()

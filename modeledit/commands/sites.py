@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{lm.name}: sites ranked by validation correction within a clean drop of {args.budget * 100:.2f} pp")
+    print(f"{lm.name}: sites ranked by validation correction within a clean drop of {args.budget * 100:.2f} pp "
+          f"(on {rows[0]['n_clean']} clean images)")
     print(f"{'rank':>4}  {'index':>5}  {'site':<24} {'val corrected':>13} {'strength':>8} {'clean drop (pp)':>15}")
     for r in rows:
         print(f"{r['rank']:>4}  {r['site_index']:>5}  {r['site']:<24} {r['val_corrected']:>13.3f} {r['strength']:>8.2f} "
