@@ -76,7 +76,7 @@ class Exemplars:
         self.x = check_batch01(self.x, "original exemplar images")
         self.x_prime = check_batch01(self.x_prime, "transformed exemplar images")
         if self.mask is not None:
-            m = torch.as_tensor(self.mask).float()
+            m = (self.mask if isinstance(self.mask, torch.Tensor) else torch.as_tensor(self.mask, device=self.x.device)).float()
             if not bool(torch.isfinite(m).all()):
                 raise ValueError("the mask holds NaN or infinite values; give a mask of 0 (background) and 1 (concept)")
             while m.dim() < 4:

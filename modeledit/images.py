@@ -211,7 +211,7 @@ def check_batch01(x: Any, what: str, allow_empty: bool = False) -> torch.Tensor:
                          "(e.g. x.float() / 255 for 8-bit values)")
     if x.dtype != torch.float32:
         x = x.float()
-    if x.numel():
+    if x.numel() and x.device.type != "meta":          # meta tensors (shape checks) hold no values
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"the {what} hold NaN or infinite values; give finite images in [0, 1]")
         lo, hi = float(x.min()), float(x.max())

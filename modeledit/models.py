@@ -103,7 +103,11 @@ class LoadedModel:
 
     @torch.no_grad()
     def predict(self, x01: torch.Tensor) -> torch.Tensor:
-        """Logits for a batch of [0, 1] images (N, 3, H, W)."""
+        """Logits for a batch of [0, 1] images (N, 3, H, W) (0-255, normalised, NaN or integer tensors are refused:
+        :func:`modeledit.images.check_batch01`)."""
+        from modeledit.images import check_batch01
+
+        x01 = check_batch01(x01, "images to predict", allow_empty=True)
         was_training = self.model.training
         self.model.eval()
         try:

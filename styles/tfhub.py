@@ -30,6 +30,10 @@ class TFHubStylizer:
     def __init__(self, handle: str = TFHUB_HANDLE, batch_size: int = 8) -> None:
         from modeledit.deps import optional_import
 
+        # torchvision's models before TensorFlow: with TensorFlow (2.x, this stack) imported first, a later
+        # `import torchvision.models` (any model this library loads) ends the process with a segmentation fault
+        import torchvision.models  # noqa: F401
+
         self.tf = optional_import("tensorflow", "tfhub")
         self.handle = str(handle)
         self.batch_size = int(batch_size)

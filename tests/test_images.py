@@ -260,3 +260,25 @@ def test_every_reader_sees_the_16_bit_picture(rgb, tmp_path, capsys):
     assert np.array_equal(written > 0, mask > 0)
     x = ImageFolder(tmp_path / "imgs", size=None).load(0)
     assert torch.allclose(x[0], torch.from_numpy(grey / np.float32(255)), atol=1 / 255)
+
+
+def test_tensors_at_the_api_are_checked_once(mobilenet, rgb):
+    """lm.predict / predict_labels and restyle took 0-255, NaN and uint8 tensors and returned plausible classes and
+    pictures (check_batch01); float64 is cast, a meta tensor (shape checks) passes, an empty batch predicts nothing."""
+    import torch
+
+    from modeledit import restyle
+    from modeledit.images import check_batch01
+
+    x = mobilenet.preprocess(rgb)[None]
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    for bad, msg in ((x * 255, r"hold values in \[0.00, 2\d\d"), (nan, "NaN or infinite"), ((x * 255).to(torch.uint8), "uint8 tensors"),
+                     (x[:, :1], r"shape \(1, 1, ")):
+        with pytest.raises(ValueError, match=msg):
+            mobilenet.predict_labels(bad)
+        with pytest.raises(ValueError, match=msg):
+            restyle(bad, torch.ones(1, *bad.shape[-2:], dtype=torch.bool), "snow")
+    assert mobilenet.predict_labels(x.double()).tolist() == mobilenet.predict_labels(x).tolist()
+    assert mobilenet.predict_labels(x[:0]).shape == (0,)
+    assert check_batch01(torch.empty(2, 3, 4, 4, device="meta"), "images").device.type == "meta"

@@ -163,6 +163,8 @@ def test_tensorflow_is_not_imported_by_the_other_backends():
 
 
 def test_tfhub_loads_a_savedmodel(tmp_path, astronaut128):
+    import torchvision.models  # noqa: F401 - before TensorFlow, as the tfhub backend does (see styles/tfhub.py)
+
     try:
         import tensorflow as tf
     except ImportError:
@@ -185,3 +187,9 @@ def test_tfhub_loads_a_savedmodel(tmp_path, astronaut128):
     assert torch.allclose(y, expected, atol=2e-3)
     with pytest.raises(FileNotFoundError, match="SavedModel"):
         get_stylizer("tfhub", handle=str(tmp_path))
+    # a fresh process that stylizes with tfhub first and loads a torchvision model after: it ended in a segmentation
+    # fault (TensorFlow imported before torchvision.models)
+    code = (f"from modeledit.styles import get_stylizer; get_stylizer('tfhub', handle={str(tmp_path / 'sm')!r}); "
+            "import modeledit; print(modeledit.load_model('mobilenet_v2').name)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and res.stdout.strip().endswith("mobilenet_v2"), res.stderr[-2000:]

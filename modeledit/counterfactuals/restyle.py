@@ -74,10 +74,11 @@ def restyle(images01: torch.Tensor, masks: Any, style: Any, style_image: int = 0
     Example:
         >>> y = restyle(x01, masks, "snow", 0)      # (N, 3, H, W) in [0, 1]
     """
+    from modeledit.images import check_batch01
     from modeledit.styles.base import apply_in_mask
 
-    single = images01.dim() == 3
-    x = images01[None] if single else images01
+    single = isinstance(images01, torch.Tensor) and images01.dim() == 3
+    x = check_batch01(images01, "images to restyle")
     n, _, h, w = x.shape
     m = _check_region_masks(masks, n, h, w, x.device)
     out = apply_in_mask(x, stylize(x, style, style_image, stylizer), m.to(x.device), blend=blend)
