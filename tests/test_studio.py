@@ -474,16 +474,26 @@ def test_world_scenes_oracle_effect_sensitivity_and_cancel():
         assert wait_job(c)["status"] == "done"
         assert studio.images[ids[0]].mask.equal(torch_bool(studio.images[ids[0]].meta["masks"]["sand"]))
         c.post("/api/style", json={"name": "snow"})
-        # where to edit: the many-rules module's ranking where it is installed, one message where it is not
+        # where to edit: the many-rules module's ranking where it is installed, one message where it is not. The truck
+        # is still a truck with its sand snowed: nothing to correct, so no site is proposed (the first one was, before)
         c.post("/api/recommend", json={"stats": "world:val:64"})
         job = wait_job(c)
+        error = c.get("/api/job").json()["job"].get("error") or ""
         if has_site_ranking():
-            assert job["status"] == "done", job
+            assert job["status"] == "failed" and "no error to correct" in error, error
+            boat = c.post("/api/images/world", json={"split": "test", "n": 5}).json()["added"][4]   # a sailboat: snowy water
+            c.post(f"/api/images/{boat}/segment", json={"choice": "oracle (world scenes)", "concept": "water"})  # -> airplane
+            assert wait_job(c)["status"] == "done"
+            c.post(f"/api/images/{ids[0]}/exemplar", json={"on": False})
+            c.post("/api/recommend", json={"stats": "world:val:64", "budget": 0.05})   # one exemplar, C from 64 images: 3 pp
+            assert wait_job(c)["status"] == "done", c.get("/api/job").json()["job"].get("error")
             rec = c.get("/api/state").json()["recommendation"]
-            assert sorted(r["site"] for r in rec["rows"]) == sorted(studio.model_info()["sites"])
-            assert studio.model_info()["default_site"] == rec["rows"][0]["site"] and rec["n_clean"] == 64
+            assert sorted(r["site"] for r in rec["rows"]) == sorted(studio.model_info()["sites"]) and rec["rows"][0]["val_corrected"] > 0
+            assert studio.model_info()["default_site"] == rec["rows"][0]["site"] and rec["n_clean"] == 64 and rec["budget"] == 0.05
+            c.post(f"/api/images/{boat}/exemplar", json={"on": False})
+            c.post(f"/api/images/{ids[0]}/exemplar", json={"on": True})
         else:
-            assert job["status"] == "failed" and "choose the site by hand" in job["error"]
+            assert job["status"] == "failed" and "choose the site by hand" in error
         c.post("/api/execute", json={"site": "-1", "stats": "world:val:64"})
         job = wait_job(c)
         assert job["status"] == "done", job

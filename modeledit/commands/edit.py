@@ -93,9 +93,11 @@ def run(args: argparse.Namespace) -> int:
     if site is None:            # --layer auto: the top site, its edit at the strength the ranking validated, with its statistics
         ranking, site_stats = recommend(lm, ex, args.images, args.budget, args.max_images, config=cfg)
         top = ranking[0]
-        if not top["val_corrected"] > 0:
-            raise ValueError(f"no site corrects any of the exemplars' errors within a clean drop of {args.budget * 100:.2f} pp "
-                             "(see `modeledit sites`); choose --layer by hand, raise --budget, or give more or other exemplars")
+        from modeledit.rules import no_recommendation
+
+        why = no_recommendation(ranking, args.budget)
+        if why:
+            raise ValueError(f"{why} (see `modeledit sites`); choose --layer by hand, raise --budget, or give other exemplars")
         site = get_site(lm.model, top["site"])
         stats = site_stats(site)
     elif args.stats:

@@ -105,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['rank']:>4}  {r['site_index']:>5}  {r['site']:<24} {r['val_corrected']:>13.3f} {r['strength']:>8.2f} "
               f"{r['clean_drop'] * 100:>15.2f}")
-    if not rows[0]["val_corrected"] > 0:
-        print("no site corrects any validation error within the budget: no recommendation (raise --budget, or give more "
-              "or other exemplars)")
+    from modeledit.rules import no_recommendation
+
+    why = no_recommendation(rows, args.budget)
+    if why:
+        print(f"{why}: no recommendation (raise --budget, or give other exemplars)")
     return 0

@@ -244,7 +244,8 @@ def create_app(studio: Studio, load_on_start: bool = True) -> Any:
     @endpoint
     async def recommend(request: Request) -> dict[str, Any]:
         b = await body(request)
-        return start("recommend site", studio.recommend_site, str(b.get("stats", "photos")))
+        return start("recommend site", studio.recommend_site, str(b.get("stats", "photos")), number(b, "n", 64),
+                     budget=number(b, "budget", None, float) if b.get("budget") is not None else None)
 
     @endpoint
     async def toggle(request: Request) -> dict[str, Any]:

@@ -304,9 +304,10 @@ class Studio:
             return self.recommendation["rows"][0]["site"]
         return list_sites(self.lm.model)[-1].name
 
-    def recommend_site(self, stats: str = "photos", max_images: int = 64, job: Any = None) -> dict[str, Any]:
-        """Rank the sites for the exemplars' rule (``modeledit.rules.rank_sites``: validation correction at a clean
-        budget, from a closed-form sweep), with clean images and statistics from ``stats``."""
+    def recommend_site(self, stats: str = "photos", max_images: int = 64, job: Any = None, budget: float | None = None) -> dict[str, Any]:
+        """Rank the sites for the exemplars' rule (``modeledit.rules.rank_sites``: validation correction within a clean
+        ``budget``, default the paper's 0.25 pp, at least one of the ``max_images`` clean images; from a closed-form
+        sweep), with clean images and statistics from ``stats``."""
         import importlib.util
 
         if importlib.util.find_spec("modeledit.rules") is None:
@@ -315,6 +316,10 @@ class Studio:
 
         if not (callable(getattr(rules, "rank_sites", None)) and hasattr(rules, "Rule")):
             raise ValueError("this installation's modeledit.rules has no rank_sites; choose the site by hand")
+        if not 8 <= int(max_images) <= 4000:
+            raise ValueError(f"the site ranking reads 8 to 4000 clean images, got n={max_images}")
+        if budget is not None and not 0 < budget < 1:
+            raise ValueError(f"the budget is a clean-accuracy drop in (0, 1) (0.0025 = 0.25 pp), got {budget}")
         lm = self.require_model()
         data = self.statistics_dataset(stats)
         if data is None:
@@ -327,12 +332,14 @@ class Studio:
         if job is not None:
             job.step(0, 1, f"ranking sites on {n} clean images")
         rule = rules.Rule("studio", ex)
-        rows = rules.rank_sites(lm, rule, clean=x, stats=x)
-        if not rows[0]["val_corrected"] > 0:        # a ranking of zeros would propose the first site as if it were best
-            raise ValueError(f"no site corrects any of the exemplars' errors within the clean budget on {n} images of {stats}; "
-                             "choose the site by hand, or paint other exemplars")
+        # the paper's 0.25 pp, or one clean image of the n when n images cannot resolve it (64 images: 1.56 pp)
+        budget = max(rules.SITE_BUDGET if budget is None else budget, 1.0 / n)
+        rows = rules.rank_sites(lm, rule, clean=x, stats=x, budget=budget)
+        why = rules.no_recommendation(rows, budget)   # a ranking of zeros would propose the first site as if it were best
+        if why:
+            raise ValueError(f"{why} (exemplars against {n} clean images of {stats}); choose the site by hand, or paint other exemplars")
         keep = ("rank", "site", "val_corrected", "strength", "clean_drop")
-        self.recommendation = {"statistics": stats, "n_clean": n, "rows": [{k: r.get(k) for k in keep} for r in rows]}
+        self.recommendation = {"statistics": stats, "n_clean": n, "budget": budget, "rows": [{k: r.get(k) for k in keep} for r in rows]}
         return self.recommendation
 
     # -- images

@@ -131,7 +131,7 @@ function renderModel() {
   }
   const rec = S.recommendation;
   const box = $("recommendation");
-  box.textContent = rec ? `recommended: ${rec.rows.slice(0, 3).map((r) => `${r.rank}. ${r.site} (corrects ${(100 * r.val_corrected).toFixed(0)}% at strength ${r.strength}, clean drop ${(100 * r.clean_drop).toFixed(2)} pp)`).join("; ")} — ${rec.n_clean} clean images from ${rec.statistics}` : "";
+  box.textContent = rec ? `recommended: ${rec.rows.slice(0, 3).map((r) => `${r.rank}. ${r.site} (corrects ${(100 * r.val_corrected).toFixed(0)}% at strength ${r.strength}, clean drop ${(100 * r.clean_drop).toFixed(2)} pp)`).join("; ")} — within a clean drop of ${(100 * rec.budget).toFixed(2)} pp on ${rec.n_clean} clean images from ${rec.statistics}` : "";
   if (rec && sel.dataset.recommended !== JSON.stringify(rec.rows[0])) {
     sel.dataset.recommended = JSON.stringify(rec.rows[0]);
     sel.value = rec.rows[0].site;
