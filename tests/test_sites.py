@@ -77,7 +77,7 @@ def test_sites_command_and_layer_auto(world_files, capsys):
     assert saved.metrics.get("strength", 1.0) == ranking[0]["strength"] == res["site_ranking"][0]["strength"]
 
 
-def test_layer_auto_refuses_when_no_site_corrects_anything(world_files, capsys):
+def test_layer_auto_refuses_when_there_is_nothing_to_correct(world_files, capsys):
     """A transformed image one pixel away from its original leaves no error to correct at any site: `edit --layer auto`
     refuses in one line (it edited the shallowest site at full strength before) and `sites` says it recommends nothing."""
     from PIL import Image
@@ -89,10 +89,18 @@ def test_layer_auto_refuses_when_no_site_corrects_anything(world_files, capsys):
     rule = ["--original", str(d / "car0.png"), "--transformed", str(d / "car0_px.png"), "--images", str(d / "clean")]
     assert main(["sites", "world_vgg", *rule]) == 0
     out = capsys.readouterr().out
-    assert "no recommendation" in out and "(on 96 clean images)" in out
+    assert "no error to correct" in out and "no recommendation" in out and "(on 96 clean images)" in out
     assert main(["edit", "world_vgg", "--layer", "auto", *rule, "--out", str(d / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "no site corrects" in err[-1] and "Traceback" not in "\n".join(err) and not (d / "nothing.safetensors").exists()
+    assert "no error to correct" in err[-1] and "Traceback" not in "\n".join(err) and not (d / "nothing.safetensors").exists()
+
+
+def test_no_recommendation_says_why():
+    from modeledit.rules import no_recommendation
+
+    assert no_recommendation([{"val_corrected": 0.5, "val_errors": 2}], 0.01) is None
+    assert "no error to correct" in no_recommendation([{"val_corrected": 0.0, "val_errors": 0}], 0.01)
+    assert "within a clean drop of 1.00 pp" in no_recommendation([{"val_corrected": 0.0, "val_errors": 3}], 0.01)
 
 
 def test_rank_sites_refuses_sets_it_cannot_read_right(world_files):
