@@ -215,7 +215,8 @@ def second_moment(
     from modeledit.models import LoadedModel
     from modeledit.progress import tqdm
 
-    if isinstance(model, LoadedModel):
+    images01 = isinstance(model, LoadedModel)        # batches of [0, 1] images: checked (0-255 or NaN gave a wrong C)
+    if images01:
         transform = transform or model.normalize
         model = model.model
     site = get_site(model, site)
@@ -235,6 +236,10 @@ def second_moment(
     with capture(model, [site], stop_after=True) as rec:
         for batch in tqdm(_batches(data), total=total_len, desc=f"stats {site.name}", disable=not progress, leave=False):
             batch = batch.to(dev)
+            if images01:
+                from modeledit.images import check_batch01
+
+                batch = check_batch01(batch, "statistics images", allow_empty=True)
             if transform is not None:
                 batch = transform(batch)
             rec.run(batch)  # the forward pass stops once the site is reached

@@ -175,3 +175,18 @@ def test_statistics_of_modeledit_stats_are_found_by_rewrite_and_the_reverse(tmp_
     assert main(cli) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["from_cache"] and again["keys"] == st.count        # the command read the API's file
+
+
+def test_statistics_images_are_checked(mobilenet):
+    """0-255 or uint8 batches gave a second moment of the wrong images without a word."""
+    import torch
+
+    from modeledit.layers import get_site
+    from modeledit.stats import second_moment
+
+    site = get_site(mobilenet.model, "features.14")
+    x = torch.rand(2, 3, 64, 64)
+    for bad, msg in ((x * 255, "hold values in"), ((x * 255).to(torch.uint8), "uint8 tensors")):
+        with pytest.raises(ValueError, match=msg):
+            second_moment(mobilenet, site, [bad], progress=False)
+    assert second_moment(mobilenet, site, [x], progress=False).count > 0
