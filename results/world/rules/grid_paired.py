@@ -1,10 +1,11 @@
-"""Paired 95% intervals (resampling concept-style pairs) for the preserved-sequence settings of world_vgg_grid/.
+"""Paired 95% intervals (resampling concept-style pairs) for the preserved-sequence settings of a sequence_grid folder.
 
-Per setting, on the test halves: each rule's correction at the end of the 60-rule sequence against (a) the same rule
-edited alone (single_sel in world_vgg_sel/: closed form, strength selected within 1 pp on the validation half; the same
-test half) and (b) the chosen setting (sequence_grid_choice.json). Writes world_vgg_grid/paired.json.
+Per setting, on the test halves: each rule's correction at the end of the sequence of all rules against (a) the same
+rule edited alone (single_sel: closed form, strength selected within 1 pp on the validation half; the same test half)
+and (b) the chosen setting (sequence_grid_choice.json). Writes GRID/paired.json.
 
-    .venv/bin/python results/world/rules/grid_paired.py
+    .venv/bin/python results/world/rules/grid_paired.py                      # world_vgg_grid/ (single_sel in world_vgg_sel/)
+    .venv/bin/python results/world/rules/grid_paired.py world_resnet world_resnet
 """
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ from modeledit.eval.rules import paired_over_pairs
 HERE = Path(__file__).resolve().parent
 
 
-def main() -> None:
-    grid = HERE / "world_vgg_grid"
-    single = pd.read_csv(HERE / "world_vgg_sel" / "single_sel.csv")
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    grid_name, single_name = (args + ["world_vgg_grid", "world_vgg_sel"][len(args):])[:2]
+    grid = HERE / grid_name
+    single = pd.read_csv(HERE / single_name / "single_sel.csv")
     chosen = json.loads((grid / "sequence_grid_choice.json").read_text())["chosen"]
     ends = {}
     for path in sorted(grid.glob("sequence_grid_*_steps.csv")):
