@@ -2,7 +2,8 @@
 
 Per setting, on the test halves: each rule's correction at the end of the sequence of all rules against (a) the same
 rule edited alone (single_sel: closed form, strength selected within 1 pp on the validation half; the same test half)
-and (b) the chosen setting (sequence_grid_choice.json). Writes GRID/paired.json.
+and (b) the chosen setting (sequence_grid_choice.json; where none qualified, the library's SEQUENCE_DEFAULTS).
+Writes GRID/paired.json.
 
     .venv/bin/python results/world/rules/grid_paired.py                      # world_vgg_grid/ (single_sel in world_vgg_sel/)
     .venv/bin/python results/world/rules/grid_paired.py world_resnet world_resnet
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     grid = HERE / grid_name
     single = pd.read_csv(HERE / single_name / "single_sel.csv")
     chosen = json.loads((grid / "sequence_grid_choice.json").read_text())["chosen"]
+    if chosen is None:             # no setting met the choice rule there: compare against the library's defaults
+        from modeledit.eval.rules import _setting_tag
+        from modeledit.rules import SEQUENCE_DEFAULTS
+
+        chosen = _setting_tag(*(SEQUENCE_DEFAULTS[k] for k in ("form", "norm_weight", "past_weight", "past_mode")))
     ends = {}
     for path in sorted(grid.glob("sequence_grid_*_steps.csv")):
         tag = path.name[len("sequence_grid_"):-len("_steps.csv")]
