@@ -660,32 +660,28 @@ def _sequence_grid(lm: Any, site: Any, st: Any, order: Sequence[Unit], ev: "_Eva
     return rows
 
 
-def paired_over_pairs(a: pd.DataFrame, b: pd.DataFrame, col: str = "corrected", n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean over rules of b[col] - a[col] (paired by rule), with a 95% bootstrap interval resampling concept-style pairs."""
+def mean_over_pairs(x: np.ndarray, pairs: Sequence[str], name: str, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """The mean of per-rule values ``x`` as ``name``, ``name_lo``/``name_hi`` (a 95% bootstrap interval resampling the
+    concept-style ``pairs``: the rules of one pair are not independent) and ``n``."""
     from modeledit.eval.intervals import draw_units
 
+    if not len(x):
+        return {name: float("nan"), f"{name}_lo": float("nan"), f"{name}_hi": float("nan"), "n": 0}
+    idx = draw_units(np.random.default_rng(seed), n_boot, len(x), list(pairs))
+    boots = np.nanmean(np.where(idx >= 0, x[np.clip(idx, 0, None)], np.nan), 1)
+    return {name: float(x.mean()), f"{name}_lo": float(np.percentile(boots, 2.5)), f"{name}_hi": float(np.percentile(boots, 97.5)),
+            "n": int(len(x))}
+
+
+def paired_over_pairs(a: pd.DataFrame, b: pd.DataFrame, col: str = "corrected", n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean over rules of b[col] - a[col] (paired by rule), with a 95% bootstrap interval resampling concept-style pairs."""
     m = a[["rule", "pair", col]].merge(b[["rule", col]], on="rule", suffixes=("_a", "_b")).dropna()
-    if m.empty:
-        return {"diff": float("nan"), "diff_lo": float("nan"), "diff_hi": float("nan"), "n": 0}
-    d = (m[f"{col}_b"] - m[f"{col}_a"]).to_numpy()
-    idx = draw_units(np.random.default_rng(seed), n_boot, len(d), list(m["pair"]))
-    vals = np.where(idx >= 0, d[np.clip(idx, 0, None)], np.nan)
-    boots = np.nanmean(vals, 1)
-    return {"diff": float(d.mean()), "diff_lo": float(np.percentile(boots, 2.5)), "diff_hi": float(np.percentile(boots, 97.5)), "n": int(len(d))}
+    return mean_over_pairs((m[f"{col}_b"] - m[f"{col}_a"]).to_numpy(), m["pair"], "diff", n_boot, seed)
 
 
 def share_over_pairs(t: pd.DataFrame, col: str, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """The share of rules (rows) where the boolean ``col`` holds, with a 95% bootstrap interval resampling
-    concept-style pairs (the rules of one pair are not independent)."""
-    from modeledit.eval.intervals import draw_units
-
-    x = t[col].astype(float).to_numpy()
-    if not len(x):
-        return {"share": float("nan"), "share_lo": float("nan"), "share_hi": float("nan"), "n": 0}
-    idx = draw_units(np.random.default_rng(seed), n_boot, len(x), list(t["pair"]))
-    boots = np.nanmean(np.where(idx >= 0, x[np.clip(idx, 0, None)], np.nan), 1)
-    return {"share": float(x.mean()), "share_lo": float(np.percentile(boots, 2.5)), "share_hi": float(np.percentile(boots, 97.5)),
-            "n": int(len(x))}
+    """The share of rules (rows) where the boolean ``col`` holds, with a pair-resampled 95% interval."""
+    return mean_over_pairs(t[col].astype(float).to_numpy(), t["pair"], "share", n_boot, seed)
 
 
 def summarize_sites(t: pd.DataFrame) -> list[dict[str, Any]]:
