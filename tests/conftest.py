@@ -39,6 +39,30 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
+def warm_cli(tmp_path_factory):
+    """A warm process that runs ``modeledit`` commands and ``python -c`` programs, each in a forked child of
+    its own (tests/warm_cli.py): the command's work without ~5 s of imports per run. For tests of what a
+    command does; tests of process start-up and signals start real processes."""
+    import subprocess
+    import sys
+
+    from warm_cli import WarmCLI, shim
+
+    folder = tmp_path_factory.mktemp("warm")
+    (folder / "bin").mkdir()
+    shim(str(folder / "bin"))
+    path = str(folder / "s")
+    proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "warm_cli.py"), "serve", path],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n", "the warm command server did not start"
+        yield WarmCLI(path, str(folder / "bin"))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
 def mobilenet():
     from modeledit import load_model
 

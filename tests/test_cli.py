@@ -55,7 +55,7 @@ def test_every_cli_spelling_names_a_flag_some_command_has():
 
 
 @pytest.mark.slow
-def test_a_warning_shown_by_the_cli_speaks_flags(tmp_path):
+def test_a_warning_shown_by_the_cli_speaks_flags(tmp_path, warm_cli):
     """The rewrite without statistics warns in Python (stats=second_moment(...)); `modeledit edit` says
     which flag gives them."""
     import skimage.data
@@ -64,9 +64,8 @@ def test_a_warning_shown_by_the_cli_speaks_flags(tmp_path):
     im = Image.fromarray(skimage.data.chelsea()).resize((64, 64))
     im.save(tmp_path / "a.png")
     im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "b.png")
-    res = subprocess.run([sys.executable, "-m", "modeledit", "edit", "mobilenet_v2", "--layer", "features.16", "--size", "64",
-                          "--original", "a.png", "--transformed", "b.png"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                         timeout=300)
+    res = warm_cli.run(["edit", "mobilenet_v2", "--layer", "features.16", "--size", "64", "--original", "a.png", "--transformed", "b.png"],
+                       cwd=tmp_path, env=ENV, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "--images DIR" in res.stderr and "second_moment(" not in res.stderr, res.stderr[-2000:]
 
@@ -118,7 +117,7 @@ def test_ctrl_c_after_the_program_returned_does_not_turn_success_into_130(tmp_pa
 
 
 @pytest.mark.parametrize("verbose", [False, True])
-def test_native_log_noise_is_held_back_unless_verbose(tmp_path, verbose):
+def test_native_log_noise_is_held_back_unless_verbose(tmp_path, verbose, warm_cli):
     """LiteRT prints 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU' on file descriptor 2 when the
     MediaPipe segmenter starts: hidden from the command line, shown with -v. The style is a cheap transform
     (black and white), not Magenta: the line comes from the segmenter, and the test runs twice."""
@@ -127,9 +126,9 @@ def test_native_log_noise_is_held_back_unless_verbose(tmp_path, verbose):
 
     (tmp_path / "photos").mkdir()
     Image.fromarray(skimage.data.astronaut()).resize((96, 96)).save(tmp_path / "photos" / "astronaut.png")
-    argv = [sys.executable, "-m", "modeledit"] + (["-v"] if verbose else []) + [
-        "counterfactuals", "--images", "photos", "--concept", "person", "--style", "black and white", "--out", "cf"]
-    res = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    argv = (["-v"] if verbose else []) + ["counterfactuals", "--images", "photos", "--concept", "person", "--style", "black and white",
+                                          "--out", "cf"]
+    res = warm_cli.run(argv, cwd=tmp_path, env=ENV, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert ("XNNPACK" in res.stderr) is verbose, res.stderr[-2000:]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -107,19 +105,22 @@ def _pngs(folder: Path) -> dict[str, np.ndarray]:
     return {p.relative_to(folder).as_posix(): np.asarray(read_image(p), dtype=np.int16) for p in sorted(folder.rglob("*.png"))}
 
 
-def test_killed_midway_resumes_to_the_same_result(tmp_path, photos):
+def test_killed_midway_resumes_to_the_same_result(tmp_path, photos, warm_cli):
+    import tempfile
+
     images, masks = make_tree(tmp_path, photos, n_extra=4)
     out = tmp_path / "cf"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(images), str(masks), str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     records = out / "records"
-    try:
-        while proc.poll() is None and len(list(records.glob("*.json"))) < 2:
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    with tempfile.TemporaryFile("w+") as err:     # a process of its own, forked from the warm server (tests/warm_cli.py)
+        proc = warm_cli.start([str(images), str(masks), str(out)], cwd=tmp_path, code=KILL_SCRIPT, stderr=err)
+        try:
+            while proc.poll() is None and len(list(records.glob("*.json"))) < 2:
+                time.sleep(0.02)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        err.seek(0)
+        assert proc.returncode == -signal.SIGKILL, err.read()[-2000:]
     done_before = {p.name: p.stat().st_mtime_ns for p in finished_files(records)}   # not a temporary file the kill left
     assert 2 <= len(done_before) < 8, "the run was not interrupted midway"
     assert not (out / "metadata.csv").exists()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -186,8 +184,8 @@ def test_resolve_device_and_one_line_errors():
 
 
 @pytest.mark.skipif(not NO_GPU, reason="checks the message for a machine without a GPU")
-def test_cli_device_cuda_without_a_gpu_is_one_line_and_exit_2():
-    r = subprocess.run([sys.executable, "-m", "modeledit", "layers", "world_vgg", "--device", "cuda"], capture_output=True, text=True)
+def test_cli_device_cuda_without_a_gpu_is_one_line_and_exit_2(warm_cli, tmp_path):
+    r = warm_cli.run(["layers", "world_vgg", "--device", "cuda"], cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["modeledit layers: error: --device cuda but no CUDA GPU is visible; use --device cpu (or auto)"]
 

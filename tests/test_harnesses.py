@@ -85,20 +85,18 @@ def test_bench_cli_numbers_are_consistent(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_bench_ray_matches_local_and_resumes_after_a_kill(tmp_path):
+def test_bench_ray_matches_local_and_resumes_after_a_kill(tmp_path, warm_cli):
     pytest.importorskip("ray")
     import signal
-    import subprocess
-    import sys
     import time
 
     sens = str(_sensitivity_csv(tmp_path / "s.csv"))
     args = BENCH + ["--sensitivity", sens, "--sites=-1"]
     assert main(args + ["--out", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2"]) == 0
     # a local run killed midway (SIGKILL once the first cell is on disk), then resumed: the same table as Ray's
+    # (the run is a process of its own, forked from the warm server: tests/warm_cli.py)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "modeledit.cli", *args, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = warm_cli.start([*args, "--out", str(killed)], cwd=tmp_path)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not list((killed / "cells").glob("*.json")):
         time.sleep(0.2)

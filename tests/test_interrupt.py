@@ -27,21 +27,29 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _interrupt_after_first(argv: list[str], done_glob: Path, pattern: str, timeout: float = 600) -> tuple[int, str]:
-    """Run the CLI in a subprocess; send SIGINT once the first unit is on disk; return (exit code, stderr)."""
-    proc = subprocess.Popen([sys.executable, "-m", "modeledit.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=_default_sigint)
-    deadline = time.time() + timeout
-    try:
-        while time.time() < deadline and proc.poll() is None and not list(done_glob.glob(pattern)):
-            time.sleep(0.01)
-        assert proc.poll() is None, "the run ended before the first unit was on disk: " + proc.stderr.read().decode()[-2000:]
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode, err.decode()
+def _interrupt_after_first(warm, argv: list[str], done_glob: Path, pattern: str, timeout: float = 600) -> tuple[int, str]:
+    """Run the CLI in a process of its own (forked from the warm server, tests/warm_cli.py: the command, not the
+    imports); send SIGINT once the first unit is on disk; return (exit code, stderr)."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as err:
+        proc = warm.start(argv, cwd=done_glob.parent.parent, stderr=err)
+        deadline = time.time() + timeout
+        try:
+            while time.time() < deadline and proc.poll() is None and not list(done_glob.glob(pattern)):
+                time.sleep(0.01)
+            assert proc.poll() is None, "the run ended before the first unit was on disk: " + _read(err)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return proc.returncode, _read(err)
+
+
+def _read(f) -> str:
+    f.seek(0)
+    return f.read()
 
 
 def _check_interrupt_output(code: int, err: str, command: str, expected: int = 130) -> None:
@@ -54,7 +62,7 @@ def _pngs(root: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(root)): np.asarray(Image.open(p), dtype=np.int16) for p in sorted(root.rglob("*.png"))}
 
 
-def test_sigint_on_the_generator_keeps_every_finished_image(tmp_path, photos):
+def test_sigint_on_the_generator_keeps_every_finished_image(tmp_path, photos, warm_cli):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     n = 0
@@ -73,7 +81,7 @@ def test_sigint_on_the_generator_keeps_every_finished_image(tmp_path, photos):
     argv = ["counterfactuals", "--images", str(images), "--concepts", "object", "--styles", "snow", "--segmenter", "files",
             "--segmenter-arg", f"root={masks}", "--stylizer", "magenta", "--style-images", "0,1", "--batch-size", "2"]
     out = tmp_path / "cf"
-    code, err = _interrupt_after_first([*argv, "--out", str(out)], out / "records", "*.json")
+    code, err = _interrupt_after_first(warm_cli, [*argv, "--out", str(out)], out / "records", "*.json")
     _check_interrupt_output(code, err, "counterfactuals")
     records = sorted((out / "records").glob("*.json"))
     assert 1 <= len(records) < n, "the run was not interrupted midway"
@@ -95,7 +103,7 @@ def test_sigint_on_the_generator_keeps_every_finished_image(tmp_path, photos):
     assert max(int(np.abs(pa[k] - pb[k]).max()) for k in pa) <= 1  # batch composition may differ: float rounding only
 
 
-def test_sigint_on_a_bench_run_keeps_every_finished_cell(tmp_path):
+def test_sigint_on_a_bench_run_keeps_every_finished_cell(tmp_path, warm_cli):
     sens = tmp_path / "s.csv"
     pd.DataFrame([dict(concept="road", style="black and white", class_name=c, presence=0.9, drop=0.3)
                   for c in ("car", "bus", "truck")]).to_csv(sens, index=False)
@@ -103,7 +111,7 @@ def test_sigint_on_a_bench_run_keeps_every_finished_cell(tmp_path):
             "--pairs", "road:black and white", "--sensitivity", str(sens), "--methods", "edit,finetune_local",
             "--finetune-grid", "1e-2:5,1e-3:5", "--sites=-1", "--max-clean-drop", "0.02"]
     out = tmp_path / "bench"
-    code, err = _interrupt_after_first([*argv, "--out", str(out)], out / "cells", "*.json")
+    code, err = _interrupt_after_first(warm_cli, [*argv, "--out", str(out)], out / "cells", "*.json")
     _check_interrupt_output(code, err, "bench")
     cells = sorted((out / "cells").glob("*.json"))
     assert 1 <= len(cells) < 3, "the run was not interrupted midway"
@@ -123,7 +131,8 @@ def test_sigint_on_a_bench_run_keeps_every_finished_cell(tmp_path):
 @pytest.mark.parametrize("command,sig,code", [("sensitivity", signal.SIGINT, 130), ("sensitivity", signal.SIGTERM, 143)])
 def test_sigint_before_any_unit_leaves_nothing(tmp_path, command, sig, code):
     """Interrupted (Ctrl-C, or SIGTERM as from `kill`) before its first unit finished, a run leaves no
-    manifest behind to block the next one. The signal goes out within 10 ms of the manifest; the first unit
+    manifest behind to block the next one. A fresh ``python -m modeledit.cli`` process, as a user's: the
+    interpreter's own start and signal set-up included (the other tests here fork from the warm server). The signal goes out within 10 ms of the manifest; the first unit
     (Magenta snow on the 16 road scenes of the 120) takes seconds after it (5.4 s at load 9, measured), and a
     unit finished first would leave the manifest and fail the test."""
     out = tmp_path / "sens"
@@ -149,22 +158,23 @@ train(cfg, out=sys.argv[1], progress=False)
 """
 
 
-def test_world_train_interrupted_resumes_to_the_same_weights(tmp_path):
+def test_world_train_interrupted_resumes_to_the_same_weights(tmp_path, warm_cli):
+    import tempfile
+
     import torch
 
     from modeledit.eval.world.train import TrainConfig, train
 
     out = tmp_path / "net.pt"
     resume = tmp_path / "net.pt.resume.pt"
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(out), str(torch.get_num_threads())], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE,
-                            preexec_fn=_default_sigint)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not resume.is_file():
-        time.sleep(0.01)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=600)
+    with tempfile.TemporaryFile("w+") as err:
+        proc = warm_cli.start([str(out), str(torch.get_num_threads())], cwd=tmp_path, code=TRAIN_SCRIPT, stderr=err)
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None and not resume.is_file():
+            time.sleep(0.01)
+        assert proc.poll() is None, _read(err)[-2000:]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(600)
     assert resume.is_file() and not out.exists()  # the finished epoch is kept, the checkpoint not yet written
     assert torch.load(str(resume), weights_only=False)["epoch"] in (1, 2)
     cfg = TrainConfig(net_kwargs={"plan": [8, "M", 16, "M", 16, "M"]}, n_train=540, n_test=90, epochs=3, batch_size=36)

@@ -103,13 +103,11 @@ def test_registry_lists_required_names():
         assert n in names
 
 
-def test_import_is_light():
-    import subprocess
-    import sys
-
+def test_import_is_light(warm_cli, tmp_path):
+    # a process of its own (forked from the warm server, which imported torch and torchvision only)
     code = "import sys, modeledit; modeledit.load_model; print(any(m in sys.modules for m in ('tensorflow', 'open_clip', 'detectron2')))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "False"
+    res = warm_cli.run(cwd=tmp_path, code=code)
+    assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,15 +127,12 @@ def test_model_without_offline_weights_is_refused_with_the_ways_to_get_them(name
         assert way in msg, (way, msg)
 
 
-def test_clip_without_weights_is_refused_before_open_clip_is_imported():
+def test_clip_without_weights_is_refused_before_open_clip_is_imported(warm_cli, tmp_path):
     # the refusal comes before any work: open_clip (and the minutes of a zero-shot head on random weights) never start
-    import subprocess
-    import sys
-
     code = ("import sys\nfrom modeledit import load_model\ntry:\n    load_model('clip:RN50')\nexcept ValueError as e:\n"
             "    print('refused' if 'no offline weights' in str(e) else e)\nprint('open_clip' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["refused", "False"]
+    res = warm_cli.run(cwd=tmp_path, code=code)
+    assert res.returncode == 0 and res.stdout.split() == ["refused", "False"], res.stderr[-2000:]
 
 
 @pytest.mark.parametrize("name,kwargs", [("resnet18", {}), ("vgg16_bn", {"num_classes": 3}), ("timm:resnet18", {"num_classes": 3}),

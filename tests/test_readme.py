@@ -139,12 +139,16 @@ def test_the_example_chains_are_independent():
             assert not any(name in code for name in theirs), f"README.md block at line {line} ({mine}) names one of {sorted(theirs)}"
 
 
-def _run_chain(name: str, folder: Path) -> None:
-    """Shell blocks with bash (stopping at the first failing line), Python blocks in a fresh interpreter."""
-    env = {**os.environ, "MPLBACKEND": "Agg", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+def _run_chain(name: str, folder: Path, warm) -> None:
+    """Shell blocks with bash (stopping at the first failing line), Python blocks as ``python -c``; each
+    ``modeledit`` command and Python block is a process of its own, forked from the warm server
+    (tests/warm_cli.py) instead of importing torch anew."""
+    env = warm.env({**os.environ, "MPLBACKEND": "Agg", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
     for line, kind, code in chains()[name]:
-        argv = ["bash", "-euo", "pipefail", "-c", code] if kind == "bash" else [sys.executable, "-c", code]
-        res = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=1800)
+        if kind == "bash":
+            res = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=folder, env=env, capture_output=True, text=True, timeout=1800)
+        else:
+            res = warm.run(cwd=folder, env=env, code=code, timeout=1800)
         assert res.returncode == 0, f"README.md {kind} block at line {line} failed (exit {res.returncode}):\n{res.stderr[-3000:]}"
 
 
@@ -152,13 +156,13 @@ def _run_chain(name: str, folder: Path) -> None:
 # own scope, so the two chains can run on the two workers at once.
 @pytest.mark.slow
 class TestPhotosChain:
-    def test_runs_as_written(self, tmp_path):
+    def test_runs_as_written(self, tmp_path, warm_cli):
         """samples, the ten-line example, the command tour, the Python API blocks, in a fresh folder."""
-        _run_chain("photos", tmp_path)
+        _run_chain("photos", tmp_path, warm_cli)
 
 
 @pytest.mark.slow
 class TestWorldChain:
-    def test_runs_as_written(self, tmp_path):
+    def test_runs_as_written(self, tmp_path, warm_cli):
         """samples, the world and harness commands, the world's Python block, in a fresh folder."""
-        _run_chain("world", tmp_path)
+        _run_chain("world", tmp_path, warm_cli)

@@ -10,7 +10,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -242,8 +241,8 @@ def get_json(url: str) -> dict:
         return json.loads(r.read())
 
 
-def wait_loaded(proc: subprocess.Popen, url: str, output: Any = lambda: "", timeout: float = 180) -> dict:
-    """Poll a ``modeledit studio`` process at ``url`` until its model is loaded; the state's model. The process
+def wait_loaded(proc, url: str, output: Any = lambda: "", timeout: float = 180) -> dict:
+    """Poll a ``modeledit studio`` process (a warm_cli run) at ``url`` until its model is loaded; the state's model. The process
     must stay alive meanwhile (``output()``: what it wrote, for the failure message)."""
     t0 = time.monotonic()
     while True:
@@ -259,16 +258,15 @@ def wait_loaded(proc: subprocess.Popen, url: str, output: Any = lambda: "", time
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``modeledit studio --model mobilenet_v2`` on a free loopback port, as a user starts it; stopped (SIGTERM)
-    at the end, its session folder must be gone."""
+def server(tmp_path_factory, warm_cli):
+    """``modeledit studio --model mobilenet_v2`` on a free loopback port, as a user starts it (a process forked
+    from the warm server, tests/warm_cli.py); stopped (SIGTERM) at the end, its session folder must be gone."""
     import re
 
     port = free_port()
-    exe = Path(sys.executable).with_name("modeledit")
     log = tmp_path_factory.mktemp("studio") / "server.log"
     out = log.open("w")
-    proc = subprocess.Popen([str(exe), "studio", "--model", "mobilenet_v2", "--port", str(port)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    proc = warm_cli.start(["studio", "--model", "mobilenet_v2", "--port", str(port)], cwd=ROOT, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_loaded(proc, url, lambda: log.read_text()[-3000:])
@@ -332,7 +330,7 @@ def shot(driver, name: str) -> None:
         driver.save_screenshot(str(Path(folder) / f"{name}.png"))
 
 
-def test_paint_restyle_execute_save_in_the_browser(server, browser, tmp_path):
+def test_paint_restyle_execute_save_in_the_browser(server, browser, tmp_path, warm_cli):
     import skimage.data
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -397,8 +395,8 @@ def test_paint_restyle_execute_save_in_the_browser(server, browser, tmp_path):
     from modeledit.images import save_image
 
     save_image(skimage.data.chelsea(), tmp_path / "chelsea.png")
-    out = subprocess.run([str(Path(sys.executable).with_name("modeledit")), "apply", "mobilenet_v2", str(tmp_path / "browser-edit"),
-                          str(tmp_path / "chelsea.png"), "--json"], capture_output=True, text=True, timeout=300)
+    out = warm_cli.run(["apply", "mobilenet_v2", str(tmp_path / "browser-edit"), str(tmp_path / "chelsea.png"), "--json"],
+                       cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     cli = json.loads(out.stdout)[0]
     for which, list_id in (("before", "pred-original-base"), ("after", "pred-original-edited")):
@@ -595,20 +593,16 @@ def test_segmenters_and_an_uploaded_style(client):
 # where the studio runs: --device, --precision, --deterministic (the session owns its Runtime)
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("modeledit")
-    return subprocess.run([str(exe), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def test_studio_command_takes_the_runtime_flags():
+def test_studio_command_takes_the_runtime_flags(warm_cli, tmp_path):
     """``modeledit studio --device cpu --precision bf16 --deterministic`` serves a model on the CPU predicting in bf16,
     and the page's state (its status line) says so."""
     port = free_port()
-    exe = Path(sys.executable).with_name("modeledit")
-    proc = subprocess.Popen([str(exe), "studio", "--model", "world_vgg", "--port", str(port), "--device", "cpu", "--precision", "bf16",
-                             "--deterministic"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        proc = warm_cli.start(["studio", "--model", "world_vgg", "--port", str(port), "--device", "cpu", "--precision", "bf16",
+                               "--deterministic"], cwd=ROOT, stdout=out, stderr=out)
     try:
-        model = wait_loaded(proc, f"http://127.0.0.1:{port}", lambda: proc.stdout.read()[-3000:])
+        model = wait_loaded(proc, f"http://127.0.0.1:{port}", lambda: log.read_text()[-3000:])
         assert model["runtime"]["device"] == "cpu" and model["runtime"]["precision"] == "bf16" and model["runtime"]["deterministic"]
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
         assert 'id="model-device"' in page
