@@ -47,6 +47,7 @@ class DemoConfig(JsonConfig):
     bench_images: int = 900
     clean_images: int = 600
     typographic_images: int = 720
+    stats_images: int = 1500                # training scenes for the key statistics C (bench and typographic)
     n_exemplars: int = 3
     sites: list[str] = field(default_factory=lambda: ["-3", "-1"])
     methods: list[str] = field(default_factory=lambda: ["edit", "finetune_local", "finetune_global", "paint_global", "rrr_global"])
@@ -64,7 +65,7 @@ class DemoConfig(JsonConfig):
     def quick(cls) -> "DemoConfig":
         """A small version (about two minutes) for tests and a first look; the numbers are noisy."""
         return cls(sensitivity_images=180, concepts=["road", "grass", "water"], styles=["snow"], bench_images=270,
-                   clean_images=180, typographic_images=180, sites=["-1"], finetune_grid=[[1e-2, 20]], max_clean_drop=0.02,
+                   clean_images=180, typographic_images=180, stats_images=300, sites=["-1"], finetune_grid=[[1e-2, 20]], max_clean_drop=0.02,
                    photos_quick=True, photo_models=["mobilenet_v2"])
 
 
@@ -152,7 +153,7 @@ def bench_section(cfg: DemoConfig, out: Path, sensitivity_csv: Path) -> pd.DataF
     bcfg = BenchConfig(model=cfg.model, dataset=f"world:test:{cfg.bench_images}", clean=f"world:val:{cfg.clean_images}", sensitivity=str(sensitivity_csv), max_pairs=1,
                        protocol=ProtocolConfig(max_clean_drop=cfg.max_clean_drop), n_exemplars=[cfg.n_exemplars],
                        seeds=[cfg.seed], methods=list(cfg.methods), sites=cfg.sites,
-                       finetune_grid=cfg.finetune_grid)
+                       finetune_grid=cfg.finetune_grid, stats_dataset=f"world:train:{cfg.stats_images}")
     table = run_bench(bcfg, str(out)).table
     table.to_csv(out / "cells.csv", index=False)
     summary = summarize(table, cfg.max_clean_drop)
@@ -291,7 +292,7 @@ def typographic_section(cfg: DemoConfig, out: Path) -> list[pd.DataFrame]:
     from modeledit.eval.typographic import TypographicConfig
 
     common = dict(dataset=f"world:test:{cfg.typographic_images}", clean=f"world:val:{cfg.clean_images}", finetune_grid=cfg.finetune_grid,
-                  max_clean_drop=cfg.max_clean_drop, seed=cfg.seed)
+                  max_clean_drop=cfg.max_clean_drop, seed=cfg.seed, stats_dataset=f"world:train:{cfg.stats_images}")
     studies = []
     if cfg.clip_model:
         studies.append((TypographicConfig(model=cfg.clip_model, sites=["visual.layer4.0"], paster="world_clip", fonts=list(cfg.clip_fonts),
