@@ -5,7 +5,8 @@ EXIF orientation) and :func:`to_pil` / :func:`read_image` (8-bit RGB), so all co
 Each PIL mode is read by its real range:
 
 * ``1``, ``L``, ``P``, ``RGB``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: converted to RGB;
-* ``LA``, ``PA``, ``RGBA`` (and premultiplied ``La``/``RGBa``), or a ``transparency`` entry: composited on white;
+* ``LA``, ``PA``, ``RGBA`` (and premultiplied ``La``/``RGBa``), or a ``transparency`` entry: composited on white
+  (an image transparent at every pixel, blank on white, is refused);
 * ``I;16`` (any byte order): 16-bit, divided by 65535;
 * ``I``: the range its file declares: PGM/PPM (Pillow scales them to 16 bits) and PNG by 65535, an
   unsigned TIFF of ``b`` <= 16 bits by 2^b - 1; 32-bit or signed integers have no agreed range and are
@@ -132,16 +133,27 @@ def float01(arr: np.ndarray, name: str, slack: float = FLOAT_SLACK) -> np.ndarra
     return np.clip(arr, 0.0, 1.0)
 
 
+def _check_visible(im: Image.Image, visible: bool) -> None:
+    """Refuse a picture whose alpha is 0 everywhere: composited on white it would be a blank white image, read
+    as if it were the picture."""
+    if not visible:
+        raise ValueError(f"{_name(im)} is fully transparent (alpha 0 at every pixel): on white it is a blank picture; "
+                         "save it with its alpha, or without transparency")
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     mode = im.mode
     if mode in GREY16_MODES or mode in ("I", "F"):
         grey = (_grey01(im) * 255.0).round().astype(np.uint8)
         clear = im.info.get("transparency")
         if isinstance(clear, int) and mode != "F":   # a PNG tRNS grey value: transparent, so it shows white
-            grey[np.asarray(im) == clear] = 255
+            hidden = np.asarray(im) == clear
+            _check_visible(im, hidden.size == 0 or not hidden.all())
+            grey[hidden] = 255
         return Image.fromarray(grey, "L").convert("RGB")
     if mode in ALPHA_MODES or (mode in PLAIN_MODES and "transparency" in im.info):
         rgba = im.convert("LA").convert("RGBA") if mode == "La" else im.convert("RGBA")
+        _check_visible(im, rgba.getextrema()[3][1] > 0)
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
     if mode == "RGB":

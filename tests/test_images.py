@@ -69,6 +69,24 @@ def test_palette_with_and_without_transparency(rgb, tmp_path):
     assert (out[hole] == 255).all() and np.array_equal(out[~hole], shown[~hole])
 
 
+def test_a_fully_transparent_image_is_refused_not_read_as_white(rgb, tmp_path):
+    """Alpha 0 at every pixel (a file, an array, a tRNS grey value covering all): on white it would be a blank
+    picture read as if it were the photo; one pixel of alpha is enough to read it."""
+    from modeledit.images import read_tensor
+
+    clear = np.dstack([rgb, np.zeros(rgb.shape[:2], np.uint8)])
+    Image.fromarray(clear, "RGBA").save(tmp_path / "clear.png")
+    for bad in (tmp_path / "clear.png", clear):
+        with pytest.raises(ValueError, match="fully transparent"):
+            read_tensor(bad)
+    g16 = np.full((8, 8), 4000, np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16clear.png", transparency=4000)
+    with pytest.raises(ValueError, match="fully transparent"):
+        read_image(tmp_path / "g16clear.png")
+    clear[0, 0, 3] = 255
+    assert read_tensor(clear)[:, 0, 0].tolist() == (rgb[0, 0] / 255).astype(np.float32).tolist()
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "La", "RGBa"])
 def test_alpha_modes_composited_on_white(rgb, grey, mode, tmp_path):
     alpha = _alpha(rgb.shape)
