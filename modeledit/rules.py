@@ -770,6 +770,14 @@ def rank_sites(
         raise ValueError(f"budget is a clean-accuracy drop in [0, 1) (0.0025 = 0.25 pp), got {budget}")
     if not strengths or any(not 0 < s <= 1 for s in strengths):
         raise ValueError(f"strengths must be fractions in (0, 1], got {list(strengths)}")
+    if sites is None:
+        chosen = list_sites(lm.model)
+    else:
+        chosen = [get_site(lm.model, s) for s in sites]
+        named = [s.name for s in chosen]
+        twice = sorted({n for n in named if named.count(n) > 1})
+        if twice:
+            raise ValueError(f"sites {list(sites)} name {', '.join(twice)} more than once; list each site once")
     n_classes = len(lm.class_names)
     cx, cy = _images_and_labels(clean, "clean", n_classes)
     vx, vxp, vy = _pairs_and_labels(val if val is not None else (rule.exemplars.x, rule.exemplars.x_prime, None), "validation", n_classes)
@@ -785,7 +793,6 @@ def rank_sites(
     if len(cx) * budget < 1:
         log.warning("the clean set's %d images resolve %.2f pp, coarser than the %.2f pp budget: a site qualifies only if "
                     "no clean prediction changes; give more clean images for a finer budget", len(cx), 100 / len(cx), 100 * budget)
-    chosen = list_sites(lm.model) if sites is None else list({s.name: s for s in (get_site(lm.model, s) for s in sites)}.values())
     cfg = config or EditConfig()
     model = lm.model
     rows = []

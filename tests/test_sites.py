@@ -59,6 +59,17 @@ def test_rank_sites_orders_by_validation_correction(world_files):
         rank_sites(lm, Rule("car", Exemplars(x, xp)), clean=clean[:0], stats=clean)
 
 
+def test_a_site_listed_twice_is_refused(world_files):
+    """By index and by name, the same site twice was ranked once without a word: now one line, before any work."""
+    from modeledit.layers import list_sites
+
+    lm, _, x, xp, clean = world_files
+    name = list_sites(lm.model)[4].name
+    for sites in ([4, 4], [4, name]):
+        with pytest.raises(ValueError, match=f"name {name} more than once"):
+            rank_sites(lm, Rule("car", Exemplars(x, xp)), clean=clean, stats=clean, sites=sites)
+
+
 def test_sites_command_and_layer_auto(world_files, capsys):
     _, d, *_ = world_files
     rule = ["--original", *(str(d / f"car{i}.png") for i in range(3)), "--transformed", *(str(d / f"car{i}_snow.png") for i in range(3))]
