@@ -45,9 +45,10 @@ browser:
 
 # Two workers, one per core. A work unit is a test file or a test class (loadscope; no class but test_readme's
 # two example chains is one), handed out in collection order (no reorder by test count): tests/conftest.py puts
-# the longest units first, so neither worker is left alone with a long file at the end.
+# the longest units first, so neither worker is left alone with a long file at the end. The 15 slowest tests are
+# listed at the end (where the time goes, for the next change to the order or the tests).
 test: $(STAMP) browser
-	$(WRITE_PYC) $(PY) -m pytest -q -ra -n 2 --dist loadscope --no-loadscope-reorder tests
+	$(WRITE_PYC) $(PY) -m pytest -q -ra -n 2 --dist loadscope --no-loadscope-reorder --durations=15 tests
 
 bench: $(STAMP)
 	$(WRITE_PYC) $(PY) benchmarks/bench_edit.py

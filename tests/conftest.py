@@ -21,9 +21,9 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 # one of them keeps a worker busy after the other ran out of work. The longest units go first here (largest first, by
 # the per-file durations of a full run, `pytest --durations=0`); the short files then fill in. The order decides only when a test runs, never what runs.
 LONG_FIRST = (
-    "test_readme.py::TestPhotosChain", "test_readme.py::TestWorldChain", "test_interrupt.py", "test_harnesses.py",
-    "test_report.py", "test_clip_recipe.py", "test_cli.py", "test_sites.py", "test_clip_typographic.py",
-    "test_studio.py", "test_methods.py", "test_suffix.py", "test_styles.py", "test_device.py",
+    "test_studio.py", "test_harnesses.py", "test_report.py", "test_readme.py::TestWorldChain", "test_readme.py::TestPhotosChain",
+    "test_interrupt.py", "test_suffix.py", "test_editor.py", "test_sites.py", "test_styles.py", "test_clip_recipe.py",
+    "test_executors.py", "test_layers.py", "test_clip_typographic.py", "test_models.py", "test_device.py",
 )
 
 

@@ -36,7 +36,7 @@ def _interrupt_after_first(warm, argv: list[str], done_glob: Path, pattern: str,
         proc = warm.start(argv, cwd=done_glob.parent.parent, stderr=err)
         deadline = time.time() + timeout
         try:
-            while time.time() < deadline and proc.poll() is None and not list(done_glob.glob(pattern)):
+            while time.time() < deadline and proc.poll() is None and not _finished(done_glob, pattern):
                 time.sleep(0.01)
             assert proc.poll() is None, "the run ended before the first unit was on disk: " + _read(err)
             proc.send_signal(signal.SIGINT)
@@ -45,6 +45,12 @@ def _interrupt_after_first(warm, argv: list[str], done_glob: Path, pattern: str,
             if proc.poll() is None:
                 proc.kill()
         return proc.returncode, _read(err)
+
+
+def _finished(folder: Path, pattern: str) -> list[Path]:
+    """The finished units: pathlib's glob also matches a unit being written (``.name.PID.tmp.json``), and a signal
+    sent then discards it (the run is interrupted before its first unit: nothing kept)."""
+    return [p for p in folder.glob(pattern) if not p.name.startswith(".")]
 
 
 def _read(f) -> str:
