@@ -221,9 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{prog}: {INTERRUPTED}", file=sys.stderr)
             code = 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # noqa: BLE001 - sorted into user errors (one line) and bugs (traceback)
-        signal_exc = _interrupt_behind(exc)
-        msg = None if signal_exc is not None else user_message(exc)
-        if signal_exc is not None:  # Ctrl-C landed inside code that wrapped it (e.g. an import): still an interrupt
+        # the reader of stdout left (`modeledit layers NAME | head`): no traceback, no "bug"; a broken pipe
+        # elsewhere (a worker's, a socket) is an error like any other
+        reader_gone = isinstance(exc, BrokenPipeError) and _stdout_closed()
+        signal_exc = None if reader_gone else _interrupt_behind(exc)
+        msg = None if reader_gone or signal_exc is not None else user_message(exc)
+        if reader_gone:
+            _drop_stdout()
+            code = PIPE_CLOSED
+        elif signal_exc is not None:  # Ctrl-C landed inside code that wrapped it (e.g. an import): still an interrupt
             print(f"{prog}: {INTERRUPTED}", file=sys.stderr)
             code = 143 if isinstance(signal_exc, Terminated) else 130
         elif msg is None:
@@ -252,6 +258,30 @@ def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
 
 #: the exit codes of an interrupted command (Ctrl-C, SIGTERM)
 INTERRUPTED_CODES = (130, 143)
+#: the exit code when the reader of standard output closed it first (`| head`): 128 + SIGPIPE, as a shell reports
+#: a tool the closed pipe ended
+PIPE_CLOSED = 141
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll reports an error on its write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _drop_stdout() -> None:
+    """Send what is left of standard output (its buffer, the exit's flush) to /dev/null: the reader has gone, and
+    Python would otherwise print the broken pipe at exit and end with status 120."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _finish(code: int, keep_ignoring: bool) -> int:
@@ -260,9 +290,15 @@ def _finish(code: int, keep_ignoring: bool) -> int:
     the process at once with ``code`` (a signal during the interpreter's shutdown would otherwise end it with
     130, and ignoring it would leave a slow shutdown unstoppable)."""
     with ignoring_interrupts():
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):     # a closed pipe or stream: nothing left to deliver
-                stream.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:       # the reader left before the output was delivered
+            _drop_stdout()
+            code = PIPE_CLOSED if code == 0 else code
+        except (OSError, ValueError):  # a closed stream: nothing left to deliver
+            pass
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
         if keep_ignoring:
             exit_on_interrupt(code)
     if keep_ignoring and code in INTERRUPTED_CODES:

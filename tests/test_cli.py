@@ -133,6 +133,27 @@ def test_native_log_noise_is_held_back_unless_verbose(tmp_path, verbose, warm_cl
     assert ("XNNPACK" in res.stderr) is verbose, res.stderr[-2000:]
 
 
+@pytest.mark.parametrize("how", ["line-buffered", "block-buffered", "fresh interpreter"])
+def test_a_reader_that_leaves_first_ends_the_command_quietly_with_141(tmp_path, warm_cli, how):
+    """`modeledit layers mobilenet_v2 | head -1`: the reader has closed the pipe before the output is written. The
+    command ends with 141 (as a shell reports a tool the closed pipe ended), not with a traceback calling it a bug
+    (line-buffered output fails inside the command, block-buffered at the final flush) nor, in a fresh interpreter,
+    with Python's own broken-pipe report at exit (status 120)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"} | ({"PYTHONUNBUFFERED": "1"} if how == "line-buffered" else {})
+    argv = ["layers", "mobilenet_v2"]
+    with os.fdopen(write_end, "w") as out, (tmp_path / "err").open("w+") as err:
+        if how == "fresh interpreter":
+            code = subprocess.run([sys.executable, "-m", "modeledit", *argv], cwd=tmp_path, env=env, stdout=out, stderr=err,
+                                  timeout=300).returncode
+        else:
+            code = warm_cli.start(argv, cwd=tmp_path, env=env, stdout=out, stderr=err).wait(300)
+        err.seek(0)
+        text = err.read()
+    assert code == 141 and "Traceback" not in text and "internal error" not in text and "Broken pipe" not in text, (code, text)
+
+
 def test_verbose_does_not_flood_and_warnings_are_one_line(capsys, monkeypatch):
     import modeledit.commands.models as cmd
     from modeledit.cli import main

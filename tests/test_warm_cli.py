@@ -45,8 +45,8 @@ def test_a_signal_reaches_the_run(warm_cli, tmp_path):
 
 
 def test_the_shim_is_the_command_in_a_shell(warm_cli, tmp_path):
-    res = subprocess.run(["bash", "-euo", "pipefail", "-c", "command -v modeledit; modeledit models | head -1; modeledit nosuch"],
+    res = subprocess.run(["bash", "-euo", "pipefail", "-c", "command -v modeledit; modeledit models | wc -l; modeledit nosuch"],
                          cwd=tmp_path, env=warm_cli.env(ENV), capture_output=True, text=True, timeout=120)
     lines = res.stdout.splitlines()
-    assert lines[0] == os.path.join(warm_cli.bindir, "modeledit") and len(lines) == 2, res.stdout
+    assert lines[0] == os.path.join(warm_cli.bindir, "modeledit") and len(lines) == 2 and int(lines[1]) > 5, res.stdout
     assert res.returncode == 2 and "unknown command 'nosuch'" in res.stderr, res.stderr
