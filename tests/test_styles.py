@@ -193,3 +193,14 @@ def test_tfhub_loads_a_savedmodel(tmp_path, astronaut128):
             "import modeledit; print(modeledit.load_model('mobilenet_v2').name)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and res.stdout.strip().endswith("mobilenet_v2"), res.stderr[-2000:]
+
+
+def test_tfhub_url_imports_tensorflow_hub_and_asks_for_the_network(monkeypatch):
+    """A hub URL goes through tensorflow_hub, which imports pkg_resources (gone from setuptools 82: the extra pins
+    setuptools below it); offline, the refusal names the way out, not an install."""
+    import torchvision.models  # noqa: F401 - before TensorFlow, as the tfhub backend does
+
+    pytest.importorskip("tensorflow")
+    monkeypatch.setenv("MODELEDIT_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="MODELEDIT_OFFLINE is set; download it elsewhere"):
+        get_stylizer("tfhub", handle="https://tfhub.dev/google/magenta/arbitrary-image-stylization-v1-256/2")
