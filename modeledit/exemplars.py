@@ -113,7 +113,7 @@ class Exemplars:
         """
         import numpy as np
 
-        from modeledit.images import open_image, read_image, resize_crop, to_tensor01
+        from modeledit.images import check_batch01, open_image, read_image, resize_crop, to_tensor01
         from modeledit.masks import mask_array
 
         size = size or lm.input_size
@@ -122,8 +122,10 @@ class Exemplars:
         def name(a: Any, what: str, i: int) -> str:
             return repr(str(a)) if isinstance(a, (str, os.PathLike)) else f"{what} {i}"
 
-        def img(a: Any) -> torch.Tensor:
-            return (a if isinstance(a, torch.Tensor) else to_tensor01(read_image(a) if isinstance(a, (str, os.PathLike)) else a)).float()
+        def img(a: Any, what: str, i: int) -> torch.Tensor:
+            if isinstance(a, torch.Tensor):     # refused, not clamped: 0-255, normalised, integer or NaN tensors
+                return check_batch01(a, f"{what} {i}")[0] if a.dim() == 3 else check_batch01(a, f"{what} {i}")
+            return to_tensor01(read_image(a) if isinstance(a, (str, os.PathLike)) else a).float()
 
         def msk(a: Any) -> torch.Tensor:
             if isinstance(a, (str, os.PathLike)):
@@ -146,7 +148,7 @@ class Exemplars:
             raise ValueError(f"{len(masks)} masks for {len(originals)} exemplar pairs; give one mask per pair (or none)")
         xs, xps, ms = [], [], []
         for i, (a, b) in enumerate(zip(originals, transformed)):
-            x, xp = img(a), img(b)
+            x, xp = img(a, "original", i), img(b, "transformed", i)
             (h, w), (h2, w2) = x.shape[-2:], xp.shape[-2:]
             if (h, w) != (h2, w2):
                 raise ValueError(f"original {name(a, 'original', i)} is {w}x{h} but transformed {name(b, 'transformed', i)} is {w2}x{h2}; "

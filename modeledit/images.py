@@ -261,10 +261,19 @@ def to_uint8(x01: torch.Tensor) -> np.ndarray:
 def save_image(x: Any, path: str | os.PathLike) -> None:
     """Write an image atomically (temp file then rename), so a crash never leaves a half-written PNG."""
     p = Path(path)
+    fmt = Image.registered_extensions().get(p.suffix.lower(), None) if p.suffix else "PNG"
+    if fmt is None:
+        raise ValueError(f"cannot save an image as {str(p)!r}: {p.suffix!r} is not an image format; use .png (or .jpg, .tif, .webp)")
+    if isinstance(x, torch.Tensor) and x.dtype.is_floating_point:   # refused, not clamped: 0-255, normalised, NaN
+        if x.dim() != 3:
+            raise ValueError(f"the image to save as {p.name!r} must be one (C, H, W) tensor in [0, 1], got shape {tuple(x.shape)}; "
+                             "save a batch's images one by one")
+        float01(x.detach().float().cpu().numpy(), f"the image to save as {p.name!r}", TENSOR_SLACK)   # as tensors at the API
+        x = to_uint8(x)
+    pil = to_pil(x)
     p.parent.mkdir(parents=True, exist_ok=True)
-    pil = to_pil(to_uint8(x) if isinstance(x, torch.Tensor) and x.dtype.is_floating_point else x)
     with atomic_path(p) as tmp:
-        pil.save(tmp, format=(p.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG"))
+        pil.save(tmp, format=fmt)
 
 
 def resize_crop(t: torch.Tensor, resize: int, crop: int, mask: bool = False) -> torch.Tensor:

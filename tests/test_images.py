@@ -300,3 +300,36 @@ def test_tensors_at_the_api_are_checked_once(mobilenet, rgb):
     assert mobilenet.predict_labels(x.double()).tolist() == mobilenet.predict_labels(x).tolist()
     assert mobilenet.predict_labels(x[:0]).shape == (0,)
     assert check_batch01(torch.empty(2, 3, 4, 4, device="meta"), "images").device.type == "meta"
+
+
+def test_save_image_refuses_what_it_would_clip_or_cannot_write(tmp_path):
+    """0-255 floats, a normalised tensor or NaN were clamped into a white/black PNG; an unknown suffix failed inside
+    PIL (KeyError) after the work; a batch failed with a permute error. Rounding just above 1 is still clipped."""
+    import torch
+
+    from modeledit.images import save_image
+
+    x = torch.rand(3, 16, 16)
+    for bad, match in ((x * 255, "must lie in"), (x - 0.5, "must lie in"), (x * float("nan"), "NaN"), (x[None], "one by one")):
+        with pytest.raises(ValueError, match=match):
+            save_image(bad, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="not an image format"):
+        save_image(x, tmp_path / "a.txt")
+    assert not list(tmp_path.iterdir())
+    save_image(x * (1 + 1e-5), tmp_path / "ok.jpg")           # rounding above 1 is clipped
+    save_image(x, tmp_path / "ok.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "ok.png")), (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+def test_exemplar_tensors_are_checked_not_clamped(mobilenet):
+    """Exemplars.from_images clamped tensors to [0, 1]: a uint8 or 0-255 float exemplar became a 92% white picture and
+    the rewrite went ahead on it."""
+    import torch
+
+    from modeledit import Exemplars
+
+    x = torch.rand(3, 64, 64)
+    for bad in ((x * 255).to(torch.uint8), x * 255, (x - 0.45) / 0.22):
+        with pytest.raises(ValueError, match="original 0"):
+            Exemplars.from_images(mobilenet, [bad], [x])
+    assert Exemplars.from_images(mobilenet, [x], [x.flip(-1)]).x.shape == (1, 3, 224, 224)
