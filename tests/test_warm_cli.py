@@ -26,8 +26,8 @@ def test_a_run_has_the_callers_folder_environment_and_arguments(warm_cli, tmp_pa
     code = "import os, sys; print(os.getcwd(), os.environ['WARM_PROBE'], sys.argv[1:]); sys.exit(3)"
     res = warm_cli.run(["a", "b"], cwd=tmp_path, env={**ENV, "WARM_PROBE": "seen"}, code=code)
     assert res.returncode == 3 and res.stdout.split() == [str(tmp_path), "seen", "['a',", "'b']"], res.stderr
-    res = warm_cli.run(cwd=tmp_path, env=ENV, code="import os; print('WARM_PROBE' in os.environ)")
-    assert res.stdout.strip() == "False"        # nothing left over from the run before
+    res = warm_cli.run(cwd=tmp_path, env=ENV, code="import os, sys; print('WARM_PROBE' in os.environ, repr(sys.path[0]))")
+    assert res.stdout.split() == ["False", "''"], res.stdout     # nothing left over from the run before; `python -c`'s path
     res = warm_cli.run(cwd=tmp_path, env=ENV, code="raise ValueError('boom')")
     assert res.returncode == 1 and "ValueError: boom" in res.stderr
 

@@ -70,8 +70,10 @@ def _child(request: dict, fds: list[int]) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)      # the signals a program started from a shell has
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         sys.argv = list(request["argv"])
+        # sys.path[0] as a fresh process has it (the server's is this file's folder, tests/): the current folder
+        # for `python -c`, the console script's folder for `modeledit`
+        sys.path[0] = "" if request["kind"] == "code" else os.path.dirname(sys.executable)
         if request["kind"] == "code":
-            sys.path.insert(0, "")
             exec(compile(request["code"], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
             code = 0
         else:
